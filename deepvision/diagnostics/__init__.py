@@ -1,0 +1,1 @@
+"""Diagnostics: the checks and pictures of the talk."""

@@ -1,0 +1,1 @@
+"""Layers: convolution, local contrast normalisation, pooling, initialisers."""

@@ -1,0 +1,1 @@
+"""Training: train states, pure train / eval steps, and the experiment loop."""

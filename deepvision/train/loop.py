@@ -1,0 +1,255 @@
+"""`train_and_evaluate(config, workdir)`: the one library call behind the launcher and the notebooks.
+
+The trainer named by `config.trainer` runs the experiment. The supervised trainer:
+  1. checks the whole config (names, fields, values, data on disk) before any compute;
+  2. builds the model from the zoo, the optimiser, the input pipeline and the train state;
+  3. resumes from the newest checkpoint in `workdir/checkpoints` if there is one (parameters, optimiser,
+     step and the data iterator's position, so the run ends bitwise equal to an uninterrupted one);
+  4. trains with a jitted pure step, logging to `metrics.jsonl` and TensorBoard, evaluating on the
+     validation split, checkpointing (keep N, the final step always), with a progress line;
+  5. evaluates on the test split (the last record carries `test/accuracy`) and draws the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from deepvision import optim, zoo
+from deepvision.checkpoint import Checkpointer
+from deepvision.data import datasets, pipeline
+from deepvision.diagnostics import viz
+from deepvision.registry import Registry, UnknownNameError
+from deepvision.train import supervised
+from deepvision.train.state import TrainState, count_params, create_train_state
+from deepvision.train.writers import MetricsWriter, Progress, read_metrics
+
+TRAINERS: Registry[Callable[[ml_collections.ConfigDict, str], dict]] = Registry("trainer")
+
+
+class ConfigError(ValueError):
+  """An experiment config that cannot run: the message names the field, the value and what is valid."""
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs the experiment described by `config` in `workdir` and returns its final metrics record."""
+  try:
+    trainer = TRAINERS.get(config.trainer)
+  except UnknownNameError as e:
+    raise ConfigError(f"config.trainer: {e}") from None
+  return trainer(config, workdir)
+
+
+# ----------------------------------------------------------------------------- supervised
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """Everything checked and resolved from the config before compute."""
+
+  model: Any
+  info: datasets.DatasetInfo
+  train_source: Any
+  eval_source: Any | None
+  test_source: Any | None
+  steps_per_epoch: int
+  total_steps: int
+  preprocess: supervised.Preprocess
+
+
+class _Subset:
+  """The first `n` examples of a fixed permutation of `source` (for overfitting checks)."""
+
+  def __init__(self, source, n: int, seed: int = 0):
+    self._source = source
+    self._indices = np.random.default_rng(seed).permutation(len(source))[:n]
+
+  def __len__(self) -> int:
+    return len(self._indices)
+
+  def __getitem__(self, i):
+    return self._source[int(self._indices[i])]
+
+  def read_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    return pipeline.read_batch(self._source, self._indices[indices])
+
+
+def _positive_int(config, field: str, allow_zero: bool = False) -> int:
+  value = config.get(field)
+  low = 0 if allow_zero else 1
+  if not isinstance(value, int) or isinstance(value, bool) or value < low:
+    raise ConfigError(f"config.{field} must be an integer >= {low}, got {value!r}")
+  return value
+
+
+def _plan_supervised(config: ml_collections.ConfigDict) -> _Plan:
+  """Checks the config and opens the data; raises ConfigError / DatasetNotFoundError before compute."""
+  try:
+    model = zoo.create(config.model, **config.get("model_kwargs", {}))
+  except (UnknownNameError, ValueError, TypeError) as e:
+    raise ConfigError(f"config.model / config.model_kwargs: {e}") from None
+  try:
+    info = datasets.dataset_info(config.dataset, data_dir=config.get("data_dir") or None)
+  except UnknownNameError as e:
+    raise ConfigError(f"config.dataset: {e}") from None
+  if tuple(model.input_shape) != tuple(info.image_shape or ()):
+    raise ConfigError(
+        f"config.model {config.model!r} expects images of shape {tuple(model.input_shape)} but "
+        f"config.dataset {config.dataset!r} has {info.image_shape}")
+
+  def split(field):
+    name = config.get(field) or None
+    # TFDS split expressions are allowed: 'train+validation', 'train[:80%]'.
+    bases = {part.split("[")[0].strip() for part in (name or "").split("+")} - {""}
+    if not bases <= set(info.splits):
+      raise ConfigError(f"config.{field}: data set {config.dataset!r} has no split {name!r}; "
+                        f"valid choices: {', '.join(info.splits)}")
+    return name
+
+  train_split, eval_split, test_split = split("train_split"), split("eval_split"), split("test_split")
+  if train_split is None:
+    raise ConfigError("config.train_split must name a split")
+  batch_size = _positive_int(config, "batch_size")
+  num_epochs = _positive_int(config, "num_epochs")
+  subset = _positive_int(config, "train_subset", allow_zero=True)
+  for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+    _positive_int(config, field, allow_zero=True)
+  _positive_int(config, "keep_checkpoints")
+  try:
+    preprocess = supervised.Preprocess(**config.augment.to_dict())
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"config.augment: {e}") from None
+
+  data_dir = config.get("data_dir") or None
+  in_memory = bool(config.get("in_memory", True))
+  train_source = datasets.get_source(config.dataset, train_split, data_dir=data_dir, in_memory=in_memory)
+  if subset:
+    if subset > len(train_source):
+      raise ConfigError(f"config.train_subset={subset} exceeds the {len(train_source)} examples of "
+                        f"{config.dataset}/{train_split}")
+    train_source = _Subset(train_source, subset)
+  if batch_size > len(train_source):
+    raise ConfigError(f"config.batch_size={batch_size} exceeds the {len(train_source)} training examples")
+
+  def open_split(name):
+    if name is None:
+      return None
+    if name == train_split:
+      return train_source
+    return datasets.get_source(config.dataset, name, data_dir=data_dir, in_memory=in_memory)
+
+  steps_per_epoch = len(train_source) // batch_size
+  total_steps = steps_per_epoch * num_epochs
+  try:
+    optim.make_optimizer(config, total_steps)
+  except (UnknownNameError, ValueError) as e:
+    raise ConfigError(f"config.optimizer: {e}") from None
+  return _Plan(model, info, train_source, open_split(eval_split), open_split(test_split),
+               steps_per_epoch, total_steps, preprocess)
+
+
+def evaluate(eval_step, state: TrainState, source, batch_size: int, prefix: str) -> dict[str, float]:
+  """Mean loss and accuracy of `state` over a whole split, as `{prefix}/loss`, `{prefix}/accuracy`."""
+  totals = None
+  for batch in pipeline.eval_batches(source, batch_size):
+    sums = eval_step(state, batch)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = float(totals["count"])
+  return {f"{prefix}/loss": float(totals["loss_sum"]) / count,
+          f"{prefix}/accuracy": float(totals["correct_sum"]) / count}
+
+
+def _first_conv_kernel(params) -> np.ndarray | None:
+  """The first 4-D kernel in parameter order (the first convolution), or None."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    if leaf.ndim == 4 and "kernel" in jax.tree_util.keystr(path):
+      return np.asarray(leaf)
+  return None
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  path = os.path.join(workdir, "config.json")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(config.to_dict(), f, indent=2, sort_keys=True, default=str)
+  os.replace(tmp, path)
+
+
+@TRAINERS.register("supervised")
+def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains a zoo classifier on a data set with SGD; see the module docstring for the steps."""
+  plan = _plan_supervised(config)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+
+  tx = optim.make_optimizer(config, plan.total_steps)
+  lr_fn = optim.learning_rate_schedule(config, plan.total_steps)
+  state = create_train_state(plan.model, tx, jax.random.key(config.seed), plan.info.image_shape)
+  train_iter = pipeline.train_batches(plan.train_source, config.batch_size, seed=config.seed)
+
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  start = checkpointer.latest_step()
+  if start is not None:
+    state, data_state = checkpointer.restore(state)
+    train_iter.set_state(data_state)
+    if start >= plan.total_steps:
+      checkpointer.close()
+      print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
+      return read_metrics(workdir)[-1]
+    print(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
+  start = start or 0
+  writer = MetricsWriter(workdir, resume_step=start if start else None)
+  _write_config(config, workdir)
+  print(f"{config.model}: {count_params(state.params):,} parameters; {config.dataset}: "
+        f"{len(plan.train_source)} training examples, {plan.total_steps} steps of {config.batch_size}.")
+
+  train_step = jax.jit(supervised.make_train_step(plan.preprocess, lr_fn), donate_argnums=0)
+  eval_step = jax.jit(supervised.make_eval_step(plan.preprocess))
+  eval_batch = config.get("eval_batch_size") or config.batch_size
+  log_every = config.log_every_steps or plan.steps_per_epoch
+  eval_every = config.eval_every_steps or plan.steps_per_epoch
+  ckpt_every = config.checkpoint_every_steps or plan.total_steps
+  progress = Progress(plan.total_steps, start_step=start)
+  pending: list[dict] = []
+  record: dict = {}
+  for step in range(start + 1, plan.total_steps + 1):
+    state, metrics = train_step(state, next(train_iter))
+    pending.append(metrics)
+    last = step == plan.total_steps
+    if step % log_every == 0 or last:
+      means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+      pending = []
+      means["steps_per_second"] = progress.rate(step)
+      record = writer.write(step, means)
+      progress.update(step, {k: v for k, v in means.items() if k.startswith("train/")})
+    if plan.eval_source is not None and (step % eval_every == 0 or last):
+      record = writer.write(step, evaluate(eval_step, state, plan.eval_source, eval_batch, "val"))
+    if step % ckpt_every == 0 or last:
+      checkpointer.save(state, train_iter.get_state())
+  if plan.test_source is not None:
+    final = evaluate(eval_step, state, plan.test_source, eval_batch, "test")
+    if plan.eval_source is not None:
+      final.update(evaluate(eval_step, state, plan.eval_source, eval_batch, "val"))
+    record = writer.write(plan.total_steps, final)
+  writer.close()
+  checkpointer.close()
+
+  if config.get("figures", True):
+    viz.save_curves(read_metrics(workdir), os.path.join(workdir, "curves.png"))
+    kernel = _first_conv_kernel(state.params)
+    if kernel is not None:
+      viz.save_conv_filters(kernel, os.path.join(workdir, "filters.png"))
+  print(f"Done: {', '.join(f'{k} {v:.4f}' for k, v in record.items() if k != 'step')}\n"
+        f"  metrics     {os.path.join(workdir, 'metrics.jsonl')} (TensorBoard: tensorboard --logdir {workdir})\n"
+        f"  checkpoints {checkpointer.directory}\n"
+        f"  figures     {os.path.join(workdir, 'curves.png')}, {os.path.join(workdir, 'filters.png')}")
+  return record

@@ -1,0 +1,42 @@
+"""Train state: parameters, optimiser state, step counter and the run's base PRNG key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+  """`flax.training.train_state.TrainState` plus the key every step's randomness derives from.
+
+  `step` counts completed updates. Step t draws its dropout / augmentation randomness from
+  `jax.random.fold_in(key, t)`, so a run resumed at step t draws exactly the numbers an
+  uninterrupted run would have drawn.
+  """
+
+  key: jax.Array
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
+                       input_shape: tuple[int, ...]) -> TrainState:
+  """Initialises `model` on a zero batch of `input_shape` (H, W, C) and wraps it with `tx`.
+
+  Args:
+    model: a Linen module taking `(x, train=...)`.
+    tx: the optimiser.
+    key: the run's root key; split here into `init` and `step` keys.
+    input_shape: shape of one example.
+  """
+  init_key, step_key = jax.random.split(key)
+  variables = model.init(init_key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
+  return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx, key=step_key)
+
+
+def count_params(params: Any) -> int:
+  """Number of scalars in a parameter pytree."""
+  return int(sum(x.size for x in jax.tree.leaves(params)))

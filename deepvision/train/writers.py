@@ -1,0 +1,113 @@
+"""Where a run reports: `metrics.jsonl`, TensorBoard event files, and a progress line with steps/s and ETA."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _to_python(value: Any) -> Any:
+  arr = np.asarray(value)
+  if arr.ndim == 0:
+    return arr.item()
+  return arr.tolist()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """All records of `workdir/metrics.jsonl`, in order (empty if there is none)."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricsWriter:
+  """Appends one JSON object per call to `metrics.jsonl` (always with "step") and mirrors scalars to TensorBoard.
+
+  Args:
+    workdir: the run's directory.
+    resume_step: when resuming from a checkpoint at this step, records written after it by the
+      interrupted run are dropped first, so the file describes exactly one run.
+    tensorboard: also write TensorBoard event files into `workdir`.
+  """
+
+  def __init__(self, workdir: str, resume_step: int | None = None, tensorboard: bool = True):
+    self.path = os.path.join(workdir, METRICS_FILE)
+    os.makedirs(workdir, exist_ok=True)
+    records = read_metrics(workdir)
+    if resume_step is None:
+      records = []
+    else:
+      records = [r for r in records if r["step"] <= resume_step]
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in records)
+    os.replace(tmp, self.path)
+    self._tb = None
+    if tensorboard:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+
+  def write(self, step: int, metrics: Mapping[str, Any]) -> dict:
+    """Writes one record and returns it (values converted to Python numbers)."""
+    record = {"step": int(step), **{k: _to_python(v) for k, v in metrics.items()}}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    if self._tb is not None:
+      for key, value in record.items():
+        if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+          self._tb.add_scalar(key, value, global_step=step)
+    return record
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def _clock(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+  """A progress line: step, fraction done, the latest metrics, steps/s and ETA.
+
+  Rewritten in place on a terminal; one line per report otherwise (logs, notebooks).
+  """
+
+  def __init__(self, total_steps: int, start_step: int = 0, stream: TextIO | None = None):
+    self.total = total_steps
+    self.start_step = start_step
+    self.stream = stream or sys.stdout
+    self._t0 = time.perf_counter()
+    self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+  def rate(self, step: int) -> float:
+    """Steps per second since this run (re)started."""
+    elapsed = time.perf_counter() - self._t0
+    return (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+
+  def update(self, step: int, metrics: Mapping[str, Any]) -> None:
+    rate = self.rate(step)
+    eta = (self.total - step) / rate if rate > 0 else float("nan")
+    shown = " ".join(f"{k.split('/')[-1] if k.startswith('train/') else k} {float(v):.4g}"
+                     for k, v in metrics.items() if np.ndim(v) == 0)
+    line = (f"step {step}/{self.total} ({100.0 * step / max(self.total, 1):.0f}%) {shown} | "
+            f"{rate:.1f} steps/s | ETA {_clock(eta) if math.isfinite(eta) else '?'}")
+    if self._tty:
+      self.stream.write("\r" + line + "\033[K")
+      if step >= self.total:
+        self.stream.write("\n")
+    else:
+      self.stream.write(line + "\n")
+    self.stream.flush()

@@ -1,0 +1,207 @@
+"""The model zoo: named variants of the model families, created by name.
+
+A variant is data — a `functools.partial` of a module class with its fields filled in — and
+every family has a tiny variant for tests. `create(name, **overrides)` returns the Linen module;
+`describe(name)` prints its per-layer parameter counts without computing anything (shapes
+only, via `jax.eval_shape`).
+
+Example:
+  >>> from deepvision import zoo
+  >>> model = zoo.create("lenet5", num_classes=26)
+  >>> print(zoo.describe("lenet5_1998"))  # 60,000 parameters, layer by layer
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from deepvision.registry import Registry
+
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+# Importing the package loads every model family (families may register variants themselves).
+from deepvision.models import convnets  # noqa: E402
+
+_variant = functools.partial
+
+_CONVNETS = {
+    # LeCun et al. 1998, 60,000 parameters; for 28×28 MNIST digits:
+    # create("lenet5_1998", input_shape=(28, 28, 1), pad=2).
+    "lenet5_1998": _variant(convnets.LeNet5_1998),
+    # Modern LeNet-5 (ReLU, max pooling, full C3), 61,706 parameters: the benchmark network.
+    "lenet5": _variant(convnets.LeNet5),
+    "lenet5_tiny": _variant(convnets.LeNet5, conv_features=(2, 4), hidden=(8,),
+                            input_shape=(12, 12, 1)),
+    # Jarrett et al. 2009's F_CSG-R_abs-N-P_A stage twice on MNIST (32 and 64 5×5 filters,
+    # 2×2 average pooling), then a linear classifier. Their second stage reads a random subset
+    # of 16 first-stage maps; here it reads all of them.
+    "jarrett": _variant(convnets.MultiStageConvNet, stage_features=(32, 64), kernel_sizes=5,
+                        padding="VALID", rectification="tanh_abs", lcn=True, lcn_mode="jarrett",
+                        lcn_kernel_size=9, pool="avg", pool_sizes=2, input_shape=(28, 28, 1)),
+    "jarrett_tiny": _variant(convnets.MultiStageConvNet, stage_features=(4, 8), kernel_sizes=3,
+                             padding="VALID", rectification="tanh_abs", lcn=True,
+                             lcn_mode="jarrett", lcn_kernel_size=5, pool="avg", pool_sizes=2,
+                             input_shape=(12, 12, 1)),
+    # cuda-convnet's CIFAR-10 "layers-18pct" net, 89,578 parameters.
+    "cifar_convnet": _variant(convnets.CifarConvNet),
+    "cifar_convnet_tiny": _variant(convnets.CifarConvNet, features=(4, 4, 8),
+                                   input_shape=(16, 16, 3)),
+    # The default experiment's net for the 8×8 scikit-learn digits: 3×3 convolutions of 32, 64
+    # and 128 maps with ReLU; Jarrett LCN after the first two; max pooling after the last two;
+    # dropout 0.5 and a linear classifier (97,802 parameters). The LCN window is 5×5 (σ = 1.25
+    # pixels): a 9×9 window would span the whole 8×8 image from every pixel and normalise by
+    # global rather than local statistics.
+    "lcn_convnet_digits": _variant(
+        convnets.MultiStageConvNet, stage_features=(32, 64, 128), kernel_sizes=3,
+        padding="SAME", rectification="relu", lcn=(True, True, False), lcn_mode="jarrett",
+        lcn_kernel_size=5, pool="max", pool_sizes=(1, 2, 2), dropout_rate=0.5,
+        input_shape=(8, 8, 1)),
+    "lcn_convnet_digits_tiny": _variant(
+        convnets.MultiStageConvNet, stage_features=(4, 4, 8), kernel_sizes=3, padding="SAME",
+        rectification="relu", lcn=(True, True, False), lcn_mode="jarrett", lcn_kernel_size=5,
+        pool="max", pool_sizes=(1, 2, 2), dropout_rate=0.5, input_shape=(8, 8, 1)),
+}
+for _name, _factory in _CONVNETS.items():
+  MODELS.register(_name, _factory)
+
+
+def names() -> list[str]:
+  """Names of every registered model variant, sorted."""
+  return MODELS.names()
+
+
+def fields(name: str) -> list[str] | None:
+  """The overridable fields of model `name` (None when its factory accepts any keyword)."""
+  target = MODELS.get(name)
+  while isinstance(target, functools.partial):
+    target = target.func
+  if isinstance(target, type) and dataclasses.is_dataclass(target):
+    return [f.name for f in dataclasses.fields(target)
+            if f.init and f.name not in ("parent", "name")]
+  parameters = inspect.signature(target).parameters.values()
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    return None
+  return [p.name for p in parameters]
+
+
+def create(name: str, **overrides: Any) -> nn.Module:
+  """Returns the Linen module of variant `name` with `overrides` replacing its fields.
+
+  Raises:
+    UnknownNameError: (a KeyError) for an unregistered name; the message lists the names.
+    ValueError: for an override that is not a field of the model, naming the valid fields, or
+      for a field value the model rejects.
+  """
+  valid = fields(name)
+  if valid is not None:
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+      raise ValueError(f"unknown field{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(map(repr, unknown))} for model {name!r}; valid fields: "
+                       f"{', '.join(valid)}")
+  # Config files often hold lists; tuples keep the module hashable (a valid jit static arg).
+  overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+  return MODELS.get(name)(**overrides)
+
+
+def count_params(params: Any) -> int:
+  """Number of scalars in a pytree of arrays (or of `jax.ShapeDtypeStruct`s)."""
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
+
+
+def layer_param_counts(params: Any) -> dict[str, int]:
+  """Parameter count per top-level entry of `params` (one entry per layer), in order."""
+  return {layer: count_params(tree) for layer, tree in params.items()}
+
+
+def example_input(model: nn.Module) -> jax.ShapeDtypeStruct:
+  """A batch of one float32 input for `model` (from `input_shape`, or `n_visible`)."""
+  if getattr(model, "input_shape", None) is not None:
+    return jax.ShapeDtypeStruct((1, *model.input_shape), jnp.float32)
+  if getattr(model, "n_visible", None) is not None:
+    return jax.ShapeDtypeStruct((1, model.n_visible), jnp.float32)
+  raise ValueError(f"cannot build an input for {type(model).__name__}: it has neither "
+                   "input_shape nor n_visible")
+
+
+def _key_order(tree: Any) -> Any:
+  """The nested dict/tuple skeleton of tree with its keys in insertion order."""
+  if isinstance(tree, dict):
+    return {key: _key_order(value) for key, value in tree.items()}
+  if isinstance(tree, tuple):
+    return tuple(_key_order(value) for value in tree)
+  return None
+
+
+def _traced(fn: Callable[[], Any], order: list) -> Callable[[], Any]:
+  """Wraps fn to record, while it is traced, the insertion order of the dicts it returns.
+
+  `jax.eval_shape` returns dicts with sorted keys; layers read better in the order they run.
+  """
+
+  def wrapped():
+    out = fn()
+    order.append(_key_order(out))
+    return out
+
+  return wrapped
+
+
+def _keys_in_order(skeleton: Any, fallback: dict) -> list[str]:
+  ok = isinstance(skeleton, dict) and set(skeleton) == set(fallback)
+  return list(skeleton) if ok else list(fallback)
+
+
+def abstract_variables(model: nn.Module, key_order: list | None = None) -> dict[str, Any]:
+  """The shapes of `model.init`'s variables, without computing them.
+
+  If `key_order` is a list, the dict skeleton of the variables in creation order is appended.
+  """
+  x = example_input(model)
+  init = lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype))  # noqa: E731
+  return jax.eval_shape(init if key_order is None else _traced(init, key_order))
+
+
+def _shapes(tree: Any) -> str:
+  leaves = jax.tree_util.tree_leaves_with_path(tree)
+  if len(leaves) > 3:
+    return f"{len(leaves)} arrays"
+  return ", ".join(
+      f"{jax.tree_util.keystr(path, simple=True, separator='/')} {tuple(leaf.shape)}".strip()
+      for path, leaf in leaves)
+
+
+def describe(name: str, **overrides: Any) -> str:
+  """A table of the parameters of each layer of `name`, their total and the activation shapes."""
+  model = create(name, **overrides)
+  x = example_input(model)
+  init_order: list = []
+  variables = abstract_variables(model, init_order)
+  params = variables.get("params", {})
+  counts = layer_param_counts(params)
+  counts = {k: counts[k] for k in _keys_in_order(init_order[0].get("params"), counts)}
+  width = max([len(layer) for layer in counts] + [len("total")])
+  lines = [f"{name} ({type(model).__name__}), input {x.shape}",
+           f"{'layer':<{width}}  {'parameters':>10}  shapes"]
+  lines += [f"{layer:<{width}}  {count:>10,}  {_shapes(params[layer])}"
+            for layer, count in counts.items()]
+  lines.append(f"{'total':<{width}}  {sum(counts.values()):>10,}")
+  apply_order: list = []
+  zeros = lambda tree: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)  # noqa: E731
+  outputs = jax.eval_shape(_traced(lambda: model.apply(*zeros((variables, x))), apply_order))
+  if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
+    lines.append("activations:")
+    keys = _keys_in_order(apply_order[0][1], outputs[1])
+    lines += [f"  {key} {tuple(outputs[1][key].shape)}" for key in keys]
+    outputs = outputs[0]
+  lines.append(f"output {jax.tree.map(lambda a: tuple(a.shape), outputs)}")
+  return "\n".join(lines)

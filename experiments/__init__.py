@@ -1,0 +1,1 @@
+"""Launchers: the only code that reads flags."""

@@ -1,0 +1,63 @@
+"""Defaults shared by the supervised (classifier) experiments; each config file overrides a few fields."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def supervised_config() -> ml_collections.ConfigDict:
+  """Every field the supervised trainer reads, with defaults that follow the talk's recipe."""
+  config = ml_collections.ConfigDict()
+  config.trainer = "supervised"
+  config.seed = 0
+
+  config.model = "lcn_convnet_digits"
+  config.model_kwargs = ml_collections.ConfigDict()  # overrides passed to deepvision.zoo.create
+
+  config.dataset = "dv_digits"
+  config.data_dir = ""  # '' = $DEEPVISION_DATA_DIR or TFDS's default (~/tensorflow_datasets)
+  config.train_split = "train"
+  config.eval_split = "validation"
+  config.test_split = "test"
+  config.in_memory = True  # read the splits into memory once (fast); False streams records from disk
+  config.train_subset = 0  # > 0: train on this many examples only (the "overfit a subset" check)
+
+  config.batch_size = 32
+  config.eval_batch_size = 512
+  config.num_epochs = 10
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 0.05
+  config.optimizer.schedule = "cosine"  # constant | cosine | exponential | step
+  config.optimizer.decay_factor = 100.0  # final rate = learning_rate / decay_factor
+  config.optimizer.boundaries = (0.5, 0.75)  # 'step' only: fractions of the run
+  config.optimizer.warmup_steps = 0
+  config.optimizer.momentum = 0.9
+  config.optimizer.momentum_start = 0.5  # ramp start, if momentum_ramp_steps > 0
+  config.optimizer.momentum_ramp_steps = 0
+  config.optimizer.nesterov = True
+  config.optimizer.weight_decay = 5e-4  # L2 on weights (not biases)
+  config.optimizer.l1 = 0.0
+
+  config.augment = ml_collections.ConfigDict()
+  config.augment.translate = 0  # max jitter in pixels
+  config.augment.flip = False
+  config.augment.noise_std = 0.0
+  config.augment.standardize = True
+
+  config.log_every_steps = 0  # 0 = once per epoch
+  config.eval_every_steps = 0  # 0 = once per epoch
+  config.checkpoint_every_steps = 0  # 0 = only at the end
+  config.keep_checkpoints = 3
+  config.figures = True
+  return config
+
+
+def check_arg(arg: str | None, name: str) -> bool:
+  """True for the `smoke` argument, False for none; anything else is an error."""
+  if arg in (None, ""):
+    return False
+  if arg == "smoke":
+    return True
+  raise ValueError(f"unknown argument {arg!r} for config {name}; valid: '' or 'smoke'")

@@ -1,0 +1,57 @@
+"""metrics.jsonl records, resume truncation, progress line and figures."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+
+from deepvision.diagnostics import viz
+from deepvision.train.writers import MetricsWriter, Progress, read_metrics
+
+
+def test_records_have_step_and_resume_drops_later_records(tmp_path):
+  writer = MetricsWriter(str(tmp_path), tensorboard=True)
+  for step in (10, 20, 30):
+    writer.write(step, {"train/loss": np.float32(1.0 / step)})
+  writer.close()
+  assert [r["step"] for r in read_metrics(str(tmp_path))] == [10, 20, 30]
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))
+  # A run resumed from the checkpoint at step 20 forgets what the dead run logged after it.
+  writer = MetricsWriter(str(tmp_path), resume_step=20, tensorboard=False)
+  writer.write(30, {"train/loss": 0.5})
+  records = read_metrics(str(tmp_path))
+  assert [r["step"] for r in records] == [10, 20, 30] and records[-1]["train/loss"] == 0.5
+  with open(tmp_path / "metrics.jsonl") as f:
+    assert all("step" in json.loads(line) for line in f)
+  # A fresh run (no checkpoint) starts a fresh file.
+  MetricsWriter(str(tmp_path), tensorboard=False)
+  assert read_metrics(str(tmp_path)) == []
+
+
+def test_progress_line_reports_rate_and_eta():
+  stream = io.StringIO()
+  progress = Progress(total_steps=100, stream=stream)
+  progress.update(50, {"train/loss": 0.25})
+  line = stream.getvalue()
+  assert "step 50/100 (50%)" in line and "loss 0.25" in line and "steps/s" in line and "ETA 0:00:" in line
+
+
+def test_filter_grid_layout_and_scaling():
+  filters = np.stack([np.arange(4.0).reshape(2, 2), -np.ones((2, 2)), np.zeros((2, 2))])
+  grid = viz.filter_grid(filters, pad=1, columns=2)
+  assert grid.shape == (2 * 3 + 1, 2 * 3 + 1)
+  np.testing.assert_allclose(grid[1:3, 1:3], np.arange(4.0).reshape(2, 2) / 3)
+  assert grid[0].min() == 1.0  # white border
+  with pytest.raises(ValueError, match="shape"):
+    viz.filter_grid(np.zeros((2, 3)))
+
+
+def test_figures_are_written(tmp_path):
+  records = [{"step": s, "train/loss": 1 / s, "val/accuracy": 1 - 1 / s} for s in range(1, 5)]
+  viz.save_curves(records, str(tmp_path / "curves.png"))
+  viz.save_conv_filters(np.random.default_rng(0).normal(size=(3, 3, 1, 8)), str(tmp_path / "f.png"))
+  for name in ("curves.png", "f.png"):
+    with open(tmp_path / name, "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
