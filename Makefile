@@ -29,4 +29,4 @@ test-slow: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e '.[bench]'
-	$(VENV)/bin/python -m benchmarks.lenet5_throughput
+	$(VENV)/bin/python benchmarks/lenet5_throughput.py

@@ -19,12 +19,15 @@ for NHWC images x (zero-padded to x_pad) and a (k_h, k_w, C_in, C_out) kernel k:
   the k_h·t_in·C_in inputs the tile reads (t_in = (t − 1)·s_w + k_w), and T shrinks to
   (k_h·t_in·C_in, t·C_out). The cost is t_in / k_w times the direct multiply-add count, in
   one large matrix product instead of XLA:CPU's convolution, which is slow for the few-channel
-  convolutions of small convnets (LeNet-5 on MNIST: see benchmarks/lenet5_notes.md). Gradients
+  convolutions of small convnets (LeNet-5 on MNIST: see the benchmarks in BUILD.md). Gradients
   are those of the product (R^T dY for T, dY T^T scattered back onto the rows for x), so no
   convolution runs in the backward pass either.
 
-'auto' picks 'banded' on CPU for convolutions with a small kernel (k_h·k_w·C_in·C_out at most
-`BANDED_MAX_KERNEL_SIZE`) and 'xla' otherwise and on every other backend.
+'auto' picks 'banded' on CPU for convolutions of few input channels (C_in at most
+`BANDED_MAX_IN_FEATURES`), where a training step of the layer (forward and both gradients,
+batch 64) measured 1.4-5× faster than with 'xla' (1 → 6 and 1 → 32 maps of 28×28, 3 → 32 of
+32×32, 6 → 16 of 14×14), and 'xla' otherwise and on every other backend: with 16-64 input
+channels 'xla' measured 1.1-4× faster, except about even for 32 → 64 maps of 12×12.
 
 Finite inputs give the same values with either algorithm up to float rounding. A NaN or an
 infinity in x reaches, through the zeros of T, the whole output tile row rather than only its
@@ -48,8 +51,8 @@ Padding = str | Sequence[tuple[int, int]]
 
 IMPLEMENTATIONS = ("auto", "xla", "banded")
 
-# Largest k_h·k_w·C_in·C_out for which 'auto' uses 'banded' on CPU.
-BANDED_MAX_KERNEL_SIZE = 4096
+# Most input channels for which 'auto' uses 'banded' on CPU.
+BANDED_MAX_IN_FEATURES = 8
 
 
 def _pair(name: str, value: Sequence[int]) -> tuple[int, int]:
@@ -75,36 +78,43 @@ def explicit_padding(in_size: tuple[int, int], kernel_size: tuple[int, int],
 def choose_implementation(kernel_shape: Sequence[int], backend: str | None = None) -> str:
   """The algorithm 'auto' runs for a (k_h, k_w, C_in, C_out) kernel on `backend` (default: JAX's)."""
   backend = jax.default_backend() if backend is None else backend
-  if backend == "cpu" and int(np.prod(kernel_shape)) <= BANDED_MAX_KERNEL_SIZE:
+  if backend == "cpu" and kernel_shape[2] <= BANDED_MAX_IN_FEATURES:
     return "banded"
   return "xla"
 
 
-def width_tile(out_width: int, kernel_width: int, stride: int, out_features: int) -> int:
-  """Output columns per row of the banded product: the fewest multiply-adds, wide enough tiles.
+def width_tile(out_width: int, kernel_width: int, out_features: int) -> int:
+  """Output columns per row of the banded product (t of the module docstring).
 
-  Among tiles t with t·C_out ≥ 32 (narrower products run far below the CPU's matmul speed),
-  picks the one minimising ⌈W_o/t⌉·t·t_in, the multiply-adds per output row up to constants.
+  Wider tiles copy each input into fewer rows of R (t_in / t times) but put more zeros in T
+  (t_in / k_w times the direct multiply-adds). The rule: the smallest t with t ≥ k_w − 1 and
+  t·C_out ≥ 24 (narrower products run far below the CPU's matrix speed), moved up to a divisor
+  of W_o when one lies within a factor 2 (no ragged last tile). It picks the fastest tiles
+  measured for LeNet-5 (the benchmark in BUILD.md): 28 columns × 6 maps → t = 4 (of 2, 3, 4, 7,
+  14, 28), 10 columns × 16 maps → t = 5 (of 2, 3, 4, 5, 10).
   """
-  best, best_cost = out_width, None
-  for t in range(1, out_width + 1):
-    if t * out_features < 32 and t < out_width:
-      continue
-    cost = -(-out_width // t) * t * ((t - 1) * stride + kernel_width)
-    if best_cost is None or cost < best_cost:
-      best, best_cost = t, cost
-  return best
+  smallest = min(out_width, max(kernel_width - 1, -(-24 // out_features), 1))
+  for t in range(smallest, min(out_width, 2 * smallest) + 1):
+    if out_width % t == 0:
+      return t
+  return smallest
 
 
 def banded_matrix(kernel: Array, tile: int, stride: int) -> Array:
   """T of the module docstring: (k_h·t_in·C_in, tile·C_out), T[(i, p, c), (w, d)] = k[i, p − w·s, c, d]."""
   kh, kw, cin, cout = kernel.shape
   tile_in = (tile - 1) * stride + kw
-  placement = np.zeros((kw, tile_in, tile), np.float32)  # [j, p, w] = 1 where p = w·s + j
-  for j in range(kw):
-    placement[j, np.arange(tile) * stride + j, np.arange(tile)] = 1
-  band = jnp.einsum("jpw,ijcd->ipcwd", jnp.asarray(placement, kernel.dtype), kernel)
+  band = jnp.einsum("jpw,ijcd->ipcwd", _placement(kw, tile, stride, kernel.dtype), kernel)
   return band.reshape(kh * tile_in * cin, tile * cout)
+
+
+def _placement(kernel_width: int, tile: int, stride: int, dtype) -> Array:
+  """[j, p, w] = 1 where p = w·s + j: where kernel column j lands in the band."""
+  tile_in = (tile - 1) * stride + kernel_width
+  placement = np.zeros((kernel_width, tile_in, tile), np.float32)
+  for j in range(kernel_width):
+    placement[j, np.arange(tile) * stride + j, np.arange(tile)] = 1
+  return jnp.asarray(placement, dtype)
 
 
 def banded_conv2d(x: Array, kernel: Array, strides: tuple[int, int],
@@ -116,7 +126,7 @@ def banded_conv2d(x: Array, kernel: Array, strides: tuple[int, int],
   batch, height, width, _ = x.shape
   hp, wp = height + sum(pads[0]), width + sum(pads[1])
   ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-  tile = width_tile(wo, kw, sw, cout) if tile is None else tile
+  tile = width_tile(wo, kw, cout) if tile is None else tile
   tiles = -(-wo // tile)
   tile_in = (tile - 1) * sw + kw
   right = pads[1][1] + max(0, (tiles * tile - 1) * sw + kw - wp)  # Zeros for a ragged last tile.
@@ -130,7 +140,7 @@ def banded_conv2d(x: Array, kernel: Array, strides: tuple[int, int],
   r = jnp.stack(rows, axis=3).reshape(batch * ho * tiles, kh * tile_in * cin)
   y = r @ banded_matrix(kernel, tile, sw)
   if bias is not None:
-    y = y + jnp.tile(bias, tile)
+    y = y + jnp.tile(bias, tile)  # Bias on the (rows, t·C_out) product: its gradient sums wide rows.
   y = y.reshape(batch, ho, tiles * tile, cout)
   return y[:, :, :wo] if tiles * tile != wo else y
 

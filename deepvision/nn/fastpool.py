@@ -1,19 +1,21 @@
 """Max pooling over non-overlapping windows with a cheap gradient, equal to `flax.linen.max_pool`.
 
-For windows that tile the image (strides equal to the window, 'VALID' padding, or 'SAME' when
-the window divides the image), each output is the maximum of its k_h·k_w inputs,
+For windows that tile the image (strides equal to the window, with 'VALID' padding, or 'SAME'
+when the window divides the image), each output is the maximum of its k_h·k_w inputs,
 
   y[b, h, w, c] = max_{a < k_h, e < k_w} x[b, h·k_h + a, w·k_w + e, c],
 
-and the gradient flows to one input per window: the first maximum in row-major window order,
-exactly as XLA's select-and-scatter does for `nn.max_pool`. XLA:CPU runs that select-and-scatter
-as a reduce-window plus a scatter, about ten times slower than the forward pass (see
-benchmarks/lenet5_notes.md). Here the forward pass also records which window position holds the
-first maximum (an int32 per output), and the backward pass writes each output gradient to that
+and the gradient flows to one input per window: the first maximum in row-major (a, e) order,
+as XLA's select-and-scatter does for `nn.max_pool`. XLA:CPU runs that select-and-scatter as a
+reduce-window plus a scatter, about ten times slower than the forward pass (see the LeNet-5
+benchmark in BUILD.md). Here the forward pass also records the window position a·k_w + e
+of the first maximum (an `argmax`), and the backward pass writes each output gradient to that
 position with one elementwise select.
 
-Any other configuration (overlapping windows, padding that adds cells) falls back to
-`nn.max_pool`. NaN propagates to the output as in `nn.max_pool`.
+Any other configuration (overlapping windows, padding that adds cells, integer maps) falls back
+to `nn.max_pool`. NaN propagates to the output as in `nn.max_pool`. The fast path defines its
+gradient with `jax.custom_vjp`, so it supports reverse mode (`grad`, `vjp`) but not forward mode
+(`jvp`, `jacfwd`); use `nn.max_pool` where forward-mode derivatives are needed.
 """
 
 from __future__ import annotations
@@ -38,91 +40,59 @@ def _pair(name: str, value: Size) -> tuple[int, int]:
   return pair
 
 
-def _window_slices(x: Array, window: tuple[int, int]) -> list[Array]:
-  """The k_h·k_w strided views x[:, a::k_h, e::k_w] (row-major in (a, e)), cropped to whole windows."""
+def materialize(x: Array) -> Array:
+  """x, unchanged, computed once by XLA:CPU rather than inside each consumer.
+
+  XLA:CPU removes `lax.optimization_barrier` before fusing, and fuses cheap elementwise
+  producers into every consumer, once per element the consumer reads. An upsampling consumer
+  reads each element k_h·k_w times, so a long producer (the previous layer's gradient) would run
+  k_h·k_w times. Division is an operation XLA will not duplicate that way, so x / 1, with a 1
+  the compiler cannot fold, ends the chain. x / 1 == x exactly for every float (inf, NaN, -0).
+  """
+  one = ((x != x) | (x == x)).astype(x.dtype)
+  return x / one
+
+
+def _windows(x: Array, window: tuple[int, int]) -> Array:
+  """(B, H_o, W_o, C, k_h·k_w): each window's inputs in row-major (a, e) order."""
   kh, kw = window
-  ho, wo = x.shape[1] // kh, x.shape[2] // kw
-  return [x[:, a:ho * kh:kh, e:wo * kw:kw] for a in range(kh) for e in range(kw)]
+  b, h, w, c = x.shape
+  ho, wo = h // kh, w // kw
+  x = x[:, :ho * kh, :wo * kw].reshape(b, ho, kh, wo, kw, c)
+  return x.transpose(0, 1, 3, 5, 2, 4).reshape(b, ho, wo, c, kh * kw)
 
 
-_MODE = 'div'
-def _first_max(x: Array, window: tuple[int, int]) -> tuple[Array, Array]:
-  views = _window_slices(x, window)
-  if _MODE == 'minred':
-    y = views[0]
-    for view in views[1:]:
-      y = jnp.maximum(y, view)
-    k = len(views)
-    position = jnp.min(jnp.stack([jnp.where(v == y, i, k - 1) for i, v in enumerate(views)]), 0)
-    return y, position.astype(jnp.int32)
-  if _MODE == 'vred':
-    kh, kw = window
-    b, h, w, c = x.shape; ho, wo = h // kh, w // kw
-    x6 = x[:, :ho * kh, :wo * kw].reshape(b, ho, kh, wo, kw, c)
-    idx = (lax.broadcasted_iota(jnp.int32, x6.shape, 2) * kw
-           + lax.broadcasted_iota(jnp.int32, x6.shape, 4))
-    def comp(acc, new):
-      (v0, i0), (v1, i1) = acc, new
-      take = (v1 > v0) | ((v1 == v0) & (i1 < i0)) | ((v1 != v1) & ((v0 == v0) | (i1 < i0)))
-      return jnp.where(take, v1, v0), jnp.where(take, i1, i0)
-    y, pos = lax.reduce((x6, idx), (jnp.array(-jnp.inf, x.dtype), jnp.array(kh * kw, jnp.int32)), comp, (2, 4))
-    return y, pos
-  if _MODE == 'argmax':
-    kh, kw = window
-    b, h, w, c = x.shape; ho, wo = h // kh, w // kw
-    x6 = x[:, :ho * kh, :wo * kw].reshape(b, ho, kh, wo, kw, c).transpose(0, 1, 3, 5, 2, 4)
-    x6 = x6.reshape(b, ho, wo, c, kh * kw)
-    return jnp.max(x6, -1), jnp.argmax(x6, -1).astype(jnp.int32)
-  y = views[0]
-  for view in views[1:]:
-    y = jnp.maximum(y, view)
-  position = jnp.full(y.shape, len(views) - 1, jnp.int32)
-  for k in reversed(range(len(views) - 1)):
-    position = jnp.where(views[k] == y, k, position)
-  return y, position
+def _first_max(windows: Array) -> tuple[Array, Array]:
+  """(max, index of the first max) over the last axis in one pass; NaN counts as the largest."""
+  index = lax.broadcasted_iota(jnp.int32, windows.shape, windows.ndim - 1)
+
+  def take_first(a, b):
+    (va, ia), (vb, ib) = a, b
+    b_wins = (vb > va) | ((vb != vb) & (va == va)) | (((vb == va) | ((vb != vb) & (va != va)))
+                                                       & (ib < ia))
+    return lax.select(b_wins, vb, va), lax.select(b_wins, ib, ia)
+
+  init = (jnp.array(-jnp.inf, windows.dtype), jnp.array(windows.shape[-1], jnp.int32))
+  return lax.reduce((windows, index), init, take_first, (windows.ndim - 1,))
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
 def _tiled_max_pool(x: Array, window: tuple[int, int]) -> Array:
-  if _MODE == 'vred':
-    return _first_max(x, window)[0]
-  views = _window_slices(x, window)
-  y = views[0]
-  for view in views[1:]:
-    y = jnp.maximum(y, view)
-  return y
+  return jnp.max(_windows(x, window), axis=-1)
 
 
 def _tiled_max_pool_fwd(x: Array, window: tuple[int, int]):
-  if _MODE == 'xy':
-    y = _tiled_max_pool(x, window)
-    return y, (x, y)
-  y, position = _first_max(x, window)
+  y, position = _first_max(_windows(x, window))
   return y, (position, x.shape)
 
 
 def _tiled_max_pool_bwd(window: tuple[int, int], residuals, g: Array):
-  if _MODE == 'xy':
-    x, y = residuals
-    views = _window_slices(x, window)
-    position = jnp.full(y.shape, len(views) - 1, jnp.int32)
-    for k in reversed(range(len(views) - 1)):
-      position = jnp.where(views[k] == y, k, position)
-    shape = x.shape
-  else:
-    position, shape = residuals
-  if _MODE == 'div':
-    pf = position.astype(g.dtype)
-    one = (pf >= 0).astype(g.dtype)
-    g = g / one
-    position = pf / one
-  if _MODE == 'divg':
-    one = (position >= 0).astype(g.dtype)
-    g = g / one
+  position, shape = residuals
   kh, kw = window
   b, ho, wo, c = position.shape
-  a = lax.broadcasted_iota(position.dtype, (1, 1, kh, 1, kw, 1), 2)
-  e = lax.broadcasted_iota(position.dtype, (1, 1, kh, 1, kw, 1), 4)
+  g = materialize(g)
+  a = lax.broadcasted_iota(jnp.int32, (1, 1, kh, 1, kw, 1), 2)
+  e = lax.broadcasted_iota(jnp.int32, (1, 1, kh, 1, kw, 1), 4)
   hit = position[:, :, None, :, None, :] == a * kw + e
   dx = jnp.where(hit, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
   dx = dx.reshape(b, ho * kh, wo * kw, c)
@@ -157,6 +127,9 @@ def max_pool(x: Array, window: Size = 2, strides: Size | None = None,
     window: window size, an int or (height, width).
     strides: step between windows; defaults to `window`.
     padding: 'VALID', 'SAME' or ((top, bottom), (left, right)).
+
+  Returns:
+    The pooled maps, with the same values and gradients as `nn.max_pool`.
   """
   if x.ndim != 4:
     raise ValueError(f"max_pool expects NHWC maps (N, H, W, C), got shape {tuple(x.shape)}")
@@ -165,7 +138,7 @@ def max_pool(x: Array, window: Size = 2, strides: Size | None = None,
   if isinstance(padding, str) and padding not in ("VALID", "SAME"):
     raise ValueError(f"invalid max_pool padding {padding!r}; valid choices: VALID, SAME, or "
                      "((top, bottom), (left, right))")
-  if is_tiled(x.shape, window, strides, padding):
+  if is_tiled(x.shape, window, strides, padding) and jnp.issubdtype(x.dtype, jnp.floating):
     if x.shape[1] < window[0] or x.shape[2] < window[1]:
       raise ValueError(f"max_pool window {window} is larger than the {tuple(x.shape[1:3])} maps")
     return _tiled_max_pool(x, window)
