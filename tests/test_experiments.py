@@ -132,6 +132,10 @@ def test_launcher_usage_errors_exit_2(tmp_path):
   assert not os.path.exists(tmp_path / "b")
   bad_arg = _launch(f"--config=experiments/configs/lcn_convnet_digits.py:fast", f"--workdir={tmp_path}/c")
   assert bad_arg.returncode == 2 and "smoke" in bad_arg.stderr
+  bad_model_field = _launch(f"--config={config}", f"--workdir={tmp_path}/d",
+                            "--config.model_kwargs.dropout=0.3")
+  assert bad_model_field.returncode == 2 and "dropout_rate" in bad_model_field.stderr
+  assert not os.path.exists(tmp_path / "d")
 
 
 def test_missing_catalog_data_fails_fast_with_instructions(tmp_path):
@@ -156,3 +160,14 @@ def test_catalog_smoke_configs_train_on_mocked_data(tmp_path, config_name, datas
     record = train_and_evaluate(config, str(tmp_path / "run"))
   assert "test/accuracy" in record and np.isfinite(record["test/loss"])
   assert record["step"] == config.train_subset // config.batch_size * config.num_epochs
+
+
+@pytest.mark.slow
+def test_default_experiment_reaches_target_accuracy_over_three_seeds(tmp_path):
+  """The README's main job: ≥ 99.2% mean test accuracy on dv_digits over seeds 0, 1, 2 (minutes)."""
+  accuracies = []
+  for seed in range(3):
+    config = lcn_convnet_digits.get_config()
+    config.seed, config.figures = seed, False
+    accuracies.append(train_and_evaluate(config, str(tmp_path / f"seed{seed}"))["test/accuracy"])
+  assert np.mean(accuracies) >= 0.992, accuracies

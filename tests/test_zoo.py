@@ -48,9 +48,9 @@ def test_parameter_counts_by_hand():
   assert zoo.layer_param_counts(_params("jarrett")) == {
       "conv1": 32 * 26, "gain1": 32, "conv2": 64 * (32 * 25 + 1), "gain2": 64,
       "output": 10 * (4 * 4 * 64 + 1)}
-  # lcn_convnet_digits: 8 → 8 → pool 2 → 4 → pool 2 → 2: 2·2·128 features.
+  # lcn_convnet_digits: 8 → 8 → 8 → pool 2 → 4: 4·4·128 features.
   assert zoo.count_params(_params("lcn_convnet_digits")) == (
-      32 * 10 + 64 * (9 * 32 + 1) + 128 * (9 * 64 + 1) + 10 * (2 * 2 * 128 + 1)) == 97_802
+      32 * 10 + 64 * (9 * 32 + 1) + 128 * (9 * 64 + 1) + 10 * (4 * 4 * 128 + 1)) == 113_162
   assert zoo.count_params(_params("cifar_convnet")) == 89_578
 
 

@@ -141,10 +141,10 @@ def _ready_builder(name: str, data_dir: str | os.PathLike | None) -> tfds.core.D
 
 
 def _check_split(name: str, builder, split: str) -> None:
-  """Accepts a split name, optionally sliced TFDS-style ('train[:1000]')."""
+  """Accepts split names, optionally sliced or added TFDS-style ('train[:1000]', 'train+validation')."""
   valid = list(builder.info.splits)
-  base = split.split("[", 1)[0] if isinstance(split, str) else split
-  if base not in valid:
+  parts = split.split("+") if isinstance(split, str) else [split]
+  if not all(isinstance(p, str) and p.split("[", 1)[0].strip() in valid for p in parts):
     raise ValueError(f"invalid split {split!r} for data set {name!r}; valid choices: {', '.join(valid)}")
 
 

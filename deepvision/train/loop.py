@@ -123,6 +123,9 @@ def _plan_supervised(config: ml_collections.ConfigDict) -> _Plan:
   for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
     _positive_int(config, field, allow_zero=True)
   _positive_int(config, "keep_checkpoints")
+  if not 0.0 <= config.get("ema_decay", 0.0) < 1.0:
+    raise ConfigError(
+        f"config.ema_decay must be in [0, 1) (0: no moving average), got {config.ema_decay!r}")
   try:
     preprocess = supervised.Preprocess(**config.augment.to_dict())
   except (TypeError, ValueError) as e:
@@ -193,7 +196,9 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   tx = optim.make_optimizer(config, plan.total_steps)
   lr_fn = optim.learning_rate_schedule(config, plan.total_steps)
-  state = create_train_state(plan.model, tx, jax.random.key(config.seed), plan.info.image_shape)
+  ema_decay = float(config.get("ema_decay", 0.0))
+  state = create_train_state(plan.model, tx, jax.random.key(config.seed), plan.info.image_shape,
+                             ema=ema_decay > 0)
   train_iter = pipeline.train_batches(plan.train_source, config.batch_size, seed=config.seed)
 
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
@@ -212,7 +217,7 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   print(f"{config.model}: {count_params(state.params):,} parameters; {config.dataset}: "
         f"{len(plan.train_source)} training examples, {plan.total_steps} steps of {config.batch_size}.")
 
-  train_step = jax.jit(supervised.make_train_step(plan.preprocess, lr_fn), donate_argnums=0)
+  train_step = jax.jit(supervised.make_train_step(plan.preprocess, lr_fn, ema_decay), donate_argnums=0)
   eval_step = jax.jit(supervised.make_eval_step(plan.preprocess))
   eval_batch = config.get("eval_batch_size") or config.batch_size
   log_every = config.log_every_steps or plan.steps_per_epoch

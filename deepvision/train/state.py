@@ -17,13 +17,22 @@ class TrainState(train_state.TrainState):
   `step` counts completed updates. Step t draws its dropout / augmentation randomness from
   `jax.random.fold_in(key, t)`, so a run resumed at step t draws exactly the numbers an
   uninterrupted run would have drawn.
+
+  `ema_params`, when not None, is the exponential moving average of the parameters (Polyak
+  averaging), θ̄ ← d·θ̄ + (1 − d)·θ after every update; evaluation then uses θ̄.
   """
 
   key: jax.Array
+  ema_params: Any = None
+
+  @property
+  def eval_params(self) -> Any:
+    """The parameters to evaluate with: the moving average when it is kept, else the current ones."""
+    return self.params if self.ema_params is None else self.ema_params
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
-                       input_shape: tuple[int, ...]) -> TrainState:
+                       input_shape: tuple[int, ...], ema: bool = False) -> TrainState:
   """Initialises `model` on a zero batch of `input_shape` (H, W, C) and wraps it with `tx`.
 
   Args:
@@ -31,10 +40,16 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: 
     tx: the optimiser.
     key: the run's root key; split here into `init` and `step` keys.
     input_shape: shape of one example.
+    ema: also keep a moving average of the parameters (starting at the initial ones).
   """
   init_key, step_key = jax.random.split(key)
   variables = model.init(init_key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
-  return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx, key=step_key)
+  params = variables["params"]
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, key=step_key,
+                            ema_params=jax.tree.map(jnp.copy, params) if ema else None)
+  # An int32 array step (not TrainState.create's Python 0): the first and later steps then have
+  # the same signature and the jitted step compiles once.
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def count_params(params: Any) -> int:

@@ -64,7 +64,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def make_train_step(preprocess: Preprocess = Preprocess(),
-                    learning_rate_fn: Callable[[jax.Array], jax.Array] | None = None
+                    learning_rate_fn: Callable[[jax.Array], jax.Array] | None = None,
+                    ema_decay: float = 0.0
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds `train_step(state, batch) -> (state, metrics)`.
 
@@ -73,6 +74,8 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
   Args:
     preprocess: augmentation and normalisation applied inside the step.
     learning_rate_fn: the schedule, to report `learning_rate` (the rate used by this update).
+    ema_decay: d of the parameters' moving average θ̄ ← d·θ̄ + (1 − d)·θ, updated when the state
+      keeps one (`state.ema_params` not None).
 
   Returns:
     A pure function; metrics are `train/loss`, `train/accuracy` and, given the schedule, `learning_rate`.
@@ -93,7 +96,11 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
                "train/accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
     if learning_rate_fn is not None:
       metrics["learning_rate"] = learning_rate_fn(state.step)
-    return state.apply_gradients(grads=grads), metrics
+    state = state.apply_gradients(grads=grads)
+    if state.ema_params is not None:
+      state = state.replace(ema_params=jax.tree.map(
+          lambda avg, p: ema_decay * avg + (1.0 - ema_decay) * p, state.ema_params, state.params))
+    return state, metrics
 
   return train_step
 
@@ -109,7 +116,7 @@ def make_eval_step(preprocess: Preprocess = Preprocess()) -> Callable[[TrainStat
     images = preprocess(batch["image"], train=False)
     labels = batch["label"]
     mask = batch.get("mask", jnp.ones(labels.shape, bool)).astype(jnp.float32)
-    logits, _ = state.apply_fn({"params": state.params}, images, train=False)
+    logits, _ = state.apply_fn({"params": state.eval_params}, images, train=False)
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
     return {"loss_sum": jnp.sum(cross_entropy(logits, labels) * mask),
             "correct_sum": jnp.sum(correct * mask),

@@ -40,6 +40,8 @@ def supervised_config() -> ml_collections.ConfigDict:
   config.optimizer.weight_decay = 5e-4  # L2 on weights (not biases)
   config.optimizer.l1 = 0.0
 
+  config.ema_decay = 0.0  # > 0: evaluate a moving average of the parameters (Polyak averaging)
+
   config.augment = ml_collections.ConfigDict()
   config.augment.translate = 0  # max jitter in pixels
   config.augment.flip = False
