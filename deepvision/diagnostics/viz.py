@@ -78,3 +78,86 @@ def save_curves(records: Sequence[dict], path: str, keys: Sequence[tuple[str, ..
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures of hidden units (the talk: "good training: hidden units are sparse across samples and
+# across features"; "bad training: many hidden units ignore the input and/or exhibit strong
+# correlations"). Each entry of a matrix becomes a block of pixels, so small layers stay visible
+# and the PNG's size is known: an axis of n entries is n·⌈min_pixels / n⌉ pixels (n when n is
+# at least min_pixels).
+
+MIN_PIXELS = 256
+
+
+def enlarge(image: np.ndarray, min_pixels: int = MIN_PIXELS) -> np.ndarray:
+  """Repeats each entry of an (r, c, ...) image ⌈min_pixels/r⌉ times down and ⌈min_pixels/c⌉
+  times across (at least once)."""
+  image = np.asarray(image)
+  for axis in (0, 1):
+    image = np.repeat(image, max(1, -(-min_pixels // image.shape[axis])), axis=axis)
+  return image
+
+
+def activation_image(units: np.ndarray, max_samples: int = 512,
+                     min_pixels: int = MIN_PIXELS) -> np.ndarray:
+  """The samples × units picture: rows are samples, columns units, grey levels activations.
+
+  One linear scale for the whole layer maps its smallest activation to 0 (black) and its
+  largest to 1 (white); a layer with a single value is all 0. With one scale a unit that
+  ignores the input is a flat column, a dead ReLU unit a black one, and an input that every
+  unit ignores a flat row; a good layer looks like sparse, unstructured speckle.
+
+  Args:
+    units: (N, U) unit activations.
+    max_samples: only the first max_samples rows are drawn.
+    min_pixels: see `enlarge`.
+
+  Returns:
+    A float array in [0, 1] of shape (n·⌈min_pixels/n⌉, U·⌈min_pixels/U⌉) with
+    n = min(N, max_samples).
+  """
+  units = np.asarray(units, np.float64)
+  if units.ndim != 2 or 0 in units.shape:
+    raise ValueError(f"units must be a non-empty (samples, units) array, got shape {units.shape}")
+  units = units[:max_samples]
+  low, span = units.min(), units.max() - units.min()
+  scaled = (units - low) / span if span > 0 else np.zeros_like(units)
+  return enlarge(scaled, min_pixels)
+
+
+def save_activation_image(units: np.ndarray, path: str, title: str = "samples × units",
+                          max_samples: int = 512, min_pixels: int = MIN_PIXELS) -> None:
+  """Writes `activation_image(units)` as a grey PNG (the value range goes in its metadata)."""
+  image = activation_image(units, max_samples, min_pixels)
+  units = np.asarray(units)[:max_samples]
+  plt.imsave(path, image, cmap="gray", vmin=0.0, vmax=1.0, format="png", metadata={
+      "Title": title,
+      "Description": (f"rows: {units.shape[0]} samples, columns: {units.shape[1]} units; "
+                      f"black = {units.min():.4g}, white = {units.max():.4g}")})
+
+
+def correlation_image(correlation: np.ndarray, min_pixels: int = MIN_PIXELS) -> np.ndarray:
+  """Colours of a correlation matrix: blue −1, white 0, red +1 (RdBu), grey where NaN.
+
+  Returns:
+    A uint8 RGB array of shape (U·⌈min_pixels/U⌉, U·⌈min_pixels/U⌉, 3).
+  """
+  correlation = np.asarray(correlation, np.float64)
+  if correlation.ndim != 2 or correlation.shape[0] != correlation.shape[1] \
+      or correlation.shape[0] == 0:
+    raise ValueError(f"correlation must be a non-empty square matrix, got shape "
+                     f"{correlation.shape}")
+  colormap = matplotlib.colormaps["RdBu_r"].with_extremes(bad=(0.5, 0.5, 0.5, 1.0))
+  rgb = np.round(colormap((np.clip(correlation, -1.0, 1.0) + 1.0) / 2.0)[..., :3] * 255)
+  return enlarge(rgb.astype(np.uint8), min_pixels)
+
+
+def save_correlation_image(correlation: np.ndarray, path: str,
+                           title: str = "correlation of units",
+                           min_pixels: int = MIN_PIXELS) -> None:
+  """Writes `correlation_image(correlation)` as a PNG."""
+  plt.imsave(path, correlation_image(correlation, min_pixels), format="png", metadata={
+      "Title": title,
+      "Description": (f"{len(correlation)} × {len(correlation)} Pearson correlations; blue −1, "
+                      "white 0, red +1, grey undefined (a constant unit)")})

@@ -52,7 +52,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Plan:
+class Plan:
   """Everything checked and resolved from the config before compute."""
 
   model: Any
@@ -90,7 +90,7 @@ def _positive_int(config, field: str, allow_zero: bool = False) -> int:
   return value
 
 
-def _plan_supervised(config: ml_collections.ConfigDict) -> _Plan:
+def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
   """Checks the config and opens the data; raises ConfigError / DatasetNotFoundError before compute."""
   try:
     model = zoo.create(config.model, **config.get("model_kwargs", {}))
@@ -155,7 +155,7 @@ def _plan_supervised(config: ml_collections.ConfigDict) -> _Plan:
     optim.make_optimizer(config, total_steps)
   except (UnknownNameError, ValueError) as e:
     raise ConfigError(f"config.optimizer: {e}") from None
-  return _Plan(model, info, train_source, open_split(eval_split), open_split(test_split),
+  return Plan(model, info, train_source, open_split(eval_split), open_split(test_split),
                steps_per_epoch, total_steps, preprocess)
 
 
@@ -187,12 +187,40 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   os.replace(tmp, path)
 
 
+def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+  """`config` with the rate found by the talk's halving search from `optimizer.learning_rate`.
+
+  The result is kept in `workdir/lr_search.json`, so a resumed run reuses it instead of searching again.
+  """
+  from deepvision.diagnostics.lr_search import search_learning_rate  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, "lr_search.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      rate = json.load(f)["learning_rate"]
+  else:
+    result = search_learning_rate(config, start=config.optimizer.learning_rate,
+                                  steps=config.optimizer.get("lr_search_steps", 300),
+                                  subset=config.optimizer.get("lr_search_subset", 512))
+    print(result.format())
+    if result.learning_rate is None:
+      raise ConfigError(f"learning-rate search from {config.optimizer.learning_rate} found no rate that "
+                        "converges:\n" + result.format())
+    rate = result.learning_rate
+    with open(path, "w") as f:
+      json.dump({"learning_rate": rate, "trail": [dataclasses.asdict(t) for t in result.trail]}, f, indent=2)
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.optimizer.learning_rate = rate
+  return config
+
+
 @TRAINERS.register("supervised")
 def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains a zoo classifier on a data set with SGD; see the module docstring for the steps."""
-  plan = _plan_supervised(config)
+  plan = plan_supervised(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  if config.optimizer.get("lr_search", False):
+    config = _searched_learning_rate(config, workdir)
 
   tx = optim.make_optimizer(config, plan.total_steps)
   lr_fn = optim.learning_rate_schedule(config, plan.total_steps)

@@ -39,6 +39,10 @@ def supervised_config() -> ml_collections.ConfigDict:
   config.optimizer.nesterov = True
   config.optimizer.weight_decay = 5e-4  # L2 on weights (not biases)
   config.optimizer.l1 = 0.0
+  # True: halve from learning_rate until a short probe on a subset converges, then train at that rate.
+  config.optimizer.lr_search = False
+  config.optimizer.lr_search_steps = 300
+  config.optimizer.lr_search_subset = 512
 
   config.ema_decay = 0.0  # > 0: evaluate a moving average of the parameters (Polyak averaging)
 
