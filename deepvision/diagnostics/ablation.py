@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from deepvision.registry import Registry
-from deepvision.train.loop import plan_supervised, train_and_evaluate
+from deepvision.train.loop import TrainingDivergedError, plan_supervised, train_and_evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +33,15 @@ class Variant:
 
 
 VARIANTS: Registry[Variant] = Registry("ablation variant")
+DIVERGED_MARKER = "DIVERGED"
 
 for _variant in (
     Variant("baseline", {}, "the default experiment"),
     Variant("no_lcn", {"model_kwargs.lcn": False}, "LCN is a key ingredient of a stage (Jarrett 2009)"),
     Variant("rect_none", {"model_kwargs.rectification": "none"}, "a non-linearity is needed"),
     Variant("rect_abs", {"model_kwargs.rectification": "abs"}, "abs rectification works as well as ReLU"),
+    Variant("rect_abs_half_lr", {"model_kwargs.rectification": "abs", "optimizer.learning_rate": 0.005},
+            "abs rectification at half the rate (the talk's first remedy for divergence)"),
     Variant("rect_tanh", {"model_kwargs.rectification": "tanh"}, "rectifying beats saturating units"),
     Variant("no_dropout", {"model_kwargs.dropout_rate": 0.0}, "dropout regularises"),
     Variant("jitter", {"augment.translate": 1}, "translation jitter regularises"),
@@ -87,13 +90,24 @@ def run_ablation(config: ml_collections.ConfigDict, workdir: str, variants: Sequ
     errors = []
     for seed in seeds:
       run_config = apply_overrides(configs[variant.name], {"seed": int(seed), "figures": False})
-      with redirect_stdout(io.StringIO()):
-        record = train_and_evaluate(run_config, os.path.join(workdir, variant.name, f"seed{seed}"))
-      errors.append(100.0 * (1.0 - record["test/accuracy"]))
-      log(f"{variant.name} seed {seed}: test error {errors[-1]:.2f}%")
+      run_dir = os.path.join(workdir, variant.name, f"seed{seed}")
+      try:
+        if os.path.exists(os.path.join(run_dir, DIVERGED_MARKER)):
+          raise TrainingDivergedError(f"{run_dir} diverged before")
+        with redirect_stdout(io.StringIO()):
+          record = train_and_evaluate(run_config, run_dir)
+        errors.append(100.0 * (1.0 - record["test/accuracy"]))
+        log(f"{variant.name} seed {seed}: test error {errors[-1]:.2f}%")
+      except TrainingDivergedError as e:
+        with open(os.path.join(run_dir, DIVERGED_MARKER), "w") as f:
+          f.write(str(e))
+        errors.append(float("nan"))
+        log(f"{variant.name} seed {seed}: diverged ({e})")
+    finite = [e for e in errors if np.isfinite(e)]
     rows.append({"variant": variant.name, "claim": variant.claim, "overrides": dict(variant.overrides),
-                 "errors": errors, "mean": float(np.mean(errors)), "std": float(np.std(errors)),
-                 "seeds": list(seeds)})
+                 "errors": errors, "diverged": len(errors) - len(finite),
+                 "mean": float(np.mean(finite)) if finite else float("nan"),
+                 "std": float(np.std(finite)) if finite else float("nan"), "seeds": list(seeds)})
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "ablation.json"), "w") as f:
     json.dump(rows, f, indent=2)
@@ -109,6 +123,10 @@ def format_markdown(rows: Sequence[dict], dataset: str) -> str:
            "| vs baseline |", "|---|---|---|---|"]
   for r in rows:
     change = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "—"
-    delta = "" if base is None or r["variant"] == "baseline" else f"{r['mean'] - base:+.2f}"
-    lines.append(f"| {r['variant']} | {change} | {r['mean']:.2f} ± {r['std']:.2f} | {delta} |")
+    delta = "" if base is None or r["variant"] == "baseline" or not np.isfinite(r["mean"]) \
+        else f"{r['mean'] - base:+.2f}"
+    result = f"{r['mean']:.2f} ± {r['std']:.2f}" if np.isfinite(r["mean"]) else "—"
+    if r.get("diverged"):
+      result += f" (diverged in {r['diverged']} of {len(r['errors'])} seeds)"
+    lines.append(f"| {r['variant']} | {change} | {result} | {delta} |")
   return "\n".join(lines) + "\n"

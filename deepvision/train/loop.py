@@ -39,6 +39,10 @@ class ConfigError(ValueError):
   """An experiment config that cannot run: the message names the field, the value and what is valid."""
 
 
+class TrainingDivergedError(FloatingPointError):
+  """The training loss became NaN or infinite; nothing from the diverged steps is saved."""
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the experiment described by `config` in `workdir` and returns its final metrics record."""
   try:
@@ -262,6 +266,13 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
       means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
       pending = []
       means["steps_per_second"] = progress.rate(step)
+      if not np.isfinite(means["train/loss"]):
+        writer.close()
+        checkpointer.close()
+        raise TrainingDivergedError(
+            f"training loss is {means['train/loss']} at step {step} (learning rate "
+            f"{config.optimizer.learning_rate}): lower it, or find one with "
+            "--config.optimizer.lr_search=True; the last good checkpoint is kept")
       record = writer.write(step, means)
       progress.update(step, {k: v for k, v in means.items() if k.startswith("train/")})
     if plan.eval_source is not None and (step % eval_every == 0 or last):
