@@ -163,6 +163,8 @@ def run_doctor(config: ml_collections.ConfigDict, workdir: str, *, model=None, s
     if val_err - train_err > max(0.05, 2 * train_err) and not diverging:
       findings.append(Finding("alarm", "overfitting", f"train error {train_err:.3f} vs validation error "
                               f"{val_err:.3f}", "regularise: dropout, weight decay, data augmentation"))
+  else:
+    split_text += " (the config has no eval_split: set one, e.g. --config.eval_split=validation, to compare)"
   sections.append(("Train vs validation", split_text))
 
   if not fit.reached_zero and not diverging and grad_report.ok:
