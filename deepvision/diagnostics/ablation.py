@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from deepvision.registry import Registry
-from deepvision.train.loop import TrainingDivergedError, plan_supervised, train_and_evaluate
+from deepvision.train.loop import ConfigError, TrainingDivergedError, plan_supervised, train_and_evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +72,12 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, A
   return config
 
 
+def _is_missing_model_field(error: Exception, variant: Variant) -> bool:
+  """True when `error` says the model lacks a field the variant sets (e.g. `lcn` on LeNet-5)."""
+  fields = [key.split(".", 1)[1] for key in variant.overrides if key.startswith("model_kwargs.")]
+  return "unknown field" in str(error) and any(repr(field) in str(error) for field in fields)
+
+
 def run_ablation(config: ml_collections.ConfigDict, workdir: str, variants: Sequence[str],
                  seeds: Sequence[int], log: Callable[[str], None] = print) -> list[dict]:
   """Trains every variant for every seed (resuming finished runs) and returns one row per variant.
@@ -81,12 +87,25 @@ def run_ablation(config: ml_collections.ConfigDict, workdir: str, variants: Sequ
   """
   chosen = [VARIANTS.get(name) for name in variants]  # unknown names fail before any training
   configs = {v.name: apply_overrides(config, v.overrides) for v in chosen}
-  for cfg in configs.values():  # every variant's model must build before the first run starts
-    plan_supervised(cfg)
   if not config.get("test_split"):
     raise ValueError("the ablation reports test error: the config needs a test_split")
+  plan_supervised(config)  # the base config itself must be sound
+  not_applicable = {}
+  for name, cfg in configs.items():  # every variant is checked before the first run starts
+    try:
+      plan_supervised(cfg)
+    except ConfigError as e:
+      if not _is_missing_model_field(e, VARIANTS.get(name)):
+        raise
+      not_applicable[name] = f"{cfg.model} has no such field"
   rows = []
   for variant in chosen:
+    if variant.name in not_applicable:
+      log(f"{variant.name}: not applicable ({not_applicable[variant.name]})")
+      rows.append({"variant": variant.name, "claim": variant.claim, "overrides": dict(variant.overrides),
+                   "errors": [], "diverged": 0, "mean": float("nan"), "std": float("nan"),
+                   "seeds": list(seeds), "not_applicable": not_applicable[variant.name]})
+      continue
     errors = []
     for seed in seeds:
       run_config = apply_overrides(configs[variant.name], {"seed": int(seed), "figures": False})
@@ -126,6 +145,8 @@ def format_markdown(rows: Sequence[dict], dataset: str) -> str:
     delta = "" if base is None or r["variant"] == "baseline" or not np.isfinite(r["mean"]) \
         else f"{r['mean'] - base:+.2f}"
     result = f"{r['mean']:.2f} ± {r['std']:.2f}" if np.isfinite(r["mean"]) else "—"
+    if r.get("not_applicable"):
+      result = f"n/a ({r['not_applicable']})"
     if r.get("diverged"):
       result += f" (diverged in {r['diverged']} of {len(r['errors'])} seeds)"
     lines.append(f"| {r['variant']} | {change} | {result} | {delta} |")
