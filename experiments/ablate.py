@@ -5,7 +5,7 @@ r"""The ablation table: the talk's ingredients switched off one at a time, over 
 
 Writes `ablation.md` (mean ± std test error per variant) and `ablation.json` to the work dir; each run
 has its own work dir below it, so re-running resumes. Cost for the digits: about 40 s per run on a
-2-core CPU (11 variants × 3 seeds ≈ 25 minutes). `--variants=baseline,no_lcn` picks a subset.
+2-core CPU (12 variants × 3 seeds ≈ 25 minutes). `--variants=baseline,no_lcn` picks a subset.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from __future__ import annotations
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from deepvision.diagnostics import ablation
 from deepvision.registry import UnknownNameError
 from deepvision.train.loop import ConfigError
+from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Base experiment config (path[:arg]).")
+_CONFIG = cli.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the table and the runs.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...) per variant.", lower_bound=1)
 _VARIANTS = flags.DEFINE_list("variants", ablation.VARIANTS.names(),
@@ -44,4 +44,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.make_parser(
+      "python -m experiments.ablate --config=CONFIG.py --workdir=DIR [--seeds=3] [--variants=a,b]"))

@@ -2,7 +2,7 @@ r"""The doctor: run the talk's "what if it does not work?" checklist on an exper
 
   python -m experiments.doctor --config=experiments/configs/lcn_convnet_digits.py --workdir=runs/doctor
   python -m experiments.doctor --config=experiments/configs/lcn_convnet_digits.py:smoke \
-      --workdir=/tmp/doctor --config.optimizer.learning_rate=64      # a diverging config
+      --workdir=/tmp/doctor --config.optimizer.learning_rate=8       # a diverging config
 
 Prints the diagnosis with its evidence and writes `doctor.md` and figures into the work dir. Cost on a
 2-core CPU: a minute or two for the digits (a few hundred probe steps per check).
@@ -13,13 +13,13 @@ from __future__ import annotations
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from deepvision.data.datasets import DatasetNotFoundError
 from deepvision.diagnostics.doctor import run_doctor
 from deepvision.train.loop import ConfigError
+from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).")
+_CONFIG = cli.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for doctor.md and the figures.")
 _STEPS = flags.DEFINE_integer("probe_steps", 300, "Updates per probe / learning-rate trial.", lower_bound=10)
 _SUBSET = flags.DEFINE_integer("subset", 512, "Training examples used by the probes.", lower_bound=0)
@@ -39,4 +39,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.make_parser(
+      "python -m experiments.doctor --config=CONFIG.py[:smoke] --workdir=DIR"))

@@ -136,7 +136,7 @@ def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
 
 def _ready_builder(name: str, data_dir: str | os.PathLike | None) -> tfds.core.DatasetBuilder:
   spec = DATASETS.get(name)  # Unknown names fail here, listing the valid ones.
-  data_dir = os.fspath(data_dir) if data_dir is not None else default_data_dir()
+  data_dir = os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else default_data_dir()
   return spec.ready_builder(name, data_dir)
 
 

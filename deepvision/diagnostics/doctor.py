@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from deepvision.data import pipeline
-from deepvision.diagnostics import flops, gradcheck, lr_search, overfit, unit_stats, viz
+from deepvision.diagnostics import flops, gradcheck, lr_search, overfit, unit_stats
 from deepvision.diagnostics import probe as probe_lib
 from deepvision.train import supervised
 from deepvision.train.loop import evaluate
@@ -169,7 +169,8 @@ def run_doctor(config: ml_collections.ConfigDict, workdir: str, *, model=None, s
 
   if not fit.reached_zero and not diverging and grad_report.ok:
     findings.append(Finding(
-        "alarm", "underfitting", f"training error still {fit.errors[-1]:.3f} on {fit.subset} examples after "
+        "alarm", "underfitting", f"training error still {fit.errors[-1] if fit.errors else 1.0:.3f} on "
+        f"{fit.subset} examples after "
         f"{fit.epochs} epochs ({total_params:,} parameters, {total_macs:,} multiply-adds per example)",
         "more capacity: make the net larger (see the table), check the units below"))
   final_loss = float(train_metrics["train/loss"])

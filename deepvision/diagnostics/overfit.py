@@ -28,10 +28,13 @@ class OverfitResult:
   subset: int
 
   def format(self) -> str:
-    trail = ", ".join(f"{e:.3f}" for e in self.errors)
-    verdict = (f"training error reached 0 after {self.epochs} epochs ({self.step} steps)"
-               if self.reached_zero else f"training error still {self.errors[-1]:.3f} after "
-               f"{self.epochs} epochs")
+    trail = ", ".join(f"{e:.3f}" for e in self.errors) or "none (the loss became non-finite first)"
+    if self.reached_zero:
+      verdict = f"training error reached 0 after {self.epochs} epochs ({self.step} steps)"
+    elif self.errors:
+      verdict = f"training error still {self.errors[-1]:.3f} after {self.epochs} epochs"
+    else:
+      verdict = "training diverged before the first epoch ended"
     return f"overfit check on {self.subset} examples: {verdict}\n  error per epoch: {trail}"
 
 

@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from deepvision import optim, zoo
-from deepvision.checkpoint import Checkpointer
+from deepvision.checkpoint import Checkpointer, NonFiniteStateError
 from deepvision.data import datasets, pipeline
 from deepvision.diagnostics import viz
 from deepvision.registry import Registry, UnknownNameError
@@ -127,6 +127,15 @@ def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
   for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
     _positive_int(config, field, allow_zero=True)
   _positive_int(config, "keep_checkpoints")
+  _positive_int(config, "seed", allow_zero=True)
+  _positive_int(config, "eval_batch_size", allow_zero=True)
+  if config.optimizer.get("lr_search", False):
+    if config.optimizer.get("lr_search_steps", 300) < 10:
+      raise ConfigError(f"config.optimizer.lr_search_steps must be >= 10, got "
+                        f"{config.optimizer.lr_search_steps!r}")
+    if config.optimizer.get("lr_search_subset", 512) < 0:
+      raise ConfigError(f"config.optimizer.lr_search_subset must be >= 0 (0: all), got "
+                        f"{config.optimizer.lr_search_subset!r}")
   if not 0.0 <= config.get("ema_decay", 0.0) < 1.0:
     raise ConfigError(
         f"config.ema_decay must be in [0, 1) (0: no moving average), got {config.ema_decay!r}")
@@ -191,6 +200,25 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   os.replace(tmp, path)
 
 
+# Fields that shape the train state or the data order: a resumed run must not change them.
+_RUN_IDENTITY = ("model", "model_kwargs", "dataset", "train_split", "train_subset", "batch_size", "seed",
+                 "num_epochs", "ema_decay")
+
+
+def _check_same_run(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Raises ConfigError if `workdir` holds a run of another model, data, batch size, seed or length."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  current = json.loads(json.dumps(config.to_dict(), default=str))
+  changed = [k for k in _RUN_IDENTITY if saved.get(k) != current.get(k)]
+  if changed:
+    details = ", ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in changed)
+    raise ConfigError(f"{workdir} holds another run ({details}); use a new --workdir to start a new run")
+
+
 def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
   """`config` with the rate found by the talk's halving search from `optimizer.learning_rate`.
 
@@ -198,9 +226,13 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
   """
   from deepvision.diagnostics.lr_search import search_learning_rate  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, "lr_search.json")
+  start = config.optimizer.learning_rate
+  saved = None
   if os.path.exists(path):
     with open(path) as f:
-      rate = json.load(f)["learning_rate"]
+      saved = json.load(f)
+  if saved is not None and saved.get("start") == start:
+    rate = saved["learning_rate"]
   else:
     result = search_learning_rate(config, start=config.optimizer.learning_rate,
                                   steps=config.optimizer.get("lr_search_steps", 300),
@@ -210,8 +242,10 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
       raise ConfigError(f"learning-rate search from {config.optimizer.learning_rate} found no rate that "
                         "converges:\n" + result.format())
     rate = result.learning_rate
-    with open(path, "w") as f:
-      json.dump({"learning_rate": rate, "trail": [dataclasses.asdict(t) for t in result.trail]}, f, indent=2)
+    with open(path + ".tmp", "w") as f:
+      json.dump({"start": start, "learning_rate": rate,
+                 "trail": [dataclasses.asdict(t) for t in result.trail]}, f, indent=2)
+    os.replace(path + ".tmp", path)
   config = ml_collections.ConfigDict(config.to_dict())
   config.optimizer.learning_rate = rate
   return config
@@ -222,6 +256,9 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains a zoo classifier on a data set with SGD; see the module docstring for the steps."""
   plan = plan_supervised(config)
   workdir = os.path.abspath(workdir)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(checkpoints):
+    _check_same_run(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   if config.optimizer.get("lr_search", False):
     config = _searched_learning_rate(config, workdir)
@@ -233,15 +270,16 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              ema=ema_decay > 0)
   train_iter = pipeline.train_batches(plan.train_source, config.batch_size, seed=config.seed)
 
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints)
   start = checkpointer.latest_step()
   if start is not None:
     state, data_state = checkpointer.restore(state)
     train_iter.set_state(data_state)
-    if start >= plan.total_steps:
+    records = read_metrics(workdir)
+    if start >= plan.total_steps and records and (plan.test_source is None or "test/accuracy" in records[-1]):
       checkpointer.close()
       print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
-      return read_metrics(workdir)[-1]
+      return records[-1]
     print(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
   start = start or 0
   writer = MetricsWriter(workdir, resume_step=start if start else None)
@@ -258,32 +296,40 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   progress = Progress(plan.total_steps, start_step=start)
   pending: list[dict] = []
   record: dict = {}
+
+  def diverged(step: int, what: str) -> TrainingDivergedError:
+    writer.close()
+    checkpointer.close()
+    kept = checkpointer.latest_step()
+    return TrainingDivergedError(
+        f"{what} at step {step} (learning rate {config.optimizer.learning_rate}): lower the rate, or find "
+        f"one with --config.optimizer.lr_search=True; "
+        + (f"the checkpoint of step {kept} is kept" if kept else "no checkpoint was saved"))
+
   for step in range(start + 1, plan.total_steps + 1):
     state, metrics = train_step(state, next(train_iter))
     pending.append(metrics)
     last = step == plan.total_steps
-    if step % log_every == 0 or last:
+    checkpoint_now = step % ckpt_every == 0 or last
+    # Logging at every checkpoint too keeps metrics.jsonl identical whether or not the run resumed.
+    if step % log_every == 0 or last or checkpoint_now:
       means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+      means["learning_rate"] = float(pending[-1]["learning_rate"])
       pending = []
       means["steps_per_second"] = progress.rate(step)
       if not np.isfinite(means["train/loss"]):
-        writer.close()
-        checkpointer.close()
-        raise TrainingDivergedError(
-            f"training loss is {means['train/loss']} at step {step} (learning rate "
-            f"{config.optimizer.learning_rate}): lower it, or find one with "
-            "--config.optimizer.lr_search=True; the last good checkpoint is kept")
+        raise diverged(step, f"training loss is {means['train/loss']}")
       record = writer.write(step, means)
       progress.update(step, {k: v for k, v in means.items() if k.startswith("train/")})
     if plan.eval_source is not None and (step % eval_every == 0 or last):
       record = writer.write(step, evaluate(eval_step, state, plan.eval_source, eval_batch, "val"))
-    if step % ckpt_every == 0 or last:
-      checkpointer.save(state, train_iter.get_state())
+    if checkpoint_now:
+      try:
+        checkpointer.save(state, train_iter.get_state())
+      except NonFiniteStateError as e:
+        raise diverged(step, f"the parameters became non-finite ({e})") from None
   if plan.test_source is not None:
-    final = evaluate(eval_step, state, plan.test_source, eval_batch, "test")
-    if plan.eval_source is not None:
-      final.update(evaluate(eval_step, state, plan.eval_source, eval_batch, "val"))
-    record = writer.write(plan.total_steps, final)
+    record = writer.write(plan.total_steps, evaluate(eval_step, state, plan.test_source, eval_batch, "test"))
   writer.close()
   checkpointer.close()
 
@@ -294,6 +340,7 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
       viz.save_conv_filters(kernel, os.path.join(workdir, "filters.png"))
   print(f"Done: {', '.join(f'{k} {v:.4f}' for k, v in record.items() if k != 'step')}\n"
         f"  metrics     {os.path.join(workdir, 'metrics.jsonl')} (TensorBoard: tensorboard --logdir {workdir})\n"
-        f"  checkpoints {checkpointer.directory}\n"
-        f"  figures     {os.path.join(workdir, 'curves.png')}, {os.path.join(workdir, 'filters.png')}")
+        f"  checkpoints {checkpointer.directory}"
+        + (f"\n  figures     {os.path.join(workdir, 'curves.png')}, {os.path.join(workdir, 'filters.png')}"
+           if config.get("figures", True) else ""))
   return record
