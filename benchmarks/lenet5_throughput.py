@@ -202,7 +202,7 @@ def versions() -> dict:
     import torch
     out["torch"] = torch.__version__
   except ImportError:
-    pass
+    out["torch"] = "not installed"
   return out
 
 

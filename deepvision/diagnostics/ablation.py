@@ -20,7 +20,8 @@ import ml_collections
 import numpy as np
 
 from deepvision.registry import Registry
-from deepvision.train.loop import ConfigError, TrainingDivergedError, plan_supervised, train_and_evaluate
+from deepvision.train.loop import (ConfigError, TrainingDivergedError, override_config, plan_supervised,
+                                   train_and_evaluate)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,23 +56,6 @@ for _variant in (
   VARIANTS.register(_variant.name, _variant)
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
-                    ) -> ml_collections.ConfigDict:
-  """A copy of `config` with dotted fields set; unknown fields (outside model_kwargs) are an error."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  for dotted, value in overrides.items():
-    *path, leaf = dotted.split(".")
-    target = config
-    for part in path:
-      if part not in target:
-        raise ValueError(f"unknown config field {dotted!r}")
-      target = target[part]
-    if leaf not in target and path != ["model_kwargs"]:
-      raise ValueError(f"unknown config field {dotted!r}")
-    target[leaf] = value
-  return config
-
-
 def _is_missing_model_field(error: Exception, variant: Variant) -> bool:
   """True when `error` says the model lacks a field the variant sets (e.g. `lcn` on LeNet-5)."""
   fields = [key.split(".", 1)[1] for key in variant.overrides if key.startswith("model_kwargs.")]
@@ -86,7 +70,7 @@ def run_ablation(config: ml_collections.ConfigDict, workdir: str, variants: Sequ
   The table is also written to `workdir/ablation.md` and `workdir/ablation.json`.
   """
   chosen = [VARIANTS.get(name) for name in variants]  # unknown names fail before any training
-  configs = {v.name: apply_overrides(config, v.overrides) for v in chosen}
+  configs = {v.name: override_config(config, v.overrides) for v in chosen}
   if not config.get("test_split"):
     raise ValueError("the ablation reports test error: the config needs a test_split")
   plan_supervised(config)  # the base config itself must be sound
@@ -108,7 +92,7 @@ def run_ablation(config: ml_collections.ConfigDict, workdir: str, variants: Sequ
       continue
     errors = []
     for seed in seeds:
-      run_config = apply_overrides(configs[variant.name], {"seed": int(seed), "figures": False})
+      run_config = override_config(configs[variant.name], {"seed": int(seed), "figures": False})
       run_dir = os.path.join(workdir, variant.name, f"seed{seed}")
       try:
         if os.path.exists(os.path.join(run_dir, DIVERGED_MARKER)):

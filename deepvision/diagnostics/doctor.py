@@ -112,6 +112,8 @@ def run_doctor(config: ml_collections.ConfigDict, workdir: str, *, model=None, s
   sections.append(("Parameters and multiply-adds per layer", flops.format_table(table)))
 
   batch = pipeline.read_batch(plan.train_source, np.arange(min(gradcheck_batch, len(plan.train_source))))
+  # One update first: at initialisation the biases are 0, so blank pixels sit exactly on ReLU kinks,
+  # where finite differences are meaningless.
   params = probe_lib.probe(config, plan, config.optimizer.learning_rate, 1, seed=config.seed).state.params
   grad_report = gradcheck.check_gradients(_batch_loss(plan, batch), params, jnp.asarray(batch["image"]),
                                           key=jax.random.key(config.seed))

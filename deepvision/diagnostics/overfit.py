@@ -12,9 +12,10 @@ import dataclasses
 import jax
 import ml_collections
 
+from deepvision import zoo
 from deepvision.diagnostics import probe as probe_lib
 from deepvision.train import supervised
-from deepvision.train.loop import evaluate
+from deepvision.train.loop import evaluate, override_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +52,10 @@ def overfit_check(config: ml_collections.ConfigDict, subset: int = 256, max_epoc
   """
   overrides = {"augment.translate": 0, "augment.flip": False, "augment.noise_std": 0.0,
                "optimizer.weight_decay": 0.0, "optimizer.l1": 0.0}
-  base_plan = probe_lib.make_plan(config, subset, model=model)
-  if model is None and hasattr(base_plan.model, "dropout_rate"):
+  if model is None and "dropout_rate" in (zoo.fields(config.model) or ()):
     overrides["model_kwargs.dropout_rate"] = 0.0
-  plan = probe_lib.make_plan(config, subset, model=model, **overrides)
-  config = probe_lib.apply_overrides(config, overrides)
+  config = override_config(config, overrides)
+  plan = probe_lib.make_plan(config, subset, model=model)
   eval_step = jax.jit(supervised.make_eval_step(plan.preprocess))
   errors: list[float] = []
   reached: list[int] = []

@@ -17,9 +17,8 @@ import numpy as np
 
 from deepvision import optim
 from deepvision.data import pipeline
-from deepvision.diagnostics.ablation import apply_overrides
 from deepvision.train import supervised
-from deepvision.train.loop import Plan, plan_supervised
+from deepvision.train.loop import Plan, override_config, plan_supervised
 from deepvision.train.state import TrainState, create_train_state
 
 
@@ -53,7 +52,7 @@ class ProbeRun:
 
 def make_plan(config: ml_collections.ConfigDict, subset: int, model=None, **overrides) -> Plan:
   """The config's plan restricted to `subset` training examples (0: all), optionally another model."""
-  config = apply_overrides(config, {"train_subset": subset, **overrides})
+  config = override_config(config, {"train_subset": subset, **overrides})
   plan = plan_supervised(config)
   return plan if model is None else dataclasses.replace(plan, model=model)
 
@@ -72,7 +71,7 @@ def probe(config: ml_collections.ConfigDict, plan: Plan, learning_rate: float, s
     min_decrease: relative fall of the loss required not to count as diverged.
     on_epoch: called as `on_epoch(step, state)` after each epoch; returning True stops the probe.
   """
-  config = apply_overrides(config, {"optimizer.learning_rate": float(learning_rate),
+  config = override_config(config, {"optimizer.learning_rate": float(learning_rate),
                                     "optimizer.schedule": "constant", "optimizer.warmup_steps": 0})
   tx = optim.make_optimizer(config, steps)
   state = create_train_state(plan.model, tx, jax.random.key(seed), plan.info.image_shape)

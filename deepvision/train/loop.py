@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -29,7 +29,7 @@ from deepvision.data import datasets, pipeline
 from deepvision.diagnostics import viz
 from deepvision.registry import Registry, UnknownNameError
 from deepvision.train import supervised
-from deepvision.train.state import TrainState, count_params, create_train_state
+from deepvision.train.state import TrainState, create_train_state
 from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 
 TRAINERS: Registry[Callable[[ml_collections.ConfigDict, str], dict]] = Registry("trainer")
@@ -53,6 +53,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- supervised
+
+
+def override_config(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
+                    ) -> ml_collections.ConfigDict:
+  """A copy of `config` with dotted fields set; unknown fields (outside model_kwargs) are an error."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for dotted, value in overrides.items():
+    *path, leaf = dotted.split(".")
+    target = config
+    for part in path:
+      if part not in target:
+        raise ValueError(f"unknown config field {dotted!r}")
+      target = target[part]
+    if leaf not in target and path != ["model_kwargs"]:
+      raise ValueError(f"unknown config field {dotted!r}")
+    target[leaf] = value
+  return config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,16 +126,8 @@ def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
         f"config.model {config.model!r} expects images of shape {tuple(model.input_shape)} but "
         f"config.dataset {config.dataset!r} has {info.image_shape}")
 
-  def split(field):
-    name = config.get(field) or None
-    # TFDS split expressions are allowed: 'train+validation', 'train[:80%]'.
-    bases = {part.split("[")[0].strip() for part in (name or "").split("+")} - {""}
-    if not bases <= set(info.splits):
-      raise ConfigError(f"config.{field}: data set {config.dataset!r} has no split {name!r}; "
-                        f"valid choices: {', '.join(info.splits)}")
-    return name
-
-  train_split, eval_split, test_split = split("train_split"), split("eval_split"), split("test_split")
+  train_split, eval_split, test_split = (config.get(f) or None for f in
+                                         ("train_split", "eval_split", "test_split"))
   if train_split is None:
     raise ConfigError("config.train_split must name a split")
   batch_size = _positive_int(config, "batch_size")
@@ -146,7 +155,19 @@ def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
 
   data_dir = config.get("data_dir") or None
   in_memory = bool(config.get("in_memory", True))
-  train_source = datasets.get_source(config.dataset, train_split, data_dir=data_dir, in_memory=in_memory)
+
+  def open_split(field: str, name: str | None):
+    """The source of split `name` (TFDS expressions like 'train+validation' allowed), or None."""
+    if name is None:
+      return None
+    try:
+      return datasets.get_source(config.dataset, name, data_dir=data_dir, in_memory=in_memory)
+    except ValueError as e:  # the loader names the valid splits
+      raise ConfigError(f"config.{field}: {e}") from None
+
+  train_source = open_split("train_split", train_split)
+  eval_source = None if eval_split == train_split else open_split("eval_split", eval_split)
+  test_source = open_split("test_split", test_split)
   if subset:
     if subset > len(train_source):
       raise ConfigError(f"config.train_subset={subset} exceeds the {len(train_source)} examples of "
@@ -155,21 +176,16 @@ def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
   if batch_size > len(train_source):
     raise ConfigError(f"config.batch_size={batch_size} exceeds the {len(train_source)} training examples")
 
-  def open_split(name):
-    if name is None:
-      return None
-    if name == train_split:
-      return train_source
-    return datasets.get_source(config.dataset, name, data_dir=data_dir, in_memory=in_memory)
-
   steps_per_epoch = len(train_source) // batch_size
   total_steps = steps_per_epoch * num_epochs
   try:
     optim.make_optimizer(config, total_steps)
   except (UnknownNameError, ValueError) as e:
     raise ConfigError(f"config.optimizer: {e}") from None
-  return Plan(model, info, train_source, open_split(eval_split), open_split(test_split),
-               steps_per_epoch, total_steps, preprocess)
+  if eval_split is not None and eval_split == train_split:
+    eval_source = train_source  # the (subset of the) training data itself, e.g. for overfit checks
+  return Plan(model, info, train_source, eval_source, test_source, steps_per_epoch, total_steps,
+              preprocess)
 
 
 def evaluate(eval_step, state: TrainState, source, batch_size: int, prefix: str) -> dict[str, float]:
@@ -246,9 +262,7 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
       json.dump({"start": start, "learning_rate": rate,
                  "trail": [dataclasses.asdict(t) for t in result.trail]}, f, indent=2)
     os.replace(path + ".tmp", path)
-  config = ml_collections.ConfigDict(config.to_dict())
-  config.optimizer.learning_rate = rate
-  return config
+  return override_config(config, {"optimizer.learning_rate": rate})
 
 
 @TRAINERS.register("supervised")
@@ -284,7 +298,7 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start = start or 0
   writer = MetricsWriter(workdir, resume_step=start if start else None)
   _write_config(config, workdir)
-  print(f"{config.model}: {count_params(state.params):,} parameters; {config.dataset}: "
+  print(f"{config.model}: {zoo.count_params(state.params):,} parameters; {config.dataset}: "
         f"{len(plan.train_source)} training examples, {plan.total_steps} steps of {config.batch_size}.")
 
   train_step = jax.jit(supervised.make_train_step(plan.preprocess, lr_fn, ema_decay), donate_argnums=0)

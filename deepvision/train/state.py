@@ -51,7 +51,3 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: 
   # the same signature and the jitted step compiles once.
   return state.replace(step=jnp.zeros((), jnp.int32))
 
-
-def count_params(params: Any) -> int:
-  """Number of scalars in a parameter pytree."""
-  return int(sum(x.size for x in jax.tree.leaves(params)))

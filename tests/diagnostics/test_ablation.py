@@ -7,7 +7,7 @@ import pytest
 
 from deepvision.diagnostics import ablation
 from deepvision.registry import UnknownNameError
-from deepvision.train.loop import TrainingDivergedError, train_and_evaluate
+from deepvision.train.loop import TrainingDivergedError, override_config, train_and_evaluate
 from deepvision.train.writers import read_metrics
 from experiments.configs import lcn_convnet_digits
 
@@ -49,7 +49,7 @@ def test_bad_names_fail_before_any_run(tmp_path):
   with pytest.raises(UnknownNameError, match="no_lcn"):
     ablation.run_ablation(_config(), str(tmp_path), ["no_lnc"], seeds=[0])
   with pytest.raises(ValueError, match="optimizer.learning_rat"):
-    ablation.apply_overrides(_config(), {"optimizer.learning_rat": 0.1})
+    override_config(_config(), {"optimizer.learning_rat": 0.1})
   assert not os.listdir(tmp_path)
 
 
