@@ -29,7 +29,7 @@ from deepvision.registry import Registry
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 # Importing the package loads every model family (families may register variants themselves).
-from deepvision.models import convnets  # noqa: E402
+from deepvision.models import convnets, rbm  # noqa: E402
 
 _variant = functools.partial
 
@@ -72,7 +72,16 @@ _CONVNETS = {
         rectification="relu", lcn=(True, True, False), lcn_mode="jarrett", lcn_kernel_size=5,
         pool="max", pool_sizes=(1, 2, 2), dropout_rate=0.5, input_shape=(8, 8, 1)),
 }
-for _name, _factory in _CONVNETS.items():
+
+_ENERGY_MODELS = {
+    # Binary RBM of Salakhutdinov & Murray 2008 / Hinton 2006 on 28×28 MNIST: 784 × 500.
+    "rbm": _variant(rbm.RBM, n_visible=784, n_hidden=500),
+    "rbm_tiny": _variant(rbm.RBM, n_visible=6, n_hidden=4),
+    # Gaussian-Bernoulli RBM on 8×8 natural-image patches (standardised, σ = 1).
+    "grbm": _variant(rbm.GaussianRBM, n_visible=64, n_hidden=256),
+    "grbm_tiny": _variant(rbm.GaussianRBM, n_visible=6, n_hidden=4),
+}
+for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS}.items():
   MODELS.register(_name, _factory)
 
 

@@ -508,8 +508,8 @@ def layer_table(model: nn.Module | str, input_shape: Sequence[int] | None = None
   Args:
     model: a Linen module, or a name from `deepvision.zoo.names()`.
     input_shape: one example's shape (default: the model's `input_shape`, or `(n_visible,)`).
-    method: the method to trace, e.g. 'free_energy' (default `__call__`, or `free_energy`
-      for an energy-based model without `__call__`).
+    method: the method to trace, e.g. 'hidden_probs' (default: `free_energy` for an energy-based
+      model, which reads every parameter; `__call__` otherwise).
     dtype: the input's dtype.
     **overrides: fields of the zoo model when `model` is a name.
 
@@ -532,8 +532,8 @@ def layer_table(model: nn.Module | str, input_shape: Sequence[int] | None = None
       raise ValueError(f"input_shape must be positive ints (one example, no batch axis), got "
                        f"{input_shape!r}")
     x = jax.ShapeDtypeStruct((1, *shape), dtype)
-  if method is None and not callable(model) and hasattr(model, "free_energy"):
-    method = "free_energy"  # Energy-based models may define no __call__.
+  if method is None and hasattr(model, "free_energy"):
+    method = "free_energy"  # The energy reads every parameter; the features may not (b_v).
   if method is not None and not callable(getattr(model, method, None)):
     raise ValueError(f"{type(model).__name__} has no method {method!r}")
   return [row.cost() for row in _rows(model, x, method)]

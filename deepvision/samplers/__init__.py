@@ -1,0 +1,1 @@
+"""MCMC samplers as `(init, step)` pairs: block Gibbs for RBMs (HMC joins them with the gated MRFs)."""

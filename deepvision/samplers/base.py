@@ -1,0 +1,59 @@
+"""The sampler contract: `(init, step)` pairs run under `lax.scan`.
+
+A sampler (the blackjax `SamplingAlgorithm` shape) is two pure functions:
+
+  state = init(position)                 # a pytree; `state.position` is the current sample batch
+  state, info = step(key, state)         # one transition leaving the target distribution invariant
+
+`position` is a batch of independent chains, (num_chains, ...). `info` is a small record of what the
+transition did (acceptance, step size, mean hidden activity...). `run_chain` folds the step counter into
+the key, so a chain advanced in pieces draws exactly the numbers of one advanced in a single call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+Array = jax.Array
+State = Any
+Info = Any
+
+
+class SamplingAlgorithm(NamedTuple):
+  """`init(position) -> state` and `step(key, state) -> (state, info)`."""
+
+  init: Callable[[Any], State]
+  step: Callable[[Array, State], tuple[State, Info]]
+
+
+def run_chain(key: Array, step: Callable[[Array, State], tuple[State, Info]], state: State,
+              num_steps: int, trace: Callable[[State], Any] | None = None
+              ) -> tuple[State, Info, Any]:
+  """Advances `state` by `num_steps` transitions with `lax.scan`.
+
+  Step t (0-based) uses `jax.random.fold_in(key, t)`.
+
+  Args:
+    key: typed PRNG key.
+    step: the sampler's transition.
+    state: the starting state.
+    num_steps: number of transitions (≥ 0, static).
+    trace: optional function of the state recorded after every transition (e.g. the positions, for
+      sample chains); None records nothing.
+
+  Returns:
+    `(final_state, infos, traces)`: infos and traces stacked along a leading axis of `num_steps`
+    (traces is None without `trace`).
+  """
+  if not isinstance(num_steps, int) or num_steps < 0:
+    raise ValueError(f"num_steps must be an int >= 0, got {num_steps!r}")
+
+  def body(state, t):
+    state, info = step(jax.random.fold_in(key, t), state)
+    return state, (info, None if trace is None else trace(state))
+
+  state, (infos, traces) = jax.lax.scan(body, state, jax.numpy.arange(num_steps))
+  return state, infos, traces
