@@ -221,15 +221,16 @@ _RUN_IDENTITY = ("model", "model_kwargs", "dataset", "train_split", "train_subse
                  "num_epochs", "ema_decay")
 
 
-def _check_same_run(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Raises ConfigError if `workdir` holds a run of another model, data, batch size, seed or length."""
+def _check_same_run(config: ml_collections.ConfigDict, workdir: str,
+                    identity: tuple[str, ...] = _RUN_IDENTITY) -> None:
+  """Raises ConfigError if `workdir` holds a run that differs in any of the `identity` fields."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return
   with open(path) as f:
     saved = json.load(f)
   current = json.loads(json.dumps(config.to_dict(), default=str))
-  changed = [k for k in _RUN_IDENTITY if saved.get(k) != current.get(k)]
+  changed = [k for k in identity if saved.get(k) != current.get(k)]
   if changed:
     details = ", ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in changed)
     raise ConfigError(f"{workdir} holds another run ({details}); use a new --workdir to start a new run")
@@ -358,3 +359,7 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
         + (f"\n  figures     {os.path.join(workdir, 'curves.png')}, {os.path.join(workdir, 'filters.png')}"
            if config.get("figures", True) else ""))
   return record
+
+
+# The other trainers register themselves in TRAINERS when imported.
+from deepvision.train import contrastive_loop  # noqa: E402,F401  pylint: disable=g-import-not-at-top

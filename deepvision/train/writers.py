@@ -65,7 +65,8 @@ class MetricsWriter:
       f.write(json.dumps(record) + "\n")
     if self._tb is not None:
       for key, value in record.items():
-        if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+        if (key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value)):
           self._tb.add_scalar(key, value, global_step=step)
     return record
 

@@ -67,3 +67,75 @@ def check_arg(arg: str | None, name: str) -> bool:
   if arg == "smoke":
     return True
   raise ValueError(f"unknown argument {arg!r} for config {name}; valid: '' or 'smoke'")
+
+
+def contrastive_config() -> ml_collections.ConfigDict:
+  """Every field the contrastive (RBM / energy-model) trainer reads, with Hinton's-guide defaults."""
+  config = ml_collections.ConfigDict()
+  config.trainer = "contrastive"
+  config.seed = 0
+
+  config.model = "rbm"
+  config.model_kwargs = ml_collections.ConfigDict()  # e.g. n_visible, n_hidden
+
+  config.dataset = "dv_digits"
+  config.data_dir = ""  # '' = $DEEPVISION_DATA_DIR or TFDS's default (~/tensorflow_datasets)
+  config.train_split = "train"
+  config.eval_split = "validation"
+  config.test_split = "test"
+  config.preprocess = "none"  # none | binarize (threshold 0.5) | standardize (per feature, fitted on train)
+  config.patches = ml_collections.ConfigDict()
+  config.patches.size = 0  # > 0: train on random size×size patches of the images instead
+  config.patches.num_train = 20000
+  config.patches.num_eval = 2000  # per evaluation split
+  config.patches.seed = 0
+  config.patches.remove_dc = False  # subtract each patch's mean
+
+  config.batch_size = 100
+  config.num_epochs = 10
+
+  config.contrastive = ml_collections.ConfigDict()
+  config.contrastive.method = "pcd"  # cd | pcd | fpcd
+  config.contrastive.k = 1  # sampler steps per update
+  config.contrastive.num_chains = 0  # persistent chains; 0 = the batch size
+  config.contrastive.sampler = "gibbs"
+  config.contrastive.sampler_options = ml_collections.ConfigDict()
+  config.contrastive.fast_learning_rate = 0.0  # fpcd: ε_fast
+  config.contrastive.fast_decay = 0.95  # fpcd: θ_fast ← decay·θ_fast − ε_fast·g
+  config.contrastive.sparsity_target = 0.0  # target mean hidden activity (with sparsity_cost > 0)
+  config.contrastive.sparsity_cost = 0.0
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 0.05
+  config.optimizer.schedule = "constant"  # constant | cosine | exponential | step
+  config.optimizer.decay_factor = 100.0
+  config.optimizer.boundaries = (0.5, 0.75)
+  config.optimizer.warmup_steps = 0
+  # Hinton's guide §9: momentum 0.5 at first, then 0.9.
+  config.optimizer.momentum = 0.9
+  config.optimizer.momentum_start = 0.5
+  config.optimizer.momentum_ramp_steps = 0
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 2e-4  # L2 on W (not biases); Hinton's guide §10: 1e-2 … 1e-5
+  config.optimizer.l1 = 0.0
+
+  config.log_likelihood = ml_collections.ConfigDict()
+  config.log_likelihood.method = "auto"  # auto (exact if enumerable, else AIS at the end) | exact | ais | none
+  config.log_likelihood.exact_max_units = 20  # enumerate at most 2^20 states
+  config.log_likelihood.ais_runs = 100
+  config.log_likelihood.ais_every_eval = False  # AIS at every evaluation (slow) instead of at the end only
+
+  # Labelled data sets: logistic regression on the hidden probabilities (and on the raw inputs, for
+  # reference) of the training split, its L2 weight chosen on the validation split from `l2`; accuracy
+  # on the test split in the final record.
+  config.linear_eval = ml_collections.ConfigDict()
+  config.linear_eval.enabled = True
+  config.linear_eval.l2 = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+
+  config.log_every_steps = 0  # 0 = once per epoch
+  config.eval_every_steps = 0  # 0 = once per epoch
+  config.checkpoint_every_steps = 0  # 0 = only at the end
+  config.keep_checkpoints = 3
+  config.figures = True
+  return config

@@ -1,0 +1,487 @@
+"""The `contrastive` trainer: RBMs (and any energy model) trained with CD-k, PCD or FPCD from a config.
+
+Same launcher, workdir layout and resume guarantees as the supervised trainer:
+  1. the whole config is checked before any compute: names, fields, values, the data's feature size and
+     value range against the model (binary visibles need data in [0, 1]);
+  2. the data become float arrays: whole images (`dv_digits`, catalog sets) or random patches
+     (`patches.size > 0`, e.g. from `dv_natural_images`), optionally binarised or standardised per
+     feature (the standardisation, fitted on the training data, is saved as `preprocessing.json`);
+  3. training resumes from the newest checkpoint (parameters, optimiser, persistent chains, fast weights,
+     key and data position), so a resumed run ends bitwise equal to an uninterrupted one;
+  4. every evaluation writes to `metrics.jsonl`: reconstruction error, pseudo-likelihood (binary
+     visibles), the free-energy gap between validation and training data (Hinton's overfitting monitor)
+     and, when log Z is computed (exactly for small models, by AIS at the end otherwise), the
+     log-likelihood;
+  5. figures: filters, Gibbs sample chains, histograms of hidden activities and parameters, curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from deepvision import optim, zoo
+from deepvision.checkpoint import Checkpointer, NonFiniteStateError
+from deepvision.data import datasets, pipeline
+from deepvision.data.patches import Standardizer, natural_image_patches
+from deepvision.registry import UnknownNameError, check_choice
+from deepvision.train import contrastive, loop
+from deepvision.train.writers import MetricsWriter, Progress, read_metrics
+
+ConfigError = loop.ConfigError
+PREPROCESSING = ("none", "binarize", "standardize")
+LOG_LIKELIHOOD = ("auto", "exact", "ais", "none")
+# Fields that shape the train state or the data: a resumed run must not change them.
+RUN_IDENTITY = ("model", "model_kwargs", "dataset", "train_split", "patches", "preprocess", "batch_size",
+                "seed", "num_epochs", "contrastive")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnergyData:
+  """Float32 training / evaluation / test examples (N, *image_shape) and what was done to them.
+
+  Attributes:
+    splits: split role ('train', 'val', 'test') → examples; roles without a split are absent.
+    labels: the same roles → int32 labels, when the data set has them (for feature evaluation).
+    image_shape: shape of one example, (H, W, C).
+    standardizer: {'mean': [...], 'std': [...]} per feature when the data were standardised, else None.
+  """
+
+  splits: dict[str, np.ndarray]
+  labels: dict[str, np.ndarray]
+  image_shape: tuple[int, ...]
+  standardizer: dict[str, list] | None = None
+
+
+def contrastive_spec(config: ml_collections.ConfigDict) -> contrastive.ContrastiveSpec:
+  """The `ContrastiveSpec` of `config.contrastive`; ConfigError on bad values."""
+  c = config.contrastive.to_dict()
+  options = tuple(sorted((c.pop("sampler_options", None) or {}).items()))
+  c.pop("num_chains", None)
+  try:
+    return contrastive.ContrastiveSpec(sampler_options=options, **c)
+  except (TypeError, ValueError, UnknownNameError) as e:
+    raise ConfigError(f"config.contrastive: {e}") from None
+
+
+def _read_split(config, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+  try:
+    images, labels = datasets.load_arrays(config.dataset, name, data_dir=config.get("data_dir") or None)
+  except ValueError as e:
+    if "no labels" not in str(e):
+      raise
+    raise ConfigError(f"config.dataset {config.dataset!r} holds images of varying size: set "
+                      "config.patches.size > 0 to train on patches") from None
+  return images, labels
+
+
+def prepare_data(config: ml_collections.ConfigDict) -> EnergyData:
+  """Reads and preprocesses the splits named by the config (see the module docstring).
+
+  Raises:
+    ConfigError: unknown data set, split or preprocessing; patches larger than the images.
+    DatasetNotFoundError: a catalog set not prepared in the data directory.
+  """
+  if config.preprocess not in PREPROCESSING:
+    raise ConfigError(f"config.preprocess must be one of {', '.join(map(repr, PREPROCESSING))}, got "
+                      f"{config.preprocess!r}")
+  try:
+    datasets.dataset_info(config.dataset, data_dir=config.get("data_dir") or None)
+  except UnknownNameError as e:
+    raise ConfigError(f"config.dataset: {e}") from None
+  roles = {"train": config.get("train_split") or None, "val": config.get("eval_split") or None,
+           "test": config.get("test_split") or None}
+  if roles["train"] is None:
+    raise ConfigError("config.train_split must name a split")
+  splits, labels = {}, {}
+  patch_size = int(config.patches.get("size", 0))
+  for role, split in roles.items():
+    if split is None:
+      continue
+    try:
+      if patch_size > 0:
+        count = config.patches.num_train if role == "train" else config.patches.num_eval
+        seed = config.patches.seed + {"train": 0, "val": 1, "test": 2}[role]
+        splits[role] = natural_image_patches(
+            patch_size, count, seed, data_dir=config.get("data_dir") or None, split=split,
+            remove_dc=bool(config.patches.get("remove_dc", False)))
+      else:
+        splits[role], split_labels = _read_split(config, split)
+        labels[role] = split_labels
+    except ValueError as e:  # the loaders name the valid splits, sizes and counts
+      if isinstance(e, ConfigError):
+        raise
+      raise ConfigError(f"config ({role} split {split!r}): {e}") from None
+  image_shape = tuple(splits["train"].shape[1:])
+  standardizer = None
+  if config.preprocess == "binarize":
+    splits = {role: (x > 0.5).astype(np.float32) for role, x in splits.items()}
+  elif config.preprocess == "standardize":
+    fitted = Standardizer.fit(splits["train"].reshape(len(splits["train"]), -1), eps=1e-8)
+    splits = {role: fitted.transform(x.reshape(len(x), -1)).reshape(x.shape).astype(np.float32)
+              for role, x in splits.items()}
+    standardizer = fitted.to_dict()
+  return EnergyData(splits, labels, image_shape, standardizer)
+
+
+def check_model_data(model, data: EnergyData, model_name: str) -> None:
+  """ConfigError unless every split has the model's feature size and value range."""
+  size = math.prod(data.image_shape)
+  if size != model.n_visible:
+    raise ConfigError(f"config.model {model_name!r} has n_visible={model.n_visible} but the data have "
+                      f"{size} features per example (shape {data.image_shape}); set "
+                      f"--config.model_kwargs.n_visible={size}")
+  valid = getattr(model, "visible_range", None)
+  if valid is None:
+    return
+  for role, x in data.splits.items():
+    low, high = float(x.min()), float(x.max())
+    if low < valid[0] or high > valid[1]:
+      raise ConfigError(
+          f"{type(model).__name__} has {model.visible_kind} visible units and needs data in "
+          f"[{valid[0]:g}, {valid[1]:g}], but the {role} data range over [{low:g}, {high:g}]; use "
+          "--config.preprocess=none or binarize with data in [0, 1], or a Gaussian model (grbm)")
+
+
+def _as_tuple(value: Any) -> tuple:
+  return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContrastivePlan:
+  """Everything checked and resolved from the config before compute."""
+
+  model: Any
+  spec: contrastive.ContrastiveSpec
+  data: EnergyData
+  num_chains: int
+  steps_per_epoch: int
+  total_steps: int
+  log_likelihood: str  # 'exact', 'ais' or 'none', resolved from 'auto'
+
+
+def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None = None) -> ContrastivePlan:
+  """Checks the config (and the data) before any compute; raises ConfigError naming the bad value."""
+  try:
+    model = zoo.create(config.model, **config.get("model_kwargs", {}))
+  except (UnknownNameError, ValueError, TypeError) as e:
+    raise ConfigError(f"config.model / config.model_kwargs: {e}") from None
+  if not hasattr(model, "free_energy"):
+    raise ConfigError(f"config.model {config.model!r} is not an energy model (no free_energy); the "
+                      "contrastive trainer trains RBMs and gated MRFs")
+  spec = contrastive_spec(config)
+  batch_size = loop._positive_int(config, "batch_size")  # pylint: disable=protected-access
+  loop._positive_int(config, "num_epochs")  # pylint: disable=protected-access
+  for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "seed"):
+    loop._positive_int(config, field, allow_zero=True)  # pylint: disable=protected-access
+  loop._positive_int(config, "keep_checkpoints")  # pylint: disable=protected-access
+  num_chains = int(config.contrastive.get("num_chains", 0)) or batch_size
+  if num_chains < 1:
+    raise ConfigError(f"config.contrastive.num_chains must be >= 0 (0: the batch size), got {num_chains}")
+  ll = config.log_likelihood
+  try:
+    check_choice("log_likelihood.method", ll.method, LOG_LIKELIHOOD)
+  except ValueError as e:
+    raise ConfigError(f"config.{e}") from None
+  enumerable = model.n_hidden if getattr(model, "visible_kind", "") == "gaussian" else min(
+      model.n_visible, model.n_hidden)
+  method = ll.method
+  if method == "auto":
+    method = "exact" if enumerable <= ll.exact_max_units else "ais"
+  if method == "exact" and enumerable > ll.exact_max_units:
+    raise ConfigError(f"config.log_likelihood.method='exact' would enumerate 2^{enumerable} states of "
+                      f"{config.model!r}; the limit is log_likelihood.exact_max_units="
+                      f"{ll.exact_max_units}: use 'ais'")
+  if method == "ais" and ll.ais_runs < 1:
+    raise ConfigError(f"config.log_likelihood.ais_runs must be >= 1, got {ll.ais_runs!r}")
+
+  weights = _as_tuple(config.linear_eval.l2)
+  if config.linear_eval.enabled and (not weights or any(
+      not isinstance(w, (int, float)) or w < 0 for w in weights)):
+    raise ConfigError(f"config.linear_eval.l2 must be one or more L2 weights >= 0, got {config.linear_eval.l2!r}")
+
+  data = prepare_data(config) if data is None else data
+  check_model_data(model, data, config.model)
+  n_train = len(data.splits["train"])
+  if batch_size > n_train:
+    raise ConfigError(f"config.batch_size={batch_size} exceeds the {n_train} training examples")
+  if spec.persistent and num_chains > n_train:
+    raise ConfigError(f"config.contrastive.num_chains={num_chains} exceeds the {n_train} training "
+                      "examples the chains start from")
+  steps_per_epoch = n_train // batch_size
+  total_steps = steps_per_epoch * config.num_epochs
+  try:
+    optim.make_optimizer(config, total_steps)
+  except (UnknownNameError, ValueError) as e:
+    raise ConfigError(f"config.optimizer: {e}") from None
+  return ContrastivePlan(model, spec, data, num_chains, steps_per_epoch, total_steps, method)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _mean_over(fn, params, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+  """Means of the per-example values fn(params, x[i:i+batch]) over all of x (one array per output)."""
+  values = [np.asarray(fn(params, jnp.asarray(x[i:i + batch]))) for i in range(0, len(x), batch)]
+  return np.concatenate(values, axis=-1).mean(axis=-1)
+
+
+@functools.cache
+def _per_example_metrics(model) -> Any:
+  """A jitted fn(params, v) -> per-example (recon_error, free_energy[, pseudo_likelihood]) of `model`."""
+  from deepvision.estimators import pseudo_likelihood  # pylint: disable=g-import-not-at-top
+  binary = getattr(model, "visible_kind", "") == "binary"
+
+  def metrics(params, v):
+    variables = {"params": params}
+    recon = model.apply(variables, model.apply(variables, v, method="hidden_probs"), method="visible_mean")
+    values = [jnp.mean((v - recon) ** 2, axis=-1), model.apply(variables, v, method="free_energy")]
+    if binary:
+      values.append(pseudo_likelihood.pseudo_log_likelihood(model, variables, v))
+    return jnp.stack(values)
+
+  return jax.jit(metrics)
+
+
+def evaluate_split(model, params, x: np.ndarray, prefix: str) -> dict[str, float]:
+  """`{prefix}/recon_error` (one mean-field up-down pass), `{prefix}/free_energy` and, for binary
+  visibles, `{prefix}/pseudo_likelihood` (exact: all V conditionals), each averaged over x."""
+  means = _mean_over(_per_example_metrics(model), params, x.reshape(len(x), -1))
+  names = ("recon_error", "free_energy", "pseudo_likelihood")
+  return {f"{prefix}/{name}": float(value) for name, value in zip(names, means)}
+
+
+def log_partition(model, params, method: str, config: ml_collections.ConfigDict, key: jax.Array,
+                  train: np.ndarray) -> dict[str, float]:
+  """{'log_z': ...} exactly, or by AIS with its ±3σ bounds ('log_z_lower', 'log_z_upper'); {} for 'none'."""
+  from deepvision.estimators import ais, partition  # pylint: disable=g-import-not-at-top
+  variables = {"params": params}
+  if method == "exact":
+    return {"log_z": float(partition.log_partition(
+        model, variables, max_units=config.log_likelihood.exact_max_units))}
+  if method == "ais":
+    result = ais.ais_log_partition(model, variables, key, data=train.reshape(len(train), -1),
+                                   num_runs=config.log_likelihood.ais_runs)
+    return {"log_z": float(result.log_z), "log_z_lower": float(result.log_z_lower),
+            "log_z_upper": float(result.log_z_upper)}
+  return {}
+
+
+def evaluate(model, params, plan: ContrastivePlan, config, key: jax.Array, roles: tuple[str, ...],
+             with_log_z: bool, train_subset: np.ndarray) -> dict[str, float]:
+  """Metrics of the splits `roles`, the free-energy gap and (if `with_log_z`) the log-likelihoods."""
+  record = {}
+  for role in roles:
+    x = train_subset if role == "train" else plan.data.splits[role]
+    record.update(evaluate_split(model, params, x, role))
+  if "val" in roles and "train" in roles:
+    # Hinton's guide §6: a growing gap between held-out and training free energies signals overfitting.
+    record["free_energy_gap"] = record["val/free_energy"] - record["train/free_energy"]
+  if with_log_z:
+    record.update(log_partition(model, params, plan.log_likelihood, config, key, plan.data.splits["train"]))
+    if "log_z" in record:
+      for role in roles:
+        record[f"{role}/log_likelihood"] = -record[f"{role}/free_energy"] - record["log_z"]
+  return record
+
+
+def linear_evaluation(model, params, data: EnergyData, l2: tuple[float, ...]) -> dict[str, float]:
+  """Test accuracy of logistic regression on the hidden probabilities, and on the raw inputs for reference.
+
+  For each input (features, pixels) a classifier is fitted on the training split
+  (`deepvision.models.logistic`) for every L2 weight in `l2`; the one with the best validation accuracy
+  (the first of equals; the only one without a validation split) is reported with its test accuracy.
+  Returns {} without labelled train and test splits.
+  """
+  from deepvision.models.logistic import fit_logistic_regression  # pylint: disable=g-import-not-at-top
+  if "train" not in data.labels or "test" not in data.labels:
+    return {}
+  if "val" not in data.labels:
+    l2 = l2[:1]
+  features = jax.jit(lambda v: model.apply({"params": params}, v, method="hidden_probs"))
+  out = {}
+  for name, transform in (("feature", features), ("pixel", lambda v: v)):
+    inputs = {role: np.asarray(transform(jnp.asarray(x.reshape(len(x), -1))))
+              for role, x in data.splits.items() if role in data.labels}
+    fits = [fit_logistic_regression(inputs["train"], data.labels["train"], l2=weight) for weight in l2]
+    scores = [fit.accuracy(inputs["val"], data.labels["val"]) if "val" in inputs else 0.0 for fit in fits]
+    best = int(np.argmax(scores))
+    out[f"test/{name}_accuracy"] = fits[best].accuracy(inputs["test"], data.labels["test"])
+    out[f"{name}_l2"] = float(l2[best])
+  return out
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: EnergyData | None = None,
+                    quiet: bool = False) -> tuple[dict, Any]:
+  """Trains the energy model of `config` in `workdir` (resuming if it holds a checkpoint).
+
+  Args:
+    config: a contrastive experiment config (experiments/configs/common.py: `contrastive_config`).
+    workdir: the run's directory.
+    data: the examples to train on (default: `prepare_data(config)`), e.g. the hidden probabilities of
+      the layer below when stacking a DBN.
+    quiet: no progress line and no closing summary.
+
+  Returns:
+    `(record, params)`: the final metrics record (with the test metrics when there is a test split) and
+    the trained parameters.
+  """
+  plan = plan_contrastive(config, data)
+  workdir = os.path.abspath(workdir)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(checkpoints):
+    loop._check_same_run(config, workdir, RUN_IDENTITY)  # pylint: disable=protected-access
+  os.makedirs(workdir, exist_ok=True)
+  train_x = plan.data.splits["train"]
+  train_flat = train_x.reshape(len(train_x), -1)
+  tx = optim.make_optimizer(config, plan.total_steps)
+  lr_fn = optim.learning_rate_schedule(config, plan.total_steps)
+  root = jax.random.key(config.seed)
+  state_key, eval_key = jax.random.split(root)
+  chain_start = train_flat[np.random.default_rng(config.seed).permutation(len(train_flat))[:plan.num_chains]]
+  state = contrastive.create_state(plan.model, tx, state_key, plan.spec, chain_start)
+  labels = plan.data.labels.get("train", np.zeros(len(train_x), np.int32))
+  train_iter = pipeline.train_batches(datasets.ArraySource(train_x, labels), config.batch_size,
+                                      seed=config.seed)
+
+  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints)
+  start = checkpointer.latest_step()
+  if start is not None:
+    state, data_state = checkpointer.restore(state)
+    train_iter.set_state(data_state)
+    records = read_metrics(workdir)
+    if start >= plan.total_steps and records and records[-1].get("final"):
+      checkpointer.close()
+      if not quiet:
+        print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
+      return records[-1], state.params
+    if not quiet:
+      print(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
+  start = start or 0
+  writer = MetricsWriter(workdir, resume_step=start if start else None)
+  loop._write_config(config, workdir)  # pylint: disable=protected-access
+  if plan.data.standardizer is not None:
+    with open(os.path.join(workdir, "preprocessing.json"), "w") as f:
+      json.dump({"standardizer": plan.data.standardizer, "image_shape": plan.data.image_shape}, f)
+  if not quiet:
+    print(f"{config.model}: {zoo.count_params(state.params):,} parameters, {plan.spec.method.upper()}-"
+          f"{plan.spec.k}; {config.dataset}: {len(train_x)} training examples of shape "
+          f"{plan.data.image_shape}, {plan.total_steps} steps of {config.batch_size}.")
+
+  train_step = jax.jit(contrastive.make_train_step(plan.model, plan.spec, lr_fn), donate_argnums=0)
+  log_every = config.log_every_steps or plan.steps_per_epoch
+  eval_every = config.eval_every_steps or plan.steps_per_epoch
+  ckpt_every = config.checkpoint_every_steps or plan.total_steps
+  progress = Progress(plan.total_steps, start_step=start) if not quiet else None
+  # A fixed training subset as large as the validation split, for the free-energy gap.
+  n_val = len(plan.data.splits["val"]) if "val" in plan.data.splits else min(len(train_x), 1000)
+  train_subset = train_x[np.random.default_rng(config.seed + 1).permutation(len(train_x))[:n_val]]
+  roles = ("train", "val") if "val" in plan.data.splits else ("train",)
+  exact_every_eval = plan.log_likelihood == "exact" or config.log_likelihood.get("ais_every_eval", False)
+  pending: list[dict] = []
+  record: dict = {}
+
+  def diverged(step: int, what: str) -> loop.TrainingDivergedError:
+    writer.close()
+    checkpointer.close()
+    kept = checkpointer.latest_step()
+    return loop.TrainingDivergedError(
+        f"{what} at step {step} (learning rate {config.optimizer.learning_rate}): lower the rate; "
+        + (f"the checkpoint of step {kept} is kept" if kept else "no checkpoint was saved"))
+
+  for step in range(start + 1, plan.total_steps + 1):
+    batch = next(train_iter)["image"]
+    state, metrics = train_step(state, batch)
+    pending.append(metrics)
+    last = step == plan.total_steps
+    checkpoint_now = step % ckpt_every == 0 or last
+    if step % log_every == 0 or last or checkpoint_now:
+      means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+      means["learning_rate"] = float(pending[-1]["learning_rate"])
+      pending = []
+      means["steps_per_second"] = progress.rate(step) if progress else 0.0
+      if not np.isfinite(means["train/cd_loss"]):
+        raise diverged(step, f"the contrastive loss is {means['train/cd_loss']}")
+      record = writer.write(step, means)
+      if progress:
+        progress.update(step, {k: means[k] for k in ("train/cd_loss", "train/recon_error")})
+    if step % eval_every == 0 and not last:  # the last step gets the final evaluation below
+      key = jax.random.fold_in(eval_key, step)
+      record = writer.write(step, evaluate(plan.model, state.params, plan, config, key, roles,
+                                           exact_every_eval, train_subset))
+    if checkpoint_now:
+      try:
+        checkpointer.save(state, train_iter.get_state())
+      except NonFiniteStateError as e:
+        raise diverged(step, f"the parameters became non-finite ({e})") from None
+  final_roles = roles + (("test",) if "test" in plan.data.splits else ())
+  final = evaluate(plan.model, state.params, plan, config, jax.random.fold_in(eval_key, 0), final_roles,
+                   plan.log_likelihood != "none", train_subset)
+  if config.linear_eval.enabled:
+    final.update(linear_evaluation(plan.model, state.params, plan.data, _as_tuple(config.linear_eval.l2)))
+  record = writer.write(plan.total_steps, {**final, "final": True})
+  writer.close()
+  checkpointer.close()
+  if config.get("figures", True):
+    save_figures(plan, state, workdir, jax.random.fold_in(eval_key, 1))
+  if not quiet:
+    shown = {k: v for k, v in record.items() if k not in ("step", "final")}
+    print("Done: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) +
+          f"\n  metrics     {os.path.join(workdir, 'metrics.jsonl')}\n  checkpoints {checkpointer.directory}")
+  return record, state.params
+
+
+def save_figures(plan: ContrastivePlan, state, workdir: str, key: jax.Array) -> None:
+  """filters.png, samples.png (Gibbs chains from test/validation examples), histograms.png, curves.png."""
+  from deepvision.diagnostics import energy_viz, viz  # pylint: disable=g-import-not-at-top
+  from deepvision.samplers.base import run_chain  # pylint: disable=g-import-not-at-top
+  records = read_metrics(workdir)
+  groups = (("train/recon_error", "val/recon_error"), ("train/pseudo_likelihood", "val/pseudo_likelihood"),
+            ("train/log_likelihood", "val/log_likelihood"), ("free_energy_gap",))
+  logged = {key for record in records for key in record}
+  viz.save_curves(records, os.path.join(workdir, "curves.png"),
+                  keys=tuple(g for g in groups if logged.intersection(g)))
+  params = jax.device_get(state.params)
+  shape = plan.data.image_shape
+  if len(shape) < 2:  # not images (e.g. the features of a lower DBN layer): curves only
+    return
+  to_pixels = (Standardizer.from_dict(plan.data.standardizer) if plan.data.standardizer is not None
+               else None)
+  value_range = (0.0, 1.0) if getattr(plan.model, "visible_kind", "") == "binary" else None
+  energy_viz.save_weight_filters(np.asarray(params["W"]), shape, os.path.join(workdir, "filters.png"),
+                                 to_pixels=to_pixels)
+  source = plan.data.splits.get("test", plan.data.splits.get("val", plan.data.splits["train"]))
+  start = source[:10].reshape(min(10, len(source)), -1)
+  sampler = plan.spec.make_sampler(plan.model, {"params": state.params})
+  advance = jax.jit(lambda k, c: run_chain(k, sampler.step, c, 100)[0])
+  chain = sampler.init(jnp.asarray(start))
+  snapshots = [np.asarray(chain.position)]
+  for column in range(9):  # 10 columns: the start, then every 100 sampler steps
+    chain = advance(jax.random.fold_in(key, column), chain)
+    snapshots.append(np.asarray(chain.position))
+  energy_viz.save_sample_chains(np.stack(snapshots), shape, os.path.join(workdir, "samples.png"),
+                                title="chains from held-out examples (every 100 steps)",
+                                value_range=value_range, to_pixels=to_pixels)
+  probs = plan.model.apply({"params": state.params}, jnp.asarray(source.reshape(len(source), -1)),
+                           method="hidden_probs")
+  energy_viz.save_histograms({"p(h=1|v), held-out data": np.asarray(probs), "W": params["W"],
+                              "b_h": params["b_h"], "b_v": params["b_v"]},
+                             os.path.join(workdir, "histograms.png"))
+
+
+@loop.TRAINERS.register("contrastive")
+def train_contrastive(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains an energy model with CD / PCD / FPCD; see the module docstring."""
+  return run_contrastive(config, workdir)[0]
