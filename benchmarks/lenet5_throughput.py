@@ -264,8 +264,8 @@ def main(argv=None) -> dict:
                       help="also record where each contestant's step spends its time, per op")
   parser.add_argument("--out", type=pathlib.Path, default=None, help="JSON output path")
   args = parser.parse_args(argv)
-  steps = args.steps or (10 if args.quick else 40)
-  rounds = args.rounds or (3 if args.quick else 9)
+  steps = args.steps if args.steps is not None else (10 if args.quick else 40)
+  rounds = args.rounds if args.rounds is not None else (3 if args.quick else 9)
   warmup = 5 if args.quick else 20
   for name, value in (("--steps", steps), ("--rounds", rounds)):
     if value < 1:
