@@ -6,8 +6,9 @@ A sampler (the blackjax `SamplingAlgorithm` shape) is two pure functions:
   state, info = step(key, state)         # one transition leaving the target distribution invariant
 
 `position` is a batch of independent chains, (num_chains, ...). `info` is a small record of what the
-transition did (acceptance, step size, mean hidden activity...). `run_chain` folds the step counter into
-the key, so a chain advanced in pieces draws exactly the numbers of one advanced in a single call.
+transition did (acceptance, step size, mean hidden activity...). `run_chain` folds the step number into
+the key: a chain advanced in pieces (each call given the number of steps already taken as `start_step`)
+draws exactly the numbers of one advanced in a single call.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ class SamplingAlgorithm(NamedTuple):
 
 
 def run_chain(key: Array, step: Callable[[Array, State], tuple[State, Info]], state: State,
-              num_steps: int, trace: Callable[[State], Any] | None = None
-              ) -> tuple[State, Info, Any]:
+              num_steps: int, trace: Callable[[State], Any] | None = None,
+              start_step: Any = 0) -> tuple[State, Info, Any]:
   """Advances `state` by `num_steps` transitions with `lax.scan`.
 
-  Step t (0-based) uses `jax.random.fold_in(key, t)`.
+  Step t (0-based) of this call uses `jax.random.fold_in(key, start_step + t)`: two calls of n steps, the
+  second with `start_step=n`, draw exactly the numbers of one call of 2n steps.
 
   Args:
     key: typed PRNG key.
@@ -43,6 +45,7 @@ def run_chain(key: Array, step: Callable[[Array, State], tuple[State, Info]], st
     num_steps: number of transitions (≥ 0, static).
     trace: optional function of the state recorded after every transition (e.g. the positions, for
       sample chains); None records nothing.
+    start_step: the number of steps already taken by this chain (an int or an int array).
 
   Returns:
     `(final_state, infos, traces)`: infos and traces stacked along a leading axis of `num_steps`
@@ -55,5 +58,5 @@ def run_chain(key: Array, step: Callable[[Array, State], tuple[State, Info]], st
     state, info = step(jax.random.fold_in(key, t), state)
     return state, (info, None if trace is None else trace(state))
 
-  state, (infos, traces) = jax.lax.scan(body, state, jax.numpy.arange(num_steps))
+  state, (infos, traces) = jax.lax.scan(body, state, start_step + jax.numpy.arange(num_steps))
   return state, infos, traces
