@@ -29,7 +29,7 @@ from deepvision.registry import Registry
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 # Importing the package loads every model family (families may register variants themselves).
-from deepvision.models import convnets, rbm  # noqa: E402
+from deepvision.models import convnets, dbn, rbm  # noqa: E402
 
 _variant = functools.partial
 
@@ -81,7 +81,13 @@ _ENERGY_MODELS = {
     "grbm": _variant(rbm.GaussianRBM, n_visible=64, n_hidden=256),
     "grbm_tiny": _variant(rbm.GaussianRBM, n_visible=6, n_hidden=4),
 }
-for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS}.items():
+_DBN = {
+    # The recognition net of dbn_digits: a 64-256-256-10 sigmoid MLP, 85,002 parameters, initialised
+    # from a stack of RBMs (deepvision.models.dbn.classifier_params_from_stack).
+    "dbn_classifier": _variant(dbn.DBNClassifier, input_shape=(8, 8, 1), hidden=(256, 256), num_classes=10),
+    "dbn_classifier_tiny": _variant(dbn.DBNClassifier, input_shape=(8, 8, 1), hidden=(12, 8), num_classes=10),
+}
+for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_DBN}.items():
   MODELS.register(_name, _factory)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from deepvision import optim, zoo
 from deepvision.checkpoint import Checkpointer, NonFiniteStateError
 from deepvision.data import datasets, pipeline
-from deepvision.data.patches import Standardizer, natural_image_patches
+from deepvision.data.patches import Standardizer, extract_patches
 from deepvision.registry import UnknownNameError, check_choice
 from deepvision.train import contrastive, loop
 from deepvision.train.writers import MetricsWriter, Progress, read_metrics
@@ -111,9 +111,9 @@ def prepare_data(config: ml_collections.ConfigDict) -> EnergyData:
       if patch_size > 0:
         count = config.patches.num_train if role == "train" else config.patches.num_eval
         seed = config.patches.seed + {"train": 0, "val": 1, "test": 2}[role]
-        splits[role] = natural_image_patches(
-            patch_size, count, seed, data_dir=config.get("data_dir") or None, split=split,
-            remove_dc=bool(config.patches.get("remove_dc", False)))
+        source = datasets.get_source(config.dataset, split, data_dir=config.get("data_dir") or None)
+        splits[role] = extract_patches([source[i]["image"] for i in range(len(source))], patch_size, count,
+                                       seed, remove_dc=bool(config.patches.get("remove_dc", False)))
       else:
         splits[role], split_labels = _read_split(config, split)
         labels[role] = split_labels
@@ -444,7 +444,12 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
 
 
 def save_figures(plan: ContrastivePlan, state, workdir: str, key: jax.Array) -> None:
-  """filters.png, samples.png (Gibbs chains from test/validation examples), histograms.png, curves.png."""
+  """filters.png, samples.png, histograms.png and curves.png in `workdir`.
+
+  samples.png: ten chains started at held-out examples (first column); each further column shows
+  E[v | h] of the chain's hidden sample after another 100 sampler steps (the mean reads better than a
+  binary sample).
+  """
   from deepvision.diagnostics import energy_viz, viz  # pylint: disable=g-import-not-at-top
   from deepvision.samplers.base import run_chain  # pylint: disable=g-import-not-at-top
   records = read_metrics(workdir)
@@ -466,14 +471,16 @@ def save_figures(plan: ContrastivePlan, state, workdir: str, key: jax.Array) -> 
   start = source[:10].reshape(min(10, len(source)), -1)
   sampler = plan.spec.make_sampler(plan.model, {"params": state.params})
   advance = jax.jit(lambda k, c: run_chain(k, sampler.step, c, 100)[0])
+  mean = jax.jit(lambda h: plan.model.apply({"params": state.params}, h, method="visible_mean"))
   chain = sampler.init(jnp.asarray(start))
   snapshots = [np.asarray(chain.position)]
-  for column in range(9):  # 10 columns: the start, then every 100 sampler steps
+  for column in range(9):  # 10 columns: the examples, then E[v | h] every 100 sampler steps
     chain = advance(jax.random.fold_in(key, column), chain)
-    snapshots.append(np.asarray(chain.position))
+    hidden = getattr(chain, "hidden", None)  # Gibbs chains carry h; others show their position
+    snapshots.append(np.asarray(chain.position if hidden is None else mean(hidden)))
   energy_viz.save_sample_chains(np.stack(snapshots), shape, os.path.join(workdir, "samples.png"),
-                                title="chains from held-out examples (every 100 steps)",
-                                value_range=value_range, to_pixels=to_pixels)
+                                title="Gibbs", value_range=value_range,
+                                to_pixels=to_pixels)
   probs = plan.model.apply({"params": state.params}, jnp.asarray(source.reshape(len(source), -1)),
                            method="hidden_probs")
   energy_viz.save_histograms({"p(h=1|v), held-out data": np.asarray(probs), "W": params["W"],

@@ -45,6 +45,8 @@ class TrainingDivergedError(FloatingPointError):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the experiment described by `config` in `workdir` and returns its final metrics record."""
+  # The other trainers live in their own modules and register themselves in TRAINERS on import.
+  from deepvision.train import contrastive_loop, dbn_loop  # noqa: F401  pylint: disable=g-import-not-at-top
   try:
     trainer = TRAINERS.get(config.trainer)
   except UnknownNameError as e:
@@ -360,6 +362,3 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
            if config.get("figures", True) else ""))
   return record
 
-
-# The other trainers register themselves in TRAINERS when imported.
-from deepvision.train import contrastive_loop  # noqa: E402,F401  pylint: disable=g-import-not-at-top

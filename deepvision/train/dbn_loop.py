@@ -1,0 +1,442 @@
+r"""The `dbn` trainer: a deep belief net stacked greedily from RBMs, then fine-tuned as a classifier.
+
+The classic pre-training experiment (Hinton, Osindero & Teh 2006; Hinton & Salakhutdinov 2006):
+  1. the whole config is checked before any compute (every layer's contrastive settings, the hidden sizes,
+     the fine-tuning block, labels for fine-tuning);
+  2. layer l = 1 … L is an RBM trained by `run_contrastive` in `workdir/layer_{l}`: layer 1 on the data
+     (model and model_kwargs from the config, n_hidden = config.dbn.hidden[0]), layer l > 1 a binary RBM on
+     the posterior means p(h | ·) of the layer below, for every split (`feature_data`);
+  3. `workdir/finetune`: a `DBNClassifier` whose sigmoid hidden layers start at the stack's W and b_h
+     (`dbn.classifier_params_from_stack`) and whose softmax layer starts random, fine-tuned with SGD by
+     back-propagation on the labelled training split, evaluated on the validation split every epoch and on
+     the test split at the end;
+  4. `workdir/scratch` (config.finetune.compare_scratch): the same classifier, same seed, same classifier
+     layer, same data order, but random hidden layers: the baseline the pre-training is judged against;
+  5. `workdir/metrics.jsonl` gets one final record: `val/accuracy`, `test/accuracy` (and `/loss`) of the
+     fine-tuned net, the same with `_scratch` appended for the baseline, and each layer's final metrics
+     under `layer_{l}/` (reconstruction error, pseudo-likelihood, log-likelihood...); `config.json`;
+     figures: `samples.png` (DBN samples: Gibbs in the top RBM, then a top-down pass), `filters.png`
+     (first-layer weights), `curves.png` (fine-tuned vs scratch).
+
+Resuming: re-running the same command skips every finished layer (`run_contrastive` returns at once when its
+workdir holds the finished run) and resumes an unfinished one from its checkpoint; fine-tuning and the
+baseline resume from their own checkpoints (`finetune.checkpoint_every_steps`, by default only at the end,
+in which case an interrupted fine-tuning run is redone: on the digits it takes seconds and, from the same
+stack and seed, ends bitwise equal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from deepvision import optim, zoo
+from deepvision.checkpoint import Checkpointer, NonFiniteStateError
+from deepvision.data import datasets, pipeline
+from deepvision.models import dbn
+from deepvision.registry import UnknownNameError
+from deepvision.train import loop, supervised
+from deepvision.train.contrastive_loop import (RUN_IDENTITY, EnergyData, plan_contrastive, prepare_data,
+                                               run_contrastive)
+from deepvision.train.state import create_train_state
+from deepvision.train.writers import MetricsWriter, Progress, read_metrics
+
+ConfigError = loop.ConfigError
+# A run of the whole stack is the same run only with the same layers and data (and config.dbn's
+# `hidden` and `num_epochs`; its figure settings may change).
+DBN_FIELDS = ("hidden", "num_epochs")
+# A fine-tuning run resumes only with the same start, classifier, data order and length.
+FINETUNE_IDENTITY = ("init", "model_kwargs", "dataset", "train_split", "preprocess", "batch_size", "seed",
+                     "num_epochs")
+INITS = ("stack", "random")
+
+
+def feature_shape(n_hidden: int) -> tuple[int, int, int]:
+  """The example shape under which layer features reach `run_contrastive`: (n_hidden, 1, 1).
+
+  The training pipeline reads (N, H, W, C) arrays, so the features of a layer travel as H × 1 × 1
+  "images"; the RBMs flatten them back to n_hidden-vectors.
+  """
+  return (n_hidden, 1, 1)
+
+
+def _int_tuple(field: str, value: Any, allow_empty: bool) -> tuple[int, ...]:
+  values = tuple(value) if isinstance(value, (tuple, list)) else None
+  if (values is None or (not values and not allow_empty)
+      or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in values)):
+    what = "a tuple of positive ints" + (" (or empty)" if allow_empty else ", one per layer")
+    raise ConfigError(f"config.{field} must be {what}, got {value!r}")
+  return values
+
+
+def layer_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+  """The contrastive config of each layer: the DBN config's settings, sizes from `config.dbn`.
+
+  Layer 1: `config.model` with `config.model_kwargs` and n_hidden = dbn.hidden[0]. Layer l > 1: a binary
+  'rbm' of dbn.hidden[l−2] × dbn.hidden[l−1] on the features below (no preprocessing, no figures of its
+  own). `dbn.num_epochs[l−1]` (when given) replaces `num_epochs`.
+  """
+  hidden = _int_tuple("dbn.hidden", config.dbn.get("hidden"), allow_empty=False)
+  epochs = _int_tuple("dbn.num_epochs", config.dbn.get("num_epochs", ()), allow_empty=True)
+  if epochs and len(epochs) != len(hidden):
+    raise ConfigError(f"config.dbn.num_epochs must be empty (config.num_epochs for every layer) or give one "
+                      f"value per layer ({len(hidden)} for hidden={hidden}), got {epochs!r}")
+  kwargs = dict(config.get("model_kwargs", {}))
+  if kwargs.get("n_hidden", hidden[0]) != hidden[0]:
+    raise ConfigError(f"config.model_kwargs.n_hidden={kwargs['n_hidden']} contradicts config.dbn.hidden[0]="
+                      f"{hidden[0]}: the first layer's size comes from config.dbn.hidden")
+  base = config.to_dict()
+  for field in ("dbn", "finetune"):
+    base.pop(field, None)
+  base["trainer"] = "contrastive"
+  configs = []
+  for l, n_hidden in enumerate(hidden, start=1):
+    layer = ml_collections.ConfigDict(base)
+    if l == 1:
+      layer.model_kwargs = ml_collections.ConfigDict({**kwargs, "n_hidden": n_hidden})
+      layer.dbn_input = "data"
+    else:
+      layer.model = "rbm"
+      layer.model_kwargs = ml_collections.ConfigDict({"n_visible": hidden[l - 2], "n_hidden": n_hidden})
+      layer.preprocess = "none"
+      layer.figures = False  # features are not images; the DBN draws its own figures
+      layer.dbn_input = f"layer_{l - 1} hidden probabilities"
+    if epochs:
+      layer.num_epochs = epochs[l - 1]
+    configs.append(layer)
+  return configs
+
+
+def finetune_config(config: ml_collections.ConfigDict, init: str, input_shape: tuple[int, ...],
+                    num_classes: int) -> ml_collections.ConfigDict:
+  """A supervised-style config of one fine-tuning run ('stack': from the DBN; 'random': the baseline)."""
+  ft = config.finetune
+  out = ml_collections.ConfigDict()
+  out.init = init
+  out.model = "dbn_classifier"
+  out.model_kwargs = ml_collections.ConfigDict({"input_shape": list(input_shape),
+                                                "hidden": list(config.dbn.hidden),
+                                                "num_classes": num_classes})
+  for field in ("dataset", "data_dir", "train_split", "eval_split", "test_split", "preprocess", "seed",
+                "keep_checkpoints"):
+    out[field] = config.get(field)
+  out.batch_size = ft.get("batch_size")
+  out.eval_batch_size = 512
+  out.num_epochs = ft.get("num_epochs")
+  out.checkpoint_every_steps = ft.get("checkpoint_every_steps", 0)
+  out.optimizer = ml_collections.ConfigDict(ft.optimizer.to_dict())
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class DBNPlan:
+  """Everything checked and resolved from the config before compute."""
+
+  layer_configs: list[ml_collections.ConfigDict]
+  data: EnergyData  # the first layer's data (with the labels for fine-tuning)
+  finetune_configs: dict[str, ml_collections.ConfigDict]  # 'stack' (and 'random') → fine-tuning config
+  finetune_steps: int
+
+
+def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
+  """Checks the whole config before compute; raises ConfigError naming the bad field."""
+  if "dbn" not in config or "finetune" not in config:
+    raise ConfigError("a dbn config needs the blocks config.dbn (hidden sizes) and config.finetune; see "
+                      "experiments/configs/dbn_digits.py")
+  configs = layer_configs(config)
+  ft = config.finetune
+  if not isinstance(ft.get("compare_scratch", True), bool):
+    raise ConfigError(f"config.finetune.compare_scratch must be True or False, got {ft.compare_scratch!r}")
+  if "optimizer" not in ft:
+    raise ConfigError("config.finetune.optimizer is missing (the fields of a supervised config's optimizer)")
+  for field in ("num_epochs", "batch_size"):
+    value = ft.get(field)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ConfigError(f"config.finetune.{field} must be an integer >= 1, got {value!r}")
+  value = ft.get("checkpoint_every_steps", 0)
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    raise ConfigError(f"config.finetune.checkpoint_every_steps must be an integer >= 0 (0: at the end), "
+                      f"got {value!r}")
+  for field, low in (("num_samples", 1), ("sample_gibbs_steps", 0)):
+    value = config.dbn.get(field, low)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      raise ConfigError(f"config.dbn.{field} must be an integer >= {low}, got {value!r}")
+  if int(config.patches.get("size", 0)) > 0:
+    raise ConfigError(f"config.patches.size={config.patches.size}: fine-tuning needs labelled whole images; "
+                      "set config.patches.size=0")
+  try:
+    info = datasets.dataset_info(config.dataset, data_dir=config.get("data_dir") or None)
+  except UnknownNameError as e:
+    raise ConfigError(f"config.dataset: {e}") from None
+  if not info.num_classes:
+    raise ConfigError(f"config.dataset {config.dataset!r} has no labels: the fine-tuning stage needs a "
+                      "labelled data set")
+
+  data = prepare_data(configs[0])
+  plan_contrastive(configs[0], data)
+  if "train" not in data.labels:
+    raise ConfigError(f"the training split {config.train_split!r} has no labels for fine-tuning")
+  n_train = len(data.splits["train"])
+  for l, layer in enumerate(configs[1:], start=2):  # shapes, sizes and settings, on placeholder features
+    shape = feature_shape(layer.model_kwargs.n_visible)
+    placeholder = EnergyData({"train": np.zeros((n_train, *shape), np.float32)}, {}, shape)
+    try:
+      plan_contrastive(layer, placeholder)
+    except ConfigError as e:
+      raise ConfigError(f"DBN layer {l}: {e}") from None
+
+  inits = ("stack", "random") if ft.get("compare_scratch", True) else ("stack",)
+  finetune = {init: finetune_config(config, init, data.image_shape, info.num_classes) for init in inits}
+  if ft.batch_size > n_train:
+    raise ConfigError(f"config.finetune.batch_size={ft.batch_size} exceeds the {n_train} training examples")
+  steps = n_train // ft.batch_size * ft.num_epochs
+  try:
+    optim.make_optimizer(finetune["stack"], steps)
+  except (UnknownNameError, ValueError, AttributeError) as e:
+    raise ConfigError(f"config.finetune.optimizer: {e}") from None
+  return DBNPlan(configs, data, finetune, steps)
+
+
+# ----------------------------------------------------------------------------- stacking
+
+
+def feature_data(layer: dbn.Layer, data: EnergyData, batch: int = 1024) -> EnergyData:
+  """The posterior means p(h = 1 | x) of `layer` for every split of `data` (labels kept).
+
+  Examples have shape `feature_shape(n_hidden)`; values are float32 in [0, 1].
+  """
+  model, params = layer
+  probs = jax.jit(lambda x: model.apply({"params": params}, x, method="hidden_probs"))
+  shape = feature_shape(model.n_hidden)
+  splits = {}
+  for role, x in data.splits.items():
+    flat = x.reshape(len(x), -1)
+    h = np.concatenate([np.asarray(probs(jnp.asarray(flat[i:i + batch]))) for i in range(0, len(x), batch)])
+    splits[role] = h.astype(np.float32).reshape(len(x), *shape)
+  return EnergyData(splits, dict(data.labels), shape)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def run_finetune(config: ml_collections.ConfigDict, workdir: str, data: EnergyData,
+                 layers: list[dbn.Layer] | None, quiet: bool = False) -> dict:
+  """Fine-tunes a `DBNClassifier` (from `layers` when config.init is 'stack') in `workdir`, resumably.
+
+  Training: softmax cross-entropy, the SGD optimiser of `config.optimizer`, the seeded batch order of
+  `pipeline.train_batches`, no augmentation and no per-image standardisation (the stack was trained on
+  the data as they are). Evaluation: the validation split every epoch, the test split at the end.
+
+  Returns:
+    The final record (with `test/accuracy` when there is a test split).
+  """
+  model = dbn.DBNClassifier(input_shape=tuple(config.model_kwargs.input_shape),
+                            hidden=tuple(config.model_kwargs.hidden),
+                            num_classes=config.model_kwargs.num_classes)
+  workdir = os.path.abspath(workdir)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(checkpoints):
+    loop._check_same_run(config, workdir, FINETUNE_IDENTITY)  # pylint: disable=protected-access
+  os.makedirs(workdir, exist_ok=True)
+  train = datasets.ArraySource(data.splits["train"], data.labels["train"])
+  sources = {role: datasets.ArraySource(data.splits[role], data.labels[role])
+             for role in ("val", "test") if role in data.splits and role in data.labels}
+  steps_per_epoch = len(train) // config.batch_size
+  total_steps = steps_per_epoch * config.num_epochs
+  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints)
+  start = checkpointer.latest_step()
+  records = read_metrics(workdir)
+  if start is not None and start >= total_steps and records and records[-1].get("final"):
+    checkpointer.close()  # finished: nothing to restore
+    return records[-1]
+  tx = optim.make_optimizer(config, total_steps)
+  lr_fn = optim.learning_rate_schedule(config, total_steps)
+  # Jitted: initialising eagerly compiles every small op on its own, which takes longer here.
+  state = jax.jit(lambda key: create_train_state(model, tx, key, data.image_shape))(
+      jax.random.key(config.seed))
+  if config.init == "stack":
+    params = dbn.classifier_params_from_stack(layers, state.params)
+    state = state.replace(params=params, opt_state=jax.jit(tx.init)(params))
+  train_iter = pipeline.train_batches(train, config.batch_size, seed=config.seed)
+
+  if start is not None:
+    state, data_state = checkpointer.restore(state)
+    train_iter.set_state(data_state)
+    if not quiet:
+      print(f"Resuming from step {start} of {total_steps} ({checkpointer.directory}).")
+  start = start or 0
+  writer = MetricsWriter(workdir, resume_step=start if start else None)
+  loop._write_config(config, workdir)  # pylint: disable=protected-access
+  preprocess = supervised.Preprocess(standardize=False)
+  train_step = jax.jit(supervised.make_train_step(preprocess, lr_fn), donate_argnums=0)
+  eval_step = jax.jit(supervised.make_eval_step(preprocess))
+  ckpt_every = config.checkpoint_every_steps or total_steps
+  progress = None if quiet else Progress(total_steps, start_step=start)
+  pending: list[dict] = []
+
+  def diverged(step: int, what: str) -> loop.TrainingDivergedError:
+    writer.close()
+    checkpointer.close()
+    return loop.TrainingDivergedError(f"fine-tuning ({config.init} init): {what} at step {step} (learning "
+                                      f"rate {config.optimizer.learning_rate}): lower "
+                                      "config.finetune.optimizer.learning_rate")
+
+  for step in range(start + 1, total_steps + 1):
+    state, metrics = train_step(state, next(train_iter))
+    pending.append(metrics)
+    last = step == total_steps
+    checkpoint_now = step % ckpt_every == 0 or last
+    if step % steps_per_epoch == 0 or last or checkpoint_now:
+      means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+      means["learning_rate"] = float(pending[-1]["learning_rate"])
+      pending = []
+      if not np.isfinite(means["train/loss"]):
+        raise diverged(step, f"the training loss is {means['train/loss']}")
+      writer.write(step, means)
+      if progress:
+        progress.update(step, {k: means[k] for k in ("train/loss", "train/accuracy")})
+    if "val" in sources and (step % steps_per_epoch == 0 or last):
+      writer.write(step, loop.evaluate(eval_step, state, sources["val"], config.eval_batch_size, "val"))
+    if checkpoint_now:
+      try:
+        checkpointer.save(state, train_iter.get_state())
+      except NonFiniteStateError as e:
+        raise diverged(step, f"the parameters became non-finite ({e})") from None
+  final = {"final": True}
+  for role in ("val", "test"):
+    if role in sources:
+      final.update(loop.evaluate(eval_step, state, sources[role], config.eval_batch_size, role))
+  record = writer.write(total_steps, final)
+  writer.close()
+  checkpointer.close()
+  return record
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+
+def _layer_summary(l: int, record: dict) -> dict[str, float]:
+  return {f"layer_{l}/{k}": v for k, v in record.items() if k not in ("step", "final")}
+
+
+def _finetune_summary(record: dict, suffix: str) -> dict[str, float]:
+  return {f"{k}{suffix}": v for k, v in record.items()
+          if k.startswith(("val/", "test/")) and k not in ("step", "final")}
+
+
+def _check_same_dbn(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """ConfigError if `workdir` holds a DBN run of other data, layer settings or layer sizes."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  loop._check_same_run(config, workdir, RUN_IDENTITY)  # pylint: disable=protected-access
+  with open(path) as f:
+    saved = json.load(f).get("dbn", {})
+  current = json.loads(json.dumps(config.dbn.to_dict(), default=str))
+  changed = [k for k in DBN_FIELDS if saved.get(k) != current.get(k)]
+  if changed:
+    details = ", ".join(f"dbn.{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in changed)
+    raise ConfigError(f"{workdir} holds another run ({details}); use a new --workdir to start a new run")
+
+
+def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
+            ) -> tuple[dict, list[dbn.Layer]]:
+  """Trains the DBN of `config` in `workdir` (see the module docstring); resumable.
+
+  Returns:
+    `(record, layers)`: the final record of `workdir/metrics.jsonl` and the stack `[(model, params), ...]`.
+  """
+  plan = plan_dbn(config)
+  workdir = os.path.abspath(workdir)
+  _check_same_dbn(config, workdir)
+  os.makedirs(workdir, exist_ok=True)
+  loop._write_config(config, workdir)  # pylint: disable=protected-access
+
+  layers: list[dbn.Layer] = []
+  summary: dict[str, Any] = {}
+  data = plan.data
+  for l, layer_config in enumerate(plan.layer_configs, start=1):
+    if l > 1:
+      data = feature_data(layers[-1], data)
+    if not quiet:
+      kwargs = layer_config.model_kwargs
+      print(f"DBN layer {l}/{len(plan.layer_configs)}: {layer_config.model} "
+            f"{kwargs.get('n_visible', '?')} × {kwargs.n_hidden} on {layer_config.dbn_input}")
+    layer_dir = os.path.join(workdir, f"layer_{l}")
+    record, params = run_contrastive(layer_config, layer_dir, data=data, quiet=quiet)
+    model = zoo.create(layer_config.model, **layer_config.model_kwargs)
+    layers.append((model, jax.device_get(params)))
+    summary.update(_layer_summary(l, record))
+
+  for init, suffix, name in (("stack", "", "finetune"), ("random", "_scratch", "scratch")):
+    if init not in plan.finetune_configs:
+      continue
+    if not quiet:
+      print(f"Fine-tuning the {'DBN-initialised' if init == 'stack' else 'randomly initialised'} "
+            f"classifier in {os.path.join(workdir, name)}.")
+    record = run_finetune(plan.finetune_configs[init], os.path.join(workdir, name), plan.data, layers, quiet)
+    summary.update(_finetune_summary(record, suffix))
+
+  previous = read_metrics(workdir)
+  record = {"step": plan.finetune_steps, **summary, "final": True}
+  if previous and previous[-1] == record:  # a finished run, re-run: its record and figures stand
+    if not quiet:
+      print(f"{workdir} already holds the finished run; nothing to do.")
+    return record, layers
+  writer = MetricsWriter(workdir)
+  record = writer.write(plan.finetune_steps, {**summary, "final": True})
+  writer.close()
+  if config.get("figures", True):
+    save_figures(config, plan, layers, workdir)
+  if not quiet:
+    shown = [k for k in ("test/accuracy", "test/accuracy_scratch", "val/accuracy", "val/accuracy_scratch")
+             if k in record]
+    print("Done: " + ", ".join(f"{k} {record[k]:.4f}" for k in shown)
+          + f"\n  metrics {os.path.join(workdir, 'metrics.jsonl')}")
+  return record, layers
+
+
+def save_figures(config: ml_collections.ConfigDict, plan: DBNPlan, layers: list[dbn.Layer],
+                 workdir: str) -> None:
+  """samples.png (DBN samples), filters.png (first-layer weights), curves.png (fine-tuned vs scratch), and
+  layer_{l}/curves.png for the upper layers (which draw no figures of their own: features are not images)."""
+  from deepvision.diagnostics import energy_viz, viz  # pylint: disable=g-import-not-at-top
+  for l in range(2, len(layers) + 1):
+    layer_dir = os.path.join(workdir, f"layer_{l}")
+    viz.save_curves(read_metrics(layer_dir), os.path.join(layer_dir, "curves.png"), keys=(
+        ("train/recon_error", "val/recon_error"), ("train/pseudo_likelihood", "val/pseudo_likelihood"),
+        ("free_energy_gap",)))
+  shape = plan.data.image_shape
+  to_pixels, value_range = None, (0.0, 1.0)
+  if plan.data.standardizer is not None:
+    mean = np.asarray(plan.data.standardizer["mean"])
+    std = np.asarray(plan.data.standardizer["std"])
+    to_pixels = lambda x: np.asarray(x) * std + mean  # noqa: E731
+    value_range = None
+  steps = int(config.dbn.get("sample_gibbs_steps", 1000))
+  num = int(config.dbn.get("num_samples", 100))
+  samples = dbn.sample(layers, jax.random.fold_in(jax.random.key(config.seed), 7), num, steps)
+  energy_viz.save_image_grid(np.asarray(samples), shape, os.path.join(workdir, "samples.png"),
+                             f"DBN samples ({steps} Gibbs steps)",
+                             value_range=value_range, to_pixels=to_pixels)
+  energy_viz.save_weight_filters(np.asarray(layers[0][1]["W"]), shape, os.path.join(workdir, "filters.png"),
+                                 title="first-layer filters")
+  records = [dict(r) for r in read_metrics(os.path.join(workdir, "finetune"))]
+  records += [{("step" if k == "step" else f"{k}_scratch"): v for k, v in r.items()}
+              for r in read_metrics(os.path.join(workdir, "scratch"))]
+  if records:
+    viz.save_curves(records, os.path.join(workdir, "curves.png"), keys=(
+        ("train/loss", "train/loss_scratch"), ("val/accuracy", "val/accuracy_scratch")))
+
+
+@loop.TRAINERS.register("dbn")
+def train_dbn(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Stacks RBMs greedily into a DBN, then fine-tunes it as a classifier; see the module docstring."""
+  return run_dbn(config, workdir)[0]

@@ -1,0 +1,166 @@
+"""End to end for the contrastive trainer: smoke configs, resume, bad input, scikit-learn parity."""
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from deepvision.checkpoint import Checkpointer
+from deepvision.estimators import partition, pseudo_likelihood
+from deepvision.train import contrastive_loop
+from deepvision.train.loop import ConfigError, override_config, train_and_evaluate
+from deepvision.train.writers import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(name="rbm_digits", **overrides):
+  config = importlib.import_module(f"experiments.configs.{name}").get_config("smoke")
+  config.figures = False
+  config.linear_eval.enabled = False
+  return override_config(config, overrides)
+
+
+def _restore(workdir, config):
+  plan = contrastive_loop.plan_contrastive(config)
+  template = contrastive_loop.contrastive.create_state(
+      plan.model, contrastive_loop.optim.make_optimizer(config, plan.total_steps), jax.random.key(0),
+      plan.spec, np.zeros((plan.num_chains, plan.model.n_visible), np.float32))
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+  state, _ = ckpt.restore(template)
+  ckpt.close()
+  return plan, state
+
+
+def test_smoke_run_writes_every_output_and_consistent_likelihoods(tmp_path):
+  config = _config(figures=True)
+  config.linear_eval.enabled = True
+  record = train_and_evaluate(config, str(tmp_path))
+  records = read_metrics(str(tmp_path))
+  assert record == records[-1] and record["final"]
+  assert {"train/cd_loss", "train/recon_error", "learning_rate", "sampler/mean_hidden_prob"} <= set(records[0])
+  for key in ("val/pseudo_likelihood", "free_energy_gap", "val/log_likelihood", "log_z",
+              "test/log_likelihood", "test/feature_accuracy", "test/pixel_accuracy"):
+    assert key in record, key
+  for name in ("curves.png", "filters.png", "samples.png", "histograms.png"):
+    assert os.path.getsize(tmp_path / name) > 1000, name
+  # The recorded numbers are what the estimators give for the saved parameters.
+  plan, state = _restore(str(tmp_path), config)
+  variables = {"params": state.params}
+  np.testing.assert_allclose(record["log_z"], float(partition.log_partition(plan.model, variables)),
+                             rtol=1e-5)
+  test = plan.data.splits["test"].reshape(360, -1)
+  np.testing.assert_allclose(record["test/log_likelihood"], float(
+      partition.exact_log_likelihood(plan.model, variables, test)), rtol=1e-4)
+  np.testing.assert_allclose(record["test/pseudo_likelihood"], float(np.mean(
+      pseudo_likelihood.pseudo_log_likelihood(plan.model, variables, test))), rtol=1e-4)
+  assert record["free_energy_gap"] == pytest.approx(record["val/free_energy"] - record["train/free_energy"])
+  # The likelihood of held-out digits beats the uniform distribution over 2^64 binary images.
+  assert record["test/log_likelihood"] > -64 * np.log(2)
+
+
+@pytest.mark.parametrize("method", ["pcd", "fpcd"])
+def test_resume_is_bitwise_equal_with_chains_and_fast_weights(tmp_path, method):
+  config = _config(**{"contrastive.method": method, "contrastive.fast_learning_rate": 0.05,
+                      "checkpoint_every_steps": 40, "keep_checkpoints": 10})
+  full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+  train_and_evaluate(config, full)
+  shutil.copytree(full, cut)
+  ckpt_dir = os.path.join(cut, "checkpoints")
+  for name in os.listdir(ckpt_dir):
+    if name.isdigit() and int(name) > 40:
+      shutil.rmtree(os.path.join(ckpt_dir, name))
+  train_and_evaluate(config, cut)
+  (_, a), (_, b) = _restore(full, config), _restore(cut, config)
+  assert int(a.step) == int(b.step) == 106
+  trees = lambda s: (s.params, s.opt_state, s.chains, s.fast_params)  # noqa: E731
+  for x, y in zip(jax.tree.leaves(trees(a)), jax.tree.leaves(trees(b))):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  strip = lambda rs: [{k: v for k, v in r.items() if k != "steps_per_second"} for r in rs]  # noqa: E731
+  assert strip(read_metrics(cut)) == strip(read_metrics(full))
+  before = read_metrics(cut)
+  train_and_evaluate(config, cut)  # a finished run is left as it is
+  assert read_metrics(cut) == before
+
+
+def test_gaussian_rbm_on_standardised_patches(tmp_path):
+  config = _config("grbm_patches")
+  record = train_and_evaluate(config, str(tmp_path))
+  with open(tmp_path / "preprocessing.json") as f:
+    saved = json.load(f)
+  assert len(saved["standardizer"]["mean"]) == 64
+  plan = contrastive_loop.plan_contrastive(config)
+  train = plan.data.splits["train"].reshape(-1, 64)
+  np.testing.assert_allclose(train.mean(0), 0.0, atol=1e-4)
+  np.testing.assert_allclose(train.std(0), 1.0, atol=1e-3)
+  assert "val/pseudo_likelihood" not in record  # binary visibles only
+  assert np.isfinite(record["test/log_likelihood"]) and np.isfinite(record["log_z"])
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"preprocess": "standardize"}, r"needs data in \[0, 1\].*range over"),
+    ({"model_kwargs.n_visible": 49}, "n_visible=49.*64 features"),
+    ({"log_likelihood.method": "exact", "model_kwargs.n_hidden": 40}, "2\\^40"),
+    ({"contrastive.method": "cd3"}, "cd, pcd, fpcd"),
+    ({"contrastive.method": "fpcd"}, "fast_learning_rate"),
+    ({"model": "lenet5"}, "n_hidden.*valid fields"),
+    ({"patches.size": 9}, "patch"),
+    ({"preprocess": "whiten"}, "none.*binarize.*standardize"),
+    ({"contrastive.num_chains": 5000}, "num_chains=5000"),
+])
+def test_bad_input_fails_before_writing_anything(tmp_path, overrides, match):
+  if "patches.size" in overrides:  # digits are 8×8: 9×9 patches do not fit
+    overrides = {**overrides, "dataset": "dv_digits"}
+  with pytest.raises(ConfigError, match=match):
+    train_and_evaluate(_config(**overrides), str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_patches_larger_than_the_photographs_are_refused(tmp_path):
+  with pytest.raises(ConfigError, match="5000"):
+    train_and_evaluate(_config("grbm_patches", **{"patches.size": 5000}), str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_launcher_exits_2_on_bad_values(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.main", "--config=experiments/configs/rbm_digits.py:smoke",
+       f"--workdir={tmp_path}/w", "--config.preprocess=standardize"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and "[0, 1]" in result.stderr
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_scikit_learn_parity_on_digits(tmp_path):
+  """scikit-learn's BernoulliRBM test_fit: 64 hidden, rate 0.1, batch 10, 7 epochs, all 1,797 digits in
+  [0, 1]; it reaches a mean pseudo-likelihood of about −21 (we ask ≥ −22.5)."""
+  config = _config(**{
+      "train_split": "train+validation+test", "eval_split": "", "test_split": "", "batch_size": 10,
+      "num_epochs": 7, "model_kwargs.n_hidden": 64, "optimizer.learning_rate": 0.1,
+      "optimizer.momentum": 0.0, "optimizer.weight_decay": 0.0, "optimizer.schedule": "constant",
+      "log_likelihood.method": "none", "seed": 9})
+  train_and_evaluate(config, str(tmp_path))
+  plan, state = _restore(str(tmp_path), config)
+  digits = plan.data.splits["train"].reshape(1797, -1)
+  score = np.mean(pseudo_likelihood.pseudo_log_likelihood(plan.model, {"params": state.params}, digits))
+  assert score >= -22.5
+
+
+def test_rbm_mnist_smoke_config_trains_on_mocked_mnist(tmp_path):
+  """The MNIST RBM config runs end to end on tfds's mock data (no download), binarised."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from mock_catalog import write_catalog_metadata  # pylint: disable=g-import-not-at-top
+  config = _config("rbm_mnist", data_dir=str(tmp_path / "data"))
+  write_catalog_metadata(config.data_dir, "mnist", {"train": 64, "test": 32})
+  with tfds.testing.mock_data(num_examples=64, data_dir=config.data_dir):
+    plan = contrastive_loop.plan_contrastive(config)
+    record = train_and_evaluate(config, str(tmp_path / "run"))
+  assert set(np.unique(plan.data.splits["train"])) <= {0.0, 1.0}
+  assert record["step"] == 64 // config.batch_size * config.num_epochs
+  assert np.isfinite(record["test/log_likelihood"]) and np.isfinite(record["test/pseudo_likelihood"])
