@@ -3,12 +3,12 @@
 Same launcher, workdir layout and resume guarantees as the supervised trainer:
   1. the whole config is checked before any compute: names, fields, values, the data's feature size and
      value range against the model (binary visibles need data in [0, 1]);
-  2. the data become float arrays: whole images (`dv_digits`, catalog sets) or random patches
-     (`patches.size > 0`, e.g. from `dv_natural_images`), optionally binarised or standardised per
+  2. the data become float arrays (`energy_data`): whole images (`dv_digits`, catalog sets) or random
+     patches (`patches.size > 0`, e.g. from `dv_natural_images`), optionally binarised or standardised per
      feature (the standardisation, fitted on the training data, is saved as `preprocessing.json`);
   3. training resumes from the newest checkpoint (parameters, optimiser, persistent chains, fast weights,
      key and data position), so a resumed run ends bitwise equal to an uninterrupted one;
-  4. every evaluation writes to `metrics.jsonl`: reconstruction error, pseudo-likelihood (binary
+  4. every evaluation (`energy_metrics`) writes to `metrics.jsonl`: reconstruction error, pseudo-likelihood (binary
      visibles), the free-energy gap between validation and training data (Hinton's overfitting monitor)
      and, when log Z is computed (exactly for small models, by AIS at the end otherwise), the
      log-likelihood;
@@ -18,9 +18,7 @@ Same launcher, workdir layout and resume guarantees as the supervised trainer:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import math
 import os
 from typing import Any
 
@@ -32,34 +30,18 @@ import numpy as np
 from deepvision import optim, zoo
 from deepvision.checkpoint import Checkpointer, NonFiniteStateError
 from deepvision.data import datasets, pipeline
-from deepvision.data.patches import Standardizer, extract_patches
+from deepvision.data.patches import Standardizer
 from deepvision.registry import UnknownNameError, check_choice
 from deepvision.train import contrastive, loop
+from deepvision.train.energy_data import EnergyData, check_model_data, prepare_data
+from deepvision.train.energy_metrics import evaluate, linear_evaluation
 from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 
 ConfigError = loop.ConfigError
-PREPROCESSING = ("none", "binarize", "standardize")
 LOG_LIKELIHOOD = ("auto", "exact", "ais", "none")
 # Fields that shape the train state or the data: a resumed run must not change them.
 RUN_IDENTITY = ("model", "model_kwargs", "dataset", "train_split", "patches", "preprocess", "batch_size",
                 "seed", "num_epochs", "contrastive")
-
-
-@dataclasses.dataclass(frozen=True)
-class EnergyData:
-  """Float32 training / evaluation / test examples (N, *image_shape) and what was done to them.
-
-  Attributes:
-    splits: split role ('train', 'val', 'test') → examples; roles without a split are absent.
-    labels: the same roles → int32 labels, when the data set has them (for feature evaluation).
-    image_shape: shape of one example, (H, W, C).
-    standardizer: {'mean': [...], 'std': [...]} per feature when the data were standardised, else None.
-  """
-
-  splits: dict[str, np.ndarray]
-  labels: dict[str, np.ndarray]
-  image_shape: tuple[int, ...]
-  standardizer: dict[str, list] | None = None
 
 
 def contrastive_spec(config: ml_collections.ConfigDict) -> contrastive.ContrastiveSpec:
@@ -71,85 +53,6 @@ def contrastive_spec(config: ml_collections.ConfigDict) -> contrastive.Contrasti
     return contrastive.ContrastiveSpec(sampler_options=options, **c)
   except (TypeError, ValueError, UnknownNameError) as e:
     raise ConfigError(f"config.contrastive: {e}") from None
-
-
-def _read_split(config, name: str) -> tuple[np.ndarray, np.ndarray | None]:
-  try:
-    images, labels = datasets.load_arrays(config.dataset, name, data_dir=config.get("data_dir") or None)
-  except ValueError as e:
-    if "no labels" not in str(e):
-      raise
-    raise ConfigError(f"config.dataset {config.dataset!r} holds images of varying size: set "
-                      "config.patches.size > 0 to train on patches") from None
-  return images, labels
-
-
-def prepare_data(config: ml_collections.ConfigDict) -> EnergyData:
-  """Reads and preprocesses the splits named by the config (see the module docstring).
-
-  Raises:
-    ConfigError: unknown data set, split or preprocessing; patches larger than the images.
-    DatasetNotFoundError: a catalog set not prepared in the data directory.
-  """
-  if config.preprocess not in PREPROCESSING:
-    raise ConfigError(f"config.preprocess must be one of {', '.join(map(repr, PREPROCESSING))}, got "
-                      f"{config.preprocess!r}")
-  try:
-    datasets.dataset_info(config.dataset, data_dir=config.get("data_dir") or None)
-  except UnknownNameError as e:
-    raise ConfigError(f"config.dataset: {e}") from None
-  roles = {"train": config.get("train_split") or None, "val": config.get("eval_split") or None,
-           "test": config.get("test_split") or None}
-  if roles["train"] is None:
-    raise ConfigError("config.train_split must name a split")
-  splits, labels = {}, {}
-  patch_size = int(config.patches.get("size", 0))
-  for role, split in roles.items():
-    if split is None:
-      continue
-    try:
-      if patch_size > 0:
-        count = config.patches.num_train if role == "train" else config.patches.num_eval
-        seed = config.patches.seed + {"train": 0, "val": 1, "test": 2}[role]
-        source = datasets.get_source(config.dataset, split, data_dir=config.get("data_dir") or None)
-        splits[role] = extract_patches([source[i]["image"] for i in range(len(source))], patch_size, count,
-                                       seed, remove_dc=bool(config.patches.get("remove_dc", False)))
-      else:
-        splits[role], split_labels = _read_split(config, split)
-        labels[role] = split_labels
-    except ValueError as e:  # the loaders name the valid splits, sizes and counts
-      if isinstance(e, ConfigError):
-        raise
-      raise ConfigError(f"config ({role} split {split!r}): {e}") from None
-  image_shape = tuple(splits["train"].shape[1:])
-  standardizer = None
-  if config.preprocess == "binarize":
-    splits = {role: (x > 0.5).astype(np.float32) for role, x in splits.items()}
-  elif config.preprocess == "standardize":
-    fitted = Standardizer.fit(splits["train"].reshape(len(splits["train"]), -1), eps=1e-8)
-    splits = {role: fitted.transform(x.reshape(len(x), -1)).reshape(x.shape).astype(np.float32)
-              for role, x in splits.items()}
-    standardizer = fitted.to_dict()
-  return EnergyData(splits, labels, image_shape, standardizer)
-
-
-def check_model_data(model, data: EnergyData, model_name: str) -> None:
-  """ConfigError unless every split has the model's feature size and value range."""
-  size = math.prod(data.image_shape)
-  if size != model.n_visible:
-    raise ConfigError(f"config.model {model_name!r} has n_visible={model.n_visible} but the data have "
-                      f"{size} features per example (shape {data.image_shape}); set "
-                      f"--config.model_kwargs.n_visible={size}")
-  valid = getattr(model, "visible_range", None)
-  if valid is None:
-    return
-  for role, x in data.splits.items():
-    low, high = float(x.min()), float(x.max())
-    if low < valid[0] or high > valid[1]:
-      raise ConfigError(
-          f"{type(model).__name__} has {model.visible_kind} visible units and needs data in "
-          f"[{valid[0]:g}, {valid[1]:g}], but the {role} data range over [{low:g}, {high:g}]; use "
-          "--config.preprocess=none or binarize with data in [0, 1], or a Gaussian model (grbm)")
 
 
 def _as_tuple(value: Any) -> tuple:
@@ -226,100 +129,6 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
   return ContrastivePlan(model, spec, data, num_chains, steps_per_epoch, total_steps, method)
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-
-def _mean_over(fn, params, x: np.ndarray, batch: int = 1024) -> np.ndarray:
-  """Means of the per-example values fn(params, x[i:i+batch]) over all of x (one array per output)."""
-  values = [np.asarray(fn(params, jnp.asarray(x[i:i + batch]))) for i in range(0, len(x), batch)]
-  return np.concatenate(values, axis=-1).mean(axis=-1)
-
-
-@functools.cache
-def _per_example_metrics(model) -> Any:
-  """A jitted fn(params, v) -> per-example (recon_error, free_energy[, pseudo_likelihood]) of `model`."""
-  from deepvision.estimators import pseudo_likelihood  # pylint: disable=g-import-not-at-top
-  binary = getattr(model, "visible_kind", "") == "binary"
-
-  def metrics(params, v):
-    variables = {"params": params}
-    recon = model.apply(variables, model.apply(variables, v, method="hidden_probs"), method="visible_mean")
-    values = [jnp.mean((v - recon) ** 2, axis=-1), model.apply(variables, v, method="free_energy")]
-    if binary:
-      values.append(pseudo_likelihood.pseudo_log_likelihood(model, variables, v))
-    return jnp.stack(values)
-
-  return jax.jit(metrics)
-
-
-def evaluate_split(model, params, x: np.ndarray, prefix: str) -> dict[str, float]:
-  """`{prefix}/recon_error` (one mean-field up-down pass), `{prefix}/free_energy` and, for binary
-  visibles, `{prefix}/pseudo_likelihood` (exact: all V conditionals), each averaged over x."""
-  means = _mean_over(_per_example_metrics(model), params, x.reshape(len(x), -1))
-  names = ("recon_error", "free_energy", "pseudo_likelihood")
-  return {f"{prefix}/{name}": float(value) for name, value in zip(names, means)}
-
-
-def log_partition(model, params, method: str, config: ml_collections.ConfigDict, key: jax.Array,
-                  train: np.ndarray) -> dict[str, float]:
-  """{'log_z': ...} exactly, or by AIS with its ±3σ bounds ('log_z_lower', 'log_z_upper'); {} for 'none'."""
-  from deepvision.estimators import ais, partition  # pylint: disable=g-import-not-at-top
-  variables = {"params": params}
-  if method == "exact":
-    return {"log_z": float(partition.log_partition(
-        model, variables, max_units=config.log_likelihood.exact_max_units))}
-  if method == "ais":
-    result = ais.ais_log_partition(model, variables, key, data=train.reshape(len(train), -1),
-                                   num_runs=config.log_likelihood.ais_runs)
-    return {"log_z": float(result.log_z), "log_z_lower": float(result.log_z_lower),
-            "log_z_upper": float(result.log_z_upper)}
-  return {}
-
-
-def evaluate(model, params, plan: ContrastivePlan, config, key: jax.Array, roles: tuple[str, ...],
-             with_log_z: bool, train_subset: np.ndarray) -> dict[str, float]:
-  """Metrics of the splits `roles`, the free-energy gap and (if `with_log_z`) the log-likelihoods."""
-  record = {}
-  for role in roles:
-    x = train_subset if role == "train" else plan.data.splits[role]
-    record.update(evaluate_split(model, params, x, role))
-  if "val" in roles and "train" in roles:
-    # Hinton's guide §6: a growing gap between held-out and training free energies signals overfitting.
-    record["free_energy_gap"] = record["val/free_energy"] - record["train/free_energy"]
-  if with_log_z:
-    record.update(log_partition(model, params, plan.log_likelihood, config, key, plan.data.splits["train"]))
-    if "log_z" in record:
-      for role in roles:
-        record[f"{role}/log_likelihood"] = -record[f"{role}/free_energy"] - record["log_z"]
-  return record
-
-
-def linear_evaluation(model, params, data: EnergyData, l2: tuple[float, ...]) -> dict[str, float]:
-  """Test accuracy of logistic regression on the hidden probabilities, and on the raw inputs for reference.
-
-  For each input (features, pixels) a classifier is fitted on the training split
-  (`deepvision.models.logistic`) for every L2 weight in `l2`; the one with the best validation accuracy
-  (the first of equals; the only one without a validation split) is reported with its test accuracy.
-  Returns {} without labelled train and test splits.
-  """
-  from deepvision.models.logistic import fit_logistic_regression  # pylint: disable=g-import-not-at-top
-  if "train" not in data.labels or "test" not in data.labels:
-    return {}
-  if "val" not in data.labels:
-    l2 = l2[:1]
-  features = jax.jit(lambda v: model.apply({"params": params}, v, method="hidden_probs"))
-  out = {}
-  for name, transform in (("feature", features), ("pixel", lambda v: v)):
-    inputs = {role: np.asarray(transform(jnp.asarray(x.reshape(len(x), -1))))
-              for role, x in data.splits.items() if role in data.labels}
-    fits = [fit_logistic_regression(inputs["train"], data.labels["train"], l2=weight) for weight in l2]
-    scores = [fit.accuracy(inputs["val"], data.labels["val"]) if "val" in inputs else 0.0 for fit in fits]
-    best = int(np.argmax(scores))
-    out[f"test/{name}_accuracy"] = fits[best].accuracy(inputs["test"], data.labels["test"])
-    out[f"{name}_l2"] = float(l2[best])
-  return out
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -388,8 +197,11 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
   # A fixed training subset as large as the validation split, for the free-energy gap.
   n_val = len(plan.data.splits["val"]) if "val" in plan.data.splits else min(len(train_x), 1000)
   train_subset = train_x[np.random.default_rng(config.seed + 1).permutation(len(train_x))[:n_val]]
-  roles = ("train", "val") if "val" in plan.data.splits else ("train",)
-  exact_every_eval = plan.log_likelihood == "exact" or config.log_likelihood.get("ais_every_eval", False)
+  eval_splits = {"train": train_subset, **{r: plan.data.splits[r] for r in ("val",) if r in plan.data.splits}}
+  final_splits = {**eval_splits, **{r: plan.data.splits[r] for r in ("test",) if r in plan.data.splits}}
+  # log Z at every evaluation when it is exact (cheap) or asked for; AIS otherwise only at the end.
+  every_eval = plan.log_likelihood == "exact" or config.log_likelihood.get("ais_every_eval", False)
+  periodic_log_z = plan.log_likelihood if every_eval else "none"
   pending: list[dict] = []
   record: dict = {}
 
@@ -419,16 +231,15 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
         progress.update(step, {k: means[k] for k in ("train/cd_loss", "train/recon_error")})
     if step % eval_every == 0 and not last:  # the last step gets the final evaluation below
       key = jax.random.fold_in(eval_key, step)
-      record = writer.write(step, evaluate(plan.model, state.params, plan, config, key, roles,
-                                           exact_every_eval, train_subset))
+      record = writer.write(step, evaluate(plan.model, state.params, eval_splits, periodic_log_z,
+                                           config.log_likelihood, key))
     if checkpoint_now:
       try:
         checkpointer.save(state, train_iter.get_state())
       except NonFiniteStateError as e:
         raise diverged(step, f"the parameters became non-finite ({e})") from None
-  final_roles = roles + (("test",) if "test" in plan.data.splits else ())
-  final = evaluate(plan.model, state.params, plan, config, jax.random.fold_in(eval_key, 0), final_roles,
-                   plan.log_likelihood != "none", train_subset)
+  final = evaluate(plan.model, state.params, final_splits, plan.log_likelihood, config.log_likelihood,
+                   jax.random.fold_in(eval_key, 0))
   if config.linear_eval.enabled:
     final.update(linear_evaluation(plan.model, state.params, plan.data, _as_tuple(config.linear_eval.l2)))
   record = writer.write(plan.total_steps, {**final, "final": True})
