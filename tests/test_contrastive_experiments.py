@@ -113,6 +113,9 @@ def test_gaussian_rbm_on_standardised_patches(tmp_path):
     ({"patches.size": 9}, "patch"),
     ({"preprocess": "whiten"}, "none.*binarize.*standardize"),
     ({"contrastive.num_chains": 5000}, "num_chains=5000"),
+    ({"log_likelihood.method": "ais", "log_likelihood.ais_betas": (0.0, 0.7, 0.5, 1.0)}, "increasing"),
+    ({"log_likelihood.method": "ais", "log_likelihood.ais_betas": (0.1, 0.5, 1.0)}, "0"),
+    ({"log_likelihood.method": "ais", "log_likelihood.ais_temperatures": 1}, "n >= 2"),
 ])
 def test_bad_input_fails_before_writing_anything(tmp_path, overrides, match):
   if "patches.size" in overrides:  # digits are 8×8: 9×9 patches do not fit
@@ -164,3 +167,13 @@ def test_rbm_mnist_smoke_config_trains_on_mocked_mnist(tmp_path):
   assert set(np.unique(plan.data.splits["train"])) <= {0.0, 1.0}
   assert record["step"] == 64 // config.batch_size * config.num_epochs
   assert np.isfinite(record["test/log_likelihood"]) and np.isfinite(record["test/pseudo_likelihood"])
+
+
+def test_the_trainer_ais_estimate_matches_the_exact_log_z(tmp_path):
+  config = _config(**{"log_likelihood.method": "ais", "log_likelihood.ais_runs": 50})
+  record = train_and_evaluate(config, str(tmp_path))
+  plan, state = _restore(str(tmp_path), config)
+  exact = float(partition.log_partition(plan.model, {"params": state.params}))
+  assert abs(record["log_z"] - exact) <= 0.1
+  assert record["log_z_lower"] <= record["log_z"] <= record["log_z_upper"]
+  assert "val/log_likelihood" not in read_metrics(str(tmp_path))[-2]  # AIS only at the end

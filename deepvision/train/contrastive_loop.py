@@ -34,6 +34,7 @@ from deepvision.data.patches import Standardizer
 from deepvision.registry import UnknownNameError, check_choice
 from deepvision.train import contrastive, loop
 from deepvision.train.energy_data import EnergyData, check_model_data, prepare_data
+from deepvision.train import energy_metrics
 from deepvision.train.energy_metrics import evaluate, linear_evaluation
 from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 
@@ -106,6 +107,11 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
                       f"{ll.exact_max_units}: use 'ais'")
   if method == "ais" and ll.ais_runs < 1:
     raise ConfigError(f"config.log_likelihood.ais_runs must be >= 1, got {ll.ais_runs!r}")
+  if method == "ais":
+    try:
+      energy_metrics.ais_schedule(ll)
+    except ValueError as e:
+      raise ConfigError(f"config.log_likelihood (ais_betas / ais_temperatures): {e}") from None
 
   weights = _as_tuple(config.linear_eval.l2)
   if config.linear_eval.enabled and (not weights or any(

@@ -61,7 +61,7 @@ def log_partition(model, params, method: str, settings: ml_collections.ConfigDic
   Args:
     model, params: the energy model and its parameters.
     method: 'exact', 'ais' or 'none'.
-    settings: `config.log_likelihood` (`exact_max_units`, `ais_runs`).
+    settings: `config.log_likelihood` (`exact_max_units`, `ais_runs`, `ais_betas`).
     key: AIS randomness.
     train: training examples, to fit AIS's base-rate model.
   """
@@ -70,10 +70,21 @@ def log_partition(model, params, method: str, settings: ml_collections.ConfigDic
     return {"log_z": float(partition.log_partition(model, variables, max_units=settings.exact_max_units))}
   if method == "ais":
     result = ais.ais_log_partition(model, variables, key, data=train.reshape(len(train), -1),
-                                   num_runs=settings.ais_runs)
+                                   betas=ais_schedule(settings), num_runs=settings.ais_runs)
     return {"log_z": float(result.log_z), "log_z_lower": float(result.log_z_lower),
             "log_z_upper": float(result.log_z_upper)}
   return {}
+
+
+def ais_schedule(settings: ml_collections.ConfigDict) -> np.ndarray:
+  """The β schedule of `config.log_likelihood`: `ais_betas` if given, else Salakhutdinov's 14,501
+  temperatures (`ais_temperatures` = 0) or that many evenly spaced ones; ValueError if it is not a
+  strictly increasing sequence from exactly 0 to exactly 1."""
+  betas = tuple(settings.get("ais_betas", ()) or ())
+  if betas:
+    return ais.check_betas(betas)
+  count = settings.get("ais_temperatures", 0)
+  return ais.default_betas() if count == 0 else ais.linear_betas(count)
 
 
 def evaluate(model, params, splits: dict[str, np.ndarray], log_z_method: str,

@@ -124,6 +124,8 @@ def contrastive_config() -> ml_collections.ConfigDict:
   config.log_likelihood.method = "auto"  # auto (exact if enumerable, else AIS at the end) | exact | ais | none
   config.log_likelihood.exact_max_units = 20  # enumerate at most 2^20 states
   config.log_likelihood.ais_runs = 100
+  config.log_likelihood.ais_temperatures = 0  # 0: Salakhutdinov's 14,501-step schedule; n: n evenly spaced
+  config.log_likelihood.ais_betas = ()  # an explicit schedule from 0 to 1 (overrides ais_temperatures)
   config.log_likelihood.ais_every_eval = False  # AIS at every evaluation (slow) instead of at the end only
 
   # Labelled data sets: logistic regression on the hidden probabilities (and on the raw inputs, for
