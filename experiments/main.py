@@ -4,8 +4,10 @@ r"""Runs an experiment: a config file and a work dir in, metrics, checkpoints an
   python -m experiments.main --config=experiments/configs/lcn_convnet_digits.py:smoke --workdir=/tmp/s \
       --config.optimizer.learning_rate=0.05 --config.seed=1
 
-Re-running with the same work dir resumes from its newest checkpoint. A bad flag, config field or
-value exits with status 2 and a message naming it, before any training.
+Re-running with the same work dir resumes from its newest valid checkpoint. Exit status: 0 done (or
+stopped by SIGTERM / SIGINT after saving a checkpoint), 1 training diverged (non-finite loss, gradients or
+parameters; nothing non-finite is saved), 2 bad flag, config field, value, work dir or data, named in the
+message, before any training.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import sys
 
 from absl import app, flags, logging
 
+from deepvision.checkpoint import CheckpointCorruptedError
 from deepvision.data.datasets import DatasetNotFoundError
-from deepvision.train.loop import ConfigError, TrainingDivergedError, train_and_evaluate
+from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted
+from deepvision.train.loop import train_and_evaluate
 from experiments import cli
 
 _CONFIG = cli.define_config_flag()
@@ -33,12 +37,14 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, DatasetNotFoundError) as e:
+  except (ConfigError, DatasetNotFoundError, CheckpointCorruptedError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(cli.USAGE_ERROR)
   except TrainingDivergedError as e:
     print(f"training diverged: {e}", file=sys.stderr)
     sys.exit(1)
+  except TrainingPreempted:
+    sys.exit(0)  # the message is printed; the checkpoint is saved
 
 
 if __name__ == "__main__":

@@ -17,3 +17,22 @@ def _no_user_data_dir(monkeypatch, data_dir):
   """Embedded sets asked for without a data_dir go to the session's dir, never the user's home."""
   monkeypatch.setenv("DEEPVISION_DATA_DIR", data_dir)
   yield
+
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_compilation_cache(tmp_path_factory):
+  """One persistent XLA compilation cache for the session, shared by the xdist workers.
+
+  Many tests build the same small models and steps (smoke runs, resumes); with the cache each distinct
+  program compiles about once per session instead of once per test. It lives in pytest's temporary
+  directory of this session (the xdist workers' directories share its parent), so every session starts
+  cold and nothing outlives pytest's own clean-up.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  base = tmp_path_factory.getbasetemp()
+  root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+  jax.config.update("jax_compilation_cache_dir", str(root / "jax_compilation_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  yield

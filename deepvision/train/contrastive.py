@@ -30,6 +30,7 @@ from deepvision import objectives
 from deepvision.registry import Registry, check_choice
 from deepvision.samplers import gibbs
 from deepvision.samplers.base import SamplingAlgorithm, run_chain
+from deepvision.train.runner import finite_flags
 from deepvision.train.state import TrainState
 
 Array = jax.Array
@@ -136,7 +137,7 @@ def make_train_step(model: nn.Module, spec: ContrastiveSpec,
 
   Metrics: `train/cd_loss` (⟨F(v⁺)⟩ − ⟨F(v⁻)⟩), `train/free_energy` (⟨F(v⁺)⟩), `train/recon_error`,
   `train/hidden_activity` (mean p(h | v⁺)), `train/sparsity_penalty` (when used), `learning_rate`, and the
-  sampler's info averaged over its steps under `sampler/`.
+  sampler's info averaged over its steps under `sampler/`, and the `finite/*` flags of `runner.guard_step`.
   """
 
   def train_step(state: ContrastiveState, batch: Array) -> tuple[ContrastiveState, Metrics]:
@@ -175,6 +176,7 @@ def make_train_step(model: nn.Module, spec: ContrastiveSpec,
     }
     if spec.sparsity_cost > 0:
       metrics["train/sparsity_penalty"] = penalty
+    metrics.update(finite_flags(cd, grads, (new_state.params, new_state.fast_params)))
     metrics.update({f"sampler/{name}": jnp.mean(value) for name, value in infos._asdict().items()})
     return new_state, metrics
 

@@ -28,11 +28,11 @@ import ml_collections
 import numpy as np
 
 from deepvision import optim, zoo
-from deepvision.checkpoint import Checkpointer, NonFiniteStateError
+from deepvision.checkpoint import Checkpointer
 from deepvision.data import datasets, pipeline
 from deepvision.data.patches import Standardizer
 from deepvision.registry import UnknownNameError, check_choice
-from deepvision.train import contrastive, loop
+from deepvision.train import contrastive, loop, runner, workdir as workdirs
 from deepvision.train.energy_data import EnergyData, check_model_data, prepare_data
 from deepvision.train import energy_metrics
 from deepvision.train.energy_metrics import evaluate, linear_evaluation
@@ -41,8 +41,8 @@ from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 ConfigError = loop.ConfigError
 LOG_LIKELIHOOD = ("auto", "exact", "ais", "none")
 # Fields that shape the train state or the data: a resumed run must not change them.
-RUN_IDENTITY = ("model", "model_kwargs", "dataset", "train_split", "patches", "preprocess", "batch_size",
-                "seed", "num_epochs", "contrastive")
+RUN_IDENTITY = ("trainer", "model", "model_kwargs", "dataset", "train_split", "patches", "preprocess",
+                "batch_size", "seed", "num_epochs", "contrastive")
 
 
 def contrastive_spec(config: ml_collections.ConfigDict) -> contrastive.ContrastiveSpec:
@@ -154,11 +154,8 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
     the trained parameters.
   """
   plan = plan_contrastive(config, data)
-  workdir = os.path.abspath(workdir)
+  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY)
   checkpoints = os.path.join(workdir, "checkpoints")
-  if os.path.isdir(checkpoints):
-    loop._check_same_run(config, workdir, RUN_IDENTITY)  # pylint: disable=protected-access
-  os.makedirs(workdir, exist_ok=True)
   train_x = plan.data.splits["train"]
   train_flat = train_x.reshape(len(train_x), -1)
   tx = optim.make_optimizer(config, plan.total_steps)
@@ -171,22 +168,18 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
   train_iter = pipeline.train_batches(datasets.ArraySource(train_x, labels), config.batch_size,
                                       seed=config.seed)
 
-  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints)
-  start = checkpointer.latest_step()
-  if start is not None:
-    state, data_state = checkpointer.restore(state)
-    train_iter.set_state(data_state)
-    records = read_metrics(workdir)
-    if start >= plan.total_steps and records and records[-1].get("final"):
-      checkpointer.close()
-      if not quiet:
-        print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
-      return records[-1], state.params
+  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints,
+                              metadata={"config_hash": workdirs.config_hash(config)})
+  state, start, pending = runner.resume(checkpointer, state, train_iter)
+  records = read_metrics(workdir)
+  if start >= plan.total_steps and records and records[-1].get("final"):
+    checkpointer.close()
     if not quiet:
-      print(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
-  start = start or 0
+      print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
+    return records[-1], state.params
+  if start and not quiet:
+    print(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
   writer = MetricsWriter(workdir, resume_step=start if start else None)
-  loop._write_config(config, workdir)  # pylint: disable=protected-access
   if plan.data.standardizer is not None:
     with open(os.path.join(workdir, "preprocessing.json"), "w") as f:
       json.dump({"standardizer": plan.data.standardizer, "image_shape": plan.data.image_shape}, f)
@@ -195,11 +188,9 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
           f"{plan.spec.k}; {config.dataset}: {len(train_x)} training examples of shape "
           f"{plan.data.image_shape}, {plan.total_steps} steps of {config.batch_size}.")
 
-  train_step = jax.jit(contrastive.make_train_step(plan.model, plan.spec, lr_fn), donate_argnums=0)
-  log_every = config.log_every_steps or plan.steps_per_epoch
+  contrastive_step = contrastive.make_train_step(plan.model, plan.spec, lr_fn)
+  step_fn = lambda state, batch: contrastive_step(state, batch["image"])  # noqa: E731
   eval_every = config.eval_every_steps or plan.steps_per_epoch
-  ckpt_every = config.checkpoint_every_steps or plan.total_steps
-  progress = Progress(plan.total_steps, start_step=start) if not quiet else None
   # A fixed training subset as large as the validation split, for the free-energy gap.
   n_val = len(plan.data.splits["val"]) if "val" in plan.data.splits else min(len(train_x), 1000)
   train_subset = train_x[np.random.default_rng(config.seed + 1).permutation(len(train_x))[:n_val]]
@@ -208,42 +199,27 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
   # log Z at every evaluation when it is exact (cheap) or asked for; AIS otherwise only at the end.
   every_eval = plan.log_likelihood == "exact" or config.log_likelihood.get("ais_every_eval", False)
   periodic_log_z = plan.log_likelihood if every_eval else "none"
-  pending: list[dict] = []
-  record: dict = {}
 
-  def diverged(step: int, what: str) -> loop.TrainingDivergedError:
+  def periodic_evaluation(state, step: int) -> dict | None:
+    if step % eval_every or step == plan.total_steps:  # the last step gets the final evaluation below
+      return None
+    return evaluate(plan.model, state.params, eval_splits, periodic_log_z, config.log_likelihood,
+                    jax.random.fold_in(eval_key, step))
+
+  steps = runner.StepLoop(
+      train_step=jax.jit(runner.guard_step(step_fn), donate_argnums=0), total_steps=plan.total_steps,
+      log_every=config.log_every_steps or plan.steps_per_epoch,
+      checkpoint_every=config.checkpoint_every_steps or plan.total_steps, evaluate=periodic_evaluation,
+      progress_keys=("train/cd_loss", "train/recon_error"),
+      advice=f"lower the rate (learning rate {config.optimizer.learning_rate})")
+  try:
+    state = runner.run_steps(steps, state, train_iter, start, checkpointer, writer,
+                             None if quiet else Progress(plan.total_steps, start_step=start), pending,
+                             debug_step=step_fn if config.get("debug_nans", False) else None)
+  except BaseException:
     writer.close()
     checkpointer.close()
-    kept = checkpointer.latest_step()
-    return loop.TrainingDivergedError(
-        f"{what} at step {step} (learning rate {config.optimizer.learning_rate}): lower the rate; "
-        + (f"the checkpoint of step {kept} is kept" if kept else "no checkpoint was saved"))
-
-  for step in range(start + 1, plan.total_steps + 1):
-    batch = next(train_iter)["image"]
-    state, metrics = train_step(state, batch)
-    pending.append(metrics)
-    last = step == plan.total_steps
-    checkpoint_now = step % ckpt_every == 0 or last
-    if step % log_every == 0 or last or checkpoint_now:
-      means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
-      means["learning_rate"] = float(pending[-1]["learning_rate"])
-      pending = []
-      means["steps_per_second"] = progress.rate(step) if progress else 0.0
-      if not np.isfinite(means["train/cd_loss"]):
-        raise diverged(step, f"the contrastive loss is {means['train/cd_loss']}")
-      record = writer.write(step, means)
-      if progress:
-        progress.update(step, {k: means[k] for k in ("train/cd_loss", "train/recon_error")})
-    if step % eval_every == 0 and not last:  # the last step gets the final evaluation below
-      key = jax.random.fold_in(eval_key, step)
-      record = writer.write(step, evaluate(plan.model, state.params, eval_splits, periodic_log_z,
-                                           config.log_likelihood, key))
-    if checkpoint_now:
-      try:
-        checkpointer.save(state, train_iter.get_state())
-      except NonFiniteStateError as e:
-        raise diverged(step, f"the parameters became non-finite ({e})") from None
+    raise
   final = evaluate(plan.model, state.params, final_splits, plan.log_likelihood, config.log_likelihood,
                    jax.random.fold_in(eval_key, 0))
   if config.linear_eval.enabled:

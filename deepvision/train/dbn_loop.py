@@ -28,7 +28,6 @@ stack and seed, ends bitwise equal).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -38,20 +37,17 @@ import ml_collections
 import numpy as np
 
 from deepvision import optim, zoo
-from deepvision.checkpoint import Checkpointer, NonFiniteStateError
+from deepvision.checkpoint import Checkpointer
 from deepvision.data import datasets, pipeline
 from deepvision.models import dbn
 from deepvision.registry import UnknownNameError
-from deepvision.train import loop, supervised
+from deepvision.train import loop, runner, supervised, workdir as workdirs
 from deepvision.train.contrastive_loop import (RUN_IDENTITY, EnergyData, plan_contrastive, prepare_data,
                                                run_contrastive)
 from deepvision.train.state import create_train_state
 from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 
 ConfigError = loop.ConfigError
-# A run of the whole stack is the same run only with the same layers and data (and config.dbn's
-# `hidden` and `num_epochs`; its figure settings may change).
-DBN_FIELDS = ("hidden", "num_epochs")
 # A fine-tuning run resumes only with the same start, classifier, data order and length.
 FINETUNE_IDENTITY = ("init", "model_kwargs", "dataset", "train_split", "preprocess", "batch_size", "seed",
                      "num_epochs")
@@ -240,20 +236,17 @@ def run_finetune(config: ml_collections.ConfigDict, workdir: str, data: EnergyDa
   model = dbn.DBNClassifier(input_shape=tuple(config.model_kwargs.input_shape),
                             hidden=tuple(config.model_kwargs.hidden),
                             num_classes=config.model_kwargs.num_classes)
-  workdir = os.path.abspath(workdir)
+  workdir = workdirs.prepare(config, workdir, FINETUNE_IDENTITY)
   checkpoints = os.path.join(workdir, "checkpoints")
-  if os.path.isdir(checkpoints):
-    loop._check_same_run(config, workdir, FINETUNE_IDENTITY)  # pylint: disable=protected-access
-  os.makedirs(workdir, exist_ok=True)
   train = datasets.ArraySource(data.splits["train"], data.labels["train"])
   sources = {role: datasets.ArraySource(data.splits[role], data.labels[role])
              for role in ("val", "test") if role in data.splits and role in data.labels}
   steps_per_epoch = len(train) // config.batch_size
   total_steps = steps_per_epoch * config.num_epochs
-  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints)
-  start = checkpointer.latest_step()
+  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints,
+                              metadata={"config_hash": workdirs.config_hash(config)})
   records = read_metrics(workdir)
-  if start is not None and start >= total_steps and records and records[-1].get("final"):
+  if records and records[-1].get("final") and (checkpointer.latest_valid_step() or 0) >= total_steps:
     checkpointer.close()  # finished: nothing to restore
     return records[-1]
   tx = optim.make_optimizer(config, total_steps)
@@ -265,50 +258,33 @@ def run_finetune(config: ml_collections.ConfigDict, workdir: str, data: EnergyDa
     params = dbn.classifier_params_from_stack(layers, state.params)
     state = state.replace(params=params, opt_state=jax.jit(tx.init)(params))
   train_iter = pipeline.train_batches(train, config.batch_size, seed=config.seed)
-
-  if start is not None:
-    state, data_state = checkpointer.restore(state)
-    train_iter.set_state(data_state)
-    if not quiet:
-      print(f"Resuming from step {start} of {total_steps} ({checkpointer.directory}).")
-  start = start or 0
+  state, start, pending = runner.resume(checkpointer, state, train_iter)
+  if start and not quiet:
+    print(f"Resuming from step {start} of {total_steps} ({checkpointer.directory}).")
   writer = MetricsWriter(workdir, resume_step=start if start else None)
-  loop._write_config(config, workdir)  # pylint: disable=protected-access
   preprocess = supervised.Preprocess(standardize=False)
-  train_step = jax.jit(supervised.make_train_step(preprocess, lr_fn), donate_argnums=0)
+  step_fn = supervised.make_train_step(preprocess, lr_fn)
   eval_step = jax.jit(supervised.make_eval_step(preprocess))
-  ckpt_every = config.checkpoint_every_steps or total_steps
-  progress = None if quiet else Progress(total_steps, start_step=start)
-  pending: list[dict] = []
 
-  def diverged(step: int, what: str) -> loop.TrainingDivergedError:
+  def validate(state, step: int) -> dict | None:
+    if "val" not in sources or not (step % steps_per_epoch == 0 or step == total_steps):
+      return None
+    return loop.evaluate(eval_step, state, sources["val"], config.eval_batch_size, "val")
+
+  steps = runner.StepLoop(
+      train_step=jax.jit(runner.guard_step(step_fn), donate_argnums=0), total_steps=total_steps,
+      log_every=steps_per_epoch, checkpoint_every=config.checkpoint_every_steps or total_steps,
+      evaluate=validate, progress_keys=("train/loss", "train/accuracy"),
+      advice=(f"fine-tuning ({config.init} init): lower config.finetune.optimizer.learning_rate "
+              f"(now {config.optimizer.learning_rate})"))
+  try:
+    state = runner.run_steps(steps, state, train_iter, start, checkpointer, writer,
+                             None if quiet else Progress(total_steps, start_step=start), pending,
+                             debug_step=step_fn if config.get("debug_nans", False) else None)
+  except BaseException:
     writer.close()
     checkpointer.close()
-    return loop.TrainingDivergedError(f"fine-tuning ({config.init} init): {what} at step {step} (learning "
-                                      f"rate {config.optimizer.learning_rate}): lower "
-                                      "config.finetune.optimizer.learning_rate")
-
-  for step in range(start + 1, total_steps + 1):
-    state, metrics = train_step(state, next(train_iter))
-    pending.append(metrics)
-    last = step == total_steps
-    checkpoint_now = step % ckpt_every == 0 or last
-    if step % steps_per_epoch == 0 or last or checkpoint_now:
-      means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
-      means["learning_rate"] = float(pending[-1]["learning_rate"])
-      pending = []
-      if not np.isfinite(means["train/loss"]):
-        raise diverged(step, f"the training loss is {means['train/loss']}")
-      writer.write(step, means)
-      if progress:
-        progress.update(step, {k: means[k] for k in ("train/loss", "train/accuracy")})
-    if "val" in sources and (step % steps_per_epoch == 0 or last):
-      writer.write(step, loop.evaluate(eval_step, state, sources["val"], config.eval_batch_size, "val"))
-    if checkpoint_now:
-      try:
-        checkpointer.save(state, train_iter.get_state())
-      except NonFiniteStateError as e:
-        raise diverged(step, f"the parameters became non-finite ({e})") from None
+    raise
   final = {"final": True}
   for role in ("val", "test"):
     if role in sources:
@@ -331,21 +307,6 @@ def _finetune_summary(record: dict, suffix: str) -> dict[str, float]:
           if k.startswith(("val/", "test/")) and k not in ("step", "final")}
 
 
-def _check_same_dbn(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """ConfigError if `workdir` holds a DBN run of other data, layer settings or layer sizes."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  loop._check_same_run(config, workdir, RUN_IDENTITY)  # pylint: disable=protected-access
-  with open(path) as f:
-    saved = json.load(f).get("dbn", {})
-  current = json.loads(json.dumps(config.dbn.to_dict(), default=str))
-  changed = [k for k in DBN_FIELDS if saved.get(k) != current.get(k)]
-  if changed:
-    details = ", ".join(f"dbn.{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in changed)
-    raise ConfigError(f"{workdir} holds another run ({details}); use a new --workdir to start a new run")
-
-
 def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
             ) -> tuple[dict, list[dbn.Layer]]:
   """Trains the DBN of `config` in `workdir` (see the module docstring); resumable.
@@ -354,10 +315,9 @@ def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
     `(record, layers)`: the final record of `workdir/metrics.jsonl` and the stack `[(model, params), ...]`.
   """
   plan = plan_dbn(config)
-  workdir = os.path.abspath(workdir)
-  _check_same_dbn(config, workdir)
-  os.makedirs(workdir, exist_ok=True)
-  loop._write_config(config, workdir)  # pylint: disable=protected-access
+  # A DBN run is resumable once any of its layers has started.
+  started = os.path.isdir(os.path.abspath(os.path.join(workdir, "layer_1", "checkpoints")))
+  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY + ("dbn",), resumable=started)
 
   layers: list[dbn.Layer] = []
   summary: dict[str, Any] = {}

@@ -24,23 +24,20 @@ import ml_collections
 import numpy as np
 
 from deepvision import optim, zoo
-from deepvision.checkpoint import Checkpointer, NonFiniteStateError
+from deepvision.checkpoint import Checkpointer
 from deepvision.data import datasets, pipeline
 from deepvision.diagnostics import viz
 from deepvision.registry import Registry, UnknownNameError
-from deepvision.train import supervised
+from deepvision.train import runner, supervised, workdir as workdirs
+from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted  # noqa: F401
 from deepvision.train.state import TrainState, create_train_state
 from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 
 TRAINERS: Registry[Callable[[ml_collections.ConfigDict, str], dict]] = Registry("trainer")
 
 
-class ConfigError(ValueError):
-  """An experiment config that cannot run: the message names the field, the value and what is valid."""
 
 
-class TrainingDivergedError(FloatingPointError):
-  """The training loss became NaN or infinite; nothing from the diverged steps is saved."""
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -210,32 +207,9 @@ def _first_conv_kernel(params) -> np.ndarray | None:
   return None
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  path = os.path.join(workdir, "config.json")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True, default=str)
-  os.replace(tmp, path)
-
-
-# Fields that shape the train state or the data order: a resumed run must not change them.
-_RUN_IDENTITY = ("model", "model_kwargs", "dataset", "train_split", "train_subset", "batch_size", "seed",
-                 "num_epochs", "ema_decay")
-
-
-def _check_same_run(config: ml_collections.ConfigDict, workdir: str,
-                    identity: tuple[str, ...] = _RUN_IDENTITY) -> None:
-  """Raises ConfigError if `workdir` holds a run that differs in any of the `identity` fields."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    saved = json.load(f)
-  current = json.loads(json.dumps(config.to_dict(), default=str))
-  changed = [k for k in identity if saved.get(k) != current.get(k)]
-  if changed:
-    details = ", ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in changed)
-    raise ConfigError(f"{workdir} holds another run ({details}); use a new --workdir to start a new run")
+# Fields that shape the train state or the data order: a resumed run can never change them.
+RUN_IDENTITY = ("trainer", "model", "model_kwargs", "dataset", "train_split", "train_subset", "batch_size",
+                "seed", "num_epochs", "ema_decay")
 
 
 def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
@@ -272,11 +246,8 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
 def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains a zoo classifier on a data set with SGD; see the module docstring for the steps."""
   plan = plan_supervised(config)
-  workdir = os.path.abspath(workdir)
+  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY)  # config.json: the config as requested
   checkpoints = os.path.join(workdir, "checkpoints")
-  if os.path.isdir(checkpoints):
-    _check_same_run(config, workdir)
-  os.makedirs(workdir, exist_ok=True)
   if config.optimizer.get("lr_search", False):
     config = _searched_learning_rate(config, workdir)
 
@@ -287,68 +258,48 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              ema=ema_decay > 0)
   train_iter = pipeline.train_batches(plan.train_source, config.batch_size, seed=config.seed)
 
-  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints)
-  start = checkpointer.latest_step()
-  if start is not None:
-    state, data_state = checkpointer.restore(state)
-    train_iter.set_state(data_state)
-    records = read_metrics(workdir)
-    if start >= plan.total_steps and records and (plan.test_source is None or "test/accuracy" in records[-1]):
-      checkpointer.close()
-      print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
-      return records[-1]
+  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints,
+                              metadata={"config_hash": workdirs.config_hash(config)})
+  state, start, pending = runner.resume(checkpointer, state, train_iter)
+  records = read_metrics(workdir)
+  if start >= plan.total_steps and records and (plan.test_source is None or "test/accuracy" in records[-1]):
+    checkpointer.close()
+    print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
+    return records[-1]
+  if start:
     print(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
-  start = start or 0
   writer = MetricsWriter(workdir, resume_step=start if start else None)
-  _write_config(config, workdir)
   print(f"{config.model}: {zoo.count_params(state.params):,} parameters; {config.dataset}: "
         f"{len(plan.train_source)} training examples, {plan.total_steps} steps of {config.batch_size}.")
 
-  train_step = jax.jit(supervised.make_train_step(plan.preprocess, lr_fn, ema_decay), donate_argnums=0)
+  step_fn = supervised.make_train_step(plan.preprocess, lr_fn, ema_decay)
   eval_step = jax.jit(supervised.make_eval_step(plan.preprocess))
   eval_batch = config.get("eval_batch_size") or config.batch_size
-  log_every = config.log_every_steps or plan.steps_per_epoch
   eval_every = config.eval_every_steps or plan.steps_per_epoch
-  ckpt_every = config.checkpoint_every_steps or plan.total_steps
-  progress = Progress(plan.total_steps, start_step=start)
-  pending: list[dict] = []
-  record: dict = {}
 
-  def diverged(step: int, what: str) -> TrainingDivergedError:
+  def validate(state, step: int) -> dict | None:
+    if plan.eval_source is None or not (step % eval_every == 0 or step == plan.total_steps):
+      return None
+    return evaluate(eval_step, state, plan.eval_source, eval_batch, "val")
+
+  steps = runner.StepLoop(
+      train_step=jax.jit(runner.guard_step(step_fn), donate_argnums=0),
+      total_steps=plan.total_steps, log_every=config.log_every_steps or plan.steps_per_epoch,
+      checkpoint_every=config.checkpoint_every_steps or plan.total_steps, evaluate=validate,
+      progress_keys=("train/loss", "train/accuracy"),
+      advice=(f"lower the rate (learning rate {config.optimizer.learning_rate}), or find one with "
+              "--config.optimizer.lr_search=True"))
+  try:
+    state = runner.run_steps(steps, state, train_iter, start, checkpointer, writer,
+                             Progress(plan.total_steps, start_step=start), pending,
+                             debug_step=step_fn if config.get("debug_nans", False) else None)
+    record = read_metrics(workdir)[-1]
+    if plan.test_source is not None:
+      record = writer.write(plan.total_steps,
+                            evaluate(eval_step, state, plan.test_source, eval_batch, "test"))
+  finally:
     writer.close()
     checkpointer.close()
-    kept = checkpointer.latest_step()
-    return TrainingDivergedError(
-        f"{what} at step {step} (learning rate {config.optimizer.learning_rate}): lower the rate, or find "
-        f"one with --config.optimizer.lr_search=True; "
-        + (f"the checkpoint of step {kept} is kept" if kept else "no checkpoint was saved"))
-
-  for step in range(start + 1, plan.total_steps + 1):
-    state, metrics = train_step(state, next(train_iter))
-    pending.append(metrics)
-    last = step == plan.total_steps
-    checkpoint_now = step % ckpt_every == 0 or last
-    # Logging at every checkpoint too keeps metrics.jsonl identical whether or not the run resumed.
-    if step % log_every == 0 or last or checkpoint_now:
-      means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
-      means["learning_rate"] = float(pending[-1]["learning_rate"])
-      pending = []
-      means["steps_per_second"] = progress.rate(step)
-      if not np.isfinite(means["train/loss"]):
-        raise diverged(step, f"training loss is {means['train/loss']}")
-      record = writer.write(step, means)
-      progress.update(step, {k: v for k, v in means.items() if k.startswith("train/")})
-    if plan.eval_source is not None and (step % eval_every == 0 or last):
-      record = writer.write(step, evaluate(eval_step, state, plan.eval_source, eval_batch, "val"))
-    if checkpoint_now:
-      try:
-        checkpointer.save(state, train_iter.get_state())
-      except NonFiniteStateError as e:
-        raise diverged(step, f"the parameters became non-finite ({e})") from None
-  if plan.test_source is not None:
-    record = writer.write(plan.total_steps, evaluate(eval_step, state, plan.test_source, eval_batch, "test"))
-  writer.close()
-  checkpointer.close()
 
   if config.get("figures", True):
     viz.save_curves(read_metrics(workdir), os.path.join(workdir, "curves.png"))

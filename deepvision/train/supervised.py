@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from deepvision.data import augment
+from deepvision.train.runner import finite_flags
 from deepvision.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -78,7 +79,8 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
       keeps one (`state.ema_params` not None).
 
   Returns:
-    A pure function; metrics are `train/loss`, `train/accuracy` and, given the schedule, `learning_rate`.
+    A pure function; metrics are `train/loss`, `train/accuracy`, given the schedule `learning_rate`, and the
+    `finite/*` flags of `runner.guard_step`.
   """
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
@@ -97,6 +99,7 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
     if learning_rate_fn is not None:
       metrics["learning_rate"] = learning_rate_fn(state.step)
     state = state.apply_gradients(grads=grads)
+    metrics.update(finite_flags(loss, grads, state.params))
     if state.ema_params is not None:
       state = state.replace(ema_params=jax.tree.map(
           lambda avg, p: ema_decay * avg + (1.0 - ema_decay) * p, state.ema_params, state.params))

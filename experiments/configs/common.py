@@ -57,6 +57,11 @@ def supervised_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 0  # 0 = only at the end
   config.keep_checkpoints = 3
   config.figures = True
+  # Reliability: resume with a changed config (a warning lists the changes); replay a non-finite step
+  # under jax_debug_nans to name the operation; refuse to start with less free disk than this.
+  config.allow_config_change = False
+  config.debug_nans = False
+  config.min_free_disk_mb = 100
   return config
 
 
@@ -140,4 +145,9 @@ def contrastive_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 0  # 0 = only at the end
   config.keep_checkpoints = 3
   config.figures = True
+  # Reliability: resume with a changed config (a warning lists the changes); replay a non-finite step
+  # under jax_debug_nans to name the operation; refuse to start with less free disk than this.
+  config.allow_config_change = False
+  config.debug_nans = False
+  config.min_free_disk_mb = 100
   return config

@@ -1,6 +1,8 @@
 """The learning-rate search halves from a diverging rate to a converging one; the overfit check
 reaches zero training error with a capable net and not with a starved one."""
 
+import os
+
 import pytest
 
 from deepvision import zoo
@@ -62,5 +64,12 @@ def test_training_with_lr_search_from_the_command_line_config(tmp_path):
   with open(tmp_path / "lr_search.json") as f:
     searched = json.load(f)
   assert searched["learning_rate"] < 8.0 and searched["trail"][0]["diverged"]
-  with open(tmp_path / "config.json") as f:
-    assert json.load(f)["optimizer"]["learning_rate"] == searched["learning_rate"]
+  with open(tmp_path / "config.json") as f:  # the config as requested; the searched rate is trained with
+    assert json.load(f)["optimizer"]["learning_rate"] == 8.0
+  from deepvision.train.writers import read_metrics  # pylint: disable=g-import-not-at-top
+  rates = [r["learning_rate"] for r in read_metrics(str(tmp_path)) if "learning_rate" in r]
+  assert max(rates) <= searched["learning_rate"]
+  # Re-running the same command finds the finished run (same config, the search is not repeated).
+  mtime = os.path.getmtime(tmp_path / "lr_search.json")
+  train_and_evaluate(config, str(tmp_path))
+  assert os.path.getmtime(tmp_path / "lr_search.json") == mtime

@@ -1,0 +1,18 @@
+"""The errors a training run reports; the launcher maps them to exit codes (2: bad input, 1: diverged,
+0: preempted after saving)."""
+
+
+class ConfigError(ValueError):
+  """An experiment config that cannot run: the message names the field, the value and what is valid."""
+
+
+class TrainingDivergedError(FloatingPointError):
+  """The loss, the gradients or the parameters became NaN or infinite; nothing from that step is saved."""
+
+
+class TrainingPreempted(Exception):
+  """The run received SIGTERM or SIGINT and saved a checkpoint; re-running the same command resumes it."""
+
+  def __init__(self, message: str, step: int):
+    super().__init__(message)
+    self.step = step

@@ -1,0 +1,60 @@
+"""Runs one smoke experiment in its own process for the fault-injection tests (tests/test_fault_injection.py).
+
+  python tests/fault_driver.py CONFIG_NAME WORKDIR OVERRIDES_JSON [--kill-before-manifest STEP]
+
+Prints `STEP n` (flushed) after every training step, so a test can send a signal at a known step.
+`--kill-before-manifest STEP` SIGKILLs the process after orbax has committed checkpoint STEP but before its
+manifest is written: the moment a crash leaves an unverifiable newest step.
+"""
+
+import importlib
+import json
+import os
+import signal
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from deepvision import checkpoint  # noqa: E402
+from deepvision.train import loop, runner  # noqa: E402
+from deepvision.train.errors import TrainingPreempted  # noqa: E402
+
+
+def main() -> int:
+  name, workdir, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+  kill_step = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[4] == "--kill-before-manifest" else None
+  config = loop.override_config(importlib.import_module(f"experiments.configs.{name}").get_config("smoke"),
+                                overrides)
+  original_run = runner.run_steps
+
+  def run_steps(steps, state, *args, **kwargs):
+    inner = steps.train_step
+
+    def counted(state, fault, batch):
+      out = inner(state, fault, batch)
+      print(f"STEP {int(out[0].step)}", flush=True)
+      return out
+
+    steps.train_step = counted
+    return original_run(steps, state, *args, **kwargs)
+
+  runner.run_steps = run_steps
+  if kill_step is not None:
+    original_manifest = checkpoint.Checkpointer._write_manifest  # pylint: disable=protected-access
+
+    def write_manifest(self, step):
+      if step == kill_step:
+        os.kill(os.getpid(), signal.SIGKILL)
+      return original_manifest(self, step)
+
+    checkpoint.Checkpointer._write_manifest = write_manifest  # pylint: disable=protected-access
+  try:
+    loop.train_and_evaluate(config, workdir)
+  except TrainingPreempted:
+    return 0
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
