@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags, logging
 
-from deepvision.data.datasets import DatasetNotFoundError
+from deepvision.data.datasets import DatasetCorruptedError, DatasetNotFoundError
 from deepvision.diagnostics.doctor import run_doctor
 from deepvision.train.loop import ConfigError
 from experiments import cli
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   try:
     report = run_doctor(_CONFIG.value, _WORKDIR.value, subset=_SUBSET.value, probe_steps=_STEPS.value)
-  except (ConfigError, DatasetNotFoundError) as e:
+  except (ConfigError, DatasetNotFoundError, DatasetCorruptedError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print(report.markdown())

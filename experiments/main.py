@@ -16,8 +16,8 @@ import sys
 
 from absl import app, flags, logging
 
-from deepvision.checkpoint import CheckpointCorruptedError
-from deepvision.data.datasets import DatasetNotFoundError
+from deepvision.checkpoint import CheckpointCorruptedError, CheckpointRestoreError
+from deepvision.data.datasets import DatasetCorruptedError, DatasetNotFoundError
 from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted
 from deepvision.train.loop import train_and_evaluate
 from experiments import cli
@@ -37,7 +37,8 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, DatasetNotFoundError, CheckpointCorruptedError) as e:
+  except (ConfigError, DatasetNotFoundError, DatasetCorruptedError, CheckpointCorruptedError,
+          CheckpointRestoreError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(cli.USAGE_ERROR)
   except TrainingDivergedError as e:

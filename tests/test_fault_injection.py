@@ -235,3 +235,58 @@ def test_a_workdir_that_is_a_file_is_refused(tmp_path):
   with pytest.raises(ValueError, match="not a directory"):
     train_and_evaluate(override_config(lcn_convnet_digits.get_config("smoke"), {"figures": False}), str(path))
   assert path.read_text() == "not a directory"
+
+
+def test_a_damaged_data_file_gets_a_clear_error_and_exit_2(tmp_path):
+  data = tmp_path / "data"
+  datasets.load_arrays("dv_digits", "train", data_dir=str(data))
+  (record_file,) = [p for p in data.rglob("*train.array_record*")]
+  with open(record_file, "r+b") as f:
+    f.truncate(os.path.getsize(record_file) // 2)
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.main", "--config=experiments/configs/lcn_convnet_digits.py:smoke",
+       f"--workdir={tmp_path}/run", f"--config.data_dir={data}", "--config.figures=False"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2, result.stderr
+  assert "cannot be read" in result.stderr and "delete" in result.stderr
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning_and_the_run_ends_bitwise(tmp_path):
+  name = "lcn_convnet_digits"
+  reference, run = tmp_path / "reference", tmp_path / "run"
+  config = override_config(_config(name), {"keep_checkpoints": 10})
+  train_and_evaluate(config, str(reference))
+  train_and_evaluate(config, str(run))
+  total = read_metrics(str(run))[-1]["step"]
+  # Damage the final checkpoint and the one before it: a flipped byte and a deleted file.
+  steps = Checkpointer(str(run / "checkpoints")).all_steps()
+  newest, previous = steps[-1], steps[-2]
+  data_files = sorted(p for p in (run / "checkpoints" / str(newest)).rglob("*") if p.is_file()
+                      and p.stat().st_size > 0 and "manifest" not in p.name)
+  with open(data_files[-1], "r+b") as f:
+    first = f.read(1)
+    f.seek(0)
+    f.write(bytes([first[0] ^ 0xFF]))
+  (run / "checkpoints" / str(previous) / "commit_success.txt").unlink()
+  with open(run / "metrics.jsonl") as f:  # as if the final evaluation had not been written
+    lines = f.readlines()
+  with open(run / "metrics.jsonl", "w") as f:
+    f.writelines(lines[:-1])
+  with pytest.warns(Warning, match=f"step {newest}"):
+    train_and_evaluate(config, str(run))
+  assert newest == total
+  _assert_bitwise_equal(_final_state(name, str(reference)), _final_state(name, str(run)))
+  assert any(".damaged-" in p.name for p in (run / "checkpoints").iterdir())  # moved aside, not deleted
+
+
+def test_a_changed_config_resumes_only_when_allowed(tmp_path):
+  config = override_config(_config("lcn_convnet_digits"), {"num_epochs": 2})
+  train_and_evaluate(override_config(config, {"checkpoint_every_steps": 4}), str(tmp_path))
+  changed = override_config(config, {"optimizer.learning_rate": 0.02})
+  from deepvision.train.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ConfigError, match="optimizer.learning_rate: 0.01 there, 0.02 now"):
+    train_and_evaluate(changed, str(tmp_path))
+  train_and_evaluate(override_config(changed, {"allow_config_change": True}), str(tmp_path))
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["optimizer"]["learning_rate"] == 0.02

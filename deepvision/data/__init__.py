@@ -8,6 +8,7 @@
 from deepvision.data.datasets import (
     DATASETS,
     ArraySource,
+    DatasetCorruptedError,
     DatasetInfo,
     DatasetNotFoundError,
     dataset_info,
@@ -21,6 +22,7 @@ __all__ = [
     "DATASETS",
     "ArraySource",
     "BatchIterator",
+    "DatasetCorruptedError",
     "DatasetInfo",
     "DatasetNotFoundError",
     "dataset_info",

@@ -46,6 +46,18 @@ class DatasetNotFoundError(FileNotFoundError):
   """A catalog data set is not prepared in the data directory (nothing is downloaded)."""
 
 
+class DatasetCorruptedError(RuntimeError):
+  """A prepared data set's files cannot be read (truncated or damaged); the message says how to rebuild."""
+
+
+def _corrupted(name: str, builder, split: str, error: Exception) -> DatasetCorruptedError:
+  embedded = isinstance(DATASETS.get(name), EmbeddedSet)
+  fix = (f"delete {builder.data_path} and it will be prepared again on next use" if embedded else
+         f"rebuild it: tfds build {name} --data_dir={builder.data_dir} (where the data can be downloaded)")
+  return DatasetCorruptedError(f"data set {name!r} (split {split!r}) in {builder.data_path} cannot be read "
+                               f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); {fix}")
+
+
 def default_data_dir() -> str:
   """`$DEEPVISION_DATA_DIR` if set, else TFDS's default data directory."""
   return os.path.expanduser(
@@ -205,13 +217,19 @@ def get_source(
     UnknownNameError: unknown data set name (the message lists the valid names).
     ValueError: unknown split (the message lists the valid splits).
     DatasetNotFoundError: a catalog set not prepared in the data directory.
+    DatasetCorruptedError: the prepared files cannot be read.
   """
   builder = _ready_builder(name, data_dir)
   _check_split(name, builder, split)
-  source = builder.as_data_source(split=split)
-  if not in_memory:
-    return source
-  images, labels = _read_all(name, source)
+  try:
+    source = builder.as_data_source(split=split)
+    if not in_memory:
+      if len(source):  # read the first and last records: damaged files fail here, not mid-training
+        source[0], source[len(source) - 1]  # pylint: disable=pointless-statement
+      return source
+    images, labels = _read_all(name, source)
+  except (RuntimeError, OSError) as e:
+    raise _corrupted(name, builder, split, e) from e
   return ArraySource(images, labels)
 
 
@@ -223,8 +241,8 @@ def load_arrays(
   Meant for the small sets; uint8 images are divided by 255. Sets with images of varying
   size (`dv_natural_images`) are refused: use `get_source`.
   """
-  images, labels = _read_all(name, get_source(name, split, data_dir))
-  return to_unit_float(images), labels
+  source = get_source(name, split, data_dir, in_memory=True)
+  return to_unit_float(source.images), source.labels
 
 
 def _read_all(name: str, source) -> tuple[np.ndarray, np.ndarray]:
