@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -247,5 +249,9 @@ def replay_with_debug_nans(step_fn: Callable[[Any, Any], tuple[Any, Metrics]], t
         state, _ = step(state, next(train_iter))
   except FloatingPointError as e:
     first_line = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-    return f"replayed from step {start} with jax_debug_nans: {first_line}"
+    # The innermost frame of this package's code (not the loop's own) shows where the operation was written.
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if f"{os.sep}deepvision{os.sep}" in f.filename and not f.filename.endswith("runner.py")]
+    where = f", at {os.path.relpath(frames[-1].filename)}:{frames[-1].lineno} ({frames[-1].name})" if frames else ""
+    return f"replayed from step {start} with jax_debug_nans: {first_line}{where}"
   return f"replayed from step {start} with jax_debug_nans: no NaN or Inf reproduced"
