@@ -131,17 +131,25 @@ def reconstruction_error(model: nn.Module, variables: Any, v: Array) -> Array:
 
 
 def make_train_step(model: nn.Module, spec: ContrastiveSpec,
-                    lr_fn: Callable[[Array], Array]) -> Callable[[ContrastiveState, Array],
+                    lr_fn: Callable[[Array], Array],
+                    axis_name: str | None = None) -> Callable[[ContrastiveState, Array],
                                                                  tuple[ContrastiveState, Metrics]]:
   """The jittable update `step(state, v) -> (state, metrics)` for a data batch v (B, V) or images.
 
   Metrics: `train/cd_loss` (⟨F(v⁺)⟩ − ⟨F(v⁻)⟩), `train/free_energy` (⟨F(v⁺)⟩), `train/recon_error`,
   `train/hidden_activity` (mean p(h | v⁺)), `train/sparsity_penalty` (when used), `learning_rate`, and the
   sampler's info averaged over its steps under `sampler/`, and the `finite/*` flags of `runner.guard_step`.
+
+  With `axis_name` (data parallelism, `deepvision.parallel`) each device holds a slice of the batch and of
+  the persistent chains, samples from `fold_in(fold_in(state.key, state.step), axis_index)`, and gradients,
+  metrics and the sparsity penalty's mean activity are averaged over the axis, so the update is the one
+  of the global batch and chains. None: one device, unchanged.
   """
 
   def train_step(state: ContrastiveState, batch: Array) -> tuple[ContrastiveState, Metrics]:
     key = jax.random.fold_in(state.key, state.step)
+    if axis_name is not None:
+      key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
     positives = model.apply({"params": state.params}, batch, method="visible")
     chain_params = state.params
     if spec.method == "fpcd":
@@ -157,10 +165,18 @@ def make_train_step(model: nn.Module, spec: ContrastiveSpec,
       probs = model.apply(variables, positives, method="hidden_probs")
       penalty = jnp.zeros((), cd.dtype)
       if spec.sparsity_cost > 0:
-        penalty = objectives.sparsity_penalty(probs, spec.sparsity_target)
+        penalty_probs = probs
+        if axis_name is not None:
+          # The penalty sees the global mean activity q; its gradient flows through this device's share
+          # of q, so the pmean of the gradients below is the global penalty's gradient.
+          local = jnp.mean(probs, axis=0)
+          penalty_probs = probs + jax.lax.stop_gradient(jax.lax.pmean(local, axis_name) - local)
+        penalty = objectives.sparsity_penalty(penalty_probs, spec.sparsity_target)
       return cd + spec.sparsity_cost * penalty, (cd, penalty, probs)
 
     grads, (cd, penalty, probs) = jax.grad(loss_fn, has_aux=True)(state.params)
+    if axis_name is not None:
+      grads, cd = jax.lax.pmean((grads, cd), axis_name)
     new_state = state.apply_gradients(grads=grads, chains=chains if spec.persistent else None)
     if spec.method == "fpcd":
       fast = jax.tree.map(lambda f, g: spec.fast_decay * f - spec.fast_learning_rate * g,
@@ -176,8 +192,10 @@ def make_train_step(model: nn.Module, spec: ContrastiveSpec,
     }
     if spec.sparsity_cost > 0:
       metrics["train/sparsity_penalty"] = penalty
-    metrics.update(finite_flags(cd, grads, (new_state.params, new_state.fast_params)))
     metrics.update({f"sampler/{name}": jnp.mean(value) for name, value in infos._asdict().items()})
+    if axis_name is not None:
+      metrics = jax.lax.pmean(metrics, axis_name)
+    metrics.update(finite_flags(cd, grads, (new_state.params, new_state.fast_params)))
     return new_state, metrics
 
   return train_step

@@ -66,7 +66,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def make_train_step(preprocess: Preprocess = Preprocess(),
                     learning_rate_fn: Callable[[jax.Array], jax.Array] | None = None,
-                    ema_decay: float = 0.0
+                    ema_decay: float = 0.0,
+                    axis_name: str | None = None
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds `train_step(state, batch) -> (state, metrics)`.
 
@@ -77,6 +78,9 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
     learning_rate_fn: the schedule, to report `learning_rate` (the rate used by this update).
     ema_decay: d of the parameters' moving average θ̄ ← d·θ̄ + (1 − d)·θ, updated when the state
       keeps one (`state.ema_params` not None).
+    axis_name: for data parallelism (`deepvision.parallel`), the pmapped axis the batch is split over:
+      gradients and metrics are averaged over it (`lax.pmean`) before the update, and each device draws
+      from `fold_in(fold_in(state.key, state.step), axis_index)`. None: one device, unchanged.
 
   Returns:
     A pure function; metrics are `train/loss`, `train/accuracy`, given the schedule `learning_rate`, and the
@@ -85,6 +89,8 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     step_key = jax.random.fold_in(state.key, state.step)
+    if axis_name is not None:
+      step_key = jax.random.fold_in(step_key, jax.lax.axis_index(axis_name))
     augment_key, dropout_key = jax.random.split(step_key)
     images = preprocess(batch["image"], augment_key, train=True)
     labels = batch["label"]
@@ -96,6 +102,8 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {"train/loss": loss,
                "train/accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+    if axis_name is not None:
+      loss, grads, metrics = jax.lax.pmean((loss, grads, metrics), axis_name)
     if learning_rate_fn is not None:
       metrics["learning_rate"] = learning_rate_fn(state.step)
     state = state.apply_gradients(grads=grads)
