@@ -37,6 +37,8 @@ import time
 
 import jax
 
+from cpu_load import cpu_busy_seconds  # benchmarks/cpu_load.py (the script's own folder)
+
 jax.config.update("jax_platforms", "cpu")  # The comparison is defined on CPU.
 
 import flax  # noqa: E402
@@ -206,17 +208,6 @@ def versions() -> dict:
   return out
 
 
-def _cpu_busy_seconds() -> float | None:
-  """CPU seconds all processes have spent busy since boot (Linux /proc/stat), or None."""
-  try:
-    fields = pathlib.Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-  except OSError:
-    return None
-  ticks = [int(v) for v in fields]
-  idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-  return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(runners: dict, steps: int, rounds: int, warmup: int) -> dict[str, list[float]]:
   """images/s of every runner in each round; the runners take turns (rotating order) per round."""
   for run in runners.values():
@@ -286,10 +277,10 @@ def main(argv=None) -> dict:
 
   for run in runners.values():  # Compile and warm up before the contention is measured.
     run(warmup)
-  busy_start, own_start, start = _cpu_busy_seconds(), time.process_time(), time.perf_counter()
+  busy_start, own_start, start = cpu_busy_seconds(), time.process_time(), time.perf_counter()
   rates = measure(runners, steps, rounds, warmup=1)
   elapsed = time.perf_counter() - start
-  busy_end, own = _cpu_busy_seconds(), time.process_time() - own_start
+  busy_end, own = cpu_busy_seconds(), time.process_time() - own_start
   others = (None if busy_start is None else
             max(0.0, (busy_end - busy_start - own) / (elapsed * cores)))
   report = {

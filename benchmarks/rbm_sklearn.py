@@ -57,6 +57,8 @@ import time
 
 import jax
 
+from cpu_load import cpu_busy_seconds  # benchmarks/cpu_load.py (the script's own folder)
+
 jax.config.update("jax_platforms", "cpu")  # The comparison is defined on CPU.
 
 import flax  # noqa: E402
@@ -429,17 +431,6 @@ def blas_threads() -> list[dict]:
           for info in threadpoolctl.threadpool_info()]
 
 
-def _cpu_busy_seconds() -> float | None:
-  """CPU seconds all processes have spent busy since boot (Linux /proc/stat), or None."""
-  try:
-    fields = pathlib.Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-  except OSError:
-    return None
-  ticks = [int(v) for v in fields]
-  idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-  return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="a short run (smoke test)")
@@ -467,14 +458,14 @@ def _run(args: argparse.Namespace, rounds: int, command: str) -> dict:
 
   x64 = all_digits()
   start = time.perf_counter()
-  busy_start, own_start = _cpu_busy_seconds(), time.process_time()
+  busy_start, own_start = cpu_busy_seconds(), time.process_time()
   report = {"benchmark": "binary RBM (PCD-1) on the digits: deepvision vs scikit-learn BernoulliRBM, CPU"}
   print("1. quality at scikit-learn's test_fit settings ...", flush=True)
   report["quality_test_fit"] = quality(x64, seeds)
   print("2. speed ...", flush=True)
   report["speed"] = {"test_fit": speed(x64, TEST_FIT, rounds), "large": speed(x64, LARGE, max(3, rounds // 2))}
   speed_end = time.perf_counter()
-  busy_speed, own_speed = _cpu_busy_seconds(), time.process_time()
+  busy_speed, own_speed = cpu_busy_seconds(), time.process_time()
   print("3. features + logistic regression ...", flush=True)
   report["features_lr"] = features_and_lr(args.quick, example_seeds)
   elapsed = time.perf_counter() - start

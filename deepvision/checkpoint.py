@@ -51,6 +51,7 @@ saving into.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import importlib.metadata
@@ -150,9 +151,8 @@ def _fsync(path: str, directory: bool = False) -> None:
   except OSError:
     return
   try:
-    os.fsync(fd)
-  except OSError:
-    pass
+    with contextlib.suppress(OSError):  # some file systems cannot fsync a directory: nothing to flush
+      os.fsync(fd)
   finally:
     os.close(fd)
 

@@ -12,6 +12,14 @@ def data_dir(tmp_path_factory):
   return str(path)
 
 
+@pytest.fixture
+def x64():
+  """Runs the test with 64-bit floats enabled (for finite differences and exact sums)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  with jax.enable_x64():
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _no_user_data_dir(monkeypatch, data_dir):
   """Embedded sets asked for without a data_dir go to the session's dir, never the user's home."""

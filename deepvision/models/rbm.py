@@ -53,7 +53,45 @@ def _flat(model: nn.Module, x: Any, size: int, what: str) -> Array:
   return x
 
 
-class RBM(nn.Module):
+class _BinaryHiddenLayer:
+  """What every RBM here shares: W, b_v, b_h, the input checks, and binary hidden units given v.
+
+  A mixin of the Linen modules below (fields `n_visible`, `n_hidden`, `init_scale`); each defines its own
+  `hidden_logits`.
+  """
+
+  def _setup_rbm_params(self) -> None:
+    for field in ("n_visible", "n_hidden"):
+      value = getattr(self, field)
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{type(self).__name__}.{field} must be a positive int, got {value!r}")
+    self.W = self.param("W", nn.initializers.normal(self.init_scale), (self.n_visible, self.n_hidden))
+    self.b_v = self.param("b_v", nn.initializers.zeros, (self.n_visible,))
+    self.b_h = self.param("b_h", nn.initializers.zeros, (self.n_hidden,))
+
+  def visible(self, v: Any) -> Array:
+    """v checked and flattened to (B, n_visible)."""
+    return _flat(self, v, self.n_visible, "visible vectors")
+
+  def hidden(self, h: Any) -> Array:
+    return _flat(self, h, self.n_hidden, "hidden vectors")
+
+  def hidden_probs(self, v: Any) -> Array:
+    """p(h_j = 1 | v) = σ(hidden_logits(v)), (B, H): the features of the RBM."""
+    return jax.nn.sigmoid(self.hidden_logits(v))
+
+  def sample_hidden(self, key: Array, v: Any) -> Array:
+    """h ~ p(h | v), float {0, 1} (B, H)."""
+    probs = self.hidden_probs(v)
+    return jax.random.bernoulli(key, probs).astype(probs.dtype)
+
+  def __call__(self, v: Any, train: bool = False) -> tuple[Array, dict[str, Array]]:
+    del train
+    probs = self.hidden_probs(v)
+    return probs, {"hidden": probs}
+
+
+class RBM(_BinaryHiddenLayer, nn.Module):
   """Binary-binary RBM; see the module docstring for the energy and conditionals.
 
   Attributes:
@@ -71,28 +109,11 @@ class RBM(nn.Module):
   visible_kind = "binary"
 
   def setup(self):
-    for field in ("n_visible", "n_hidden"):
-      value = getattr(self, field)
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{type(self).__name__}.{field} must be a positive int, got {value!r}")
-    self.W = self.param("W", nn.initializers.normal(self.init_scale), (self.n_visible, self.n_hidden))
-    self.b_v = self.param("b_v", nn.initializers.zeros, (self.n_visible,))
-    self.b_h = self.param("b_h", nn.initializers.zeros, (self.n_hidden,))
-
-  def visible(self, v: Any) -> Array:
-    """v checked and flattened to (B, n_visible)."""
-    return _flat(self, v, self.n_visible, "visible vectors")
-
-  def hidden(self, h: Any) -> Array:
-    return _flat(self, h, self.n_hidden, "hidden vectors")
+    self._setup_rbm_params()
 
   def hidden_logits(self, v: Any) -> Array:
     """b_h + vᵀW, (B, H): the total input of each hidden unit."""
     return self.visible(v) @ self.W + self.b_h
-
-  def hidden_probs(self, v: Any) -> Array:
-    """p(h_j = 1 | v) = σ(b_h + vᵀW), (B, H): the features of the RBM."""
-    return jax.nn.sigmoid(self.hidden_logits(v))
 
   def visible_logits(self, h: Any) -> Array:
     """b_v + Wh, (B, V)."""
@@ -101,11 +122,6 @@ class RBM(nn.Module):
   def visible_mean(self, h: Any) -> Array:
     """E[v | h] = σ(b_v + Wh), (B, V)."""
     return jax.nn.sigmoid(self.visible_logits(h))
-
-  def sample_hidden(self, key: Array, v: Any) -> Array:
-    """h ~ p(h | v), float {0, 1} (B, H)."""
-    probs = self.hidden_probs(v)
-    return jax.random.bernoulli(key, probs).astype(probs.dtype)
 
   def sample_visible(self, key: Array, h: Any) -> Array:
     """v ~ p(v | h), float {0, 1} (B, V)."""
@@ -127,13 +143,8 @@ class RBM(nn.Module):
     h = self.hidden(h)
     return -(h @ self.b_h) - jnp.sum(jax.nn.softplus(h @ self.W.T + self.b_v), axis=-1)
 
-  def __call__(self, v: Any, train: bool = False) -> tuple[Array, dict[str, Array]]:
-    del train
-    probs = self.hidden_probs(v)
-    return probs, {"hidden": probs}
 
-
-class GaussianRBM(nn.Module):
+class GaussianRBM(_BinaryHiddenLayer, nn.Module):
   """Gaussian visible, binary hidden RBM; see the module docstring for the energy.
 
   Attributes:
@@ -153,13 +164,7 @@ class GaussianRBM(nn.Module):
   visible_kind = "gaussian"
 
   def setup(self):
-    for field in ("n_visible", "n_hidden"):
-      value = getattr(self, field)
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{type(self).__name__}.{field} must be a positive int, got {value!r}")
-    self.W = self.param("W", nn.initializers.normal(self.init_scale), (self.n_visible, self.n_hidden))
-    self.b_v = self.param("b_v", nn.initializers.zeros, (self.n_visible,))
-    self.b_h = self.param("b_h", nn.initializers.zeros, (self.n_hidden,))
+    self._setup_rbm_params()
     if self.learn_sigma:
       self.log_sigma = self.param("log_sigma", nn.initializers.zeros, (self.n_visible,))
 
@@ -170,27 +175,13 @@ class GaussianRBM(nn.Module):
       return jnp.exp(self.log_sigma)
     return jnp.ones((self.n_visible,), self.W.dtype)
 
-  def visible(self, v: Any) -> Array:
-    return _flat(self, v, self.n_visible, "visible vectors")
-
-  def hidden(self, h: Any) -> Array:
-    return _flat(self, h, self.n_hidden, "hidden vectors")
-
   def hidden_logits(self, v: Any) -> Array:
     """b_h + (v/σ)ᵀW, (B, H)."""
     return (self.visible(v) / self.sigma) @ self.W + self.b_h
 
-  def hidden_probs(self, v: Any) -> Array:
-    """p(h_j = 1 | v), (B, H): the features."""
-    return jax.nn.sigmoid(self.hidden_logits(v))
-
   def visible_mean(self, h: Any) -> Array:
     """E[v | h] = b_v + σ ⊙ Wh, (B, V)."""
     return (self.hidden(h) @ self.W.T) * self.sigma + self.b_v
-
-  def sample_hidden(self, key: Array, v: Any) -> Array:
-    probs = self.hidden_probs(v)
-    return jax.random.bernoulli(key, probs).astype(probs.dtype)
 
   def sample_visible(self, key: Array, h: Any) -> Array:
     """v ~ N(b_v + σ ⊙ Wh, diag σ²), (B, V)."""
@@ -214,8 +205,3 @@ class GaussianRBM(nn.Module):
     a = h @ self.W.T  # (B, V)
     log_norm = jnp.sum(jnp.log(jnp.sqrt(2 * jnp.pi) * self.sigma))
     return -(h @ self.b_h) - jnp.sum(self.b_v * a / self.sigma + 0.5 * a ** 2, axis=-1) - log_norm
-
-  def __call__(self, v: Any, train: bool = False) -> tuple[Array, dict[str, Array]]:
-    del train
-    probs = self.hidden_probs(v)
-    return probs, {"hidden": probs}

@@ -1,4 +1,4 @@
-"""Defaults shared by the supervised (classifier) experiments; each config file overrides a few fields."""
+"""Defaults shared by the experiments (supervised and contrastive); each config file overrides a few fields."""
 
 from __future__ import annotations
 
@@ -14,11 +14,7 @@ def supervised_config() -> ml_collections.ConfigDict:
   config.model = "lcn_convnet_digits"
   config.model_kwargs = ml_collections.ConfigDict()  # overrides passed to deepvision.zoo.create
 
-  config.dataset = "dv_digits"
-  config.data_dir = ""  # '' = $DEEPVISION_DATA_DIR or TFDS's default (~/tensorflow_datasets)
-  config.train_split = "train"
-  config.eval_split = "validation"
-  config.test_split = "test"
+  _add_data_fields(config)
   config.in_memory = True  # read the splits into memory once (fast); False streams records from disk
   config.train_subset = 0  # > 0: train on this many examples only (the "overfit a subset" check)
 
@@ -26,19 +22,7 @@ def supervised_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 512
   config.num_epochs = 10
 
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = "sgd"
-  config.optimizer.learning_rate = 0.05
-  config.optimizer.schedule = "cosine"  # constant | cosine | exponential | step
-  config.optimizer.decay_factor = 100.0  # final rate = learning_rate / decay_factor
-  config.optimizer.boundaries = (0.5, 0.75)  # 'step' only: fractions of the run
-  config.optimizer.warmup_steps = 0
-  config.optimizer.momentum = 0.9
-  config.optimizer.momentum_start = 0.5  # ramp start, if momentum_ramp_steps > 0
-  config.optimizer.momentum_ramp_steps = 0
-  config.optimizer.nesterov = True
-  config.optimizer.weight_decay = 5e-4  # L2 on weights (not biases)
-  config.optimizer.l1 = 0.0
+  config.optimizer = sgd_optimizer(schedule="cosine", nesterov=True, weight_decay=5e-4)
   # True: halve from learning_rate until a short probe on a subset converges, then train at that rate.
   config.optimizer.lr_search = False
   config.optimizer.lr_search_steps = 300
@@ -52,6 +36,39 @@ def supervised_config() -> ml_collections.ConfigDict:
   config.augment.noise_std = 0.0
   config.augment.standardize = True
 
+  _add_run_fields(config)
+  return config
+
+
+def _add_data_fields(config: ml_collections.ConfigDict) -> None:
+  """The data set and its splits (the embedded digits by default)."""
+  config.dataset = "dv_digits"
+  config.data_dir = ""  # '' = $DEEPVISION_DATA_DIR or TFDS's default (~/tensorflow_datasets)
+  config.train_split = "train"
+  config.eval_split = "validation"
+  config.test_split = "test"
+
+
+def sgd_optimizer(schedule: str, nesterov: bool, weight_decay: float) -> ml_collections.ConfigDict:
+  """The `optimizer` block every trainer reads (`deepvision.optim.make_optimizer`)."""
+  optimizer = ml_collections.ConfigDict()
+  optimizer.name = "sgd"
+  optimizer.learning_rate = 0.05
+  optimizer.schedule = schedule  # constant | cosine | exponential | step
+  optimizer.decay_factor = 100.0  # final rate = learning_rate / decay_factor
+  optimizer.boundaries = (0.5, 0.75)  # 'step' only: fractions of the run
+  optimizer.warmup_steps = 0
+  optimizer.momentum = 0.9
+  optimizer.momentum_start = 0.5  # ramp start, if momentum_ramp_steps > 0
+  optimizer.momentum_ramp_steps = 0
+  optimizer.nesterov = nesterov
+  optimizer.weight_decay = weight_decay  # L2 on weights (not biases)
+  optimizer.l1 = 0.0
+  return optimizer
+
+
+def _add_run_fields(config: ml_collections.ConfigDict) -> None:
+  """How often a run logs, evaluates and saves, and its reliability switches."""
   config.log_every_steps = 0  # 0 = once per epoch
   config.eval_every_steps = 0  # 0 = once per epoch
   config.checkpoint_every_steps = 0  # 0 = only at the end
@@ -62,7 +79,6 @@ def supervised_config() -> ml_collections.ConfigDict:
   config.allow_config_change = False
   config.debug_nans = False
   config.min_free_disk_mb = 100
-  return config
 
 
 def check_arg(arg: str | None, name: str) -> bool:
@@ -83,11 +99,7 @@ def contrastive_config() -> ml_collections.ConfigDict:
   config.model = "rbm"
   config.model_kwargs = ml_collections.ConfigDict()  # e.g. n_visible, n_hidden
 
-  config.dataset = "dv_digits"
-  config.data_dir = ""  # '' = $DEEPVISION_DATA_DIR or TFDS's default (~/tensorflow_datasets)
-  config.train_split = "train"
-  config.eval_split = "validation"
-  config.test_split = "test"
+  _add_data_fields(config)
   config.preprocess = "none"  # none | binarize (threshold 0.5) | standardize (per feature, fitted on train)
   config.patches = ml_collections.ConfigDict()
   config.patches.size = 0  # > 0: train on random size×size patches of the images instead
@@ -110,20 +122,9 @@ def contrastive_config() -> ml_collections.ConfigDict:
   config.contrastive.sparsity_target = 0.0  # target mean hidden activity (with sparsity_cost > 0)
   config.contrastive.sparsity_cost = 0.0
 
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = "sgd"
-  config.optimizer.learning_rate = 0.05
-  config.optimizer.schedule = "constant"  # constant | cosine | exponential | step
-  config.optimizer.decay_factor = 100.0
-  config.optimizer.boundaries = (0.5, 0.75)
-  config.optimizer.warmup_steps = 0
-  # Hinton's guide §9: momentum 0.5 at first, then 0.9.
-  config.optimizer.momentum = 0.9
-  config.optimizer.momentum_start = 0.5
-  config.optimizer.momentum_ramp_steps = 0
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 2e-4  # L2 on W (not biases); Hinton's guide §10: 1e-2 … 1e-5
-  config.optimizer.l1 = 0.0
+  # Hinton's guide §9 (momentum 0.5 at first, then 0.9: set momentum_ramp_steps) and §10 (L2 on W,
+  # 1e-2 … 1e-5).
+  config.optimizer = sgd_optimizer(schedule="constant", nesterov=False, weight_decay=2e-4)
 
   config.log_likelihood = ml_collections.ConfigDict()
   config.log_likelihood.method = "auto"  # auto (exact if enumerable, else AIS at the end) | exact | ais | none
@@ -140,14 +141,5 @@ def contrastive_config() -> ml_collections.ConfigDict:
   config.linear_eval.enabled = True
   config.linear_eval.l2 = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 
-  config.log_every_steps = 0  # 0 = once per epoch
-  config.eval_every_steps = 0  # 0 = once per epoch
-  config.checkpoint_every_steps = 0  # 0 = only at the end
-  config.keep_checkpoints = 3
-  config.figures = True
-  # Reliability: resume with a changed config (a warning lists the changes); replay a non-finite step
-  # under jax_debug_nans to name the operation; refuse to start with less free disk than this.
-  config.allow_config_change = False
-  config.debug_nans = False
-  config.min_free_disk_mb = 100
+  _add_run_fields(config)
   return config

@@ -12,17 +12,7 @@ from deepvision.data import datasets
 from deepvision.estimators import ais, partition
 from deepvision.models.rbm import RBM, GaussianRBM
 from deepvision.samplers.gibbs import block_gibbs
-
-
-def random_variables(model, seed, scale=1.0, log_sigma_scale=0.3):
-  """Variables of `model` with every entry scale·N(0, 1) (log_sigma: log_sigma_scale·N(0, 1))."""
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, model.n_visible)),
-                                             method="free_energy"))["params"]
-  rng = np.random.default_rng(seed)
-  dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
-  return {"params": {name: ((log_sigma_scale if name == "log_sigma" else scale)
-                            * rng.normal(size=leaf.shape)).astype(dtype)
-                     for name, leaf in shapes.items()}}
+from rbm_testing import random_variables
 
 
 def train_pcd(model, data, key, steps=1000, batch=100, learning_rate=0.1):

@@ -1,32 +1,13 @@
 """Exact log Z by enumeration: against brute-force joint sums and quadrature; chunking; errors."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 
 from deepvision.estimators import partition
 from deepvision.models.rbm import RBM, GaussianRBM
-
-
-@pytest.fixture
-def x64():
-  with jax.enable_x64():
-    yield
-
-
-def random_variables(model, seed, scale=1.0, log_sigma_scale=0.3):
-  """Variables of `model`, every entry scale·N(0, 1) (log_sigma: log_sigma_scale·N(0, 1)), float64."""
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, model.n_visible)),
-                                             method="free_energy"))["params"]
-  rng = np.random.default_rng(seed)
-  return {"params": {name: (log_sigma_scale if name == "log_sigma" else scale)
-                     * rng.normal(size=leaf.shape) for name, leaf in shapes.items()}}
-
-
-def binary_states(n):
-  return ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
+from rbm_testing import binary_states, random_variables
 
 
 def binary_energy(params, v, h):
