@@ -1,4 +1,4 @@
-r"""Data parallelism over the local devices: the only module that calls `jax.pmap`.
+r"""Data parallelism over devices and processes: the only module that calls `jax.pmap` or `jax.distributed`.
 
 Synchronous data-parallel SGD (the scheme of Krizhevsky 2014, "One weird trick"; Goyal et al. 2017): the
 global batch of B examples is split into D equal per-device batches of B/D. Every device holds a replica of
@@ -19,6 +19,18 @@ all-reduces inserted and per-device randomness from `fold_in(fold_in(state.key, 
 Batch size: a config's `batch_size` is the GLOBAL batch; the per-device batch is derived,
 `per_device_batch(batch_size, num_devices)`, and must divide exactly.
 
+Trainers use `Replicas` (`Replicas.from_config(num_devices)`): it compiles the guarded step with plain
+`jax.jit` on one device, or with `jax.pmap` over D > 1 devices, places a host-layout state on the devices
+and brings it back (`place_state` / `host_state`) for checkpoints and evaluation, so checkpoints are
+always in the host layout and a run may resume on another number of devices.
+
+Many processes (multi-host): `initialize_distributed` starts `jax.distributed`; each process then drives
+its local devices, `jax.pmap`'s collectives span every device of every process, and each process reads its
+own rows of every global batch (`process_rows`). With P processes of L devices the per-device batch is
+B / (P·L) and device d of process p is replica p·L + d, so the result equals one process with P·L devices.
+Only process 0 writes logs, figures and checkpoint manifests (`is_primary`); orbax writes checkpoints from
+all processes; `barrier` keeps the processes in step around file operations.
+
 Layout: a device-resident tree has a leading axis of length D. Replicated leaves (parameters, optimiser
 state, step, key) hold D equal copies (`replicate` / `unreplicate`); sharded leaves (data batches, the
 persistent chains of PCD) hold D different slices (`shard_batch` / `unshard`).
@@ -27,12 +39,15 @@ persistent chains of PCD) hold D different slices (`shard_batch` / `unshard`).
 from __future__ import annotations
 
 import collections
+import hashlib
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 AXIS = "batch"
 
@@ -178,3 +193,215 @@ def data_parallel(make_step: Callable[..., Callable[..., tuple[Any, Any]]], *arg
   """
   return pmap_train_step(make_step(*args, axis_name=AXIS, **kwargs), num_devices=num_devices,
                          donate_state=donate_state)
+
+
+# ----------------------------------------------------------------------------- processes (multi-host)
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None, *, initialization_timeout: int = 300) -> None:
+  """Joins this process to a multi-process JAX run (`jax.distributed.initialize`).
+
+  Call it before anything else touches JAX. With all three arguments None, JAX detects the cluster itself
+  (SLURM, Open MPI, Cloud TPU pods); otherwise give all three. The coordinator (process 0) listens on
+  `coordinator_address` ("host:port"): keep that port inside the cluster's private network, since the
+  coordination service has no authentication.
+
+  Raises:
+    ValueError: arguments given partly, a process id outside [0, num_processes), or an address that is
+      not "host:port" (before any connection is attempted).
+  """
+  given = [a is not None for a in (coordinator_address, num_processes, process_id)]
+  if any(given) and not all(given):
+    raise ValueError("give coordinator_address, num_processes and process_id together (or none of them, "
+                     f"to auto-detect); got {coordinator_address!r}, {num_processes!r}, {process_id!r}")
+  if all(given):
+    host, _, port = str(coordinator_address).rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+      raise ValueError(f"coordinator_address must be 'host:port', got {coordinator_address!r}")
+    if not isinstance(num_processes, int) or num_processes < 1:
+      raise ValueError(f"num_processes must be an int >= 1, got {num_processes!r}")
+    if not isinstance(process_id, int) or not 0 <= process_id < num_processes:
+      raise ValueError(f"process_id must be an int in [0, {num_processes}), got {process_id!r}")
+  if not isinstance(initialization_timeout, int) or initialization_timeout < 1:
+    raise ValueError(f"initialization_timeout must be an int >= 1 (seconds), got {initialization_timeout!r}")
+  jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                             initialization_timeout=initialization_timeout)
+
+
+def process_index() -> int:
+  """This process's index among the run's processes (0 without `jax.distributed`)."""
+  return jax.process_index()
+
+
+def process_count() -> int:
+  """The number of processes in the run (1 without `jax.distributed`)."""
+  return jax.process_count()
+
+
+def is_primary() -> bool:
+  """True in process 0, the one that writes logs, figures and checkpoint manifests."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier called `name` (nothing with one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def any_process(flag: bool) -> bool:
+  """True when `flag` is True in at least one process (a collective: every process must call it)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(flag, np.int32))))
+
+
+def process_rows(num_rows: int) -> slice:
+  """The rows of a global batch of `num_rows` that this process reads: the p-th of P equal blocks.
+
+  Raises:
+    ValueError: when the number of processes does not divide `num_rows`.
+  """
+  count = jax.process_count()
+  if num_rows % count:
+    raise ValueError(f"a global batch of {num_rows} rows does not split evenly over {count} processes")
+  per_process = num_rows // count
+  return slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
+
+
+def gather_rows(x: Any) -> np.ndarray:
+  """Inverse of `process_rows`: every process's block, concatenated in process order (collective)."""
+  if jax.process_count() == 1:
+    return np.asarray(jax.device_get(x))
+  return np.asarray(multihost_utils.process_allgather(np.asarray(jax.device_get(x)), tiled=True))
+
+
+# ----------------------------------------------------------------------------- the trainers' view
+
+
+@dataclasses.dataclass(frozen=True)
+class Replicas:
+  """Where a trainer's step runs: one device (plain `jax.jit`) or every replica of a data-parallel run.
+
+  Attributes:
+    num_local_devices: devices this process drives.
+    num_devices: replicas over all processes (`num_local_devices × process_count()`); > 1 means pmap.
+  """
+
+  num_local_devices: int
+
+  @classmethod
+  def from_config(cls, num_devices: int) -> Replicas:
+    """`num_devices` local devices per process; 0 means all of them.
+
+    Raises:
+      ValueError: a value outside [0, local devices], or fewer than all local devices in a multi-process
+        run (`jax.pmap` across processes spans every device).
+    """
+    available = jax.local_device_count()
+    if (not isinstance(num_devices, (int, np.integer)) or isinstance(num_devices, bool)
+        or not 0 <= num_devices <= available):
+      raise ValueError(f"num_devices must be an int in [0, {available}] (0: all {available} local devices), "
+                       f"got {num_devices!r}")
+    num_devices = int(num_devices) or available
+    if jax.process_count() > 1 and num_devices != available:
+      raise ValueError(f"num_devices={num_devices}: a multi-process run uses all {available} local devices "
+                       "of every process (set num_devices to 0)")
+    return cls(num_devices)
+
+  @property
+  def num_devices(self) -> int:
+    return self.num_local_devices * jax.process_count()
+
+  @property
+  def parallel(self) -> bool:
+    return self.num_devices > 1
+
+  @property
+  def axis_name(self) -> str | None:
+    """`AXIS` for the step builders' `axis_name` when data-parallel, else None (the one-device step)."""
+    return AXIS if self.parallel else None
+
+  def per_device_batch(self, global_batch: int) -> int:
+    """The examples each replica sees per step (raises ValueError when the replicas do not divide it)."""
+    return per_device_batch(global_batch, self.num_devices)
+
+  def _devices(self) -> list[jax.Device] | None:
+    return None if jax.process_count() > 1 else _devices(self.num_local_devices)
+
+  def compile(self, guarded_step: Callable[..., tuple[Any, Any, Any]]) -> Callable[..., tuple[Any, Any, Any]]:
+    """`step(state, fault, batch) -> (state, fault, metrics)` from `runner.guard_step(step_fn)`.
+
+    One device: `jax.jit`, state donated. Data-parallel: `jax.pmap` over the replicas, state donated; the
+    batch is this process's host rows (split here over the local devices) and the metrics come back as
+    one copy (they were averaged over the replicas inside the step).
+    """
+    if not self.parallel:
+      return jax.jit(guarded_step, donate_argnums=0)
+    mapped = jax.pmap(guarded_step, axis_name=AXIS, devices=self._devices(), donate_argnums=(0,))
+    local = self.num_local_devices
+
+    def step(state, fault, batch):
+      state, fault, metrics = mapped(state, fault, shard_batch(batch, local))
+      return state, fault, unreplicate(metrics)
+
+    return step
+
+  def initial_fault(self, fault: Any) -> Any:
+    """The guard's initial record, replicated when data-parallel."""
+    return replicate(fault, self.num_local_devices) if self.parallel else fault
+
+  def place_state(self, state: Any) -> Any:
+    """A host-layout train state onto the replicas (PCD chains: this process's rows, split by device)."""
+    if not self.parallel:
+      return state
+    replicated, sharded = _split_state(state, SHARDED_STATE_FIELDS)
+    local = {name: jax.tree.map(lambda x: np.asarray(x)[process_rows(x.shape[0])], value)
+             for name, value in sharded.items()}
+    return replicate(replicated, self.num_local_devices).replace(
+        **{name: shard_batch(value, self.num_local_devices) for name, value in local.items()})
+
+  def host_state(self, state: Any) -> Any:
+    """Inverse of `place_state`: one host-layout state, equal in every process (collective when multi-process)."""
+    if not self.parallel:
+      return state
+    if jax.process_count() == 1:
+      return jax.tree.map(_host_leaf, unshard_state(state))
+    replicated, sharded = _split_state(state, SHARDED_STATE_FIELDS)
+    host = jax.tree.map(_host_leaf, unreplicate(replicated))
+    return host.replace(**{name: jax.tree.map(gather_rows, unshard(value)) for name, value in sharded.items()})
+
+
+def _host_leaf(x: Any) -> Any:
+  """A host copy (numpy) of a device array; typed PRNG keys stay keys (on the first device)."""
+  if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return jax.device_put(x, jax.local_devices()[0])
+  return np.asarray(jax.device_get(x))
+
+
+def tree_digest(tree: Any) -> str:
+  """sha256 of a pytree's leaves (shapes, dtypes and bytes, in tree order), as hex."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(jax.device_get(tree)):
+    leaf = np.asarray(leaf)
+    digest.update(f"{leaf.shape}{leaf.dtype}".encode())
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
+def check_replicas_agree(tree: Any) -> str:
+  """`tree_digest(tree)`, after checking that every process holds the same tree (collective).
+
+  Raises:
+    RuntimeError: when the processes' trees differ (the replicas of a data-parallel run diverged).
+  """
+  digest = tree_digest(tree)
+  if jax.process_count() > 1:
+    mine = np.frombuffer(bytes.fromhex(digest), np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), -1)
+    differing = [p for p in range(len(every)) if not np.array_equal(every[p], mine)]
+    if differing:
+      raise RuntimeError(f"process {jax.process_index()} holds parameters (sha256 {digest}) that differ from "
+                         f"those of processes {differing}: the data-parallel replicas diverged")
+  return digest

@@ -4,6 +4,10 @@ r"""Runs an experiment: a config file and a work dir in, metrics, checkpoints an
   python -m experiments.main --config=experiments/configs/lcn_convnet_digits.py:smoke --workdir=/tmp/s \
       --config.optimizer.learning_rate=0.05 --config.seed=1
 
+Several processes (one per host, or several on one machine) run the same command with
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I, or --distributed alone where JAX finds
+the cluster itself (SLURM, Open MPI, Cloud TPU pods); see BUILD.md, "Scale-out".
+
 Re-running with the same work dir resumes from its newest valid checkpoint. Exit status: 0 done (or
 stopped by SIGTERM / SIGINT after saving a checkpoint), 1 training diverged (non-finite loss, gradients or
 parameters; nothing non-finite is saved), 2 bad flag, config field, value, work dir or data, named in the
@@ -16,6 +20,7 @@ import sys
 
 from absl import app, flags, logging
 
+from deepvision import parallel
 from deepvision.checkpoint import CheckpointCorruptedError, CheckpointRestoreError
 from deepvision.data.datasets import DatasetCorruptedError, DatasetNotFoundError
 from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted
@@ -24,6 +29,12 @@ from experiments import cli
 
 _CONFIG = cli.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics, checkpoints and figures.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run, the cluster detected by JAX "
+                                 "(SLURM, Open MPI, Cloud TPU) unless the three flags below are given.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0's coordination "
+                                   "service (keep the port inside the cluster's private network).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 … num_processes - 1.")
 USAGE = "python -m experiments.main --config=CONFIG.py[:smoke] --workdir=DIR [--config.FIELD=VALUE ...]"
 
 
@@ -35,6 +46,12 @@ def main(argv: list[str]) -> None:
     print("error: both --config and --workdir are required", file=sys.stderr)
     sys.exit(cli.USAGE_ERROR)
   logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
+  explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if _DISTRIBUTED.value or any(v is not None for v in explicit):
+    try:
+      parallel.initialize_distributed(*explicit)
+    except ValueError as e:
+      cli.usage_error(str(e), USAGE)
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, DatasetNotFoundError, DatasetCorruptedError, CheckpointCorruptedError,

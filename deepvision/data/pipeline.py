@@ -64,9 +64,11 @@ class BatchIterator(Iterator[Batch]):
   (or a fresh one made with the same source, batch size and seed) to that position.
   """
 
-  def __init__(self, source, batch_size: int, seed: int, num_epochs: int | None):
+  def __init__(self, source, batch_size: int, seed: int, num_epochs: int | None,
+               shard: tuple[int, int] = (0, 1)):
     self.num_examples = len(source)
     self.batch_size = batch_size
+    self.shard = shard
     self.seed = seed
     self.num_epochs = num_epochs
     self.steps_per_epoch = self.num_examples // batch_size
@@ -85,7 +87,12 @@ class BatchIterator(Iterator[Batch]):
   def _batch(self, source, step: int) -> Batch:
     epoch, index_in_epoch = divmod(step, self.steps_per_epoch)
     start = index_in_epoch * self.batch_size
-    return read_batch(source, self._permutation(epoch)[start:start + self.batch_size])
+    indices = self._permutation(epoch)[start:start + self.batch_size]
+    index, count = self.shard
+    if count > 1:  # this process's block of the global batch
+      per_shard = self.batch_size // count
+      indices = indices[index * per_shard:(index + 1) * per_shard]
+    return read_batch(source, indices)
 
   def __next__(self) -> Batch:
     return next(self._iterator)
@@ -107,8 +114,8 @@ class BatchIterator(Iterator[Batch]):
 
 
 def train_batches(
-    source: Sequence[dict[str, Any]], batch_size: int, seed: int, *, num_epochs: int | None = None
-) -> BatchIterator:
+    source: Sequence[dict[str, Any]], batch_size: int, seed: int, *, num_epochs: int | None = None,
+    shard: tuple[int, int] = (0, 1)) -> BatchIterator:
   """Shuffled training batches, reshuffled every epoch, remainder dropped.
 
   Args:
@@ -117,6 +124,9 @@ def train_batches(
     batch_size: examples per batch, at most `len(source)`.
     seed: a non-negative integer; the same seed gives the same batches.
     num_epochs: number of passes; None for an endless iterator.
+    shard: `(index, count)`: read only block `index` of `count` equal blocks of every global batch of
+      `batch_size` (each process of a multi-process run reads its own rows; the order of the global
+      batches, and so the iterator's saved position, is the same in every process).
 
   Returns:
     A `BatchIterator` of `{'image': float32 (B, H, W, C) in [0, 1], 'label': int32 (B,)}`.
@@ -126,7 +136,12 @@ def train_batches(
     raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
   if num_epochs is not None and (not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1):
     raise ValueError(f"num_epochs must be a positive integer or None, got {num_epochs!r}")
-  return BatchIterator(source, batch_size, int(seed), num_epochs)
+  index, count = shard
+  if not (isinstance(count, (int, np.integer)) and count >= 1 and isinstance(index, (int, np.integer))
+          and 0 <= index < count and batch_size % count == 0):
+    raise ValueError(f"shard must be (index, count) with 0 <= index < count and count dividing the batch_size "
+                     f"{batch_size}, got {shard!r}")
+  return BatchIterator(source, batch_size, int(seed), num_epochs, (int(index), int(count)))
 
 
 def eval_batches(source: Sequence[dict[str, Any]], batch_size: int) -> Iterator[Batch]:

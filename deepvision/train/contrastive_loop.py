@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deepvision import optim, zoo
+from deepvision import optim, parallel, zoo
 from deepvision.checkpoint import Checkpointer
 from deepvision.data import datasets, pipeline
 from deepvision.data.patches import Standardizer
@@ -71,12 +71,13 @@ class ContrastivePlan:
   steps_per_epoch: int
   total_steps: int
   log_likelihood: str  # 'exact', 'ais' or 'none', resolved from 'auto'
+  replicas: parallel.Replicas
 
 
 def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None = None) -> ContrastivePlan:
   """Checks the config (and the data) before any compute; raises ConfigError naming the bad value."""
   try:
-    model = zoo.create(config.model, **config.get("model_kwargs", {}))
+    model = zoo.create(config.model, **loop.model_kwargs(config))
   except (UnknownNameError, ValueError, TypeError) as e:
     raise ConfigError(f"config.model / config.model_kwargs: {e}") from None
   if not hasattr(model, "free_energy"):
@@ -91,6 +92,9 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
   num_chains = int(config.contrastive.get("num_chains", 0)) or batch_size
   if num_chains < 1:
     raise ConfigError(f"config.contrastive.num_chains must be >= 0 (0: the batch size), got {num_chains}")
+  replicas = loop.replicas_for(config, batch_size)
+  if spec.persistent:  # every device advances an equal share of the persistent chains
+    loop.replicas_for(config, num_chains, what="contrastive.num_chains")
   ll = config.log_likelihood
   try:
     check_choice("log_likelihood.method", ll.method, LOG_LIKELIHOOD)
@@ -132,7 +136,7 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
     optim.make_optimizer(config, total_steps)
   except (UnknownNameError, ValueError) as e:
     raise ConfigError(f"config.optimizer: {e}") from None
-  return ContrastivePlan(model, spec, data, num_chains, steps_per_epoch, total_steps, method)
+  return ContrastivePlan(model, spec, data, num_chains, steps_per_epoch, total_steps, method, replicas)
 
 
 # ----------------------------------------------------------------------------- training
@@ -154,7 +158,9 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
     the trained parameters.
   """
   plan = plan_contrastive(config, data)
-  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY)
+  replicas, primary = plan.replicas, parallel.is_primary()
+  quiet = quiet or not primary  # only process 0 talks
+  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY, write=primary)
   checkpoints = os.path.join(workdir, "checkpoints")
   train_x = plan.data.splits["train"]
   train_flat = train_x.reshape(len(train_x), -1)
@@ -166,7 +172,7 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
   state = contrastive.create_state(plan.model, tx, state_key, plan.spec, chain_start)
   labels = plan.data.labels.get("train", np.zeros(len(train_x), np.int32))
   train_iter = pipeline.train_batches(datasets.ArraySource(train_x, labels), config.batch_size,
-                                      seed=config.seed)
+                                      seed=config.seed, shard=(parallel.process_index(), parallel.process_count()))
 
   checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints,
                               metadata={"config_hash": workdirs.config_hash(config)})
@@ -179,8 +185,8 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
     return records[-1], state.params
   if start and not quiet:
     print(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
-  writer = MetricsWriter(workdir, resume_step=start if start else None)
-  if plan.data.standardizer is not None:
+  writer = MetricsWriter(workdir, resume_step=start if start else None, enabled=primary)
+  if plan.data.standardizer is not None and primary:
     with open(os.path.join(workdir, "preprocessing.json"), "w") as f:
       json.dump({"standardizer": plan.data.standardizer, "image_shape": plan.data.image_shape}, f)
   if not quiet:
@@ -188,8 +194,11 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
           f"{plan.spec.k}; {config.dataset}: {len(train_x)} training examples of shape "
           f"{plan.data.image_shape}, {plan.total_steps} steps of {config.batch_size}.")
 
-  contrastive_step = contrastive.make_train_step(plan.model, plan.spec, lr_fn)
-  step_fn = lambda state, batch: contrastive_step(state, batch["image"])  # noqa: E731
+  def step_on_images(axis_name):
+    contrastive_step = contrastive.make_train_step(plan.model, plan.spec, lr_fn, axis_name=axis_name)
+    return lambda state, batch: contrastive_step(state, batch["image"])
+
+  step_fn = step_on_images(replicas.axis_name)
   eval_every = config.eval_every_steps or plan.steps_per_epoch
   # A fixed training subset as large as the validation split, for the free-energy gap.
   n_val = len(plan.data.splits["val"]) if "val" in plan.data.splits else min(len(train_x), 1000)
@@ -203,19 +212,19 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
   def periodic_evaluation(state, step: int) -> dict | None:
     if step % eval_every or step == plan.total_steps:  # the last step gets the final evaluation below
       return None
-    return evaluate(plan.model, state.params, eval_splits, periodic_log_z, config.log_likelihood,
-                    jax.random.fold_in(eval_key, step))
+    return evaluate(plan.model, replicas.host_state(state).params, eval_splits, periodic_log_z,
+                    config.log_likelihood, jax.random.fold_in(eval_key, step))
 
   steps = runner.StepLoop(
-      train_step=jax.jit(runner.guard_step(step_fn), donate_argnums=0), total_steps=plan.total_steps,
+      train_step=replicas.compile(runner.guard_step(step_fn)), replicas=replicas, total_steps=plan.total_steps,
       log_every=config.log_every_steps or plan.steps_per_epoch,
       checkpoint_every=config.checkpoint_every_steps or plan.total_steps, evaluate=periodic_evaluation,
       progress_keys=("train/cd_loss", "train/recon_error"),
       advice=f"lower the rate (learning rate {config.optimizer.learning_rate})")
   try:
-    state = runner.run_steps(steps, state, train_iter, start, checkpointer, writer,
+    state = runner.run_steps(steps, replicas.place_state(state), train_iter, start, checkpointer, writer,
                              None if quiet else Progress(plan.total_steps, start_step=start), pending,
-                             debug_step=step_fn if config.get("debug_nans", False) else None)
+                             debug_step=step_on_images(None) if config.get("debug_nans", False) else None)
   except BaseException:
     writer.close()
     checkpointer.close()
@@ -227,8 +236,13 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
   record = writer.write(plan.total_steps, {**final, "final": True})
   writer.close()
   checkpointer.close()
-  if config.get("figures", True):
+  if config.get("figures", True) and primary:
     save_figures(plan, state, workdir, jax.random.fold_in(eval_key, 1))
+  if parallel.process_count() > 1 and not quiet:
+    print(f"parameters agree across {parallel.process_count()} processes: sha256 "
+          f"{parallel.check_replicas_agree(state.params)}")
+  elif parallel.process_count() > 1:
+    parallel.check_replicas_agree(state.params)
   if not quiet:
     shown = {k: v for k, v in record.items() if k not in ("step", "final")}
     print("Done: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) +

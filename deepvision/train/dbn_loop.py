@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deepvision import optim, zoo
+from deepvision import optim, parallel, zoo
 from deepvision.checkpoint import Checkpointer
 from deepvision.data import datasets, pipeline
 from deepvision.models import dbn
@@ -192,6 +192,7 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
   finetune = {init: finetune_config(config, init, data.image_shape, info.num_classes) for init in inits}
   if ft.batch_size > n_train:
     raise ConfigError(f"config.finetune.batch_size={ft.batch_size} exceeds the {n_train} training examples")
+  loop.replicas_for(config, ft.batch_size, what="finetune.batch_size")
   steps = n_train // ft.batch_size * ft.num_epochs
   try:
     optim.make_optimizer(finetune["stack"], steps)
@@ -236,7 +237,9 @@ def run_finetune(config: ml_collections.ConfigDict, workdir: str, data: EnergyDa
   model = dbn.DBNClassifier(input_shape=tuple(config.model_kwargs.input_shape),
                             hidden=tuple(config.model_kwargs.hidden),
                             num_classes=config.model_kwargs.num_classes)
-  workdir = workdirs.prepare(config, workdir, FINETUNE_IDENTITY)
+  replicas, primary = loop.replicas_for(config, config.batch_size), parallel.is_primary()
+  quiet = quiet or not primary  # only process 0 talks
+  workdir = workdirs.prepare(config, workdir, FINETUNE_IDENTITY, write=primary)
   checkpoints = os.path.join(workdir, "checkpoints")
   train = datasets.ArraySource(data.splits["train"], data.labels["train"])
   sources = {role: datasets.ArraySource(data.splits[role], data.labels[role])
@@ -257,30 +260,32 @@ def run_finetune(config: ml_collections.ConfigDict, workdir: str, data: EnergyDa
   if config.init == "stack":
     params = dbn.classifier_params_from_stack(layers, state.params)
     state = state.replace(params=params, opt_state=jax.jit(tx.init)(params))
-  train_iter = pipeline.train_batches(train, config.batch_size, seed=config.seed)
+  train_iter = pipeline.train_batches(train, config.batch_size, seed=config.seed,
+                                      shard=(parallel.process_index(), parallel.process_count()))
   state, start, pending = runner.resume(checkpointer, state, train_iter)
   if start and not quiet:
     print(f"Resuming from step {start} of {total_steps} ({checkpointer.directory}).")
-  writer = MetricsWriter(workdir, resume_step=start if start else None)
+  writer = MetricsWriter(workdir, resume_step=start if start else None, enabled=primary)
   preprocess = supervised.Preprocess(standardize=False)
-  step_fn = supervised.make_train_step(preprocess, lr_fn)
+  step_fn = supervised.make_train_step(preprocess, lr_fn, axis_name=replicas.axis_name)
   eval_step = jax.jit(supervised.make_eval_step(preprocess))
 
   def validate(state, step: int) -> dict | None:
     if "val" not in sources or not (step % steps_per_epoch == 0 or step == total_steps):
       return None
-    return loop.evaluate(eval_step, state, sources["val"], config.eval_batch_size, "val")
+    return loop.evaluate(eval_step, replicas.host_state(state), sources["val"], config.eval_batch_size, "val")
 
   steps = runner.StepLoop(
-      train_step=jax.jit(runner.guard_step(step_fn), donate_argnums=0), total_steps=total_steps,
+      train_step=replicas.compile(runner.guard_step(step_fn)), replicas=replicas, total_steps=total_steps,
       log_every=steps_per_epoch, checkpoint_every=config.checkpoint_every_steps or total_steps,
       evaluate=validate, progress_keys=("train/loss", "train/accuracy"),
       advice=(f"fine-tuning ({config.init} init): lower config.finetune.optimizer.learning_rate "
               f"(now {config.optimizer.learning_rate})"))
   try:
-    state = runner.run_steps(steps, state, train_iter, start, checkpointer, writer,
+    state = runner.run_steps(steps, replicas.place_state(state), train_iter, start, checkpointer, writer,
                              None if quiet else Progress(total_steps, start_step=start), pending,
-                             debug_step=step_fn if config.get("debug_nans", False) else None)
+                             debug_step=supervised.make_train_step(preprocess, lr_fn)
+                             if config.get("debug_nans", False) else None)
   except BaseException:
     writer.close()
     checkpointer.close()
@@ -317,7 +322,9 @@ def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
   plan = plan_dbn(config)
   # A DBN run is resumable once any of its layers has started.
   started = os.path.isdir(os.path.abspath(os.path.join(workdir, "layer_1", "checkpoints")))
-  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY + ("dbn",), resumable=started)
+  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY + ("dbn",), resumable=started,
+                             write=parallel.is_primary())
+  quiet = quiet or not parallel.is_primary()
 
   layers: list[dbn.Layer] = []
   summary: dict[str, Any] = {}
@@ -350,10 +357,10 @@ def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
     if not quiet:
       print(f"{workdir} already holds the finished run; nothing to do.")
     return record, layers
-  writer = MetricsWriter(workdir)
+  writer = MetricsWriter(workdir, enabled=parallel.is_primary())
   record = writer.write(plan.finetune_steps, {**summary, "final": True})
   writer.close()
-  if config.get("figures", True):
+  if config.get("figures", True) and parallel.is_primary():
     save_figures(config, plan, layers, workdir)
   if not quiet:
     shown = [k for k in ("test/accuracy", "test/accuracy_scratch", "val/accuracy", "val/accuracy_scratch")

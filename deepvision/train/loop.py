@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deepvision import optim, zoo
+from deepvision import optim, parallel, zoo
 from deepvision.checkpoint import Checkpointer
 from deepvision.data import datasets, pipeline
 from deepvision.diagnostics import viz
@@ -35,20 +35,66 @@ from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 
 TRAINERS: Registry[Callable[[ml_collections.ConfigDict, str], dict]] = Registry("trainer")
 
-
-
-
+COMPUTE_DTYPES = ("float32", "bfloat16")
+MATMUL_PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs the experiment described by `config` in `workdir` and returns its final metrics record."""
+  """Runs the experiment described by `config` in `workdir` and returns its final metrics record.
+
+  The whole run is traced under `jax.default_matmul_precision(config.matmul_precision)` unless it is
+  "default" (then XLA's platform default: exact fp32 on CPU, possibly TF32 on GPUs, bf16 passes on TPUs).
+  """
   # The other trainers live in their own modules and register themselves in TRAINERS on import.
   from deepvision.train import contrastive_loop, dbn_loop  # noqa: F401  pylint: disable=g-import-not-at-top
   try:
     trainer = TRAINERS.get(config.trainer)
   except UnknownNameError as e:
     raise ConfigError(f"config.trainer: {e}") from None
-  return trainer(config, workdir)
+  precision = config.get("matmul_precision", "default")
+  if precision not in MATMUL_PRECISIONS:
+    raise ConfigError(f"config.matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {precision!r}")
+  if precision == "default":
+    return trainer(config, workdir)
+  with jax.default_matmul_precision(precision):
+    return trainer(config, workdir)
+
+
+def replicas_for(config: ml_collections.ConfigDict, global_batch: int, what: str = "batch_size"
+                 ) -> parallel.Replicas:
+  """The devices of `config.num_devices`, checked to split `global_batch` (`config.<what>`) evenly.
+
+  Raises:
+    ConfigError: a bad device count, or a global batch the replicas do not divide.
+  """
+  try:
+    replicas = parallel.Replicas.from_config(config.get("num_devices", 0))
+  except ValueError as e:
+    raise ConfigError(f"config.num_devices: {e}") from None
+  if global_batch % replicas.num_devices:
+    raise ConfigError(
+        f"config.{what}={global_batch} must be a multiple of the {replicas.num_devices} devices "
+        f"({replicas.num_local_devices} per process × {parallel.process_count()} processes): each device "
+        f"takes an equal share; set config.{what} to a multiple, or config.num_devices")
+  return replicas
+
+
+def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`config.model_kwargs` plus `dtype` when `config.compute_dtype` is not float32 (checked here)."""
+  kwargs = dict(config.get("model_kwargs", {}))
+  dtype = config.get("compute_dtype", "float32")
+  if dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"config.compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {dtype!r}")
+  if dtype != "float32":
+    try:
+      model_fields = zoo.fields(config.model)
+    except UnknownNameError as e:
+      raise ConfigError(f"config.model: {e}") from None
+    if model_fields is not None and "dtype" not in model_fields:
+      raise ConfigError(f"config.compute_dtype={dtype!r}: model {config.model!r} has no compute dtype (only "
+                        "the convnets do); use float32")
+    kwargs["dtype"] = dtype
+  return kwargs
 
 
 # ----------------------------------------------------------------------------- supervised
@@ -83,6 +129,7 @@ class Plan:
   steps_per_epoch: int
   total_steps: int
   preprocess: supervised.Preprocess
+  replicas: parallel.Replicas
 
 
 class _Subset:
@@ -113,7 +160,7 @@ def _positive_int(config, field: str, allow_zero: bool = False) -> int:
 def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
   """Checks the config and opens the data; raises ConfigError / DatasetNotFoundError before compute."""
   try:
-    model = zoo.create(config.model, **config.get("model_kwargs", {}))
+    model = zoo.create(config.model, **model_kwargs(config))
   except (UnknownNameError, ValueError, TypeError) as e:
     raise ConfigError(f"config.model / config.model_kwargs: {e}") from None
   try:
@@ -130,6 +177,7 @@ def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
   if train_split is None:
     raise ConfigError("config.train_split must name a split")
   batch_size = _positive_int(config, "batch_size")
+  replicas = replicas_for(config, batch_size)
   num_epochs = _positive_int(config, "num_epochs")
   subset = _positive_int(config, "train_subset", allow_zero=True)
   for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
@@ -184,11 +232,12 @@ def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
   if eval_split is not None and eval_split == train_split:
     eval_source = train_source  # the (subset of the) training data itself, e.g. for overfit checks
   return Plan(model, info, train_source, eval_source, test_source, steps_per_epoch, total_steps,
-              preprocess)
+              preprocess, replicas)
 
 
 def evaluate(eval_step, state: TrainState, source, batch_size: int, prefix: str) -> dict[str, float]:
   """Mean loss and accuracy of `state` over a whole split, as `{prefix}/loss`, `{prefix}/accuracy`."""
+  state = jax.device_put(state)  # host copies (from a data-parallel run) go to the device once, not per batch
   totals = None
   for batch in pipeline.eval_batches(source, batch_size):
     sums = eval_step(state, batch)
@@ -235,10 +284,11 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
       raise ConfigError(f"learning-rate search from {config.optimizer.learning_rate} found no rate that "
                         "converges:\n" + result.format())
     rate = result.learning_rate
-    with open(path + ".tmp", "w") as f:
-      json.dump({"start": start, "learning_rate": rate,
-                 "trail": [dataclasses.asdict(t) for t in result.trail]}, f, indent=2)
-    os.replace(path + ".tmp", path)
+    if parallel.is_primary():
+      with open(path + ".tmp", "w") as f:
+        json.dump({"start": start, "learning_rate": rate,
+                   "trail": [dataclasses.asdict(t) for t in result.trail]}, f, indent=2)
+      os.replace(path + ".tmp", path)
   return override_config(config, {"optimizer.learning_rate": rate})
 
 
@@ -246,7 +296,9 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
 def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains a zoo classifier on a data set with SGD; see the module docstring for the steps."""
   plan = plan_supervised(config)
-  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY)  # config.json: the config as requested
+  replicas, primary = plan.replicas, parallel.is_primary()
+  # config.json: the config as requested (process 0 writes; every process checks).
+  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY, write=primary)
   checkpoints = os.path.join(workdir, "checkpoints")
   if config.optimizer.get("lr_search", False):
     config = _searched_learning_rate(config, workdir)
@@ -256,7 +308,8 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ema_decay = float(config.get("ema_decay", 0.0))
   state = create_train_state(plan.model, tx, jax.random.key(config.seed), plan.info.image_shape,
                              ema=ema_decay > 0)
-  train_iter = pipeline.train_batches(plan.train_source, config.batch_size, seed=config.seed)
+  train_iter = pipeline.train_batches(plan.train_source, config.batch_size, seed=config.seed,
+                                      shard=(parallel.process_index(), parallel.process_count()))
 
   checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints,
                               metadata={"config_hash": workdirs.config_hash(config)})
@@ -264,15 +317,18 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   records = read_metrics(workdir)
   if start >= plan.total_steps and records and (plan.test_source is None or "test/accuracy" in records[-1]):
     checkpointer.close()
-    print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
+    if primary:
+      print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
     return records[-1]
+  say = print if primary else lambda *_: None  # only process 0 talks
   if start:
-    print(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
-  writer = MetricsWriter(workdir, resume_step=start if start else None)
-  print(f"{config.model}: {zoo.count_params(state.params):,} parameters; {config.dataset}: "
-        f"{len(plan.train_source)} training examples, {plan.total_steps} steps of {config.batch_size}.")
+    say(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
+  writer = MetricsWriter(workdir, resume_step=start if start else None, enabled=primary)
+  say(f"{config.model}: {zoo.count_params(state.params):,} parameters; {config.dataset}: "
+      f"{len(plan.train_source)} training examples, {plan.total_steps} steps of {config.batch_size}"
+      + (f" over {replicas.num_devices} devices." if replicas.parallel else "."))
 
-  step_fn = supervised.make_train_step(plan.preprocess, lr_fn, ema_decay)
+  step_fn = supervised.make_train_step(plan.preprocess, lr_fn, ema_decay, axis_name=replicas.axis_name)
   eval_step = jax.jit(supervised.make_eval_step(plan.preprocess))
   eval_batch = config.get("eval_batch_size") or config.batch_size
   eval_every = config.eval_every_steps or plan.steps_per_epoch
@@ -280,20 +336,22 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   def validate(state, step: int) -> dict | None:
     if plan.eval_source is None or not (step % eval_every == 0 or step == plan.total_steps):
       return None
-    return evaluate(eval_step, state, plan.eval_source, eval_batch, "val")
+    return evaluate(eval_step, replicas.host_state(state), plan.eval_source, eval_batch, "val")
 
   steps = runner.StepLoop(
-      train_step=jax.jit(runner.guard_step(step_fn), donate_argnums=0),
+      train_step=replicas.compile(runner.guard_step(step_fn)), replicas=replicas,
       total_steps=plan.total_steps, log_every=config.log_every_steps or plan.steps_per_epoch,
       checkpoint_every=config.checkpoint_every_steps or plan.total_steps, evaluate=validate,
       progress_keys=("train/loss", "train/accuracy"),
       advice=(f"lower the rate (learning rate {config.optimizer.learning_rate}), or find one with "
               "--config.optimizer.lr_search=True"))
+  debug_step = (supervised.make_train_step(plan.preprocess, lr_fn, ema_decay)
+                if config.get("debug_nans", False) else None)  # replayed on one device
   try:
-    state = runner.run_steps(steps, state, train_iter, start, checkpointer, writer,
-                             Progress(plan.total_steps, start_step=start), pending,
-                             debug_step=step_fn if config.get("debug_nans", False) else None)
-    record = read_metrics(workdir)[-1]
+    state = runner.run_steps(steps, replicas.place_state(state), train_iter, start, checkpointer, writer,
+                             Progress(plan.total_steps, start_step=start) if primary else None, pending,
+                             debug_step=debug_step)
+    record = writer.last or read_metrics(workdir)[-1]
     if plan.test_source is not None:
       record = writer.write(plan.total_steps,
                             evaluate(eval_step, state, plan.test_source, eval_batch, "test"))
@@ -301,12 +359,15 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer.close()
     checkpointer.close()
 
-  if config.get("figures", True):
+  if config.get("figures", True) and primary:
     viz.save_curves(read_metrics(workdir), os.path.join(workdir, "curves.png"))
     kernel = _first_conv_kernel(state.params)
     if kernel is not None:
       viz.save_conv_filters(kernel, os.path.join(workdir, "filters.png"))
-  print(f"Done: {', '.join(f'{k} {v:.4f}' for k, v in record.items() if k != 'step')}\n"
+  if replicas.parallel and parallel.process_count() > 1:
+    say(f"parameters agree across {parallel.process_count()} processes: sha256 "
+        f"{parallel.check_replicas_agree(state.params)}")
+  say(f"Done: {', '.join(f'{k} {v:.4f}' for k, v in record.items() if k != 'step')}\n"
         f"  metrics     {os.path.join(workdir, 'metrics.jsonl')} (TensorBoard: tensorboard --logdir {workdir})\n"
         f"  checkpoints {checkpointer.directory}"
         + (f"\n  figures     {os.path.join(workdir, 'curves.png')}, {os.path.join(workdir, 'filters.png')}"

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepvision import parallel
 from deepvision.checkpoint import Checkpointer
 from deepvision.train.errors import TrainingDivergedError, TrainingPreempted
 from deepvision.train.writers import MetricsWriter, Progress
@@ -114,12 +115,14 @@ class StepLoop:
   """What `run_steps` needs from a trainer.
 
   Attributes:
-    train_step: the jitted `guard_step(step_fn)` (donate the state: argument 0).
+    train_step: `replicas.compile(guard_step(step_fn))`: jitted (or pmapped), state donated.
     total_steps: the run's last step.
     log_every, checkpoint_every: intervals in steps (the last step always logs and saves).
     evaluate: `evaluate(state, step) -> record or None`, called after every step (e.g. every epoch).
     progress_keys: metrics shown on the progress line.
     advice: appended to divergence errors (e.g. "lower the learning rate").
+    replicas: where the state lives (`parallel.Replicas`): checkpoints and the returned state are
+      brought back to the host layout; `evaluate` receives the state as it lives on the devices.
   """
 
   train_step: Callable[[Any, Array, Any], tuple[Any, Array, Metrics]]
@@ -129,6 +132,7 @@ class StepLoop:
   evaluate: Callable[[Any, int], dict | None] | None = None
   progress_keys: tuple[str, ...] = ()
   advice: str = ""
+  replicas: parallel.Replicas = dataclasses.field(default_factory=lambda: parallel.Replicas(1))
 
 
 def _mean_metrics(pending: list[Metrics]) -> dict[str, float]:
@@ -160,17 +164,18 @@ def run_steps(loop: StepLoop, state: Any, train_iter: Iterator, start: int, chec
       the newest checkpoint is the last one saved before it.
     TrainingPreempted: SIGTERM / SIGINT arrived; a checkpoint of the current step was saved.
   """
-  fault = initial_fault()
+  fault = loop.replicas.initial_fault(initial_fault())
   pending_device: list[Metrics] = []
   pending_host: list[dict[str, float]] = list(pending or [])
 
   def check(step: int) -> None:
-    bad_step, quantity = (int(x) for x in jax.device_get(fault))
+    bad_step, quantity = (int(x) for x in np.asarray(jax.device_get(fault)).reshape(-1, 2)[0])
     if bad_step >= 0:
       writer.close()
       kept = checkpointer.latest_valid_step()
       where = ("set --config.debug_nans=True to name the operation" if debug_step is None else
-               replay_with_debug_nans(debug_step, state, train_iter, checkpointer, bad_step))
+               replay_with_debug_nans(debug_step, loop.replicas.host_state(state), train_iter, checkpointer,
+                                      bad_step))
       raise TrainingDivergedError(
           f"the {GUARDED[quantity]} became non-finite (NaN or Inf) at step {bad_step}"
           + (f"; {loop.advice}" if loop.advice else "")
@@ -183,7 +188,7 @@ def run_steps(loop: StepLoop, state: Any, train_iter: Iterator, start: int, chec
     host = jax.device_get(pending_device)
     data_state = {**train_iter.get_state(),
                   "pending_metrics": pending_host + [{k: float(v) for k, v in m.items()} for m in host]}
-    checkpointer.save(state, data_state)
+    checkpointer.save(loop.replicas.host_state(state), data_state)
 
   with Preemption() as preemption:
     for step in range(start + 1, loop.total_steps + 1):
@@ -206,14 +211,14 @@ def run_steps(loop: StepLoop, state: Any, train_iter: Iterator, start: int, chec
           writer.write(step, record)
       if checkpoint_now:
         save(step)
-      elif preemption.requested:
+      elif parallel.any_process(preemption.requested is not None):  # all processes stop at the same step
         save(step)
         writer.close()
-        message = (f"{preemption.requested} received: saved the checkpoint of step {step} of "
+        message = (f"{preemption.requested or 'a stop request of another process'} received: saved the checkpoint of step {step} of "
                    f"{loop.total_steps} in {checkpointer.directory}; run the same command again to resume")
         print(message, file=sys.stderr)
         raise TrainingPreempted(message, step)
-  return state
+  return loop.replicas.host_state(state)
 
 
 def resume(checkpointer: Checkpointer, state: Any, train_iter: Any) -> tuple[Any, int, list[dict[str, float]]]:

@@ -103,16 +103,17 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str, identity:
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, identity: tuple[str, ...],
-            resumable: bool | None = None) -> str:
+            resumable: bool | None = None, write: bool = True) -> str:
   """Checks `workdir` for this run (module docstring), creates it, and returns its absolute path.
 
-  `config.json` is written after the checks (atomically), unless the saved one already matches.
+  `config.json` is written after the checks (atomically), unless the saved one already matches or `write`
+  is False (the processes other than process 0 of a multi-process run check but do not write).
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   check_usable(workdir, float(config.get("min_free_disk_mb", 100)))
   rewrite = check_same_config(config, workdir, identity, resumable)
   os.makedirs(workdir, exist_ok=True)
-  if rewrite:
+  if rewrite and write:
     write_config(config, workdir)
   return workdir
 

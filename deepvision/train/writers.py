@@ -39,10 +39,21 @@ class MetricsWriter:
     resume_step: when resuming from a checkpoint at this step, records written after it by the
       interrupted run are dropped first, so the file describes exactly one run.
     tensorboard: also write TensorBoard event files into `workdir`.
+    enabled: False makes `write` only return its records (the processes other than process 0 of a
+      multi-process run, which all compute the same records).
+
+  Attributes:
+    last: the record most recently written (None before any).
   """
 
-  def __init__(self, workdir: str, resume_step: int | None = None, tensorboard: bool = True):
+  def __init__(self, workdir: str, resume_step: int | None = None, tensorboard: bool = True,
+               enabled: bool = True):
     self.path = os.path.join(workdir, METRICS_FILE)
+    self.enabled = enabled
+    self.last: dict | None = None
+    self._tb = None
+    if not enabled:
+      return
     os.makedirs(workdir, exist_ok=True)
     records = read_metrics(workdir)
     if resume_step is None:
@@ -53,7 +64,6 @@ class MetricsWriter:
     with open(tmp, "w") as f:
       f.writelines(json.dumps(r) + "\n" for r in records)
     os.replace(tmp, self.path)
-    self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
@@ -61,6 +71,9 @@ class MetricsWriter:
   def write(self, step: int, metrics: Mapping[str, Any]) -> dict:
     """Writes one record and returns it (values converted to Python numbers)."""
     record = {"step": int(step), **{k: _to_python(v) for k, v in metrics.items()}}
+    self.last = record
+    if not self.enabled:
+      return record
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
     if self._tb is not None:

@@ -79,6 +79,13 @@ def _add_run_fields(config: ml_collections.ConfigDict) -> None:
   config.allow_config_change = False
   config.debug_nans = False
   config.min_free_disk_mb = 100
+  # Devices (BUILD.md, "Scale-out"): data parallelism over this many local devices per process (0 = all;
+  # batch_size stays the global batch and must divide evenly); the arithmetic type of the convnets
+  # (bfloat16: fp32 parameters, bf16 matmuls and activations); the precision of fp32 matmuls on
+  # accelerators (default | high | highest; GPUs may otherwise use TF32, TPUs bf16 passes).
+  config.num_devices = 0
+  config.compute_dtype = "float32"
+  config.matmul_precision = "default"
 
 
 def check_arg(arg: str | None, name: str) -> bool:

@@ -50,6 +50,27 @@ def test_batches_have_the_documented_types_and_match_the_labels():
   np.testing.assert_allclose(batch["image"][:, 0, 0, 0], batch["label"] / 100, rtol=1e-6)
 
 
+def test_process_shards_partition_every_global_batch_in_order():
+  source = _indexed_source(50)
+  whole = list(data.train_batches(source, 12, seed=5, num_epochs=2))
+  shards = [list(data.train_batches(source, 12, seed=5, num_epochs=2, shard=(p, 3))) for p in range(3)]
+  assert all(len(s) == len(whole) for s in shards)
+  for step, batch in enumerate(whole):
+    parts = [shards[p][step]["label"] for p in range(3)]
+    assert all(len(part) == 4 for part in parts)
+    np.testing.assert_array_equal(np.concatenate(parts), batch["label"])
+  # The saved position does not depend on the shard: any process count can resume it.
+  iterator = data.train_batches(source, 12, seed=5, shard=(1, 3))
+  next(iterator)
+  assert iterator.get_state() == (lambda it: (next(it), it.get_state())[1])(data.train_batches(source, 12, seed=5))
+
+
+@pytest.mark.parametrize("shard", [(3, 3), (-1, 2), (0, 5), (0, 0)])
+def test_bad_shards_are_refused(shard):
+  with pytest.raises(ValueError, match=r"shard must be \(index, count\)"):
+    data.train_batches(_indexed_source(50), 12, seed=5, shard=shard)
+
+
 def test_same_seed_same_order_other_seed_other_order():
   take = lambda seed: np.stack([b["label"] for b in itertools.islice(data.train_batches(_indexed_source(100), 10, seed), 25)])
   np.testing.assert_array_equal(take(3), take(3))

@@ -1,0 +1,67 @@
+"""Runs one smoke experiment as one process of a data-parallel run (tests/test_scale_out.py).
+
+  python tests/distributed_driver.py CONFIG_NAME WORKDIR OUT_DIR OVERRIDES_JSON [PORT NUM_PROCESSES PROCESS_ID]
+
+With the last three arguments the process joins a `jax.distributed` run whose coordinator listens on
+127.0.0.1:PORT (the tests never bind elsewhere); without them it runs alone on whatever devices XLA_FLAGS
+gives it. At the end it writes the final parameters it holds in memory to OUT_DIR/params_<process>.npz and
+prints one JSON line `{"process": i, "sha256": ...}`. With the environment variable SIGTERM_AT_STEP=n the
+process sends itself SIGTERM after step n (a preemption: the trainer saves a checkpoint and stops).
+"""
+
+import importlib
+import json
+import os
+import signal
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from deepvision import parallel  # noqa: E402
+
+
+def main() -> int:
+  name, workdir, out_dir, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+  if len(sys.argv) > 5:
+    port, num_processes, process_id = (int(a) for a in sys.argv[5:8])
+    parallel.initialize_distributed(f"127.0.0.1:{port}", num_processes, process_id, initialization_timeout=60)
+  from deepvision.train import loop, runner  # pylint: disable=g-import-not-at-top
+  config = loop.override_config(importlib.import_module(f"experiments.configs.{name}").get_config("smoke"),
+                                overrides)
+  original_run = runner.run_steps
+  final = {}
+
+  stop_at = int(os.environ.get("SIGTERM_AT_STEP", "0"))
+
+  def run_steps(steps, *args, **kwargs):
+    inner = steps.train_step
+
+    def step(state, fault, batch):
+      out = inner(state, fault, batch)
+      if stop_at and int(np.asarray(jax.device_get(out[0].step)).ravel()[0]) == stop_at:
+        os.kill(os.getpid(), signal.SIGTERM)
+      return out
+
+    steps.train_step = step
+    final["state"] = original_run(steps, *args, **kwargs)
+    return final["state"]
+
+  runner.run_steps = run_steps
+  try:
+    loop.train_and_evaluate(config, workdir)
+  except loop.TrainingPreempted:
+    return 0
+  params = jax.device_get(final["state"].params)
+  flat = {jax.tree_util.keystr(path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+  np.savez(os.path.join(out_dir, f"params_{parallel.process_index()}.npz"), **flat)
+  print(json.dumps({"process": parallel.process_index(), "sha256": parallel.tree_digest(params)}), flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
