@@ -29,7 +29,7 @@ from deepvision.registry import Registry
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 # Importing the package loads every model family (families may register variants themselves).
-from deepvision.models import convnets, dbn, rbm  # noqa: E402
+from deepvision.models import convnets, dbn, gated_mrf, rbm  # noqa: E402
 
 _variant = functools.partial
 
@@ -87,7 +87,22 @@ _DBN = {
     "dbn_classifier": _variant(dbn.DBNClassifier, input_shape=(8, 8, 1), hidden=(256, 256), num_classes=10),
     "dbn_classifier_tiny": _variant(dbn.DBNClassifier, input_shape=(8, 8, 1), hidden=(12, 8), num_classes=10),
 }
-for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_DBN}.items():
+_GATED_MRFS = {
+    # Gated MRFs on 105-D PCA-whitened natural-image patches (the original mcRBM demo's size; the
+    # benchmark size): 256 factors on a 16×16 grid pooled into 144 = 12×12 covariance units by
+    # 3×3 windows on a torus, spaced evenly (stride 16/12; gated_mrf.topographic_mask): the
+    # original code's 3×3 stride-2 topography needs F = 4N (576 → 144) and identity pooling
+    # F = N. Parameters: C 105·256 + P 256·144 + W 105·100 + b_c 144 + b_m 100
+    # + b_v 105 = 74,593 (mPoT, without b_c: 74,449).
+    "mcrbm": _variant(gated_mrf.MCRBM, n_visible=105, n_factors=256, n_cov=144, n_mean=100,
+                      pooling_init="topographic"),
+    # 2^(3+2) hidden states: small enough to sum over exactly.
+    "mcrbm_tiny": _variant(gated_mrf.MCRBM, n_visible=4, n_factors=3, n_cov=3, n_mean=2),
+    "mpot": _variant(gated_mrf.MPoT, n_visible=105, n_factors=256, n_cov=144, n_mean=100,
+                     pooling_init="topographic"),
+    "mpot_tiny": _variant(gated_mrf.MPoT, n_visible=4, n_factors=3, n_cov=3, n_mean=2),
+}
+for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_GATED_MRFS, **_DBN}.items():
   MODELS.register(_name, _factory)
 
 
