@@ -29,7 +29,7 @@ from deepvision.registry import Registry
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 # Importing the package loads every model family (families may register variants themselves).
-from deepvision.models import convnets, dbn, gated_mrf, rbm  # noqa: E402
+from deepvision.models import convnets, dbn, gated_mrf, rbm, tiled_gated_mrf  # noqa: E402
 
 _variant = functools.partial
 
@@ -102,7 +102,17 @@ _GATED_MRFS = {
                      pooling_init="topographic"),
     "mpot_tiny": _variant(gated_mrf.MPoT, n_visible=4, n_factors=3, n_cov=3, n_mean=2),
 }
-for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_GATED_MRFS, **_DBN}.items():
+_TILED_GATED_MRFS = {
+    # mcRBM tiled over 64×64 standardised grey images: 8×8 tiles at stride 4 (15×15 = 225 tiles, 4 offsets
+    # per interior pixel), one shared bank, scalar b_v. C 64·64 + P 64·64 + W 64·32 + b_c 64 + b_m 32
+    # + b_v 1 = 10,337 (tiling=2: 4·10,336 + 1 = 41,345; visible_bias="per_pixel": 10,336 + 4,096).
+    "tiled_mcrbm": _variant(tiled_gated_mrf.TiledMCRBM, image_shape=(64, 64), patch_size=8, stride=4,
+                            n_factors=64, n_cov=64, n_mean=32),
+    # 6×6 images, 4×4 tiles at stride 2 (2×2 tiles): C 48 + P 9 + W 32 + b_c 3 + b_m 2 + b_v 1 = 95.
+    "tiled_mcrbm_tiny": _variant(tiled_gated_mrf.TiledMCRBM, image_shape=(6, 6), patch_size=4, stride=2,
+                                 n_factors=3, n_cov=3, n_mean=2),
+}
+for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_GATED_MRFS, **_TILED_GATED_MRFS, **_DBN}.items():
   MODELS.register(_name, _factory)
 
 

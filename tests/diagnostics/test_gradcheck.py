@@ -18,6 +18,7 @@ SMALLER = {
     "cifar_convnet": dict(features=(4, 4, 8), input_shape=(16, 16, 3)),
     "jarrett": dict(stage_features=(4, 8), input_shape=(20, 20, 1)),
     "lcn_convnet_digits": dict(stage_features=(4, 4, 8)),
+    "tiled_mcrbm": dict(image_shape=(16, 16)),
 }
 
 
