@@ -18,6 +18,10 @@ significant bit, and `exact_visible_log_probs` uses the same order.
 Works for any module with `free_energy(v)` and `hidden_free_energy(h)` methods, integer fields
 `n_visible` and `n_hidden`, and a class attribute `visible_kind` ('binary' or 'gaussian').
 
+Gated MRFs: `exact_log_partition_paper_mcrbm` gives the exact log Z of a small paper-form mcRBM (each
+hidden state's x-integral is Gaussian); `log_likelihood` turns any log Z (exact or AIS) into
+per-example log-likelihoods −F(x) − log Z.
+
 Example:
   >>> model = zoo.create("rbm_tiny")
   >>> variables = model.init(jax.random.key(0), jnp.zeros((1, 6)), method="free_energy")
@@ -239,3 +243,103 @@ def exact_log_likelihood(model: nn.Module, variables: Any, data: Any, *,
   data = check_visible_data(model, variables, data)
   log_z = log_partition(model, variables, max_units=max_units, chunk_size=chunk_size)
   return jnp.mean(-model.apply(variables, data, method="free_energy")) - log_z
+
+
+def log_likelihood(model: nn.Module, variables: Any, x: Any, log_z: Any) -> Array:
+  """Per-example log p(x) = −F(x) − log Z, (B,), given log Z (exact, or an `AISResult`'s `log_z`).
+
+  A log-density for continuous visibles (nats per example), a log-probability for binary ones.
+
+  Args:
+    model: a module with `free_energy` and an int `n_visible`.
+    variables: its variables.
+    x: (B, V) or images of V values (checked like `check_visible_data`).
+    log_z: a number or scalar array, or anything with a `log_z` attribute (an `AISResult`).
+  """
+  check_size_fields(model, ("n_visible",))
+  log_z = getattr(log_z, "log_z", log_z)
+  if np.ndim(log_z) != 0:
+    raise ValueError(f"log_z must be a scalar (or an AISResult), got shape {np.shape(log_z)}")
+  x = check_visible_data(model, variables, x, "x")
+  return -model.apply(variables, x, method="free_energy") - jnp.asarray(log_z, x.dtype)
+
+
+_PAPER_MCRBM_PARAMS = ("C", "P", "W", "b_c", "b_m", "b_v")
+
+
+def _paper_mcrbm_params(params: Any, max_units: int) -> dict[str, np.ndarray]:
+  """The mcRBM params as float64 NumPy arrays, checked: names, shapes, P ≥ 0, N + M ≤ max_units."""
+  params = params.get("params", params) if hasattr(params, "get") else params
+  missing = [name for name in _PAPER_MCRBM_PARAMS if not hasattr(params, "get") or name not in params]
+  if missing:
+    raise ValueError(f"exact_log_partition_paper_mcrbm: params lack {', '.join(missing)}; expected "
+                     f"{', '.join(_PAPER_MCRBM_PARAMS)} (an MCRBM's 'params' collection)")
+  p = {name: np.asarray(params[name], np.float64) for name in _PAPER_MCRBM_PARAMS}
+  d, f = p["C"].shape if p["C"].ndim == 2 else (None, None)
+  n, m = p["b_c"].size, p["b_m"].size
+  expected = {"C": (d, f), "P": (f, n), "W": (d, m), "b_c": (n,), "b_m": (m,), "b_v": (d,)}
+  for name, shape in expected.items():
+    if d is None or p[name].shape != shape:
+      raise ValueError(f"exact_log_partition_paper_mcrbm: params[{name!r}] has shape "
+                       f"{p[name].shape}; expected C (D, F), P (F, N), W (D, M), b_c (N,), b_m (M,), "
+                       f"b_v (D,)")
+  if not all(np.all(np.isfinite(value)) for value in p.values()):
+    raise ValueError("exact_log_partition_paper_mcrbm: params contain non-finite values")
+  if np.any(p["P"] < 0):
+    raise ValueError(f"exact_log_partition_paper_mcrbm: P must be non-negative (as training keeps "
+                     f"it), found {float(p['P'].min())}; with negative pooling weights Z may be "
+                     "infinite")
+  if not isinstance(max_units, int) or max_units < 0:
+    raise ValueError(f"max_units must be an int >= 0, got {max_units!r}")
+  if n + m > max_units:
+    raise ValueError(f"exact_log_partition_paper_mcrbm would enumerate N + M = {n} + {m} hidden units "
+                     f"(2^{n + m} states), more than max_units={max_units}; estimate log Z with "
+                     "deepvision.estimators.ais.ais_log_partition_continuous instead")
+  return p
+
+
+def exact_log_partition_paper_mcrbm(params: Any, *, max_units: int = DEFAULT_MAX_UNITS,
+                                    chunk_size: int = 4096) -> float:
+  r"""Exact log Z of a paper-form mcRBM (`MCRBM(input_norm='paper')`), in float64 NumPy.
+
+  With x̃ = x (Ranzato & Hinton 2010), the energy is quadratic in x for every hidden state h:
+
+    E(x, h) = ½ xᵀΛx − ηᵀx − b_cᵀh_c − b_mᵀh_m,   Λ = C diag(P h_c) Cᵀ + I,   η = W h_m + b_v
+
+  (Σ_k h_c_k ½ Σ_f P_fk (C_fᵀx)² = ½ xᵀC diag(P h_c) Cᵀx), so the x-integral is Gaussian,
+
+    ∫ exp(−E(x, h)) dx = exp(b_cᵀh_c + b_mᵀh_m) (2π)^{D/2} |Λ|^{−1/2} exp(½ ηᵀΛ⁻¹η),
+
+  and log Z = logsumexp over all 2^(N+M) binary h of its log. Λ ⪰ I since P ≥ 0 and h_c ≥ 0.
+  Not for the 'original' form (its covariance branch sees a normalised x, and p(x | h) is not
+  Gaussian) nor the mPoT (Gamma hiddens): estimate those with AIS.
+
+  Args:
+    params: an MCRBM's 'params' collection (C, P, W, b_c, b_m, b_v), or {'params': ...}.
+    max_units: refuse (ValueError) to enumerate more than this many hidden units N + M.
+    chunk_size: hidden states per batch of D×D Cholesky factorisations (memory ~ chunk_size·D²).
+
+  Returns:
+    log Z as a Python float.
+  """
+  p = _paper_mcrbm_params(params, max_units)
+  if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+    raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+  d, n, m = p["C"].shape[0], p["b_c"].size, p["b_m"].size
+  units = n + m
+  log_terms = []
+  for start in range(0, 2 ** units, int(chunk_size)):
+    index = np.arange(start, min(start + int(chunk_size), 2 ** units), dtype=np.int64)
+    h = ((index[:, None] >> np.arange(units)) & 1).astype(np.float64)
+    h_c, h_m = h[:, :n], h[:, n:]
+    gains = h_c @ p["P"].T  # (S, F)
+    precision = np.einsum("df,sf,ef->sde", p["C"], gains, p["C"]) + np.eye(d)
+    eta = h_m @ p["W"].T + p["b_v"]  # (S, D)
+    cholesky = np.linalg.cholesky(precision)
+    log_det = 2 * np.sum(np.log(np.diagonal(cholesky, axis1=1, axis2=2)), axis=1)
+    solved = np.linalg.solve(precision, eta[:, :, None])[:, :, 0]
+    log_terms.append(h_c @ p["b_c"] + h_m @ p["b_m"] + 0.5 * d * np.log(2 * np.pi)
+                     - 0.5 * log_det + 0.5 * np.sum(eta * solved, axis=1))
+  log_terms = np.concatenate(log_terms)
+  top = np.max(log_terms)
+  return float(top + np.log(np.sum(np.exp(log_terms - top))))
