@@ -7,6 +7,18 @@ checks the images (NHWC, floating, that shape) before any compute and returns
 'stage1/lcn', 'stage1/pool' and 'features' to activations, so features can be inspected without
 changing the model. Dropout draws from the 'dropout' RNG stream; no model keeps state besides
 `params`. Every convolution is a `deepvision.nn.conv.Conv`.
+
+Mixed precision (flax's convention): every model has a `dtype` field, the compute dtype — None
+(float32), 'bfloat16' or 'float16'. The parameters stay float32; every convolution and dense
+layer casts its input and parameters to `dtype`, so the activations (and the intermediates) are
+in `dtype`, and so is the elementwise work between layers. Numerically delicate parts run in
+float32: the local statistics of LCN and response normalisation (`deepvision.nn.lcn`), LeNet-5's
+RBF distances, and the returned logits are float32, so the softmax and the loss are too.
+Per-map parameters applied at every pixel (convolution biases, the gains g, LeNet's S-layer
+coefficients) are applied in float32 and the result rounded to `dtype`: their gradients sum
+over every pixel of the batch, which in bfloat16 would stall. The gradients with respect to the
+float32 parameters are float32. With dtype=None nothing is cast: the computation is the float32
+one.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ import numpy as np
 from deepvision.nn import init as inits
 from deepvision.nn import lcn as lcn_lib
 from deepvision.nn import pooling
-from deepvision.nn.conv import Conv
+from deepvision.nn.conv import Conv, bias_dtype, compute_dtype
 from deepvision.registry import check_choice
 
 Array = jax.Array
@@ -40,6 +52,11 @@ def check_images(model: str, x: Any, input_shape: Sequence[int]) -> Array:
     raise ValueError(f"{model} expects images of shape (batch, {', '.join(map(str, expected))}), "
                      f"float; got {tuple(x.shape)} {x.dtype}")
   return x
+
+
+def float32_logits(logits: Array, dtype: Any) -> Array:
+  """The logits in float32 when computing in a lower precision (softmax and loss in float32)."""
+  return logits if dtype is None else logits.astype(jnp.float32)
 
 
 def scaled_tanh(x: Array) -> Array:
@@ -79,17 +96,26 @@ def rbf_codes(num_classes: int = 10, dim: int = 84) -> np.ndarray:
 
 
 class Subsampling(nn.Module):
-  """LeNet's S layer: y_c = coef_c · Σ_{window} x_c + bias_c (2 parameters per map)."""
+  """LeNet's S layer: y_c = coef_c · Σ_{window} x_c + bias_c (2 parameters per map).
+
+  With a bfloat16 / float16 `dtype` the window sums are in that dtype and the affine map in
+  float32 (the gradients of coef and bias sum every pixel), rounded back to `dtype`.
+  """
 
   window: int = 2
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     maps = x.shape[-1]
     coef = self.param("coef", inits.lecun1998_uniform(fan_in=self.window**2), (maps,))
     bias = self.param("bias", nn.initializers.zeros_init(), (maps,))
+    dtype = compute_dtype(self.dtype)
+    if dtype is not None:
+      x = x.astype(dtype)
     total = pooling.avg_pool(x, self.window) * self.window**2
-    return total * coef.astype(x.dtype) + bias.astype(x.dtype)
+    affine = bias_dtype(x.dtype)
+    return (total * coef.astype(affine) + bias.astype(affine)).astype(x.dtype)
 
 
 class PartialConv(nn.Module):
@@ -101,12 +127,13 @@ class PartialConv(nn.Module):
 
   table: Sequence[Sequence[int]]
   kernel_size: int = 5
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     k = self.kernel_size
     outputs = [
-        Conv(1, (k, k), padding="VALID", kernel_init=inits.lecun1998_uniform(),
+        Conv(1, (k, k), padding="VALID", kernel_init=inits.lecun1998_uniform(), dtype=self.dtype,
              name=f"map{j}")(x[..., list(inputs)])
         for j, inputs in enumerate(self.table)]
     return jnp.concatenate(outputs, axis=-1)
@@ -130,14 +157,18 @@ class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
     pad: pixels of `pad_value` added on each side before C1; the padded image must be 32×32
       (the paper pads 28×28 MNIST digits by 2: input_shape=(28, 28, 1), pad=2).
     pad_value: value of the padding (the paper's background level is −0.1).
+    dtype: compute dtype, None (float32), 'bfloat16' or 'float16' (module docstring); the RBF
+      distances and the logits are float32.
   """
 
   num_classes: int = 10
   input_shape: tuple[int, int, int] = (32, 32, 1)
   pad: int = 0
   pad_value: float = 0.0
+  dtype: Any = None
 
   def __post_init__(self):
+    compute_dtype(self.dtype)
     height, width = self.input_shape[0] + 2 * self.pad, self.input_shape[1] + 2 * self.pad
     if (height, width) != (32, 32):
       raise ValueError(f"LeNet5_1998 needs 32×32 images after padding; input_shape="
@@ -152,14 +183,19 @@ class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
     p = self.pad
     x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=self.pad_value)
     init = inits.lecun1998_uniform()
+    dtype = compute_dtype(self.dtype)
     acts: Intermediates = {}
-    h = acts["C1"] = scaled_tanh(Conv(6, (5, 5), padding="VALID", kernel_init=init, name="C1")(x))
-    h = acts["S2"] = scaled_tanh(Subsampling(name="S2")(h))
-    h = acts["C3"] = scaled_tanh(PartialConv(C3_TABLE, name="C3")(h))
-    h = acts["S4"] = scaled_tanh(Subsampling(name="S4")(h))
-    h = acts["C5"] = scaled_tanh(Conv(120, (5, 5), padding="VALID", kernel_init=init, name="C5")(h))
+    h = acts["C1"] = scaled_tanh(Conv(6, (5, 5), padding="VALID", kernel_init=init, dtype=dtype,
+                                      name="C1")(x))
+    h = acts["S2"] = scaled_tanh(Subsampling(dtype=dtype, name="S2")(h))
+    h = acts["C3"] = scaled_tanh(PartialConv(C3_TABLE, dtype=dtype, name="C3")(h))
+    h = acts["S4"] = scaled_tanh(Subsampling(dtype=dtype, name="S4")(h))
+    h = acts["C5"] = scaled_tanh(Conv(120, (5, 5), padding="VALID", kernel_init=init, dtype=dtype,
+                                      name="C5")(h))
     h = h.reshape(h.shape[0], -1)
-    f = acts["F6"] = acts["features"] = scaled_tanh(nn.Dense(84, kernel_init=init, name="F6")(h))
+    f = acts["F6"] = acts["features"] = scaled_tanh(
+        nn.Dense(84, kernel_init=init, dtype=dtype, name="F6")(h))
+    f = float32_logits(f, dtype)  # ‖f − c_k‖² spans hundreds: too coarse in bfloat16.
     codes = jnp.asarray(rbf_codes(self.num_classes), f.dtype)
     logits = -jnp.sum((f[:, None, :] - codes[None]) ** 2, axis=-1)
     return logits, acts
@@ -176,14 +212,17 @@ class LeNet5(nn.Module):
     hidden: sizes of the hidden dense layers.
     num_classes: number of outputs.
     input_shape: (H, W, C) of the images; H and W must be at least 12.
+    dtype: compute dtype, None (float32), 'bfloat16' or 'float16' (module docstring).
   """
 
   conv_features: tuple[int, int] = (6, 16)
   hidden: tuple[int, ...] = (120, 84)
   num_classes: int = 10
   input_shape: tuple[int, int, int] = (28, 28, 1)
+  dtype: Any = None
 
   def __post_init__(self):
+    compute_dtype(self.dtype)
     if len(self.conv_features) != 2:
       raise ValueError(f"LeNet5 has two convolutions; conv_features={self.conv_features!r}")
     if min(self.input_shape[:2]) < 12:
@@ -195,17 +234,20 @@ class LeNet5(nn.Module):
     del train  # No dropout.
     x = check_images(type(self).__name__, x, self.input_shape)
     relu_init = inits.kernel_init("relu")
+    dtype = compute_dtype(self.dtype)
     acts: Intermediates = {}
     h = x
     for i, (features, padding) in enumerate(zip(self.conv_features, ("SAME", "VALID")), start=1):
       h = acts[f"stage{i}/conv"] = Conv(features, (5, 5), padding=padding, kernel_init=relu_init,
-                                        name=f"conv{i}")(h)
+                                        dtype=dtype, name=f"conv{i}")(h)
       h = acts[f"stage{i}/pool"] = pooling.max_pool(nn.relu(h), 2)
     h = acts["features"] = h.reshape(h.shape[0], -1)
     for i, width in enumerate(self.hidden, start=1):
-      h = acts[f"hidden{i}"] = nn.relu(nn.Dense(width, kernel_init=relu_init, name=f"hidden{i}")(h))
-    logits = nn.Dense(self.num_classes, kernel_init=inits.kernel_init("linear"), name="output")(h)
-    return logits, acts
+      h = acts[f"hidden{i}"] = nn.relu(
+          nn.Dense(width, kernel_init=relu_init, dtype=dtype, name=f"hidden{i}")(h))
+    logits = nn.Dense(self.num_classes, kernel_init=inits.kernel_init("linear"), dtype=dtype,
+                      name="output")(h)
+    return float32_logits(logits, dtype), acts
 
 
 def _per_stage(field: str, value: Any, stages: int) -> tuple:
@@ -251,6 +293,8 @@ class MultiStageConvNet(nn.Module):
     dropout_rate: dropout before every dense layer in training.
     num_classes: number of outputs.
     input_shape: (H, W, C) of the images.
+    dtype: compute dtype, None (float32), 'bfloat16' or 'float16' (module docstring); LCN's
+      local statistics and the logits are float32.
   """
 
   stage_features: tuple[int, ...] = (32, 64)
@@ -267,6 +311,7 @@ class MultiStageConvNet(nn.Module):
   dropout_rate: float = 0.0
   num_classes: int = 10
   input_shape: tuple[int, int, int] = (28, 28, 1)
+  dtype: Any = None
 
   def __post_init__(self):
     self.stages()  # Validates every field before any compute.
@@ -280,6 +325,7 @@ class MultiStageConvNet(nn.Module):
     check_choice("padding", self.padding, ["SAME", "VALID"])
     check_choice("pool", self.pool, list(pooling.POOLS))
     check_choice("lcn_mode", self.lcn_mode, list(lcn_lib.MODES))
+    compute_dtype(self.dtype)
     if not 0.0 <= self.dropout_rate < 1.0:
       raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
     lcn_lib.check_arguments(self.lcn_mode, "gaussian", self.lcn_kernel_size)
@@ -305,17 +351,21 @@ class MultiStageConvNet(nn.Module):
   @nn.compact
   def __call__(self, x: Array, *, train: bool = False) -> tuple[Array, Intermediates]:
     x = check_images(type(self).__name__, x, self.input_shape)
+    dtype = compute_dtype(self.dtype)
     acts: Intermediates = {}
     h = x
     for i, stage in enumerate(self.stages(), start=1):
       rect, k = stage["rectification"], stage["kernel"]
       h = acts[f"stage{i}/conv"] = Conv(stage["features"], (k, k), padding=self.padding,
-                                        kernel_init=inits.kernel_init(rect), name=f"conv{i}")(h)
+                                        kernel_init=inits.kernel_init(rect), dtype=dtype,
+                                        name=f"conv{i}")(h)
       gain = None
       if rect in ("tanh", "tanh_abs"):
         gain = self.param(f"gain{i}", nn.initializers.ones_init(), (stage["features"],))
       if rect != "none":
-        h = acts[f"stage{i}/rect"] = rectify(h, rect, gain)
+        # A float32 gain times bf16 maps is formed in float32 (the gain's gradient sums every
+        # pixel: in bf16 the sum would stall) and rounded back to the compute dtype.
+        h = acts[f"stage{i}/rect"] = rectify(h, rect, gain).astype(h.dtype)
       if stage["lcn"]:
         h = acts[f"stage{i}/lcn"] = lcn_lib.local_contrast_norm(
             h, mode=self.lcn_mode, kernel_size=self.lcn_kernel_size)
@@ -325,10 +375,11 @@ class MultiStageConvNet(nn.Module):
     for i, width in enumerate(self.hidden, start=1):
       h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
       h = acts[f"hidden{i}"] = nn.relu(
-          nn.Dense(width, kernel_init=inits.kernel_init("relu"), name=f"hidden{i}")(h))
+          nn.Dense(width, kernel_init=inits.kernel_init("relu"), dtype=dtype, name=f"hidden{i}")(h))
     h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-    logits = nn.Dense(self.num_classes, kernel_init=inits.kernel_init("linear"), name="output")(h)
-    return logits, acts
+    logits = nn.Dense(self.num_classes, kernel_init=inits.kernel_init("linear"), dtype=dtype,
+                      name="output")(h)
+    return float32_logits(logits, dtype), acts
 
 
 class CifarConvNet(nn.Module):
@@ -347,6 +398,8 @@ class CifarConvNet(nn.Module):
     lcn_mode, lcn_kernel_size: the LCN's semantics and window when norm='lcn'.
     num_classes: number of outputs.
     input_shape: (H, W, C) of the images.
+    dtype: compute dtype, None (float32), 'bfloat16' or 'float16' (module docstring); the
+      normalisations' local statistics and the logits are float32.
   """
 
   features: tuple[int, int, int] = (32, 32, 64)
@@ -358,9 +411,11 @@ class CifarConvNet(nn.Module):
   lcn_kernel_size: int = 5
   num_classes: int = 10
   input_shape: tuple[int, int, int] = (32, 32, 3)
+  dtype: Any = None
 
   def __post_init__(self):
     check_choice("norm", self.norm, list(NORMS))
+    compute_dtype(self.dtype)
     if len(self.features) != 3:
       raise ValueError(f"CifarConvNet has three convolutions; features={self.features!r}")
     lcn_lib.check_arguments(self.lcn_mode, "gaussian", self.lcn_kernel_size)
@@ -380,16 +435,19 @@ class CifarConvNet(nn.Module):
     del train  # No dropout.
     x = check_images(type(self).__name__, x, self.input_shape)
     relu_init = inits.kernel_init("relu")
+    dtype = compute_dtype(self.dtype)
     acts: Intermediates = {}
-    h = acts["stage1/conv"] = Conv(self.features[0], (5, 5), kernel_init=relu_init, name="conv1")(x)
+    h = acts["stage1/conv"] = Conv(self.features[0], (5, 5), kernel_init=relu_init, dtype=dtype,
+                                   name="conv1")(x)
     h = acts["stage1/pool"] = nn.relu(pooling.max_pool(h, 3, 2, "SAME"))
     h = self._normalise(h, acts, 1)
     for i in (2, 3):
       h = acts[f"stage{i}/conv"] = Conv(self.features[i - 1], (5, 5), kernel_init=relu_init,
-                                        name=f"conv{i}")(h)
+                                        dtype=dtype, name=f"conv{i}")(h)
       h = acts[f"stage{i}/pool"] = pooling.avg_pool(nn.relu(h), 3, 2, "SAME")
       if i == 2:
         h = self._normalise(h, acts, 2)
     h = acts["features"] = h.reshape(h.shape[0], -1)
-    logits = nn.Dense(self.num_classes, kernel_init=inits.kernel_init("linear"), name="output")(h)
-    return logits, acts
+    logits = nn.Dense(self.num_classes, kernel_init=inits.kernel_init("linear"), dtype=dtype,
+                      name="output")(h)
+    return float32_logits(logits, dtype), acts

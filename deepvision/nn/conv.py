@@ -32,11 +32,20 @@ channels 'xla' measured 1.1-4× faster, except about even for 32 → 64 maps of 
 Finite inputs give the same values with either algorithm up to float rounding. A NaN or an
 infinity in x reaches, through the zeros of T, the whole output tile row rather than only its
 k_h×k_w neighbourhood.
+
+Mixed precision follows flax's convention: `Conv(dtype=jnp.bfloat16)` stores its parameters in
+float32 and casts the input and kernel to bfloat16 for the product, so y is bfloat16 and the
+gradient with respect to the float32 parameters comes back in float32 (the transpose of the
+cast). One departure: for bfloat16 / float16 images the bias is added in float32 and the sum
+rounded once, because the bias gradient Σ_{b,h,w} ∂L/∂y[b, h, w, d] sums every output pixel,
+and XLA sums a bfloat16 array in bfloat16 (8 significant bits: a sum of thousands of terms
+stalls). `dtype=None` computes in the promoted dtype of the input and the parameters (float32).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -53,6 +62,29 @@ IMPLEMENTATIONS = ("auto", "xla", "banded")
 
 # Most input channels for which 'auto' uses 'banded' on CPU.
 BANDED_MAX_IN_FEATURES = 8
+
+# Compute dtypes a layer's `dtype` field accepts (None: float32, the parameters' dtype).
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def compute_dtype(dtype: Any) -> np.dtype | None:
+  """The canonical compute dtype for a layer's `dtype` field: None, or float32/bfloat16/float16.
+
+  Accepts None, the names ('bfloat16') and the dtypes (`jnp.bfloat16`, `np.dtype('float16')`).
+
+  Raises:
+    ValueError: naming `dtype` and the choices, for anything else (float64, ints, bad names).
+  """
+  if dtype is None:
+    return None
+  try:
+    canonical = jnp.dtype(dtype)
+  except (TypeError, ValueError):
+    canonical = None
+  if canonical is None or canonical.name not in COMPUTE_DTYPES:
+    raise ValueError(f"compute dtype {dtype!r} is not supported; valid choices: None (float32), "
+                     f"{', '.join(COMPUTE_DTYPES)}")
+  return canonical
 
 
 def _pair(name: str, value: Sequence[int]) -> tuple[int, int]:
@@ -140,9 +172,21 @@ def banded_conv2d(x: Array, kernel: Array, strides: tuple[int, int],
   r = jnp.stack(rows, axis=3).reshape(batch * ho * tiles, kh * tile_in * cin)
   y = r @ banded_matrix(kernel, tile, sw)
   if bias is not None:
-    y = y + jnp.tile(bias, tile)  # Bias on the (rows, t·C_out) product: its gradient sums wide rows.
+    y = add_bias(y, jnp.tile(bias, tile))  # On the (rows, t·C_out) product: its gradient sums wide rows.
   y = y.reshape(batch, ho, tiles * tile, cout)
   return y[:, :, :wo] if tiles * tile != wo else y
+
+
+def bias_dtype(dtype: jnp.dtype) -> jnp.dtype:
+  """The dtype a bias is added in for maps of `dtype`: their own, or float32 for bfloat16 / float16."""
+  return jnp.promote_types(dtype, jnp.float32) if jnp.finfo(dtype).bits < 32 else dtype
+
+
+def add_bias(y: Array, bias: Array) -> Array:
+  """y + bias in the bias's dtype, rounded back to y's (module docstring: mixed precision)."""
+  if y.dtype == bias.dtype:
+    return y + bias
+  return (y.astype(bias.dtype) + bias).astype(y.dtype)
 
 
 def conv2d(x: Array, kernel: Array, strides: Sequence[int] = (1, 1), padding: Padding = "SAME",
@@ -158,7 +202,8 @@ def conv2d(x: Array, kernel: Array, strides: Sequence[int] = (1, 1), padding: Pa
     implementation: 'auto', 'xla' or 'banded' (module docstring).
 
   Returns:
-    (N, H_o, W_o, C_out) in x's dtype.
+    (N, H_o, W_o, C_out) in x's dtype. The kernel is cast to x's dtype; the bias is added in
+    x's dtype, or in float32 for bfloat16 / float16 x (module docstring).
   """
   check_choice("convolution implementation", implementation, list(IMPLEMENTATIONS))
   if x.ndim != 4 or kernel.ndim != 4:
@@ -176,13 +221,13 @@ def conv2d(x: Array, kernel: Array, strides: Sequence[int] = (1, 1), padding: Pa
     raise ValueError(f"a {kernel_size} kernel with padding {padding!r} leaves no output pixels "
                      f"of a {tuple(x.shape[1:3])} image")
   kernel = kernel.astype(x.dtype)
-  bias = None if bias is None else bias.astype(x.dtype)
+  bias = None if bias is None else bias.astype(bias_dtype(x.dtype))
   if implementation == "auto":
     implementation = choose_implementation(kernel.shape)
   if implementation == "banded":
     return banded_conv2d(x, kernel, strides, pads, bias)
   y = lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return y if bias is None else y + bias
+  return y if bias is None else add_bias(y, bias)
 
 
 class Conv(nn.Module):
@@ -197,6 +242,9 @@ class Conv(nn.Module):
     kernel_init: initialiser of the (kh, kw, in, out) kernel.
     bias_init: initialiser of the bias.
     implementation: 'auto' (banded on CPU for small kernels, else XLA's), 'xla' or 'banded'.
+    dtype: compute dtype (None: float32; or 'bfloat16' / 'float16'): the input and kernel are
+      cast to it and so is the output; the bias is added in float32 (module docstring). The
+      parameters are stored in float32.
   """
 
   features: int
@@ -207,9 +255,11 @@ class Conv(nn.Module):
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
   implementation: str = "auto"
+  dtype: Any = None
 
   def __post_init__(self):
     check_choice("Conv implementation", self.implementation, list(IMPLEMENTATIONS))
+    compute_dtype(self.dtype)
     _pair("kernel_size", self.kernel_size)
     _pair("strides", self.strides)
     super().__post_init__()
@@ -219,4 +269,7 @@ class Conv(nn.Module):
     kh, kw = self.kernel_size
     kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
     bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
+    dtype = compute_dtype(self.dtype)
+    if dtype is not None:
+      x = x.astype(dtype)  # conv2d casts the kernel to x's dtype.
     return conv2d(x, kernel, self.strides, self.padding, bias, self.implementation)

@@ -37,6 +37,12 @@ CPU runs 15-30× faster than `lax.conv` with one input channel for images up to 
 
 `LocalResponseNorm` is the per-map divisive normalisation of cuda-convnet's ``rnorm`` layer
 (Krizhevsky's CIFAR-10 "layers-18pct" net): y = x / (k + α/n² Σ_{n×n window} x²)^β.
+
+Mixed precision: both normalisations take bfloat16 or float16 maps but compute their local
+statistics (means, variances, square roots, powers, the division) in float32 and cast the result
+back to the input's dtype. In bfloat16 (8 significant bits) x − m cancels, and the response
+normaliser's 1 + α/n² Σ x² rounds to 1 for the default α = 5e-5. float32 and float64 maps are
+computed in their own dtype.
 """
 
 from __future__ import annotations
@@ -117,6 +123,11 @@ def _border_mass(taps: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.outer(rows, cols)[None, :, :, None]
 
 
+def _statistics_dtype(dtype: jnp.dtype) -> jnp.dtype:
+  """The dtype local statistics are computed in: at least float32 (float64 stays float64)."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
 def _safe_sqrt(s: Array) -> Array:
   """sqrt(max(s, tiny)): equal to sqrt(s) for s ≥ tiny, with a finite gradient at 0."""
   return jnp.sqrt(jnp.maximum(s, jnp.finfo(s.dtype).tiny))
@@ -137,12 +148,14 @@ def local_contrast_norm(x: Array, *, mode: str = "torch7", kernel: str = "gaussi
     thresval: the replacement divisor.
 
   Returns:
-    An array of x's shape and dtype.
+    An array of x's shape and dtype (computed in float32 for bfloat16 / float16 maps).
   """
   check_arguments(mode, kernel, kernel_size)
   if x.ndim != 4 or not jnp.issubdtype(x.dtype, jnp.floating):
     raise ValueError(f"local_contrast_norm expects float NHWC maps (N, H, W, C); got shape "
                      f"{tuple(x.shape)} dtype {x.dtype}")
+  out_dtype = x.dtype
+  x = x.astype(_statistics_dtype(x.dtype))  # A no-op for float32 and float64 maps.
   taps = kernel_1d(kernel, kernel_size, sigma)
   coef = jnp.asarray(_border_mass(taps, x.shape[1], x.shape[2]), x.dtype)
   mean = _filter(jnp.mean(x, axis=-1, keepdims=True), taps) / coef
@@ -154,7 +167,7 @@ def local_contrast_norm(x: Array, *, mode: str = "torch7", kernel: str = "gaussi
     sigma_map = _safe_sqrt(local_energy / coef)
     divisor = jnp.maximum(jnp.mean(sigma_map, axis=(1, 2), keepdims=True), sigma_map)
   divisor = jnp.where(divisor > threshold, divisor, jnp.asarray(thresval, x.dtype))
-  return v / divisor
+  return (v / divisor).astype(out_dtype)
 
 
 class LocalContrastNorm(nn.Module):
@@ -192,14 +205,17 @@ def local_response_norm(x: Array, *, size: int = 3, alpha: float = 5e-5, beta: f
 
   The window is zero-padded at the border. The defaults (α = 5e-5, β = 0.75, n = 3) are those
   of cuda-convnet's layers-18pct CIFAR-10 net, tuned for mean-subtracted 0-255 pixels; with
-  unit-scale inputs the layer is close to the identity unless α is raised.
+  unit-scale inputs the layer is close to the identity unless α is raised. bfloat16 / float16
+  maps are normalised in float32 and the result cast back to their dtype.
   """
   _check_kernel("box", size)
   if x.ndim != 4 or not jnp.issubdtype(x.dtype, jnp.floating):
     raise ValueError(f"local_response_norm expects float NHWC maps (N, H, W, C); got shape "
                      f"{tuple(x.shape)} dtype {x.dtype}")
+  out_dtype = x.dtype
+  x = x.astype(_statistics_dtype(x.dtype))  # A no-op for float32 and float64 maps.
   window_sum = _filter(x * x, np.ones(size))
-  return x * (k + (alpha / size**2) * window_sum) ** (-beta)
+  return (x * (k + (alpha / size**2) * window_sum) ** (-beta)).astype(out_dtype)
 
 
 class LocalResponseNorm(nn.Module):

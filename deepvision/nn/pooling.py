@@ -10,6 +10,8 @@ For a window W(p) of the input around output position p:
   numbers digit classification", ICPR 2012). Its gradient x_q / y_p is set to 0 where the
   window is all zeros (the subgradient), so it is finite everywhere.
 
+Every pool returns maps of its input's dtype, so a bfloat16 network stays in bfloat16.
+
 `window` and `strides` are an int (square) or a (height, width) pair; `strides` defaults to
 `window` (non-overlapping pooling); `padding` is 'VALID', 'SAME' or ((top, bottom), (left, right)).
 """
@@ -66,9 +68,15 @@ def max_pool(x: Array, window: Size = 2, strides: Size | None = None,
 
 def avg_pool(x: Array, window: Size = 2, strides: Size | None = None,
              padding: Padding = "VALID", count_include_pad: bool = False) -> Array:
-  """Mean over each window; padding cells are left out of the count unless `count_include_pad`."""
+  """Mean over each window; padding cells are left out of the count unless `count_include_pad`.
+
+  The output has x's dtype (flax divides by a float32 count where padding cells are left out,
+  which would turn bfloat16 maps into float32 ones).
+  """
+  x = jnp.asarray(x)
   window, strides, padding = _arguments(x, window, strides, padding)
-  return nn.avg_pool(x, window, strides, padding, count_include_pad=count_include_pad)
+  return nn.avg_pool(x, window, strides, padding,
+                     count_include_pad=count_include_pad).astype(x.dtype)
 
 
 def l2_pool(x: Array, window: Size = 2, strides: Size | None = None,

@@ -235,3 +235,174 @@ def test_initialisers_preserve_variance_across_layers():
   assert np.all((abs_net > 0.6) & (abs_net < 1.6))
   with pytest.raises(ValueError, match="'softplus'"):
     inits.kernel_init("softplus")
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixed precision: the `dtype` field.
+
+# One small model of each family; the CIFAR net once with each normalisation.
+TINY = {
+    "lenet5_1998": lambda **kw: convnets.LeNet5_1998(**kw),
+    "lenet5": lambda **kw: convnets.LeNet5(conv_features=(2, 4), hidden=(8,),
+                                           input_shape=(12, 12, 1), **kw),
+    "multistage": lambda **kw: convnets.MultiStageConvNet(**{**JARRETT, **kw}),
+    "cifar_lrn": lambda **kw: convnets.CifarConvNet(features=(4, 4, 8), input_shape=(16, 16, 3),
+                                                    lrn_alpha=1e-2, **kw),
+    "cifar_lcn": lambda **kw: convnets.CifarConvNet(features=(4, 4, 8), norm="lcn",
+                                                    input_shape=(16, 16, 3), **kw),
+}
+
+
+def _relative(a, b):
+  """‖a − b‖ / ‖b‖ over a whole pytree."""
+  diff = sum(float(jnp.sum((x - y) ** 2)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return np.sqrt(diff / sum(float(jnp.sum(y**2)) for y in jax.tree.leaves(b)))
+
+
+def _outputs_and_grads(model, params, x):
+  """(logits, intermediates) and the gradient of the mean cross-entropy, in one compiled call."""
+  labels = jnp.arange(x.shape[0]) % 10
+
+  def loss(p):
+    logits, acts = model.apply({"params": p}, x)
+    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1)
+    return jnp.mean(nll), (logits, acts)
+
+  (_, outputs), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+  return outputs, grads
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_bfloat16_activations_with_float32_params_and_logits(family):
+  """Shapes and dtypes only (nothing is compiled): every intermediate is bf16."""
+  model = TINY[family](dtype="bfloat16")
+  x = jax.ShapeDtypeStruct((2, *model.input_shape), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.key(0), x)
+  assert {p.dtype for p in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  logits, acts = jax.eval_shape(model.apply, variables, x)
+  assert logits.dtype == jnp.float32
+  assert "stage1/conv" in acts or "C1" in acts
+  assert all(a.dtype == jnp.bfloat16 for a in acts.values()), {k: a.dtype for k, a in acts.items()}
+
+
+@pytest.mark.parametrize("family", ["cifar_lrn", "lenet5"])
+def test_bfloat16_logits_are_close_to_float32(family):
+  """Relu, max pooling, response normalisation in bf16 against float32: about 1% of the scale.
+
+  bf16 keeps 8 significant bits (unit roundoff 2^-8 ≈ 0.4%); a few layers add up to ~1%.
+  """
+  params, x = _init(TINY[family](), batch=8)
+  logits32, _ = _apply(TINY[family](), params, x)
+  logits16, _ = _apply(TINY[family](dtype="bfloat16"), params, x)
+  assert logits16.dtype == jnp.float32
+  scale = float(jnp.max(jnp.abs(logits32)))
+  error = float(jnp.max(jnp.abs(logits16 - logits32)))
+  assert 0 < error <= 2e-2 * scale, (error, scale)  # measured 0.4-1%
+
+
+def test_bfloat16_gradients_of_a_smooth_network_are_within_two_percent():
+  """Gradients in float32, of the float32 parameters, within 2% of the float32 model's.
+
+  A network without kinks or max pooling (tanh gains, Jarrett LCN, average pooling, a linear
+  output), so only rounding is left (measured < 1% for every parameter). With relu, |·| or max
+  pooling the gradients differ by 1-10% on such tiny batches: a pre-activation near a kink or
+  a near-tie in a pooling window can fall on the other side in bf16 and send its gradient
+  elsewhere.
+  """
+  fields = dict(JARRETT, stage_features=(4, 6), kernel_sizes=3, rectification="tanh", hidden=(),
+                input_shape=(14, 14, 1))
+  fp32 = convnets.MultiStageConvNet(**fields)
+  params, x = _init(fp32, batch=8)
+  (logits32, _), grads32 = _outputs_and_grads(fp32, params, x)
+  (logits16, acts16), grads16 = _outputs_and_grads(
+      convnets.MultiStageConvNet(**fields, dtype="bfloat16"), params, x)
+  assert acts16["stage2/lcn"].dtype == jnp.bfloat16
+  assert float(jnp.max(jnp.abs(logits16 - logits32))) <= 2e-2 * float(jnp.max(jnp.abs(logits32)))
+  assert {g.dtype for g in jax.tree.leaves(grads16)} == {jnp.dtype(jnp.float32)}
+  for name in grads32:
+    assert 0 < _relative(grads16[name], grads32[name]) < 2e-2, name
+
+
+def test_bfloat16_gain_gradient_sums_every_pixel_in_float32():
+  """∂/∂g Σ |g·tanh(a)| = Σ_{b,h,w} |tanh(a)| per map: 8·24·24 = 4,608 positive terms.
+
+  A bf16 running sum stops growing once it is 2^8 times its terms; formed in float32 it matches
+  the float64 sum of the same (bf16) pre-activations to within their rounding.
+  """
+  model = convnets.MultiStageConvNet(stage_features=(2,), kernel_sizes=3, rectification="tanh_abs",
+                                     lcn=False, pool_sizes=1, input_shape=(24, 24, 1),
+                                     dtype="bfloat16")
+  params, x = _init(model, batch=8)
+  params["gain1"] = jnp.ones(2)
+
+  def total(p):
+    rect = model.apply({"params": p}, x)[1]["stage1/rect"]
+    return jnp.sum(rect.astype(jnp.float32))
+
+  got = jax.jit(jax.grad(total))(params)["gain1"]
+  conv = np.asarray(_apply(model, params, x)[1]["stage1/conv"].astype(jnp.float32), np.float64)
+  want = np.abs(np.tanh(conv)).sum(axis=(0, 1, 2))
+  assert want.min() > 2**8  # where a bf16 sum of terms below 1 has stalled
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-2)
+
+
+def test_float16_compute_works_the_same_way():
+  model = TINY["cifar_lcn"](dtype=jnp.float16)
+  params, x = _init(model)
+  logits, acts = _apply(model, params, x)
+  assert logits.dtype == jnp.float32 and acts["stage2/lcn"].dtype == jnp.float16
+  reference, _ = _apply(TINY["cifar_lcn"](), params, x)
+  assert float(jnp.max(jnp.abs(logits - reference))) <= 5e-3 * float(jnp.max(jnp.abs(reference)))
+
+
+def test_lenet5_1998_in_bfloat16_sums_rbf_distances_in_float32():
+  """logits = −‖f − c_k‖² of the bf16 features f, about −130 here.
+
+  In bf16 such logits would be whole numbers (the spacing between 128 and 256 is 1), off by up
+  to 0.4%; in float32 they agree with the float64 distances of the returned features to 0.15%
+  (XLA may keep the features' extra bits inside the compiled call: measured 0.05%).
+  """
+  model = convnets.LeNet5_1998(dtype="bfloat16")
+  params, x = _init(model)
+  params["F6"]["bias"] = params["F6"]["bias"] + 0.5  # features away from 0, distances uneven
+  logits, acts = _apply(model, params, x)
+  assert logits.dtype == jnp.float32 and acts["F6"].dtype == jnp.bfloat16
+  f = np.asarray(acts["F6"].astype(jnp.float32), np.float64)
+  expected = -((f[:, None, :] - convnets.rbf_codes(10)[None]) ** 2).sum(-1)
+  assert np.abs(expected).min() > 100
+  np.testing.assert_allclose(np.asarray(logits), expected, rtol=1.5e-3)
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_default_dtype_is_the_float32_program_unchanged(family):
+  """dtype=None and dtype='float32' trace to the same program (so equal outputs, bit for bit).
+
+  With float64 inputs (x64), None casts nothing (float64 logits) while 'float32' casts.
+  """
+  default, explicit = TINY[family](), TINY[family](dtype="float32")
+  assert default.dtype is None
+  params, x = _init(default)
+  trace = lambda model, z: str(jax.make_jaxpr(  # noqa: E731
+      lambda p, z: model.apply({"params": p}, z))(params, z))
+  assert trace(default, x) == trace(explicit, x)
+  with jax.enable_x64(True):
+    shape = lambda model: jax.eval_shape(  # noqa: E731
+        lambda z: model.apply({"params": params}, z), x.astype(np.float64))[0]
+    assert shape(default).dtype == jnp.float64 and shape(explicit).dtype == jnp.float32
+
+
+def test_default_dtype_outputs_equal_the_float32_ones_bitwise():
+  default, explicit = TINY["cifar_lcn"](), TINY["cifar_lcn"](dtype=jnp.float32)
+  params, x = _init(default)
+  for got, want in zip(jax.tree.leaves(_apply(default, params, x)),
+                       jax.tree.leaves(_apply(explicit, params, x))):
+    assert got.dtype == want.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+@pytest.mark.parametrize("bad", ["float64", "int8", "bf16", jnp.int32])
+def test_bad_compute_dtype_is_rejected_at_construction(family, bad):
+  with pytest.raises(ValueError, match=rf"compute dtype {bad!r} is not supported; valid choices: "
+                                       r"None \(float32\), float32, bfloat16, float16"):
+    TINY[family](dtype=bad)

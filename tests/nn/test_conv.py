@@ -141,3 +141,46 @@ def test_bad_shapes_and_padding_are_rejected():
     conv2d(jnp.zeros((5, 5, 2)), jnp.zeros((3, 3, 2, 2)))
   with pytest.raises(ValueError, match="strides must be two positive ints"):
     Conv(2, (3, 3), strides=(0, 1))
+
+
+def test_compute_dtype_accepts_names_and_dtypes_and_rejects_the_rest():
+  assert conv.compute_dtype(None) is None
+  for spelling in ("bfloat16", jnp.bfloat16, jnp.dtype("bfloat16")):
+    assert conv.compute_dtype(spelling) == jnp.bfloat16
+  assert conv.compute_dtype("float16") == jnp.float16
+  assert conv.compute_dtype(jnp.float32) == jnp.float32
+  for bad in ("float64", jnp.int8, "bf17", 3):
+    with pytest.raises(ValueError, match=rf"compute dtype {bad!r} .*None \(float32\), float32, "
+                                         r"bfloat16, float16"):
+      conv.compute_dtype(bad)
+  with pytest.raises(ValueError, match="compute dtype 'float64'"):
+    Conv(4, (3, 3), dtype="float64")
+
+
+@pytest.mark.parametrize("implementation", ["xla", "banded"])
+def test_conv_in_bfloat16_rounds_like_one_bfloat16_product(implementation):
+  """Parameters stay float32; y is the product of the bf16-rounded operands within 2 roundings."""
+  x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 8, 8, 3)), jnp.float32)
+  layer = Conv(4, (3, 3), implementation=implementation, dtype="bfloat16")
+  params = jax.tree.map(lambda p: p + 0.1, layer.init(jax.random.key(0), x))  # a non-zero bias
+  assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+  y = layer.apply(params, x)
+  assert y.dtype == jnp.bfloat16
+  with jax.enable_x64(True):
+    rounded = lambda a: jnp.asarray(a, jnp.bfloat16).astype(jnp.float64)  # noqa: E731
+    x64, k64, b64 = rounded(x), rounded(params["params"]["kernel"]), rounded(params["params"]["bias"])
+    want = _reference(x64, k64, (1, 1), "SAME") + b64
+    magnitude = _reference(jnp.abs(x64), jnp.abs(k64), (1, 1), "SAME") + jnp.abs(b64)
+    error = jnp.abs(y.astype(jnp.float64) - want)
+    # Unit roundoff u = 2^-8: the product rounded to bf16, then the bias added and rounded again.
+    assert float(jnp.max(error / magnitude)) <= 2 * 2.0**-8
+    assert float(jnp.max(error / magnitude)) > 1e-5  # bf16, not a float32 product
+
+  def loss(p, layer):
+    return jnp.sum(jnp.sin(layer.apply(p, x).astype(jnp.float32)))
+
+  grads = jax.grad(loss)(params, layer)
+  reference = jax.grad(loss)(params, Conv(4, (3, 3), implementation=implementation))
+  for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(reference)):
+    assert g.dtype == jnp.float32
+    assert float(jnp.linalg.norm(g - r) / jnp.linalg.norm(r)) < 3e-2

@@ -141,3 +141,43 @@ def test_bad_arguments_are_named():
 def test_separable_window_is_the_2d_gaussian():
   np.testing.assert_allclose(lcn.kernel_2d("gaussian", 9), _window("gaussian", 9), rtol=1e-12)
   assert lcn.kernel_1d("gaussian", 13).sum() == pytest.approx(1.0)
+
+
+BF16_ROUNDOFF = 2.0**-8  # unit roundoff of bfloat16 (8 significant bits)
+
+
+def _bfloat16_image(values):
+  """values as a bfloat16 array, and the same numbers (exactly representable) in float64."""
+  x = jnp.asarray(values, jnp.bfloat16)
+  return x, np.asarray(x.astype(jnp.float32), np.float64)
+
+
+@pytest.mark.parametrize("mode", lcn.MODES)
+def test_bfloat16_maps_get_float32_statistics(mode):
+  """On a bright image (1000 ± 12), m and σ in bfloat16 would be off by half their size.
+
+  With the statistics in float32, the bfloat16 output is the float32 result rounded once: within
+  one unit roundoff of the float64 loop reference, elementwise, plus float32's own error at this
+  offset (about 2e-5 on outputs of order 1). Computing them in bfloat16 misses by about 0.5.
+  """
+  rng = np.random.default_rng(6)
+  x, x64 = _bfloat16_image(1000 + 4 * rng.integers(-3, 4, size=(1, 8, 8, 3)))
+  y = lcn.local_contrast_norm(x, mode=mode, kernel_size=5)
+  assert y.dtype == jnp.bfloat16
+  want = _reference_lcn(x64, mode, "gaussian", 5)
+  assert np.abs(want).max() > 1.0
+  error = np.abs(np.asarray(y.astype(jnp.float32), np.float64) - want)
+  assert np.all(error <= BF16_ROUNDOFF * np.abs(want) + 1e-4)
+
+
+def test_bfloat16_response_norm_is_computed_in_float32():
+  """y = x / (1 + α/n² Σ x²)^β of bf16 maps: one rounding of the exact value (bf16 inside: ~3)."""
+  x, x64 = _bfloat16_image(np.random.default_rng(7).normal(size=(2, 5, 6, 3)) * 30)
+  size, alpha, beta = 3, 1.0, 0.75
+  y = lcn.local_response_norm(x, size=size, alpha=alpha, beta=beta)
+  assert y.dtype == jnp.bfloat16
+  padded = np.pad(x64**2, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  window_sum = sum(padded[:, a:a + 5, b:b + 6] for a in range(3) for b in range(3))
+  want = x64 / (1 + alpha / size**2 * window_sum) ** beta
+  error = np.abs(np.asarray(y.astype(jnp.float32), np.float64) - want)
+  assert np.all(error <= 1.01 * BF16_ROUNDOFF * np.abs(want) + 1e-6)

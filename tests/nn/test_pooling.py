@@ -65,3 +65,29 @@ def test_bad_arguments_are_named():
     pooling.avg_pool(IMAGE, 2, padding="FULL")
   with pytest.raises(ValueError, match=r"\(4, 4\)"):
     pooling.l2_pool(np.zeros((4, 4)), 2)
+
+
+@pytest.mark.parametrize("kind, window, strides, padding", [
+    ("max", 2, None, "VALID"), ("max", 3, 2, "SAME"), ("avg", 2, None, "VALID"),
+    ("avg", 3, 2, "SAME"), ("l2", 2, None, "VALID")])
+def test_bfloat16_maps_stay_bfloat16(kind, window, strides, padding):
+  """Each pool of bf16 maps is bf16 and agrees with the pool of the same numbers in float64.
+
+  Max pooling selects, so it is exact; a bf16 sum of w window cells errs by at most w unit
+  roundoffs (2^-8) of the window's Σ|x|. ('SAME' average pooling divides by a float32 count of
+  the cells inside, which would otherwise promote the maps to float32.)
+  """
+  x = jnp.asarray(np.random.default_rng(8).normal(size=(2, 6, 6, 3)), jnp.bfloat16)
+  y = pooling.pool(x, kind, window, strides, padding)
+  assert y.dtype == jnp.bfloat16
+  with jax.enable_x64(True):
+    x64 = x.astype(jnp.float64)
+    want = np.asarray(pooling.pool(x64, kind, window, strides, padding))
+    magnitude = np.asarray(pooling.pool(jnp.abs(x64), kind, window, strides, padding))
+  error = np.abs(np.asarray(y.astype(jnp.float32), np.float64) - want)
+  cells = 0 if kind == "max" else window**2
+  assert np.all(error <= cells * 2.0**-8 * magnitude)
+  if kind == "max":  # selection only: the gradient is exact and bf16 too
+    g = jax.grad(lambda z: jnp.sum(pooling.max_pool(z, window, strides, padding)
+                                   .astype(jnp.float32) ** 2))(x)
+    assert g.dtype == jnp.bfloat16
