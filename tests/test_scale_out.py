@@ -165,3 +165,22 @@ def test_bad_device_settings_are_config_errors_before_compute(tmp_path, field, v
   with pytest.raises(ConfigError, match=message):
     loop.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
+
+
+def test_bfloat16_compute_trains_with_float32_parameters(tmp_path):
+  config = loop.override_config(lcn_convnet_digits.get_config("smoke"),
+                                {"compute_dtype": "bfloat16", "figures": False})
+  record = loop.train_and_evaluate(config, str(tmp_path / "bf16"))
+  assert 0.0 <= record["test/accuracy"] <= 1.0 and np.isfinite(record["test/loss"])
+  last = max(int(d) for d in os.listdir(tmp_path / "bf16" / "checkpoints") if d.isdigit())
+  assert last == record["step"]
+  saved = ocp.PyTreeCheckpointer().restore(str(tmp_path / "bf16" / "checkpoints" / str(last) / "state"))
+  dtypes = {leaf.dtype for leaf in jax.tree.leaves(saved["params"])}
+  assert dtypes == {np.dtype(np.float32)}
+
+
+def test_bfloat16_compute_is_refused_for_models_without_it(tmp_path):
+  from experiments.configs import rbm_digits  # pylint: disable=g-import-not-at-top
+  config = loop.override_config(rbm_digits.get_config("smoke"), {"compute_dtype": "bfloat16"})
+  with pytest.raises(ConfigError, match=r"compute_dtype='bfloat16': model '\w+' has no compute dtype"):
+    loop.train_and_evaluate(config, str(tmp_path / "w"))
