@@ -229,7 +229,7 @@ def hmc(energy_fn: EnergyFn, *, num_leapfrog: int = 20, initial_step_size: float
     if free is None:
       return None
     shape = position.shape[1:]
-    if free.shape != shape and free.size != math.prod(shape):
+    if free.shape != shape and (free.ndim != 1 or free.size != math.prod(shape)):
       raise ValueError(f"clamp_mask of shape {(~free).shape} does not fit particles of shape {shape}: "
                        f"give {shape} or ({math.prod(shape)},)")
     return jnp.asarray(free.reshape(shape))

@@ -284,6 +284,8 @@ def test_bad_positions_raise():
     sampler.init(np.zeros((2, 3), np.int32))
   with pytest.raises(ValueError, match="clamp_mask of shape"):
     sampler.init(np.zeros((2, 4), np.float32))
+  with pytest.raises(ValueError, match="clamp_mask of shape"):  # 3 coordinates, but not (3,) nor (3, 1)
+    hmc(gaussian_energy, clamp_mask=np.ones((1, 3), bool)).init(np.zeros((2, 3, 1), np.float32))
   with pytest.raises(ValueError, match="one value per particle"):
     hmc(lambda x: jnp.sum(x)).init(np.zeros((2, 3), np.float32))
   assert hmc(gaussian_energy, adapt=False, initial_step_size=5.0).init(np.zeros((2, 3))).step_size == 5.0

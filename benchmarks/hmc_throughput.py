@@ -1,0 +1,694 @@
+r"""HMC throughput for the mcRBM on CPU: deepvision (JAX) against NumPy, in the same run.
+
+The workload is the negative phase of mcRBM training as the original code runs it (Ranzato & Hinton,
+CVPR 2010): one Hybrid Monte Carlo trajectory per update for a batch of 128 particles, D = 105 visible
+units (the demo's PCA dimensions), F = 256 factors, N = 144 covariance units, M = 100 mean units, 20
+leapfrog steps, on the 'original' free energy
+
+  F(x) = ½‖x‖² − b_vᵀx − Σ_k softplus(b_c_k − ½ Σ_f P_fk s_f²) − Σ_j softplus(W_jᵀx + b_m_j),
+  s = Cᵀx/L,  L = sqrt(‖x‖²/D + ½).
+
+Each trajectory (`deepvision.samplers.hmc`): p ~ N(0, I), a half step, 19 full steps and a half step
+of leapfrog, a Metropolis test per particle (rejected particles return to the start), and the
+running-rejection step-size adaptation. Contestants (all float32 unless named):
+
+* numpy: the same trajectory and the same closed-form gradient in NumPy (one product with [C | W],
+  one with [C | W]ᵀ, the energy only where the Metropolis test needs it), with numpy's BLAS on 1 and on
+  2 threads; the faster of the two (median over rounds) is the reference. OpenBLAS's second thread
+  spins when another process holds the other core (10-50× slower): numpy_blas2 is left out of the
+  rounds when its warm-up took more than 3× numpy_blas1's (recorded under `skipped`).
+* jax_plain: the straightforward JAX version: the free energy written out, `jax.grad` for ∂F/∂x, the
+  leapfrog under `lax.scan`, one jitted trajectory per call.
+* deepvision: the library, `hmc(..., energy_and_grad_fn=mcrbm_free_energy_and_grad)` advanced by
+  `run_chain` (all the trajectories of a round under one jit), parameters passed as arguments (as a
+  trainer does, not baked in as constants).
+* deepvision_data_parallel: the same, data-parallel over one CPU device per core (2 here;
+  `jax_num_cpu_devices`): `deepvision.parallel` shards the 128 chains over the devices and
+  `hmc(axis_name=parallel.AXIS)` averages the acceptance rate over them, so the step size is the one
+  of a single device holding the whole batch. XLA:CPU spreads one trajectory's small matrix products
+  (about 10 MFLOP each) poorly over the cores; one device per core keeps both busy.
+* deepvision_autodiff: the library sampler on `jax.vjp` of `MCRBM.free_energy` (what the closed form
+  saves).
+* deepvision_bf16, deepvision_data_parallel_bf16: the gradient's four matrix products in bfloat16 with
+  float32 accumulation (`preferred_element_type`), the energies of the Metropolis test in float32.
+  Leapfrog with any gradient that is a function of x alone stays volume-preserving and reversible, so
+  with exact energies in the test the chain still leaves p(x) exactly invariant; bfloat16 only lowers
+  the acceptance. It pays only where the CPU exposes bfloat16 matrix instructions (see the measured
+  bfloat16 matrix-product rate in the JSON); its sampling quality is checked below.
+* deepvision_batch256: the library with 256 particles per sampler (larger matrix products): what more
+  particles per call buys.
+* with --ablations, variants of the closed form that were tried (not the library's): `ablation_transposed`
+  computes in a (D, B) layout (x transposed in, ∂F/∂x transposed out), `ablation_split2` evaluates the
+  two halves of the batch as independent products inside one device's program.
+
+XLA:CPU flags measured on an idle 2-core slice (none kept, none is set by default):
+`--xla_cpu_multi_thread_eigen=false` (no gain for one device or data-parallel),
+`--xla_cpu_use_thunk_runtime=false` (no longer supported in newer jaxlib; within noise),
+`--xla_cpu_enable_fast_math=true` and the oneDNN / XNNPACK / YNNPACK fusion flags (within noise or
+slower). `--xla-flags` sets flags for this process only, to measure others.
+
+Throughput is particles × leapfrog steps per second. FLOPs are counted analytically from the matrix
+products of one evaluation of F and ∂F/∂x (elementwise work, about 1.5% more, is not counted):
+x·[C|W] 2BD(F+M), (s⊙s)·P 2BFN, σ_c·Pᵀ 2BNF, [r/L | −σ_m]·[C|W]ᵀ 2B(F+M)D, i.e. 38.0 MFLOP at B = 128;
+a trajectory evaluates the gradient L + 1 = 21 times (the start energy is carried from the previous
+trajectory), 798 MFLOP. Achieved GFLOP/s is reported against the machine's matrix-product rate
+measured in the same run (a 2048³ float32 product in jax.numpy and in NumPy, and in bfloat16).
+
+The contestants take turns inside every round (rotating order), so load from other processes hits all
+of them; reported are medians over rounds, the ratio of medians against NumPy and the median of the
+per-round ratios, and the share of the CPU that other processes used while the timings ran.
+
+Sampling quality of the bfloat16 option: chains from the same start run 200 trajectories (adaptive step
+size, starting at 0.1) in float32 with two keys and in bfloat16 with the first; compared are the mean
+acceptance, the adapted step size and the distribution of the free energy (float32) and of ‖x‖² over
+the last 100 trajectories: the bfloat16 chains should differ from the float32 ones no more than two
+float32 chains with different keys differ from each other (or 3 standard errors).
+
+Results go to benchmarks/results/hmc_throughput.json.
+
+Usage (about 1.5 minutes on 2 cores; --quick: about 30 s, fewer rounds and shorter quality chains):
+  python benchmarks/hmc_throughput.py [--quick] [--ablations] [--rounds 7] [--trajectories 10] [--out PATH]
+  python benchmarks/hmc_throughput.py --xla-flags='--xla_cpu_...=...'   # try XLA:CPU flags
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+
+def _set_xla_flags(argv: list[str]) -> str:
+  """Applies --xla-flags to this process only (before jax is imported); returns them."""
+  flags = ""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--xla-flags="):
+      flags = arg.split("=", 1)[1]
+    elif arg == "--xla-flags" and i + 1 < len(argv):
+      flags = argv[i + 1]
+  if flags:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+  return flags
+
+
+if __name__ == "__main__":
+  _set_xla_flags(sys.argv[1:])
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+# deepvision_data_parallel splits the batch over this many CPU devices (one per core, at most 2).
+NUM_DEVICES = min(CORES, 2)
+
+import jax  # noqa: E402
+
+from cpu_load import cpu_busy_seconds  # noqa: E402  (benchmarks/cpu_load.py, the script's own folder)
+
+jax.config.update("jax_platforms", "cpu")  # The comparison is defined on CPU.
+jax.config.update("jax_num_cpu_devices", NUM_DEVICES)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import threadpoolctl  # noqa: E402  (a scikit-learn dependency)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+  sys.path.insert(0, str(ROOT))
+
+from deepvision import parallel  # noqa: E402
+from deepvision.models.gated_mrf import MCRBM, mcrbm_free_energy_and_grad, topographic_mask  # noqa: E402
+from deepvision.samplers.base import run_chain  # noqa: E402
+from deepvision.samplers.hmc import hmc  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+D, F, N, M = 105, 256, 144, 100  # visible, factors, covariance units, mean units
+BATCH = 128
+NUM_LEAPFROG = 20
+QUALITY_START_STEP = 0.1  # the quality chains reach the adapted step size sooner than from 0.01
+TARGET_RATIO = 2.0  # the issue's bar: deepvision ≥ 2× NumPy in float32
+
+
+def flops_per_evaluation(batch: int = BATCH) -> int:
+  """Matrix-product FLOPs of one evaluation of F and ∂F/∂x (see the module docstring)."""
+  return 2 * batch * (2 * D * (F + M) + 2 * F * N)
+
+
+def flops_per_trajectory(batch: int = BATCH) -> int:
+  return (NUM_LEAPFROG + 1) * flops_per_evaluation(batch)
+
+
+def mcrbm_params(seed: int = 0) -> dict[str, np.ndarray]:
+  """float32 parameters shaped like a trained mcRBM's (values matter for the quality check only).
+
+  C: unit-norm factor columns (training keeps them at a common norm); P: the library's topographic
+  pooling (3×3 windows of a 16×16 factor grid for a 12×12 grid of units), columns L1-normalised as
+  the recipe's projection leaves them; W ~ 0.05·N(0, 1); b_c = 2, b_m = −2, b_v = 0 (the recipe's
+  initial biases).
+  """
+  rng = np.random.default_rng(seed)
+  C = rng.normal(size=(D, F))
+  C /= np.linalg.norm(C, axis=0)
+  P = topographic_mask(F, N).astype(np.float64)
+  P /= P.sum(0)
+  params = {"C": C, "P": P, "W": 0.05 * rng.normal(size=(D, M)), "b_c": np.full(N, 2.0),
+            "b_m": np.full(M, -2.0), "b_v": np.zeros(D)}
+  return {name: value.astype(np.float32) for name, value in params.items()}
+
+
+def start_positions(seed: int = 1, batch: int = BATCH) -> np.ndarray:
+  """Chains start at N(0, I) draws (whitened data has unit variance per dimension)."""
+  return np.random.default_rng(seed).normal(size=(batch, D)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- NumPy
+
+
+class NumpyHMC:
+  """The same trajectory, closed form and adaptation in NumPy (float32), with a persistent chain."""
+
+  def __init__(self, params: dict[str, np.ndarray], x0: np.ndarray, seed: int = 0):
+    self.filters = np.ascontiguousarray(np.concatenate([params["C"], params["W"]], axis=1))
+    self.filters_t = np.ascontiguousarray(self.filters.T)
+    self.P, self.P_t = params["P"], np.ascontiguousarray(params["P"].T)
+    self.b_c, self.b_m, self.b_v = params["b_c"], params["b_m"], params["b_v"]
+    self.rng = np.random.default_rng(seed)
+    self.x = x0.copy()
+    self.energy = self.energy_and_grad(self.x)[0]
+    self.step_size, self.rejection_avg = np.float32(0.01), 0.1
+
+  def _forward(self, x):
+    responses = x @ self.filters
+    scale = np.sqrt(np.mean(x * x, axis=1, keepdims=True) + np.float32(0.5))
+    s = responses[:, :F] / scale
+    cov_logits = self.b_c - np.float32(0.5) * ((s * s) @ self.P)
+    mean_logits = responses[:, F:] + self.b_m
+    return s, scale, cov_logits, mean_logits
+
+  def _grad(self, x, s, scale, cov_logits, mean_logits):
+    r = s * ((1 / (1 + np.exp(-cov_logits))) @ self.P_t)
+    back = np.concatenate([r / scale, -1 / (1 + np.exp(-mean_logits))], axis=1) @ self.filters_t
+    radial = np.sum(s * r, axis=1, keepdims=True) / (D * scale * scale)
+    return back - radial * x + x - self.b_v
+
+  def grad(self, x):
+    return self._grad(x, *self._forward(x))
+
+  def energy_and_grad(self, x):
+    s, scale, cov_logits, mean_logits = self._forward(x)
+    softplus = lambda a: np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))
+    energy = (np.float32(0.5) * np.sum(x * x, axis=1) - x @ self.b_v
+              - softplus(cov_logits).sum(1) - softplus(mean_logits).sum(1))
+    return energy, self._grad(x, s, scale, cov_logits, mean_logits)
+
+  def trajectory(self) -> float:
+    eps, x0 = self.step_size, self.x
+    p0 = self.rng.standard_normal(x0.shape, dtype=np.float32)
+    p = p0 - (eps / 2) * self.grad(x0)
+    x = x0 + eps * p
+    for _ in range(NUM_LEAPFROG - 1):
+      p -= eps * self.grad(x)
+      x += eps * p
+    energy, grad = self.energy_and_grad(x)
+    p -= (eps / 2) * grad
+    change = (energy + 0.5 * np.sum(p * p, 1)) - (self.energy + 0.5 * np.sum(p0 * p0, 1))
+    accepted = np.log(self.rng.random(len(x), dtype=np.float32)) < -change
+    self.x = np.where(accepted[:, None], x, x0)
+    self.energy = np.where(accepted, energy, self.energy)
+    self.rejection_avg = 0.9 * self.rejection_avg + 0.1 * (1 - accepted.mean())
+    self.step_size = np.float32(min(1.01 * eps, 0.25) if self.rejection_avg < 0.1 else max(0.99 * eps, 0.001))
+    return float(accepted.mean())
+
+
+# ----------------------------------------------------------------------------- JAX
+
+
+def plain_free_energy(params, x):
+  """F(x) written out as in the reference (for jax_plain)."""
+  scale = jnp.sqrt(jnp.sum(x * x, axis=1, keepdims=True) / D + 0.5)
+  s = (x / scale) @ params["C"]
+  cov = jax.nn.softplus(params["b_c"] - 0.5 * (s * s) @ params["P"])
+  mean = jax.nn.softplus(x @ params["W"] + params["b_m"])
+  return 0.5 * jnp.sum(x * x, 1) - x @ params["b_v"] - cov.sum(1) - mean.sum(1)
+
+
+@jax.jit
+def plain_trajectory(params, key, x0, energy0, eps):
+  """The straightforward version: jax.grad, lax.scan over the leapfrog, fixed ε (no adaptation)."""
+  momentum_key, accept_key = jax.random.split(key)
+  grad_fn = jax.grad(lambda x: jnp.sum(plain_free_energy(params, x)))
+  p0 = jax.random.normal(momentum_key, x0.shape)
+  p = p0 - eps / 2 * grad_fn(x0)
+  x = x0 + eps * p
+
+  def leapfrog(carry, _):
+    x, p = carry
+    p = p - eps * grad_fn(x)
+    return (x + eps * p, p), None
+
+  (x, p), _ = jax.lax.scan(leapfrog, (x, p), None, length=NUM_LEAPFROG - 1)
+  energy, grad = plain_free_energy(params, x), grad_fn(x)
+  p = p - eps / 2 * grad
+  change = (energy + 0.5 * jnp.sum(p * p, 1)) - (energy0 + 0.5 * jnp.sum(p0 * p0, 1))
+  accepted = jnp.log(jax.random.uniform(accept_key, energy.shape)) < -change
+  return jnp.where(accepted[:, None], x, x0), jnp.where(accepted, energy, energy0), jnp.mean(accepted)
+
+
+def bf16_free_energy_and_grad(params, x):
+  """float32 F (the library's) and ∂F/∂x with its matrix products in bfloat16 (float32 accumulation)."""
+  def dot(a, b):
+    return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
+
+  energy = mcrbm_free_energy_and_grad(params, x)[0]  # dead code inside the leapfrog loop
+  filters = jnp.concatenate([params["C"], params["W"]], axis=1)
+  responses = dot(x, filters)
+  scale = jnp.sqrt(jnp.mean(x * x, axis=1, keepdims=True) + 0.5)
+  s = responses[:, :F] / scale
+  cov_probs = jax.nn.sigmoid(params["b_c"] - 0.5 * dot(s * s, params["P"]))
+  mean_probs = jax.nn.sigmoid(responses[:, F:] + params["b_m"])
+  r = s * dot(cov_probs, params["P"].T)
+  back = dot(jnp.concatenate([r / scale, -mean_probs], axis=1), filters.T)
+  radial = jnp.sum(s * r, axis=1, keepdims=True) / (D * scale * scale)
+  return energy, back - radial * x + x - params["b_v"]
+
+
+def transposed_free_energy_and_grad(params, x):
+  """Ablation: the library's closed form computed in a (D, B) layout (x and ∂F/∂x transposed)."""
+  xt = x.T
+  filters = jnp.concatenate([params["C"], params["W"]], axis=1)
+  sq_norm = jnp.sum(xt * xt, axis=0, keepdims=True)
+  inv_scale = jax.lax.rsqrt(sq_norm / D + 0.5)
+  responses = filters.T @ xt
+  s = responses[:F] * inv_scale
+  cov_logits = params["b_c"][:, None] - 0.5 * params["P"].T @ (s * s)
+  mean_logits = responses[F:] + params["b_m"][:, None]
+  r = s * (params["P"] @ jax.nn.sigmoid(cov_logits))
+  back = filters @ jnp.concatenate([r * inv_scale, -jax.nn.sigmoid(mean_logits)], axis=0)
+  radial = jnp.sum(s * r, axis=0, keepdims=True) * (inv_scale * inv_scale) / D
+  energy = (0.5 * sq_norm[0] - params["b_v"] @ xt - jnp.sum(jax.nn.softplus(cov_logits), axis=0)
+            - jnp.sum(jax.nn.softplus(mean_logits), axis=0))
+  return energy, (back - radial * xt + xt - params["b_v"][:, None]).T
+
+
+def split_free_energy_and_grad(params, x, parts: int = 2):
+  """Ablation: the library's closed form on `parts` slices of the batch, as independent products."""
+  outs = [mcrbm_free_energy_and_grad(params, part) for part in jnp.split(x, parts)]
+  return jnp.concatenate([e for e, _ in outs]), jnp.concatenate([g for _, g in outs])
+
+
+def library_sampler(params, gradient: str = "closed_form", axis_name: str | None = None):
+  """The library's HMC with the original code's settings, on the mcRBM with `params`.
+
+  gradient: 'closed_form' (`mcrbm_free_energy_and_grad`), 'autodiff' (`jax.vjp` of
+  `MCRBM.free_energy`), 'bf16' (`bf16_free_energy_and_grad`), or the ablations 'transposed' and
+  'split2'.
+  """
+  if gradient == "autodiff":
+    model = MCRBM(n_visible=D, n_factors=F, n_cov=N, n_mean=M, pooling_init="topographic")
+    energy_fn = lambda x: model.apply({"params": params}, x, method="free_energy")
+    return hmc(energy_fn, num_leapfrog=NUM_LEAPFROG, axis_name=axis_name)
+  energy_fn = lambda x: mcrbm_free_energy_and_grad(params, x)[0]
+  energy_and_grad_fn = functools.partial({"closed_form": mcrbm_free_energy_and_grad,
+                                          "bf16": bf16_free_energy_and_grad,
+                                          "transposed": transposed_free_energy_and_grad,
+                                          "split2": split_free_energy_and_grad}[gradient], params)
+  return hmc(energy_fn, num_leapfrog=NUM_LEAPFROG, energy_and_grad_fn=energy_and_grad_fn,
+             axis_name=axis_name)
+
+
+class LibraryHMC:
+  """deepvision's sampler, `num_trajectories` trajectories per compiled call (one `run_chain`)."""
+
+  def __init__(self, params, x0, num_trajectories: int, gradient: str = "closed_form"):
+    self.params = jax.tree.map(jnp.asarray, params)
+    self.n = num_trajectories
+
+    def advance(params, key, state, start_step):
+      sampler = library_sampler(params, gradient)
+      state, infos, _ = run_chain(key, sampler.step, state, self.n, start_step=start_step)
+      return state, jnp.mean(infos.acceptance_rate)
+
+    self.state = jax.jit(lambda params, x: library_sampler(params, gradient).init(x))(self.params, x0)
+    self.key, self.steps = jax.random.key(0), 0
+    begin = time.perf_counter()
+    self.advance = jax.jit(advance, donate_argnums=2).lower(self.params, self.key, self.state, 0).compile()
+    self.compile_seconds = time.perf_counter() - begin
+
+  def __call__(self) -> float:
+    self.state, acceptance = self.advance(self.params, self.key, self.state, self.steps)
+    self.steps += self.n
+    return float(acceptance)  # blocks until done
+
+
+class DataParallelHMC:
+  """The library's sampler data-parallel over `num_devices` CPU devices (`deepvision.parallel`).
+
+  Each device holds B / num_devices chains and runs their trajectories on its own thread; the
+  acceptance rate is averaged over the devices (`hmc(axis_name=...)`), so the step size is the one of a
+  single device holding the whole batch.
+  """
+
+  def __init__(self, params, x0, num_trajectories: int, num_devices: int, gradient: str = "closed_form"):
+    self.n, self.num_devices = num_trajectories, num_devices
+    self.params = parallel.replicate(jax.tree.map(jnp.asarray, params), num_devices)
+
+    def init(params, x):
+      return library_sampler(params, gradient, parallel.AXIS).init(x)
+
+    def advance(state, params, key_data, start_step):
+      sampler = library_sampler(params, gradient, parallel.AXIS)
+      key = jax.random.wrap_key_data(key_data)
+      state, infos, _ = run_chain(key, sampler.step, state, self.n, start_step=start_step)
+      return state, jnp.mean(infos.acceptance_rate)
+
+    self.state = parallel.pmap_train_step(init, num_devices, donate_state=False)(
+        self.params, parallel.shard_batch(x0, num_devices))
+    self.advance = parallel.pmap_train_step(advance, num_devices)
+    self.key = parallel.replicate(jax.random.key_data(jax.random.key(0)), num_devices)
+    self.steps = 0
+    begin = time.perf_counter()
+    self()
+    self.first_call_seconds = time.perf_counter() - begin  # compilation and one round
+
+  def __call__(self) -> float:
+    steps = parallel.replicate(jnp.int32(self.steps), self.num_devices)
+    self.state, acceptance = self.advance(self.state, self.params, self.key, steps)
+    self.steps += self.n
+    return float(acceptance[0])
+
+
+class PlainJaxHMC:
+  """jax_plain: one jitted trajectory per call, called `num_trajectories` times from Python."""
+
+  def __init__(self, params, x0, num_trajectories: int):
+    self.params = jax.tree.map(jnp.asarray, params)
+    self.n, self.x = num_trajectories, jnp.asarray(x0)
+    self.energy = plain_free_energy(self.params, self.x)
+    self.key, self.steps, self.eps = jax.random.key(0), 0, jnp.float32(0.01)
+    begin = time.perf_counter()
+    plain_trajectory.lower(self.params, self.key, self.x, self.energy, self.eps).compile()
+    self.compile_seconds = time.perf_counter() - begin
+
+  def __call__(self) -> float:
+    for _ in range(self.n):
+      key = jax.random.fold_in(self.key, self.steps)
+      self.x, self.energy, acceptance = plain_trajectory(self.params, key, self.x, self.energy, self.eps)
+      self.steps += 1
+    return float(acceptance)
+
+
+class NumpyRunner:
+  """numpy: `num_trajectories` trajectories of `NumpyHMC` per call, numpy's BLAS on `threads` threads."""
+
+  def __init__(self, params, x0, num_trajectories: int, threads: int):
+    self.hmc, self.n, self.threads = NumpyHMC(params, x0), num_trajectories, threads
+
+  def __call__(self) -> float:
+    with threadpoolctl.threadpool_limits(limits=self.threads, user_api="blas"):
+      return statistics.mean(self.hmc.trajectory() for _ in range(self.n))
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def matmul_rates(size: int = 2048, repeats: int = 5) -> dict:
+  """GFLOP/s of a size³ matrix product: jax.numpy float32 and bfloat16 (float32 out), NumPy float32."""
+  rng = np.random.default_rng(0)
+  a, b = (rng.normal(size=(size, size)).astype(np.float32) for _ in range(2))
+  ja, jb = jnp.asarray(a), jnp.asarray(b)
+  f32 = jax.jit(lambda a, b: a @ b)
+  bf16 = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
+  jab, jbb = ja.astype(jnp.bfloat16), jb.astype(jnp.bfloat16)
+  runs = {"jax_float32": lambda: f32(ja, jb).block_until_ready(),
+          "jax_bfloat16": lambda: bf16(jab, jbb).block_until_ready(),
+          "numpy_float32": lambda: a @ b}
+  seconds = {name: [] for name in runs}
+  for run in runs.values():
+    run()
+  for _ in range(repeats):
+    for name, run in runs.items():
+      begin = time.perf_counter()
+      run()
+      seconds[name].append(time.perf_counter() - begin)
+  flops = 2 * size ** 3
+  return {name: {"gflops_median": flops / statistics.median(s) / 1e9, "gflops_best": flops / min(s) / 1e9}
+          for name, s in seconds.items()} | {"size": size}
+
+
+def closed_forms_agree(params, x0) -> dict:
+  """Every contestant's F and ∂F/∂x against autodiff of the plain F (float32): the same math.
+
+  Raises:
+    SystemExit: when one disagrees (float32: 1e-4 of max |∂F/∂x|; bfloat16 products: 3e-2).
+  """
+  jparams = jax.tree.map(jnp.asarray, params)
+  reference = np.asarray(jax.grad(lambda x: jnp.sum(plain_free_energy(jparams, x)))(x0))
+  energy = np.asarray(plain_free_energy(jparams, x0))
+  forms = {"numpy": NumpyHMC(params, x0).energy_and_grad(x0)}
+  for name, fn in (("library", mcrbm_free_energy_and_grad), ("bf16", bf16_free_energy_and_grad),
+                   ("transposed", transposed_free_energy_and_grad), ("split2", split_free_energy_and_grad)):
+    forms[name] = jax.jit(fn)(jparams, x0)
+  scale = np.abs(reference).max()
+  out = {"note": "gradient errors relative to max |∂F/∂x|, energy errors absolute (|F| ≈ 250); float32"}
+  for name, (e, g) in forms.items():
+    out[name] = {"grad_max_rel_err": float(np.abs(np.asarray(g) - reference).max() / scale),
+                 "energy_max_abs_err": float(np.abs(np.asarray(e) - energy).max())}
+    grad_tolerance = 3e-2 if name == "bf16" else 1e-4
+    if out[name]["grad_max_rel_err"] > grad_tolerance or out[name]["energy_max_abs_err"] > 1e-2:
+      raise SystemExit(f"{name}'s free energy or gradient disagrees with autodiff: {out[name]}")
+  return out
+
+
+def speed(params, x0, rounds: int, num_trajectories: int, contestants: list[str]) -> dict:
+  """Interleaved timing of every contestant; throughput, GFLOP/s and ratios against NumPy."""
+  makers = {
+      "numpy_blas1": lambda: NumpyRunner(params, x0, num_trajectories, threads=1),
+      "numpy_blas2": lambda: NumpyRunner(params, x0, num_trajectories, threads=2),
+      "jax_plain": lambda: PlainJaxHMC(params, x0, num_trajectories),
+      "deepvision": lambda: LibraryHMC(params, x0, num_trajectories),
+      "deepvision_autodiff": lambda: LibraryHMC(params, x0, num_trajectories, gradient="autodiff"),
+      "deepvision_bf16": lambda: LibraryHMC(params, x0, num_trajectories, gradient="bf16"),
+      "deepvision_data_parallel": lambda: DataParallelHMC(params, x0, num_trajectories, NUM_DEVICES),
+      "deepvision_data_parallel_bf16": lambda: DataParallelHMC(params, x0, num_trajectories, NUM_DEVICES,
+                                                               gradient="bf16"),
+      "deepvision_batch256": lambda: LibraryHMC(params, np.concatenate([x0, start_positions(2)]),
+                                                num_trajectories),
+      "ablation_transposed": lambda: LibraryHMC(params, x0, num_trajectories, gradient="transposed"),
+      "ablation_split2": lambda: LibraryHMC(params, x0, num_trajectories, gradient="split2"),
+  }
+  runners = {name: makers[name]() for name in contestants}
+  warm_up = {}
+  for name, run in runners.items():  # first-call costs outside compilation
+    begin = time.perf_counter()
+    run()
+    warm_up[name] = time.perf_counter() - begin
+  skipped = {}
+  both_numpy = {"numpy_blas1", "numpy_blas2"} <= set(contestants)
+  if both_numpy and warm_up["numpy_blas2"] > 3 * warm_up["numpy_blas1"]:
+    # OpenBLAS's second thread spins while another process holds the other core: 10-50× slower.
+    skipped["numpy_blas2"] = (f"warm-up {warm_up['numpy_blas2']:.2f} s > 3 × numpy_blas1's "
+                              f"{warm_up['numpy_blas1']:.2f} s: a core was busy; not timed")
+    contestants = [name for name in contestants if name != "numpy_blas2"]
+  seconds = {name: [] for name in contestants}
+  acceptance = {name: [] for name in contestants}
+  for r in range(rounds):
+    for name in contestants[r % len(contestants):] + contestants[:r % len(contestants)]:
+      begin = time.perf_counter()
+      acceptance[name].append(runners[name]())
+      seconds[name].append(time.perf_counter() - begin)
+  results = {}
+  for name in contestants:
+    particles = 2 * BATCH if name == "deepvision_batch256" else BATCH
+    per_trajectory = statistics.median(seconds[name]) / num_trajectories
+    flops = flops_per_trajectory(particles)
+    results[name] = {
+        "ms_per_trajectory": 1e3 * per_trajectory,
+        "particle_leapfrog_steps_per_s": particles * NUM_LEAPFROG / per_trajectory,
+        "gflops": flops / per_trajectory / 1e9,
+        "particles": particles,
+        "round_seconds": [round(s, 4) for s in seconds[name]],
+        "mean_acceptance": statistics.mean(acceptance[name]),
+        "compile_seconds": getattr(runners[name], "compile_seconds", None),
+        "first_call_seconds_with_compile": getattr(runners[name], "first_call_seconds", None)}
+  numpy_names = [n for n in contestants if n.startswith("numpy")]
+  reference = min(numpy_names, key=lambda n: results[n]["ms_per_trajectory"])
+  ratios = {}
+  for name in contestants:
+    if name.startswith("numpy"):
+      continue
+    per_round = [(results[name]["particles"] / a) / (BATCH / b)
+                 for a, b in zip(seconds[name], seconds[reference])]
+    ratios[f"{name}/numpy"] = {
+        "ratio_of_medians": results[name]["particle_leapfrog_steps_per_s"]
+                            / results[reference]["particle_leapfrog_steps_per_s"],
+        "median_of_round_ratios": statistics.median(per_round)}
+  return {"results": results, "numpy_reference": reference, "ratios": ratios, "rounds": rounds,
+          "trajectories_per_round": num_trajectories, "skipped": skipped,
+          "warm_up_seconds": {name: round(t, 4) for name, t in warm_up.items()}}
+
+
+def sampling_quality(params, x0, num_trajectories: int) -> dict:
+  """float32 chains (two keys) and bfloat16 chains (the first key) from the same start."""
+  jparams = jax.tree.map(jnp.asarray, params)
+
+  @functools.partial(jax.jit, static_argnames="gradient")
+  def chains(params, key, x, gradient):
+    sampler = library_sampler(params, gradient)
+    state, infos, traces = run_chain(
+        key, sampler.step, sampler.init(x, step_size=QUALITY_START_STEP), num_trajectories,
+        trace=lambda s: (mcrbm_free_energy_and_grad(params, s.position)[0], jnp.sum(s.position ** 2, 1)))
+    return infos.acceptance_rate, infos.step_size, traces
+
+  out = {}
+  for name, gradient, seed in (("float32", "closed_form", 0), ("float32_other_key", "closed_form", 1),
+                               ("bfloat16", "bf16", 0)):
+    acceptance, step_size, (energy, sq_norm) = chains(jparams, jax.random.key(seed), x0, gradient=gradient)
+    half = num_trajectories // 2
+    energy, sq_norm = np.asarray(energy[half:]), np.asarray(sq_norm[half:])
+    out[name] = {"mean_acceptance": float(np.mean(acceptance[half:])),
+                 "final_step_size": float(step_size[-1]),
+                 "free_energy_mean": float(energy.mean()), "free_energy_std": float(energy.std()),
+                 "free_energy_quartiles": [float(q) for q in np.percentile(energy, [25, 50, 75])],
+                 "sq_norm_mean": float(sq_norm.mean()),
+                 # the chains' time averages per particle, for a standard error across particles
+                 "free_energy_se": float(energy.mean(0).std() / np.sqrt(energy.shape[1]))}
+  ref, other, bf = out["float32"], out["float32_other_key"], out["bfloat16"]
+  noise = abs(other["free_energy_mean"] - ref["free_energy_mean"])
+  se = np.hypot(ref["free_energy_se"], bf["free_energy_se"])
+  out["summary"] = {
+      "free_energy_mean_diff_bf16_vs_f32": bf["free_energy_mean"] - ref["free_energy_mean"],
+      "free_energy_mean_diff_f32_vs_f32_other_key": other["free_energy_mean"] - ref["free_energy_mean"],
+      "standard_error_of_diff": float(se),
+      "acceptance_bf16_minus_f32": bf["mean_acceptance"] - ref["mean_acceptance"],
+      "holds": bool(abs(bf["free_energy_mean"] - ref["free_energy_mean"]) <= max(3 * se, 2 * noise)),
+      "criterion": "|mean F(bf16) − mean F(f32)| ≤ max(3 standard errors, 2 × the f32 key-to-key difference)",
+      "trajectories": num_trajectories, "kept": num_trajectories - num_trajectories // 2}
+  return out
+
+
+def versions() -> dict:
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  return {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+          "numpy": np.__version__,
+          "blas": [{k: info.get(k) for k in ("internal_api", "version", "architecture")}
+                   for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]}
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help="a short run (smoke test)")
+  parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 7; --quick 3)")
+  parser.add_argument("--trajectories", type=int, default=10, help="trajectories per contestant per round")
+  parser.add_argument("--contestants", default=None, help="comma-separated subset (default: all)")
+  parser.add_argument("--xla-flags", default="", help="XLA flags for this process (set before jax starts)")
+  parser.add_argument("--skip-quality", action="store_true", help="skip the bfloat16 sampling check")
+  parser.add_argument("--ablations", action="store_true", help="add the closed-form variants that were tried")
+  parser.add_argument("--out", type=pathlib.Path, default=None, help="JSON output path")
+  args = parser.parse_args(argv)
+  rounds = args.rounds if args.rounds is not None else (3 if args.quick else 7)
+  if rounds < 1 or args.trajectories < 1:
+    raise SystemExit(f"--rounds and --trajectories must be >= 1, got {rounds} and {args.trajectories}")
+  all_contestants = ["numpy_blas1", "numpy_blas2", "jax_plain", "deepvision", "deepvision_autodiff",
+                     "deepvision_bf16", "deepvision_data_parallel", "deepvision_data_parallel_bf16",
+                     "deepvision_batch256"]
+  if NUM_DEVICES < 2:
+    all_contestants = [n for n in all_contestants if "data_parallel" not in n]
+  ablations = ["ablation_transposed", "ablation_split2"]
+  contestants = (args.contestants.split(",") if args.contestants
+                 else all_contestants + (ablations if args.ablations else []))
+  all_contestants += ablations
+  unknown = sorted(set(contestants) - set(all_contestants))
+  if unknown or not any(n.startswith("numpy") for n in contestants):
+    raise SystemExit(f"--contestants must name at least one numpy_* among {all_contestants}; "
+                     f"unknown: {unknown}")
+  out = args.out or RESULTS / ("hmc_throughput_quick.json" if args.quick else "hmc_throughput.json")
+  cores = CORES
+  command = "python benchmarks/hmc_throughput.py" + (
+      " " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
+
+  params, x0 = mcrbm_params(), start_positions()
+  start = time.perf_counter()
+  load_start = os.getloadavg()
+  report = {"benchmark": "mcRBM HMC throughput (B=128, D=105, F=256, N=144, M=100, L=20): "
+                         "deepvision vs NumPy, CPU",
+            "flops": {"per_evaluation": flops_per_evaluation(), "per_trajectory": flops_per_trajectory(),
+                      "counted": "matrix products only: x·[C|W], (s⊙s)·P, σ_c·Pᵀ, [r/L|−σ_m]·[C|W]ᵀ; "
+                                 "21 gradient evaluations per trajectory"}}
+  print("0. closed forms agree ...", flush=True)
+  report["closed_forms"] = closed_forms_agree(params, x0)
+  print("1. matrix-product rate ...", flush=True)
+  busy_start, own_start, timed_start = cpu_busy_seconds(), time.process_time(), time.perf_counter()
+  report["matmul"] = matmul_rates(1024 if args.quick else 2048)
+  print("2. HMC throughput ...", flush=True)
+  report["speed"] = speed(params, x0, rounds, args.trajectories, contestants)
+  busy_end, own_end, timed_end = cpu_busy_seconds(), time.process_time(), time.perf_counter()
+  others = (None if busy_start is None else
+            max(0.0, (busy_end - busy_start - (own_end - own_start)) / ((timed_end - timed_start) * cores)))
+  matmul = report["matmul"]["jax_float32"]["gflops_median"]
+  for result in report["speed"]["results"].values():
+    result["percent_of_jax_float32_matmul"] = 100 * result["gflops"] / matmul
+    result["percent_of_numpy_float32_matmul"] = 100 * result["gflops"] / report["matmul"]["numpy_float32"][
+        "gflops_median"]
+  if not args.skip_quality:
+    print("3. bfloat16 sampling quality ...", flush=True)
+    report["bf16_quality"] = sampling_quality(params, x0, 60 if args.quick else 200)
+  elapsed = time.perf_counter() - start
+  float32_ratios = {name: report["speed"]["ratios"][f"{name}/numpy"]["ratio_of_medians"]
+                    for name in ("deepvision", "deepvision_data_parallel")
+                    if f"{name}/numpy" in report["speed"]["ratios"]}
+  report.update({
+      "target": {"deepvision_float32_over_numpy_at_least": TARGET_RATIO, "float32_ratios": float32_ratios,
+                 "met": None if not float32_ratios else max(float32_ratios.values()) >= TARGET_RATIO},
+      "versions": versions(),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "threads": {"cores_available": cores,
+                  "jax": f"XLA:CPU, {NUM_DEVICES} CPU device(s) (the data-parallel contestants use all, the "
+                         f"others device 0), intra-op pool over {cores} cores",
+                  "numpy": "BLAS threads as named (numpy_blas1, numpy_blas2)"},
+      "machine": {"platform": platform.platform(), "processor": platform.processor(), "cores": cores,
+                  "other_processes_cpu_share_during_timings": None if others is None else round(others, 3),
+                  "load_average_1min_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)]},
+      "measured_seconds": round(elapsed, 1),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "command": command,
+  })
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=2) + "\n")
+
+  m = report["matmul"]
+  print(f"matrix product {m['size']}³: jax float32 {m['jax_float32']['gflops_median']:.0f}, "
+        f"numpy float32 {m['numpy_float32']['gflops_median']:.0f}, "
+        f"jax bfloat16 {m['jax_bfloat16']['gflops_median']:.0f} GFLOP/s")
+  s = report["speed"]
+  print(f"HMC, {BATCH} particles × {NUM_LEAPFROG} leapfrog steps (reference: {s['numpy_reference']}):")
+  for name, r in s["results"].items():
+    ratio_text = ""
+    if f"{name}/numpy" in s["ratios"]:
+      q = s["ratios"][f"{name}/numpy"]
+      ratio_text = f" {q['ratio_of_medians']:.2f}× numpy (rounds: {q['median_of_round_ratios']:.2f}×)"
+    print(f"  {name:29s} {r['ms_per_trajectory']:6.2f} ms/trajectory "
+          f"{r['particle_leapfrog_steps_per_s']:8.0f} particle-steps/s {r['gflops']:4.0f} GFLOP/s "
+          f"({r['percent_of_jax_float32_matmul']:3.0f}% of matmul)"
+          f"{ratio_text}")
+  for name, why in s["skipped"].items():
+    print(f"  {name:29s} skipped: {why}")
+  if "bf16_quality" in report:
+    q = report["bf16_quality"]
+    for name in ("float32", "float32_other_key", "bfloat16"):
+      print(f"  {name:18s} acceptance {q[name]['mean_acceptance']:.3f}  "
+            f"step {q[name]['final_step_size']:.4f}  "
+            f"F {q[name]['free_energy_mean']:8.3f} ± {q[name]['free_energy_se']:.3f}  "
+            f"‖x‖² {q[name]['sq_norm_mean']:.2f}")
+    print(f"  bfloat16 quality holds: {q['summary']['holds']}")
+  if others is not None and others > 0.1:
+    print(f"warning: other processes used {100 * others:.0f}% of the {cores} cores during the timings; "
+          "rerun on an idle machine for representative ratios.")
+  print(f"{elapsed:.0f} s; wrote {out}")
+  return report
+
+
+if __name__ == "__main__":
+  main()
