@@ -4,7 +4,12 @@ The talk's recipe (Ranzato 2013, "Tricks of the trade", and Bottou 2012 / Sutske
   * SGD with momentum, v ← μ v − η ∇L, θ ← θ + v (Nesterov optional);
   * the learning rate decays by a large factor (≈100× or more) by the end of training;
   * momentum may ramp up from a small value (0.5) to its final value (0.9–0.99);
-  * weight decay: L2, ∂(λ/2‖W‖²) = λW, and L1, ∂(λ‖W‖₁) = λ sign(W), on weights (not biases).
+  * weight decay: L2, ∂(λ/2‖W‖²) = λW, and L1, ∂(λ‖W‖₁) = λ sign(W), on weights (not biases); the L1
+    term may start only after a number of epochs (`l1_start_epoch`, the gated-MRF recipe);
+  * per-parameter learning rates: ε_p = m_p·ε for named parameters (`lr_multipliers`; the gated MRFs of
+    Ranzato & Hinton 2010 train C at 2ε, P, b_c and b_v at 0.02ε, W at 0.2ε and b_m at 0.1ε);
+  * annealing variants of the gated-MRF code (Ranzato et al., PAMI 2013): ε/max(1, epoch/T),
+    ε·min(1, T/(t+1)) and ε·epoch^(−p).
 
 Everything is an optax `GradientTransformation`; the momentum schedule goes through
 `optax.inject_hyperparams(optax.sgd)` because `optax.sgd`'s momentum is a number.
@@ -12,8 +17,9 @@ Everything is an optax `GradientTransformation`; the momentum schedule goes thro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,11 +70,57 @@ def step(base: float, steps: int, decay_factor: float = 100.0,
       base, {max(1, int(round(b * steps))): per_boundary for b in boundaries})
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) -> Schedule:
+def _steps_per_epoch(what: str, steps_per_epoch: int | None) -> int:
+  if steps_per_epoch is None or isinstance(steps_per_epoch, bool) or int(steps_per_epoch) < 1:
+    raise ValueError(f"{what} counts epochs and needs the trainer's steps_per_epoch (an int >= 1), got "
+                     f"{steps_per_epoch!r}; this trainer gives none: use another schedule or l1_start_epoch=0")
+  return int(steps_per_epoch)
+
+
+def _positive(name: str, value: Any) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    raise ValueError(f"optimizer.{name} must be a number > 0, got {value!r}")
+  return float(value)
+
+
+@SCHEDULES.register("inverse_epoch")
+def inverse_epoch(base: float, steps: int, anneal_epochs: float = 20.0, steps_per_epoch: int | None = None,
+                  **_) -> Schedule:
+  """η(t) = η₀ / max(1, e/T), e = ⌊t/S⌋ the (0-based) epoch of update t, S steps per epoch, T =
+  `anneal_epochs` (20 in the gated-MRF code): constant for T epochs, then ∝ 1/epoch."""
+  del steps
+  per_epoch = _steps_per_epoch("the 'inverse_epoch' schedule", steps_per_epoch)
+  horizon = _positive("anneal_epochs", anneal_epochs)
+  return lambda t: base / jnp.maximum(1.0, (jnp.asarray(t) // per_epoch) / horizon)
+
+
+@SCHEDULES.register("inverse_step")
+def inverse_step(base: float, steps: int, anneal_steps: float = 2000.0, **_) -> Schedule:
+  """η(t) = η₀ · min(1, T/(t+1)), T = `anneal_steps` (2000): constant for T updates, then ∝ 1/t."""
+  del steps
+  horizon = _positive("anneal_steps", anneal_steps)
+  return lambda t: base * jnp.minimum(1.0, horizon / (jnp.asarray(t) + 1.0))
+
+
+@SCHEDULES.register("epoch_power")
+def epoch_power(base: float, steps: int, anneal_power: float = 0.25, steps_per_epoch: int | None = None,
+                **_) -> Schedule:
+  """η(t) = η₀ · (e + 1)^(−p), e = ⌊t/S⌋ the 0-based epoch (so the first epoch runs at η₀), p =
+  `anneal_power` (0.25)."""
+  del steps
+  per_epoch = _steps_per_epoch("the 'epoch_power' schedule", steps_per_epoch)
+  power = _positive("anneal_power", anneal_power)
+  return lambda t: base * (jnp.asarray(t) // per_epoch + 1.0) ** (-power)
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int,
+                           steps_per_epoch: int | None = None) -> Schedule:
   """The learning-rate schedule described by `config` (fields of `config.optimizer`).
 
   Fields: `learning_rate`, `schedule` (a name in `SCHEDULES`), `decay_factor` (≈100), `warmup_steps`
-  (linear warm-up from 0), `boundaries` (fractions, `step` only).
+  (linear warm-up from 0), `boundaries` (fractions, `step` only), `anneal_epochs` (`inverse_epoch`),
+  `anneal_steps` (`inverse_step`), `anneal_power` (`epoch_power`). The epoch-based schedules need
+  `steps_per_epoch`.
   """
   opt = config.optimizer
   make = SCHEDULES.get(opt.schedule)
@@ -76,7 +128,9 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
   if warmup < 0 or warmup >= max(total_steps, 1):
     raise ValueError(f"optimizer.warmup_steps must be in [0, {total_steps}), got {warmup}")
   main = make(opt.learning_rate, total_steps - warmup, decay_factor=opt.get("decay_factor", 100.0),
-              boundaries=tuple(opt.get("boundaries", (0.5, 0.75))))
+              boundaries=tuple(opt.get("boundaries", (0.5, 0.75))),
+              anneal_epochs=opt.get("anneal_epochs", 20.0), anneal_steps=opt.get("anneal_steps", 2000.0),
+              anneal_power=opt.get("anneal_power", 0.25), steps_per_epoch=steps_per_epoch)
   if warmup == 0:
     return main
   ramp = optax.linear_schedule(0.0, opt.learning_rate, warmup)
@@ -100,27 +154,116 @@ def weights_mask(params: Any) -> Any:
   return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def add_l1_decay(strength: float, mask: Any = weights_mask) -> optax.GradientTransformation:
-  """Adds λ·sign(θ) to the gradient: the subgradient of λ‖θ‖₁ (L1 weight decay / sparsity)."""
+class DelayedL1State(NamedTuple):
+  """count: the number of updates done so far (int32 scalar)."""
+
+  count: jax.Array
+
+
+def add_l1_decay(strength: float, mask: Any = weights_mask,
+                 start_step: int = 0) -> optax.GradientTransformation:
+  """Adds λ·sign(θ) to the gradient: the subgradient of λ‖θ‖₁ (L1 weight decay / sparsity).
+
+  With `start_step` = s > 0 the term is added from update s on (updates 0 … s − 1 get none): the
+  delayed weight cost of the gated-MRF recipe (Ranzato & Hinton 2010: L1 after 10 epochs). The
+  update counter is the transformation's state.
+  """
+  if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+    raise ValueError(f"the L1 start step must be an int >= 0, got {start_step!r}")
+
+  def init_fn(_):
+    return DelayedL1State(jnp.zeros((), jnp.int32)) if start_step else optax.EmptyState()
 
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError("add_l1_decay needs the parameters: call update(grads, state, params)")
     masks = mask(params) if callable(mask) else mask
-    updates = jax.tree.map(lambda g, p, m: g + strength * jnp.sign(p) if m else g, updates, params, masks)
+    weight = strength
+    if start_step:
+      weight = jnp.where(state.count >= start_step, strength, 0.0)
+      state = DelayedL1State(state.count + 1)
+    updates = jax.tree.map(lambda g, p, m: g + weight * jnp.sign(p) if m else g, updates, params, masks)
     return updates, state
 
-  return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """SGD with (scheduled) momentum, a decaying learning rate and L2 / L1 weight decay.
+def _path_name(path: tuple) -> str:
+  """'Conv_0/kernel' for the key path of a nested parameter dict."""
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def check_lr_multipliers(multipliers: Mapping[str, float] | None) -> dict[str, float]:
+  """The multipliers as a dict of floats; ValueError unless each is a finite number >= 0."""
+  out = {}
+  for name, value in dict(multipliers or {}).items():
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+        or value < 0):
+      raise ValueError(f"optimizer.lr_multipliers[{name!r}] must be a finite number >= 0, got {value!r}")
+    out[str(name)] = float(value)
+  return out
+
+
+def parameter_multipliers(params: Any, multipliers: Mapping[str, float]) -> Any:
+  """The multiplier of every leaf of `params` (a pytree of floats, 1 where none is named).
+
+  A name matches a parameter whose path ('C', 'Conv_0/kernel') equals it or starts with it followed
+  by '/' (so 'Conv_0' covers the layer's kernel and bias); the longest matching name wins.
+
+  Raises:
+    ValueError: a name that matches no parameter (the valid names are listed).
+  """
+  multipliers = check_lr_multipliers(multipliers)
+  paths = [_path_name(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)]
+
+  def matches(name: str, path: str) -> bool:
+    return path == name or path.startswith(name + "/")
+
+  unknown = [name for name in multipliers if not any(matches(name, path) for path in paths)]
+  if unknown:
+    raise ValueError(f"optimizer.lr_multipliers names {unknown}, which are not parameters; valid: "
+                     f"{', '.join(paths)} (or a prefix ending before a '/')")
+
+  def multiplier(path, _):
+    path = _path_name(path)
+    named = [name for name in multipliers if matches(name, path)]
+    return multipliers[max(named, key=len)] if named else 1.0
+
+  return jax.tree_util.tree_map_with_path(multiplier, params)
+
+
+def scale_by_multipliers(multipliers: Mapping[str, float]) -> optax.GradientTransformation:
+  """Multiplies the update of each named parameter by its multiplier m_p (`parameter_multipliers`).
+
+  Placed after SGD (with momentum) it turns the base rate ε into a per-parameter rate m_p·ε: the
+  momentum trace is linear in the gradient, so scaling the update equals scaling that parameter's rate.
+  The names are checked against the parameters at `init` (ValueError for unknown ones).
+  """
+  multipliers = check_lr_multipliers(multipliers)
+
+  def init_fn(params):
+    parameter_multipliers(params, multipliers)
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None):
+    del params
+    scale = parameter_multipliers(updates, multipliers)
+    return jax.tree.map(lambda u, m: u if m == 1.0 else u * jnp.asarray(m, u.dtype), updates, scale), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
+                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+  """SGD with (scheduled) momentum, a decaying learning rate, L2 / L1 weight decay, per-parameter rates.
 
   Args:
     config: experiment config with an `optimizer` block: `name` ('sgd'), `learning_rate`, `schedule`,
       `decay_factor`, `warmup_steps`, `momentum`, `momentum_start`, `momentum_ramp_steps`, `nesterov`,
-      `weight_decay` (L2, λ in λW), `l1` (λ in λ sign W).
+      `weight_decay` (L2, λ in λW), `l1` (λ in λ sign W), optionally `l1_start_epoch` (L1 from that
+      epoch on; needs `steps_per_epoch`) and `lr_multipliers` (parameter name → m_p, rate m_p·ε).
     total_steps: number of parameter updates in the run (the horizon of the schedule).
+    steps_per_epoch: updates per epoch, for the epoch-based schedules and `l1_start_epoch`.
 
   Returns:
     An optax transformation whose state records the current `learning_rate` and `momentum`
@@ -134,15 +277,24 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
   for field in ("weight_decay", "l1"):
     if opt.get(field, 0.0) < 0:
       raise ValueError(f"optimizer.{field} must be >= 0, got {opt.get(field)!r}")
+  multipliers = check_lr_multipliers(opt.get("lr_multipliers", None))
+  l1_start_epoch = opt.get("l1_start_epoch", 0)
+  if isinstance(l1_start_epoch, bool) or not isinstance(l1_start_epoch, int) or l1_start_epoch < 0:
+    raise ValueError(f"optimizer.l1_start_epoch must be an int >= 0, got {l1_start_epoch!r}")
   parts = []
   if opt.get("l1", 0.0) > 0:
-    parts.append(add_l1_decay(opt.l1))
+    start = 0
+    if l1_start_epoch:
+      start = l1_start_epoch * _steps_per_epoch("optimizer.l1_start_epoch", steps_per_epoch)
+    parts.append(add_l1_decay(opt.l1, start_step=start))
   if opt.get("weight_decay", 0.0) > 0:
     parts.append(optax.add_decayed_weights(opt.weight_decay, mask=weights_mask))
   sgd = optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))
   momentum = momentum_schedule(config)
   if float(opt.momentum) == 0.0 and int(opt.get("momentum_ramp_steps", 0)) <= 0:
     momentum = None  # Plain SGD: no trace to keep (a zero-decay trace is the same update, ~20% slower).
-  parts.append(sgd(learning_rate=learning_rate_schedule(config, total_steps),
+  parts.append(sgd(learning_rate=learning_rate_schedule(config, total_steps, steps_per_epoch),
                    momentum=momentum, nesterov=bool(opt.get("nesterov", False))))
+  if multipliers:
+    parts.append(scale_by_multipliers(multipliers))
   return optax.chain(*parts)

@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from deepvision.checkpoint import Checkpointer
+from deepvision.data.whiten import PCAWhitening
 from deepvision.estimators import partition, pseudo_likelihood
 from deepvision.train import contrastive_loop
 from deepvision.train.loop import ConfigError, override_config, train_and_evaluate
@@ -30,8 +32,9 @@ def _config(name="rbm_digits", **overrides):
 def _restore(workdir, config):
   plan = contrastive_loop.plan_contrastive(config)
   template = contrastive_loop.contrastive.create_state(
-      plan.model, contrastive_loop.optim.make_optimizer(config, plan.total_steps), jax.random.key(0),
-      plan.spec, np.zeros((plan.num_chains, plan.model.n_visible), np.float32))
+      plan.model, contrastive_loop.optim.make_optimizer(config, plan.total_steps, plan.steps_per_epoch),
+      jax.random.key(0), plan.spec, np.zeros((plan.num_chains, plan.model.n_visible), np.float32),
+      plan.recipe)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
   state, _ = ckpt.restore(template)
   ckpt.close()
@@ -111,7 +114,7 @@ def test_gaussian_rbm_on_standardised_patches(tmp_path):
     ({"contrastive.method": "fpcd"}, "fast_learning_rate"),
     ({"model": "lenet5"}, "n_hidden.*valid fields"),
     ({"patches.size": 9}, "patch"),
-    ({"preprocess": "whiten"}, "none.*binarize.*standardize"),
+    ({"preprocess": "zca"}, "none.*binarize.*standardize.*whiten"),
     ({"contrastive.num_chains": 5000}, "num_chains=5000"),
     ({"log_likelihood.method": "ais", "log_likelihood.ais_betas": (0.0, 0.7, 0.5, 1.0)}, "increasing"),
     ({"log_likelihood.method": "ais", "log_likelihood.ais_betas": (0.1, 0.5, 1.0)}, "0"),
@@ -177,3 +180,122 @@ def test_the_trainer_ais_estimate_matches_the_exact_log_z(tmp_path):
   assert abs(record["log_z"] - exact) <= 0.1
   assert record["log_z_lower"] <= record["log_z"] <= record["log_z_upper"]
   assert "val/log_likelihood" not in read_metrics(str(tmp_path))[-2]  # AIS only at the end
+
+
+# ----------------------------------------------------------------------------- gated MRFs (mcRBM, mPoT)
+
+GATED_FIGURES = ("curves.png", "filters_C.png", "filters_W.png", "pooling.png", "pooled_filters.png",
+                 "samples.png", "histograms.png")
+
+
+def _check_gated_run(workdir, config, record):
+  """The outputs of a gated-MRF smoke run and the numbers its record must hold."""
+  for name in GATED_FIGURES:
+    assert os.path.getsize(os.path.join(workdir, name)) > 1000, name
+  records = read_metrics(workdir)
+  assert {"sampler/acceptance_rate", "sampler/step_size", "train/factor_norm",
+          "train/negative_free_energy"} <= set(records[0])
+  assert 0 < records[0]["sampler/acceptance_rate"] <= 1
+  for key in ("free_energy_gap", "log_z", "ais_acceptance_rate", "test/log_likelihood",
+              "test/log_likelihood_lower", "test/log_likelihood_upper", "test/gaussian_log_likelihood"):
+    assert np.isfinite(record[key]), key
+  assert record["test/log_likelihood_lower"] <= record["test/log_likelihood"] <= record["test/log_likelihood_upper"]
+  # The saved whitening maps the training patches to K = n_visible values with identity covariance,
+  # and the Gaussian baseline is the log-density of N(mean, cov) of those values, evaluated on the test split.
+  plan = contrastive_loop.plan_contrastive(config)
+  with open(os.path.join(workdir, "preprocessing.json")) as f:
+    saved = json.load(f)
+  whitening = PCAWhitening.from_dict(saved["whitening"])
+  assert whitening.num_components == config.model_kwargs.n_visible
+  assert tuple(saved["pixel_shape"]) == (config.patches.size, config.patches.size, 1)
+  train = plan.data.splits["train"].reshape(-1, whitening.num_components).astype(np.float64)
+  np.testing.assert_allclose(np.cov(train.T, bias=True), np.eye(whitening.num_components), atol=1e-4)
+  test = plan.data.splits["test"].reshape(-1, whitening.num_components).astype(np.float64)
+  mean, cov = train.mean(0), np.cov(train.T, bias=True)
+  diff = test - mean
+  expected = -0.5 * np.mean(np.einsum("bi,ij,bj->b", diff, np.linalg.inv(cov), diff)
+                            + np.linalg.slogdet(cov)[1] + len(mean) * np.log(2 * np.pi))
+  assert record["test/gaussian_log_likelihood"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_mcrbm_smoke_config_runs_through_the_launcher(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.main", "--config=experiments/configs/mcrbm_patches.py:smoke",
+       f"--workdir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  config = importlib.import_module("experiments.configs.mcrbm_patches").get_config("smoke")
+  _check_gated_run(str(tmp_path / "run"), config, read_metrics(str(tmp_path / "run"))[-1])
+
+
+def test_mpot_smoke_config_writes_figures_and_metrics(tmp_path):
+  config = importlib.import_module("experiments.configs.mpot_patches").get_config("smoke")
+  record = train_and_evaluate(config, str(tmp_path))
+  _check_gated_run(str(tmp_path), config, record)
+  assert "recon_error" not in " ".join(record)  # a gated MRF has no E[x | h] to reconstruct with
+
+
+def test_pcd_hmc_resume_is_bitwise_with_the_sampler_state_and_running_norm(tmp_path):
+  config = _config("mcrbm_patches", **{"checkpoint_every_steps": 10, "keep_checkpoints": 10,
+                                       "log_likelihood.method": "none"})
+  full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+  train_and_evaluate(config, full)
+  shutil.copytree(full, cut)
+  for name in os.listdir(os.path.join(cut, "checkpoints")):
+    if name.isdigit() and int(name) > 20:
+      shutil.rmtree(os.path.join(cut, "checkpoints", name))
+  _, midway = _restore(cut, config)
+  assert float(midway.chains.step_size[0]) != 0.01  # the adapted ε is what was saved
+  assert np.all(midway.chains.step_size == midway.chains.step_size[0])
+  train_and_evaluate(config, cut)
+  (_, a), (_, b) = _restore(full, config), _restore(cut, config)
+  assert int(a.step) == int(b.step) == 40
+  trees = lambda s: (s.params, s.opt_state, s.chains, s.factor_norm)  # noqa: E731
+  for x, y in zip(jax.tree.leaves(trees(a)), jax.tree.leaves(trees(b)), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  strip = lambda rs: [{k: v for k, v in r.items() if k != "steps_per_second"} for r in rs]  # noqa: E731
+  assert strip(read_metrics(cut)) == strip(read_metrics(full))
+
+
+def test_a_changed_preprocessing_file_stops_the_resume(tmp_path):
+  config = _config("mcrbm_patches", **{"num_epochs": 1, "log_likelihood.method": "none"})
+  workdir = str(tmp_path / "run")
+  train_and_evaluate(config, workdir)
+  path = os.path.join(workdir, "preprocessing.json")
+  with open(path) as f:
+    saved = json.load(f)
+  saved["whitening"]["mean"][0] += 0.5
+  with open(path, "w") as f:
+    json.dump(saved, f)
+  before = read_metrics(workdir)
+  with pytest.raises(ConfigError, match="preprocessing.json differs.*whitening.mean"):
+    train_and_evaluate(override_config(config, {"num_epochs": 1}), workdir)
+  os.remove(path)
+  with pytest.raises(ConfigError, match="no preprocessing.json"):
+    train_and_evaluate(config, workdir)
+  assert read_metrics(workdir) == before
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"whiten.variance": 0.0}, r"whiten.variance.*\(0, 1\].*0.0"),
+    ({"whiten.variance": 1.5}, r"whiten.variance.*1.5"),
+    ({"patches.size": 5000}, "5000"),
+    ({"model_kwargs.n_visible": 30}, "n_visible=30.*K = 29.*n_visible=29"),
+    ({"gated_mrf.pooling_mask": [[1.0] * 4] * 15 + [[-1.0] * 4]}, "non-negative"),
+    ({"gated_mrf.pooling_mask": [[1.0] * 4] * 3}, r"\(16, 4\).*\(3, 4\)"),
+    ({"gated_mrf.pooling_mask": "diagonal"}, "model.*none.*identity.*topographic"),
+    ({"optimizer.lr_multipliers": {"b_h": 1.0}}, "b_h.*not parameters"),
+    ({"contrastive.sampler_options.num_leapfrog": 0}, "num_leapfrog"),
+    ({"log_likelihood.method": "exact"}, "continuous visibles"),
+    ({"optimizer.schedule": "inverse_epochs"}, "inverse_epoch"),
+])
+def test_bad_gated_mrf_input_fails_before_writing_anything(tmp_path, overrides, match):
+  fields = _config("mcrbm_patches").to_dict()
+  for dotted, value in overrides.items():  # set as a config file would (any type, any name)
+    *path, leaf = dotted.split(".")
+    target = fields
+    for part in path:
+      target = target[part]
+    target[leaf] = value
+  with pytest.raises(ConfigError, match=match):
+    train_and_evaluate(ml_collections.ConfigDict(fields), str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")

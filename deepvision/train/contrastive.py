@@ -1,34 +1,53 @@
 r"""The contrastive trainer's pure step: CD-k, persistent CD and fast-weights PCD for any energy model.
 
 One update on a data batch v⁺ (B, V):
-  1. negatives: a sampler (`SAMPLERS`, e.g. block Gibbs) advances k steps from
+  1. negatives: a sampler (`SAMPLERS`: block Gibbs for RBMs, Hybrid Monte Carlo for continuous
+     models such as the gated MRFs) advances k steps from
        CD-k  — the data batch itself (Hinton 2002);
        PCD   — the persistent chains kept in the state (Tieleman 2008);
        FPCD  — the persistent chains, sampled under θ + θ_fast (Tieleman & Hinton 2009);
   2. gradient of ⟨F(v⁺)⟩ − ⟨F(sg(v⁻))⟩ (+ a sparsity penalty on p(h | v⁺)), applied by the optax
-     optimiser (momentum, its ramp, weight decay, the learning-rate schedule);
+     optimiser (momentum, its ramp, weight decay, delayed L1, per-parameter rates, the schedule);
   3. FPCD only: θ_fast ← d·θ_fast − ε_fast·g with the same gradient g, d the fast decay (19/20 in
-     Tieleman & Hinton 2009).
+     Tieleman & Hinton 2009);
+  4. gated MRFs (`GatedMRFRecipe`, Ranzato & Hinton 2010; Ranzato et al., PAMI 2013): the pooling
+     matrix P is frozen for the first updates, then projected after every update onto P ≥ 0 (times a
+     topographic mask) with unit-L1 columns; the columns of C are rescaled to a running common norm n,
+     n ← d·n + (1 − d)·mean_f ‖C_f‖ (n starts at 1 and is kept in the state).
 
-The state is a `TrainState` with the chains (the sampler's state pytree, checkpointed with the rest) and the
-fast parameters. Step t draws from `fold_in(state.key, t)`, so a resumed run draws the numbers an
-uninterrupted one would.
+The state is a `TrainState` with the chains (the sampler's state pytree, checkpointed with the rest), the
+fast parameters and the running factor norm. Step t draws from `fold_in(state.key, t)`, so a resumed run
+draws the numbers an uninterrupted one would.
+
+HMC chains (`hmc_chains`): the state of the sampler is `HMCChains(position, energy, step_size,
+rejection_avg)`. With data parallelism (`deepvision.parallel`) the `chains` field of the train state is
+sharded over devices along axis 0, so every leaf keeps a leading num_chains axis: the step size ε and the
+running rejection average r̄, shared by all chains in the original code, are stored per chain as
+(num_chains,) arrays whose entries are all equal. Each transition adapts them from the rejection rate of
+*all* chains (`samplers.hmc` with `axis_name`: a `lax.pmean` over the devices), so every device keeps the
+same ε, the one a single device holding all the chains would adapt; checkpoints hold them in the host
+layout like the positions, and a run resumes on any number of devices. With CD and HMC the chains restart
+at the data every update, but ε and r̄ carry over (`keeps_chains`), as the original code's global step
+size does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from deepvision import objectives
+from deepvision.models import gated_mrf
 from deepvision.registry import Registry, check_choice
 from deepvision.samplers import gibbs
+from deepvision.samplers import hmc as hmc_lib
 from deepvision.samplers.base import SamplingAlgorithm, run_chain
 from deepvision.train.runner import finite_flags
 from deepvision.train.state import TrainState
@@ -38,9 +57,111 @@ Metrics = dict[str, Array]
 
 METHODS = ("cd", "pcd", "fpcd")
 
-# name -> factory(model, variables, **options) -> SamplingAlgorithm
+# name -> factory(model, variables, *, axis_name=None, **options) -> SamplingAlgorithm. `axis_name` names
+# the data-parallel axis for samplers whose state is shared by all chains (HMC's step size).
 SAMPLERS: Registry[Callable[..., SamplingAlgorithm]] = Registry("sampler")
-SAMPLERS.register("gibbs", gibbs.block_gibbs)
+# Samplers whose state outlives the chains' positions (an adapted step size): CD keeps it between updates.
+ADAPTIVE_SAMPLERS = ("hmc",)
+
+
+@SAMPLERS.register("gibbs")
+def _block_gibbs(model: nn.Module, variables: Any, *, axis_name: str | None = None,
+                 **options: Any) -> SamplingAlgorithm:
+  """Block Gibbs (`samplers.gibbs.block_gibbs`); every chain is independent, so `axis_name` is unused."""
+  del axis_name
+  return gibbs.block_gibbs(model, variables, **options)
+
+
+class HMCChains(NamedTuple):
+  """The persistent state of a batch of HMC chains; every leaf has a leading num_chains axis.
+
+  Attributes:
+    position: the particles x, (C, V).
+    energy: F(x) under the parameters of the last transition, (C,).
+    step_size: the leapfrog step ε, (C,), every entry equal (one ε shared by all chains).
+    rejection_avg: the running rejection average r̄, (C,), every entry equal.
+  """
+
+  position: Array
+  energy: Array
+  step_size: Array
+  rejection_avg: Array
+
+
+class HMCChainInfo(NamedTuple):
+  """acceptance_rate: fraction of all chains accepted; step_size: the ε used; rejection_avg: r̄ after."""
+
+  acceptance_rate: Array
+  step_size: Array
+  rejection_avg: Array
+
+
+@SAMPLERS.register("hmc")
+def hmc_chains(model: nn.Module, variables: Any, *, axis_name: str | None = None, num_leapfrog: int = 20,
+               initial_step_size: float = 0.01, target_rejection: float = 0.1, adapt: bool = True,
+               step_size_bounds: tuple[float, float] = (0.001, 0.25), step_size_grow: float = 1.01,
+               step_size_shrink: float = 0.99, rejection_decay: float = 0.9) -> SamplingAlgorithm:
+  """Hybrid Monte Carlo on F(x) (`deepvision.samplers.hmc`) for the contrastive trainer's chains.
+
+  One transition is one trajectory of `num_leapfrog` leapfrog steps with a Metropolis test per chain
+  (rejected chains return to their start), then, with `adapt`, the original code's adaptation:
+
+    r̄ ← d·r̄ + (1 − d)·(fraction of ALL chains rejected, over every device when `axis_name` is set)
+    ε ← min(grow·ε, ε_max) if r̄ < target else max(shrink·ε, ε_min)
+
+  This is `samplers.hmc.hmc` (with its `axis_name`) on the state `HMCChains`, whose ε and r̄ are stored
+  per chain (see the module docstring). F and ∂F/∂x come from the model's closed-form
+  `free_energy_and_grad` when it has one (the gated MRFs), else from autodiff of `free_energy`. Each
+  transition recomputes F at its start, so the chains may be carried across parameter updates (PCD,
+  FPCD) and the carried `energy` is never stale (one extra free-energy evaluation per trajectory, about
+  2% of its cost).
+
+  Args:
+    model, variables: the energy model and its variables.
+    axis_name: the data-parallel axis (the acceptance rate is averaged over it), or None.
+    num_leapfrog, initial_step_size, target_rejection, adapt, step_size_bounds, step_size_grow,
+      step_size_shrink, rejection_decay: as `samplers.hmc.hmc` (defaults: the original code's,
+      L = 20, ε₀ = 0.01, target rejection 0.1).
+
+  Returns:
+    `SamplingAlgorithm(init, step)`: `init(position, previous=None)` starts chains at `position`
+    (ε₀ and r̄ = target, or the ε and r̄ of the `HMCChains` `previous`); `step(key, chains)` returns
+    `HMCChainInfo`.
+
+  Raises:
+    ValueError: a bad option (checked here, before any compute).
+  """
+
+  def energy_fn(x):
+    return model.apply(variables, x, method="free_energy")
+
+  energy_and_grad_fn = None
+  if callable(getattr(model, "free_energy_and_grad", None)):
+    energy_and_grad_fn = lambda x: model.apply(variables, x, method="free_energy_and_grad")  # noqa: E731
+  kernel = hmc_lib.hmc(energy_fn, num_leapfrog=num_leapfrog, initial_step_size=initial_step_size,
+                       target_rejection=target_rejection, adapt=adapt,
+                       step_size_bounds=tuple(step_size_bounds), step_size_grow=step_size_grow,
+                       step_size_shrink=step_size_shrink, rejection_decay=rejection_decay,
+                       energy_and_grad_fn=energy_and_grad_fn, axis_name=axis_name)
+
+  def per_chain(value: Array, like: Array) -> Array:
+    return jnp.full(like.shape[:1], value, like.dtype)
+
+  def init(position: Any, previous: HMCChains | None = None) -> HMCChains:
+    x = model.apply(variables, position, method="visible")
+    start = kernel.init(x) if previous is None else kernel.init(
+        x, step_size=previous.step_size[0], rejection_avg=previous.rejection_avg[0])
+    return HMCChains(x, start.energy, per_chain(start.step_size, x), per_chain(start.rejection_avg, x))
+
+  def step(key: Array, state: HMCChains) -> tuple[HMCChains, HMCChainInfo]:
+    x = state.position
+    start = hmc_lib.HMCState(x, state.step_size[0], state.rejection_avg[0], energy_fn(x).astype(x.dtype))
+    moved, info = kernel.step(key, start)
+    chains = HMCChains(moved.position, moved.energy, per_chain(moved.step_size, x),
+                       per_chain(moved.rejection_avg, x))
+    return chains, HMCChainInfo(info.acceptance_rate, info.step_size, moved.rejection_avg)
+
+  return SamplingAlgorithm(init, step)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,39 +208,117 @@ class ContrastiveSpec:
   def persistent(self) -> bool:
     return self.method in ("pcd", "fpcd")
 
-  def make_sampler(self, model: nn.Module, variables: Any) -> SamplingAlgorithm:
-    return SAMPLERS.get(self.sampler)(model, variables, **dict(self.sampler_options))
+  @property
+  def keeps_chains(self) -> bool:
+    """Whether the state carries the sampler's state: persistent chains, or CD with an adaptive sampler."""
+    return self.persistent or self.sampler in ADAPTIVE_SAMPLERS
+
+  def make_sampler(self, model: nn.Module, variables: Any, axis_name: str | None = None) -> SamplingAlgorithm:
+    return SAMPLERS.get(self.sampler)(model, variables, axis_name=axis_name, **dict(self.sampler_options))
+
+
+@dataclasses.dataclass(frozen=True)
+class GatedMRFRecipe:
+  """The constraints the original gated-MRF code applies around every update (reference/gated-mrf.md).
+
+  Attributes:
+    pooling_frozen_steps: P keeps its initial value for updates 0 … s − 1 (its gradient is zeroed and
+      the value restored after the optimiser), e.g. 10 epochs' worth.
+    project_pooling: after every later update P ← `gated_mrf.project_pooling(P, pooling_mask)`:
+      clipped to ≥ 0, times the mask, each column rescaled to unit L1 norm.
+    pooling_mask: None or a non-negative (F, N) array (the topographic mask of the model).
+    normalize_factors: after every update rescale the columns of C to the running common norm n
+      (`gated_mrf.normalize_factor_columns`), n carried in `ContrastiveState.factor_norm`.
+    factor_norm_decay: d in n ← d·n + (1 − d)·mean_f ‖C_f‖ (0.95).
+  """
+
+  pooling_frozen_steps: int = 0
+  project_pooling: bool = True
+  pooling_mask: Any = None
+  normalize_factors: bool = True
+  factor_norm_decay: float = 0.95
+
+  def __post_init__(self):
+    if (isinstance(self.pooling_frozen_steps, bool) or not isinstance(self.pooling_frozen_steps, int)
+        or self.pooling_frozen_steps < 0):
+      raise ValueError(f"pooling_frozen_steps must be an int >= 0, got {self.pooling_frozen_steps!r}")
+    if not 0.0 <= self.factor_norm_decay <= 1.0:
+      raise ValueError(f"factor_norm_decay must lie in [0, 1], got {self.factor_norm_decay!r}")
+    if self.pooling_mask is not None:
+      mask = np.asarray(self.pooling_mask, np.float32)
+      if mask.ndim != 2 or not np.all(np.isfinite(mask)) or np.any(mask < 0):
+        raise ValueError(f"pooling_mask must be a finite non-negative (n_factors, n_cov) matrix, got "
+                         f"shape {mask.shape} with minimum {float(np.min(mask)) if mask.size else 'n/a'}")
+      object.__setattr__(self, "pooling_mask", mask)
+
+  def check_params(self, params: Any) -> None:
+    """ValueError unless `params` has C (D, F) and P (F, N) of the mask's shape."""
+    shapes = {name: tuple(np.shape(params[name])) for name in ("C", "P") if name in params}
+    if "C" not in shapes or "P" not in shapes:
+      raise ValueError(f"the gated-MRF recipe constrains the parameters C and P; the model has "
+                       f"{', '.join(params)}")
+    if self.pooling_mask is not None and self.pooling_mask.shape != shapes["P"]:
+      raise ValueError(f"pooling_mask has shape {self.pooling_mask.shape} but P is {shapes['P']} "
+                       "(n_factors, n_cov)")
+
+  def constrain(self, step: Array, old: Any, new: Any, factor_norm: Array) -> tuple[Any, Array]:
+    """The parameters after update `step` (0-based): P frozen or projected, C's columns renormalised."""
+    params = {**new}
+    if self.project_pooling:
+      params["P"] = gated_mrf.project_pooling(params["P"], self.pooling_mask)
+    params["P"] = jnp.where(step < self.pooling_frozen_steps, old["P"], params["P"])
+    if self.normalize_factors:
+      params["C"], factor_norm = gated_mrf.normalize_factor_columns(params["C"], factor_norm,
+                                                                    self.factor_norm_decay)
+    return params, factor_norm
 
 
 class ContrastiveState(TrainState):
-  """TrainState plus the persistent chains (a sampler state; None for CD) and θ_fast (None unless FPCD)."""
+  """TrainState plus the sampler's chains (None for CD with a stateless sampler), θ_fast (None unless
+  FPCD) and the gated-MRF recipe's running norm of the columns of C (None without the recipe)."""
 
   chains: Any = None
   fast_params: Any = None
+  factor_norm: Any = None
 
 
 def create_state(model: nn.Module, tx: optax.GradientTransformation, key: Array, spec: ContrastiveSpec,
-                 chain_start: Array | None) -> ContrastiveState:
-  """Initialises the parameters, the chains (at `chain_start`, e.g. training examples) and θ_fast = 0.
+                 chain_start: Array | None, recipe: GatedMRFRecipe | None = None) -> ContrastiveState:
+  """Initialises the parameters, the chains (at `chain_start`, e.g. training examples), θ_fast = 0 and,
+  with a gated-MRF recipe that normalises C, the running factor norm n = 1.
 
   Args:
     model: an energy model (`free_energy`, `hidden_probs`, `n_visible`).
     tx: the optimiser.
     key: the run's root key, split into `init` and `step` keys.
     spec: the contrastive settings.
-    chain_start: (num_chains, ...) starting points of persistent chains; ignored for CD.
+    chain_start: (num_chains, ...) starting points of the chains (persistent chains, or the batch-sized
+      state of an adaptive sampler under CD); ignored otherwise.
+    recipe: the gated-MRF constraints, or None.
   """
   init_key, step_key = jax.random.split(key)
   params = model.init(init_key, jnp.zeros((1, model.n_visible), jnp.float32), method="free_energy")["params"]
   chains = None
-  if spec.persistent:
+  if spec.keeps_chains:
     if chain_start is None:
-      raise ValueError(f"contrastive.method={spec.method!r} needs starting points for its chains")
+      raise ValueError(f"contrastive.method={spec.method!r} with sampler {spec.sampler!r} needs starting "
+                       "points for its chains")
     chains = spec.make_sampler(model, {"params": params}).init(jnp.asarray(chain_start, jnp.float32))
   fast = jax.tree.map(jnp.zeros_like, params) if spec.method == "fpcd" else None
+  factor_norm = None
+  if recipe is not None:
+    recipe.check_params(params)
+    if recipe.normalize_factors:
+      factor_norm = jnp.ones((), jnp.float32)
   state = ContrastiveState.create(apply_fn=model.apply, params=params, tx=tx, key=step_key, chains=chains,
-                                  fast_params=fast)
+                                  fast_params=fast, factor_norm=factor_norm)
   return state.replace(step=jnp.zeros((), jnp.int32))
+
+
+def has_reconstruction(model: nn.Module) -> bool:
+  """Whether the model has E[v | h] (`visible_mean`), which the reconstruction error needs (RBMs do;
+  gated MRFs, whose p(x | h) needs a D×D solve, do not)."""
+  return callable(getattr(model, "visible_mean", None))
 
 
 def reconstruction_error(model: nn.Module, variables: Any, v: Array) -> Array:
@@ -132,18 +331,26 @@ def reconstruction_error(model: nn.Module, variables: Any, v: Array) -> Array:
 
 def make_train_step(model: nn.Module, spec: ContrastiveSpec,
                     lr_fn: Callable[[Array], Array],
-                    axis_name: str | None = None) -> Callable[[ContrastiveState, Array],
-                                                                 tuple[ContrastiveState, Metrics]]:
+                    axis_name: str | None = None,
+                    recipe: GatedMRFRecipe | None = None) -> Callable[[ContrastiveState, Array],
+                                                                      tuple[ContrastiveState, Metrics]]:
   """The jittable update `step(state, v) -> (state, metrics)` for a data batch v (B, V) or images.
 
-  Metrics: `train/cd_loss` (⟨F(v⁺)⟩ − ⟨F(v⁻)⟩), `train/free_energy` (⟨F(v⁺)⟩), `train/recon_error`,
-  `train/hidden_activity` (mean p(h | v⁺)), `train/sparsity_penalty` (when used), `learning_rate`, and the
-  sampler's info averaged over its steps under `sampler/`, and the `finite/*` flags of `runner.guard_step`.
+  Metrics: `train/cd_loss` (⟨F(v⁺)⟩ − ⟨F(v⁻)⟩), `train/free_energy` (⟨F(v⁺)⟩), `train/negative_free_energy`
+  (⟨F(v⁻)⟩), `train/recon_error` (models with `visible_mean`), `train/hidden_activity` (mean p(h | v⁺)),
+  `train/sparsity_penalty` (when used), `train/factor_norm` (recipe), `learning_rate`, and the sampler's
+  info averaged over its steps under `sampler/` (HMC: `acceptance_rate`, `step_size`, `rejection_avg`),
+  and the `finite/*` flags of `runner.guard_step`.
 
   With `axis_name` (data parallelism, `deepvision.parallel`) each device holds a slice of the batch and of
-  the persistent chains, samples from `fold_in(fold_in(state.key, state.step), axis_index)`, and gradients,
-  metrics and the sparsity penalty's mean activity are averaged over the axis, so the update is the one
-  of the global batch and chains. None: one device, unchanged.
+  the chains, samples from `fold_in(fold_in(state.key, state.step), axis_index)`, and gradients, metrics,
+  the sparsity penalty's mean activity and HMC's rejection rate are averaged over the axis, so the update
+  is the one of the global batch and chains; the recipe's projections act on the replicated parameters
+  (deterministic, so the replicas stay equal). None: one device, unchanged.
+
+  With a `recipe`, P's gradient is zeroed while it is frozen (so neither it nor its momentum moves), the
+  parameters are constrained after the optimiser (`GatedMRFRecipe.constrain`) and FPCD's fast weights
+  leave P alone (θ_fast of P stays 0, so the chains' pooling stays non-negative).
   """
 
   def train_step(state: ContrastiveState, batch: Array) -> tuple[ContrastiveState, Metrics]:
@@ -154,8 +361,13 @@ def make_train_step(model: nn.Module, spec: ContrastiveSpec,
     chain_params = state.params
     if spec.method == "fpcd":
       chain_params = jax.tree.map(jnp.add, state.params, state.fast_params)
-    sampler = spec.make_sampler(model, {"params": jax.lax.stop_gradient(chain_params)})
-    start = state.chains if spec.persistent else sampler.init(positives)
+    sampler = spec.make_sampler(model, {"params": jax.lax.stop_gradient(chain_params)}, axis_name)
+    if spec.persistent:
+      start = state.chains
+    elif state.chains is not None:  # CD with an adaptive sampler: fresh positions, its adapted settings
+      start = sampler.init(positives, state.chains)
+    else:
+      start = sampler.init(positives)
     chains, infos, _ = run_chain(key, sampler.step, start, spec.k)
     negatives = chains.position
 
@@ -177,25 +389,37 @@ def make_train_step(model: nn.Module, spec: ContrastiveSpec,
     grads, (cd, penalty, probs) = jax.grad(loss_fn, has_aux=True)(state.params)
     if axis_name is not None:
       grads, cd = jax.lax.pmean((grads, cd), axis_name)
-    new_state = state.apply_gradients(grads=grads, chains=chains if spec.persistent else None)
+    if recipe is not None:
+      frozen = state.step < recipe.pooling_frozen_steps
+      grads = {**grads, "P": jnp.where(frozen, jnp.zeros_like(grads["P"]), grads["P"])}
+    new_state = state.apply_gradients(grads=grads, chains=chains if spec.keeps_chains else None)
+    if recipe is not None:
+      params, factor_norm = recipe.constrain(state.step, state.params, new_state.params, state.factor_norm)
+      new_state = new_state.replace(params=params, factor_norm=factor_norm)
     if spec.method == "fpcd":
       fast = jax.tree.map(lambda f, g: spec.fast_decay * f - spec.fast_learning_rate * g,
                           state.fast_params, grads)
+      if recipe is not None:
+        fast = {**fast, "P": jnp.zeros_like(fast["P"])}
       new_state = new_state.replace(fast_params=fast)
     variables = {"params": state.params}
     metrics = {
         "train/cd_loss": cd,
         "train/free_energy": jnp.mean(model.apply(variables, positives, method="free_energy")),
-        "train/recon_error": reconstruction_error(model, variables, positives),
+        "train/negative_free_energy": jnp.mean(model.apply(variables, negatives, method="free_energy")),
         "train/hidden_activity": jnp.mean(probs),
         "learning_rate": lr_fn(state.step),
     }
+    if has_reconstruction(model):
+      metrics["train/recon_error"] = reconstruction_error(model, variables, positives)
     if spec.sparsity_cost > 0:
       metrics["train/sparsity_penalty"] = penalty
     metrics.update({f"sampler/{name}": jnp.mean(value) for name, value in infos._asdict().items()})
     if axis_name is not None:
       metrics = jax.lax.pmean(metrics, axis_name)
-    metrics.update(finite_flags(cd, grads, (new_state.params, new_state.fast_params)))
+    if new_state.factor_norm is not None:
+      metrics["train/factor_norm"] = new_state.factor_norm
+    metrics.update(finite_flags(cd, grads, (new_state.params, new_state.fast_params, new_state.factor_norm)))
     return new_state, metrics
 
   return train_step

@@ -4,15 +4,25 @@ Same launcher, workdir layout and resume guarantees as the supervised trainer:
   1. the whole config is checked before any compute: names, fields, values, the data's feature size and
      value range against the model (binary visibles need data in [0, 1]);
   2. the data become float arrays (`energy_data`): whole images (`dv_digits`, catalog sets) or random
-     patches (`patches.size > 0`, e.g. from `dv_natural_images`), optionally binarised or standardised per
-     feature (the standardisation, fitted on the training data, is saved as `preprocessing.json`);
-  3. training resumes from the newest checkpoint (parameters, optimiser, persistent chains, fast weights,
-     key and data position), so a resumed run ends bitwise equal to an uninterrupted one;
+     patches (`patches.size > 0`, e.g. from `dv_natural_images`), optionally binarised, standardised per
+     feature or PCA-whitened (the fitted standardisation or whitening is saved as `preprocessing.json`,
+     and checked against the one fitted again when a run resumes);
+  3. training resumes from the newest checkpoint (parameters, optimiser, chains with their sampler state,
+     fast weights, the gated-MRF running norm, key and data position), so a resumed run ends bitwise
+     equal to an uninterrupted one;
   4. every evaluation (`energy_metrics`) writes to `metrics.jsonl`: reconstruction error, pseudo-likelihood (binary
      visibles), the free-energy gap between validation and training data (Hinton's overfitting monitor)
      and, when log Z is computed (exactly for small models, by AIS at the end otherwise), the
-     log-likelihood;
-  5. figures: filters, Gibbs sample chains, histograms of hidden activities and parameters, curves.
+     log-likelihood; on whitened data also the Gaussian (PCA) baseline's log-likelihood;
+  5. figures: filters, sample chains, histograms of hidden activities and parameters, curves; for gated
+     MRFs the filters C and W and the pooling P in pixel space, and data beside Gaussian and HMC samples.
+
+Gated MRFs (mcRBM, mPoT) follow the original recipe when the config has a `gated_mrf` block
+(`gated_mrf_recipe`): HMC negatives (`contrastive.sampler='hmc'`), per-parameter rates
+(`optimizer.lr_multipliers`), a delayed L1 cost (`optimizer.l1_start_epoch`), P frozen for
+`gated_mrf.pooling_frozen_epochs` and projected after (onto `gated_mrf.pooling_mask`), C renormalised to a
+running norm, and an annealed rate (`optimizer.schedule='inverse_epoch'`); see
+experiments/configs/mcrbm_patches.py.
 """
 
 from __future__ import annotations
@@ -31,18 +41,23 @@ from deepvision import optim, parallel, zoo
 from deepvision.checkpoint import Checkpointer
 from deepvision.data import datasets, pipeline
 from deepvision.data.patches import Standardizer
+from deepvision.models import gated_mrf
+from deepvision.models.gaussian import GaussianModel
 from deepvision.registry import UnknownNameError, check_choice
 from deepvision.train import contrastive, loop, runner, workdir as workdirs
-from deepvision.train.energy_data import EnergyData, check_model_data, prepare_data
+from deepvision.train.energy_data import (EnergyData, check_model_data, prepare_data, preprocessing_differences,
+                                          preprocessing_record, whiten_epsilon, whiten_variance)
 from deepvision.train import energy_metrics
-from deepvision.train.energy_metrics import evaluate, linear_evaluation
+from deepvision.train.energy_metrics import evaluate, fit_gaussian_baseline, linear_evaluation
 from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 
 ConfigError = loop.ConfigError
 LOG_LIKELIHOOD = ("auto", "exact", "ais", "none")
+POOLING_MASKS = ("model", "none", "identity", "topographic")
+PREPROCESSING_FILE = "preprocessing.json"
 # Fields that shape the train state or the data: a resumed run must not change them.
 RUN_IDENTITY = ("trainer", "model", "model_kwargs", "dataset", "train_split", "patches", "preprocess",
-                "batch_size", "seed", "num_epochs", "contrastive")
+                "whiten", "batch_size", "seed", "num_epochs", "contrastive", "gated_mrf")
 
 
 def contrastive_spec(config: ml_collections.ConfigDict) -> contrastive.ContrastiveSpec:
@@ -60,6 +75,79 @@ def _as_tuple(value: Any) -> tuple:
   return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
+def _pooling_mask(block: ml_collections.ConfigDict, model: Any) -> np.ndarray | None:
+  """The mask P is projected under: 'model' (the model's own: topographic or none), 'none', 'identity'
+  (P stays diagonal), 'topographic' (`gated_mrf.topographic_mask`) or an explicit (F, N) array."""
+  spec = block.get("pooling_mask", "model")
+  shape = (model.n_factors, model.n_cov)
+  if isinstance(spec, str):
+    if spec not in POOLING_MASKS:
+      raise ConfigError(f"config.gated_mrf.pooling_mask must be one of {', '.join(map(repr, POOLING_MASKS))} "
+                        f"or a non-negative {shape} array, got {spec!r}")
+    try:
+      return {"model": model.pooling_mask, "none": lambda: None,
+              "identity": lambda: np.eye(*shape, dtype=np.float32),
+              "topographic": lambda: gated_mrf.topographic_mask(*shape)}[spec]()
+    except ValueError as e:
+      raise ConfigError(f"config.gated_mrf.pooling_mask={spec!r}: {e}") from None
+  try:
+    mask = np.asarray(spec, np.float64)
+  except (TypeError, ValueError):
+    mask = np.zeros(0)
+  if mask.shape != shape:
+    raise ConfigError(f"config.gated_mrf.pooling_mask must be (n_factors, n_cov) = {shape} for "
+                      f"{type(model).__name__}, got an array of shape {mask.shape}")
+  if not np.all(np.isfinite(mask)) or np.any(mask < 0):
+    raise ConfigError(f"config.gated_mrf.pooling_mask must be finite and non-negative (P is kept >= 0 "
+                      f"under it), got minimum {np.nanmin(mask)!r}")
+  if not np.all(mask.any(axis=0)):
+    raise ConfigError(f"config.gated_mrf.pooling_mask leaves covariance units "
+                      f"{np.flatnonzero(~mask.any(axis=0))[:10].tolist()} with no factor to pool")
+  return mask.astype(np.float32)
+
+
+def gated_mrf_recipe(config: ml_collections.ConfigDict, model: Any,
+                     steps_per_epoch: int) -> contrastive.GatedMRFRecipe | None:
+  """The `GatedMRFRecipe` of `config.gated_mrf` (None without the block); ConfigError on bad values.
+
+  Fields: `pooling_frozen_epochs` (10), `project_pooling` (True), `pooling_mask` ('model', 'none',
+  'identity', 'topographic' or an (F, N) array), `normalize_factors` (True), `factor_norm_decay` (0.95).
+  """
+  block = config.get("gated_mrf", None)
+  if block is None:
+    return None
+  if not all(hasattr(model, field) for field in ("n_factors", "n_cov")):
+    raise ConfigError(f"config.gated_mrf constrains the factors C and pooling P of a gated MRF (mcrbm, "
+                      f"mpot); config.model {config.model!r} has none: remove the gated_mrf block")
+  frozen = block.get("pooling_frozen_epochs", 10)
+  if isinstance(frozen, bool) or not isinstance(frozen, int) or frozen < 0:
+    raise ConfigError(f"config.gated_mrf.pooling_frozen_epochs must be an int >= 0, got {frozen!r}")
+  for field in ("project_pooling", "normalize_factors"):
+    if not isinstance(block.get(field, True), bool):
+      raise ConfigError(f"config.gated_mrf.{field} must be True or False, got {block.get(field)!r}")
+  try:
+    return contrastive.GatedMRFRecipe(
+        pooling_frozen_steps=frozen * steps_per_epoch, project_pooling=block.get("project_pooling", True),
+        pooling_mask=_pooling_mask(block, model), normalize_factors=block.get("normalize_factors", True),
+        factor_norm_decay=block.get("factor_norm_decay", 0.95))
+  except ValueError as e:
+    raise ConfigError(f"config.gated_mrf: {e}") from None
+
+
+def _check_optimizer(config: ml_collections.ConfigDict, model: Any, total_steps: int,
+                     steps_per_epoch: int) -> None:
+  """ConfigError unless the optimiser builds and its lr_multipliers name parameters of the model."""
+  try:
+    optim.make_optimizer(config, total_steps, steps_per_epoch)
+    multipliers = config.optimizer.get("lr_multipliers", None)
+    if multipliers:
+      shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, model.n_visible)),
+                                                 method="free_energy"))["params"]
+      optim.parameter_multipliers(shapes, dict(multipliers))
+  except (UnknownNameError, ValueError, TypeError) as e:
+    raise ConfigError(f"config.optimizer: {e}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class ContrastivePlan:
   """Everything checked and resolved from the config before compute."""
@@ -72,6 +160,7 @@ class ContrastivePlan:
   total_steps: int
   log_likelihood: str  # 'exact', 'ais' or 'none', resolved from 'auto'
   replicas: parallel.Replicas
+  recipe: contrastive.GatedMRFRecipe | None = None
 
 
 def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None = None) -> ContrastivePlan:
@@ -84,6 +173,13 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
     raise ConfigError(f"config.model {config.model!r} is not an energy model (no free_energy); the "
                       "contrastive trainer trains RBMs and gated MRFs")
   spec = contrastive_spec(config)
+  try:
+    spec.make_sampler(model, {"params": {}})  # the sampler's options, checked without compute
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"config.contrastive.sampler_options (sampler {spec.sampler!r}): {e}") from None
+  if config.preprocess == "whiten":
+    whiten_variance(config)
+    whiten_epsilon(config)
   batch_size = loop._positive_int(config, "batch_size")  # pylint: disable=protected-access
   loop._positive_int(config, "num_epochs")  # pylint: disable=protected-access
   for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "seed"):
@@ -92,23 +188,35 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
   num_chains = int(config.contrastive.get("num_chains", 0)) or batch_size
   if num_chains < 1:
     raise ConfigError(f"config.contrastive.num_chains must be >= 0 (0: the batch size), got {num_chains}")
+  if not spec.persistent:  # CD's chains (an adaptive sampler's state) are the batch
+    num_chains = batch_size
   replicas = loop.replicas_for(config, batch_size)
-  if spec.persistent:  # every device advances an equal share of the persistent chains
+  if spec.keeps_chains:  # every device advances an equal share of the chains
     loop.replicas_for(config, num_chains, what="contrastive.num_chains")
   ll = config.log_likelihood
   try:
     check_choice("log_likelihood.method", ll.method, LOG_LIKELIHOOD)
   except ValueError as e:
     raise ConfigError(f"config.{e}") from None
-  enumerable = model.n_hidden if getattr(model, "visible_kind", "") == "gaussian" else min(
-      model.n_visible, model.n_hidden)
   method = ll.method
-  if method == "auto":
-    method = "exact" if enumerable <= ll.exact_max_units else "ais"
-  if method == "exact" and enumerable > ll.exact_max_units:
-    raise ConfigError(f"config.log_likelihood.method='exact' would enumerate 2^{enumerable} states of "
-                      f"{config.model!r}; the limit is log_likelihood.exact_max_units="
-                      f"{ll.exact_max_units}: use 'ais'")
+  if energy_metrics.anneals_hidden_units(model):
+    enumerable = model.n_hidden if getattr(model, "visible_kind", "") == "gaussian" else min(
+        model.n_visible, model.n_hidden)
+    if method == "auto":
+      method = "exact" if enumerable <= ll.exact_max_units else "ais"
+    if method == "exact" and enumerable > ll.exact_max_units:
+      raise ConfigError(f"config.log_likelihood.method='exact' would enumerate 2^{enumerable} states of "
+                        f"{config.model!r}; the limit is log_likelihood.exact_max_units="
+                        f"{ll.exact_max_units}: use 'ais'")
+  else:  # continuous visibles without a binary hidden layer (gated MRFs): AIS with HMC transitions
+    if method == "exact":
+      raise ConfigError(f"config.log_likelihood.method='exact' has no enumeration for {config.model!r} "
+                        "(continuous visibles): use 'ais' (or 'auto')")
+    method = "ais" if method == "auto" else method
+    try:
+      energy_metrics.continuous_ais_settings(ll)
+    except ValueError as e:
+      raise ConfigError(f"config.{e}") from None
   if method == "ais" and ll.ais_runs < 1:
     raise ConfigError(f"config.log_likelihood.ais_runs must be >= 1, got {ll.ais_runs!r}")
   if method == "ais":
@@ -117,6 +225,7 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
     except ValueError as e:
       raise ConfigError(f"config.log_likelihood (ais_betas / ais_temperatures): {e}") from None
 
+  gated_mrf_recipe(config, model, 1)  # the gated-MRF block, checked before the data are read
   weights = _as_tuple(config.linear_eval.l2)
   if config.linear_eval.enabled and (not weights or any(
       not isinstance(w, (int, float)) or w < 0 for w in weights)):
@@ -132,11 +241,9 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
                       "examples the chains start from")
   steps_per_epoch = n_train // batch_size
   total_steps = steps_per_epoch * config.num_epochs
-  try:
-    optim.make_optimizer(config, total_steps)
-  except (UnknownNameError, ValueError) as e:
-    raise ConfigError(f"config.optimizer: {e}") from None
-  return ContrastivePlan(model, spec, data, num_chains, steps_per_epoch, total_steps, method, replicas)
+  _check_optimizer(config, model, total_steps, steps_per_epoch)
+  recipe = gated_mrf_recipe(config, model, steps_per_epoch)
+  return ContrastivePlan(model, spec, data, num_chains, steps_per_epoch, total_steps, method, replicas, recipe)
 
 
 # ----------------------------------------------------------------------------- training
@@ -164,18 +271,23 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
   checkpoints = os.path.join(workdir, "checkpoints")
   train_x = plan.data.splits["train"]
   train_flat = train_x.reshape(len(train_x), -1)
-  tx = optim.make_optimizer(config, plan.total_steps)
-  lr_fn = optim.learning_rate_schedule(config, plan.total_steps)
+  tx = optim.make_optimizer(config, plan.total_steps, plan.steps_per_epoch)
+  lr_fn = optim.learning_rate_schedule(config, plan.total_steps, plan.steps_per_epoch)
   root = jax.random.key(config.seed)
   state_key, eval_key = jax.random.split(root)
   chain_start = train_flat[np.random.default_rng(config.seed).permutation(len(train_flat))[:plan.num_chains]]
-  state = contrastive.create_state(plan.model, tx, state_key, plan.spec, chain_start)
+  state = contrastive.create_state(plan.model, tx, state_key, plan.spec, chain_start, plan.recipe)
   labels = plan.data.labels.get("train", np.zeros(len(train_x), np.int32))
   train_iter = pipeline.train_batches(datasets.ArraySource(train_x, labels), config.batch_size,
                                       seed=config.seed, shard=(parallel.process_index(), parallel.process_count()))
 
   checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints,
                               metadata={"config_hash": workdirs.config_hash(config)})
+  try:
+    check_preprocessing(workdir, plan.data, resuming=bool(checkpointer.all_steps()))
+  except ConfigError:
+    checkpointer.close()
+    raise
   state, start, pending = runner.resume(checkpointer, state, train_iter)
   records = read_metrics(workdir)
   if start >= plan.total_steps and records and records[-1].get("final"):
@@ -186,16 +298,18 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
   if start and not quiet:
     print(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
   writer = MetricsWriter(workdir, resume_step=start if start else None, enabled=primary)
-  if plan.data.standardizer is not None and primary:
-    with open(os.path.join(workdir, "preprocessing.json"), "w") as f:
-      json.dump({"standardizer": plan.data.standardizer, "image_shape": plan.data.image_shape}, f)
+  record = preprocessing_record(plan.data)
+  if record is not None and primary and not start:
+    with open(os.path.join(workdir, PREPROCESSING_FILE), "w") as f:
+      json.dump(record, f)
   if not quiet:
     print(f"{config.model}: {zoo.count_params(state.params):,} parameters, {plan.spec.method.upper()}-"
           f"{plan.spec.k}; {config.dataset}: {len(train_x)} training examples of shape "
           f"{plan.data.image_shape}, {plan.total_steps} steps of {config.batch_size}.")
 
   def step_on_images(axis_name):
-    contrastive_step = contrastive.make_train_step(plan.model, plan.spec, lr_fn, axis_name=axis_name)
+    contrastive_step = contrastive.make_train_step(plan.model, plan.spec, lr_fn, axis_name=axis_name,
+                                                   recipe=plan.recipe)
     return lambda state, batch: contrastive_step(state, batch["image"])
 
   step_fn = step_on_images(replicas.axis_name)
@@ -219,10 +333,11 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
       train_step=replicas.compile(runner.guard_step(step_fn)), replicas=replicas, total_steps=plan.total_steps,
       log_every=config.log_every_steps or plan.steps_per_epoch,
       checkpoint_every=config.checkpoint_every_steps or plan.total_steps, evaluate=periodic_evaluation,
-      progress_keys=("train/cd_loss", "train/recon_error"),
+      progress_keys=("train/cd_loss", "train/recon_error", "sampler/acceptance_rate"),
       advice=f"lower the rate (learning rate {config.optimizer.learning_rate})")
   try:
-    state = runner.run_steps(steps, replicas.place_state(state), train_iter, start, checkpointer, writer,
+    state = runner.run_steps(steps, replicas.place_state(state), replicas.batches(train_iter), start,
+                             checkpointer, writer,
                              None if quiet else Progress(plan.total_steps, start_step=start), pending,
                              debug_step=step_on_images(None) if config.get("debug_nans", False) else None)
   except BaseException:
@@ -230,14 +345,15 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
     checkpointer.close()
     raise
   final = evaluate(plan.model, state.params, final_splits, plan.log_likelihood, config.log_likelihood,
-                   jax.random.fold_in(eval_key, 0))
+                   jax.random.fold_in(eval_key, 0), gaussian=fit_gaussian_baseline(plan.data),
+                   chain_step_size=chain_step_size(state.chains))
   if config.linear_eval.enabled:
     final.update(linear_evaluation(plan.model, state.params, plan.data, _as_tuple(config.linear_eval.l2)))
   record = writer.write(plan.total_steps, {**final, "final": True})
   writer.close()
   checkpointer.close()
   if config.get("figures", True) and primary:
-    save_figures(plan, state, workdir, jax.random.fold_in(eval_key, 1))
+    save_figures(plan, state, workdir, jax.random.fold_in(eval_key, 1), config)
   if parallel.process_count() > 1 and not quiet:
     print(f"parameters agree across {parallel.process_count()} processes: sha256 "
           f"{parallel.check_replicas_agree(state.params)}")
@@ -250,8 +366,42 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
   return record, state.params
 
 
-def save_figures(plan: ContrastivePlan, state, workdir: str, key: jax.Array) -> None:
-  """filters.png, samples.png, histograms.png and curves.png in `workdir`.
+def chain_step_size(chains: Any) -> float | None:
+  """The HMC step size the chains adapted to (None for chains without one)."""
+  step_size = getattr(chains, "step_size", None)
+  return None if step_size is None else float(np.asarray(step_size).reshape(-1)[0])
+
+
+def check_preprocessing(workdir: str, data: EnergyData, resuming: bool) -> None:
+  """On resume, ConfigError unless `preprocessing.json` in `workdir` matches the preprocessing fitted now.
+
+  The standardisation or whitening is fitted again from the training data at every start; a resumed run
+  must continue in the space its parameters were learned in, so a saved record that differs (another data
+  version, a hand-edited file) or is missing stops the run before any training.
+  """
+  current = preprocessing_record(data)
+  path = os.path.join(workdir, PREPROCESSING_FILE)
+  if not resuming or current is None:
+    return
+  if not os.path.exists(path):
+    raise ConfigError(f"{workdir} holds checkpoints but no {PREPROCESSING_FILE}: the preprocessing its "
+                      "parameters were trained under cannot be checked; use a new --workdir")
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"{path} is unreadable ({e}); use a new --workdir") from None
+  differences = preprocessing_differences(saved, json.loads(json.dumps(current)))
+  if differences:
+    raise ConfigError(f"{path} differs from the preprocessing fitted now on the training data "
+                      f"({', '.join(differences[:6])}): the checkpoints were trained in another "
+                      "space; use a new --workdir (or restore the file)")
+
+
+def save_figures(plan: ContrastivePlan, state, workdir: str, key: jax.Array,
+                 config: ml_collections.ConfigDict | None = None) -> None:
+  """filters.png, samples.png, histograms.png and curves.png in `workdir` (gated MRFs: see
+  `save_gated_mrf_figures`).
 
   samples.png: ten chains started at held-out examples (first column); each further column shows
   E[v | h] of the chain's hidden sample after another 100 sampler steps (the mean reads better than a
@@ -261,16 +411,25 @@ def save_figures(plan: ContrastivePlan, state, workdir: str, key: jax.Array) -> 
   from deepvision.samplers.base import run_chain  # pylint: disable=g-import-not-at-top
   records = read_metrics(workdir)
   groups = (("train/recon_error", "val/recon_error"), ("train/pseudo_likelihood", "val/pseudo_likelihood"),
-            ("train/log_likelihood", "val/log_likelihood"), ("free_energy_gap",))
+            ("train/log_likelihood", "val/log_likelihood"), ("free_energy_gap",),
+            ("train/free_energy", "train/negative_free_energy"), ("sampler/acceptance_rate",),
+            ("sampler/step_size",))
   logged = {key for record in records for key in record}
   viz.save_curves(records, os.path.join(workdir, "curves.png"),
                   keys=tuple(g for g in groups if logged.intersection(g)))
   params = jax.device_get(state.params)
-  shape = plan.data.image_shape
+  if "C" in params and "P" in params:
+    save_gated_mrf_figures(plan, state, workdir, key, config)
+    return
+  shape = plan.data.pixel_shape or plan.data.image_shape
   if len(shape) < 2:  # not images (e.g. the features of a lower DBN layer): curves only
     return
   to_pixels = (Standardizer.from_dict(plan.data.standardizer) if plan.data.standardizer is not None
                else None)
+  whitener = plan.data.whitener
+  if whitener is not None:  # whitened vectors (..., K) back to pixels (..., V)
+    to_pixels = lambda z: whitener.inverse(  # noqa: E731
+        np.reshape(z, (-1, whitener.num_components))).reshape(*np.shape(z)[:-1], -1)
   value_range = (0.0, 1.0) if getattr(plan.model, "visible_kind", "") == "binary" else None
   energy_viz.save_weight_filters(np.asarray(params["W"]), shape, os.path.join(workdir, "filters.png"),
                                  to_pixels=to_pixels)
@@ -299,3 +458,84 @@ def save_figures(plan: ContrastivePlan, state, workdir: str, key: jax.Array) -> 
 def train_contrastive(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains an energy model with CD / PCD / FPCD; see the module docstring."""
   return run_contrastive(config, workdir)[0]
+
+
+DEFAULT_SAMPLE_TRAJECTORIES = 200
+NUM_SHOWN_SAMPLES = 64
+
+
+def save_gated_mrf_figures(plan: ContrastivePlan, state, workdir: str, key: jax.Array,
+                           config: ml_collections.ConfigDict | None = None) -> None:
+  """The pictures of a gated MRF (mcRBM, mPoT) in `workdir`, in pixel space when the data were whitened.
+
+  * filters_C.png: the factor filters C as receptive fields, `filters_to_pixels(C, 'weights')` (the
+    pixel weights each factor applies to a patch);
+  * filters_W.png: the mean filters W as the patterns they add to the mean of p(x | h),
+    `filters_to_pixels(W, 'patterns')`;
+  * pooling.png: Pᵀ (covariance units × factors), black 0, white its largest entry;
+  * pooled_filters.png (when some unit pools several factors, e.g. a topographic P): one row per
+    covariance unit, its factors' receptive fields by decreasing pooling weight;
+  * samples.png: held-out data | samples of the Gaussian (PCA) model fitted to the training data |
+    the gated MRF's HMC samples: chains started at the persistent training chains (PCD, FPCD; at
+    those Gaussian samples otherwise) and run for `config.gated_mrf.sample_trajectories` more
+    trajectories (200) under the final parameters at the training chains' step size; all mapped back
+    to pixels with `whitening.inverse`, on the grey scale of the data's 1st-99th percentiles;
+  * histograms.png: the posterior means of the hidden units on held-out data and every parameter.
+  """
+  from deepvision.diagnostics import energy_viz  # pylint: disable=g-import-not-at-top
+  from deepvision.samplers.base import run_chain  # pylint: disable=g-import-not-at-top
+  params = {name: np.asarray(value, np.float64) for name, value in jax.device_get(state.params).items()}
+  whitener = plan.data.whitener
+  pixel_shape = plan.data.pixel_shape or plan.data.image_shape
+  images = len(pixel_shape) >= 2
+  name = type(plan.model).__name__
+  if images:
+    factors, means = params["C"], params["W"]
+    if whitener is not None:
+      factors, means = whitener.filters_to_pixels(factors, "weights"), whitener.filters_to_pixels(means, "patterns")
+    energy_viz.save_weight_filters(factors, pixel_shape, os.path.join(workdir, "filters_C.png"),
+                                   title="C, receptive fields")
+    energy_viz.save_weight_filters(means, pixel_shape, os.path.join(workdir, "filters_W.png"),
+                                   title="W, patterns")
+  energy_viz.save_pooling(params["P"], os.path.join(workdir, "pooling.png"))
+  if images and energy_viz.pools_several(params["P"]):
+    energy_viz.save_pooled_filters(factors, params["P"], pixel_shape, os.path.join(workdir, "pooled_filters.png"),
+                                   title="pooled factors")
+
+  source = plan.data.splits.get("test", plan.data.splits.get("val", plan.data.splits["train"]))
+  source = source.reshape(len(source), -1)
+  variables = {"params": state.params}
+  _, hidden = plan.model.apply(variables, jnp.asarray(source[:4096]))
+  cov_name = "p(h_c=1|x)" if "b_c" in params else "E[h_c|x]"
+  energy_viz.save_histograms({f"{cov_name}, held-out": np.asarray(hidden["cov"]),
+                              "p(h_m=1|x), held-out": np.asarray(hidden["mean"]),
+                              **{k: v for k, v in params.items()}}, os.path.join(workdir, "histograms.png"),
+                             title=f"{name}: hidden units and parameters")
+  if not images:
+    return
+  gaussian = GaussianModel.fit(
+      np.asarray(plan.data.splits["train"], np.float64).reshape(len(plan.data.splits["train"]), -1))
+  count = min(NUM_SHOWN_SAMPLES, len(source))
+  gaussian_samples = gaussian.sample(np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1))),
+                                     count).astype(np.float32)
+  block = (config.get("gated_mrf", None) if config is not None else None) or {}
+  trajectories = int(block.get("sample_trajectories", DEFAULT_SAMPLE_TRAJECTORIES))
+  options = dict(plan.spec.sampler_options) if plan.spec.sampler == "hmc" else {}
+  low, high = options.get("step_size_bounds", (0.001, 0.25))
+  trained = chain_step_size(state.chains)
+  options["initial_step_size"] = float(np.clip(trained if trained is not None else
+                                               options.get("initial_step_size", 0.01), low, high))
+  sampler = contrastive.hmc_chains(plan.model, variables, **options)
+  advance = jax.jit(lambda k, c: run_chain(k, sampler.step, c, trajectories)[0])
+  start = gaussian_samples
+  if plan.spec.persistent and getattr(state.chains, "position", None) is not None:
+    start = np.asarray(state.chains.position, np.float32).reshape(len(state.chains.position), -1)[:count]
+  samples = np.asarray(advance(key, sampler.init(jnp.asarray(start))).position)
+  panels = {"data": source[:count], "Gaussian": gaussian_samples, f"{name} HMC×{trajectories}": samples}
+  to_pixels = whitener.inverse if whitener is not None else (lambda z: z)
+  panels = {title: np.asarray(to_pixels(z), np.float64).reshape(len(z), -1) for title, z in panels.items()}
+  value_range = tuple(float(v) for v in np.percentile(panels["data"], (1, 99)))
+  if not value_range[1] > value_range[0]:
+    value_range = None
+  energy_viz.save_sample_comparison(panels, pixel_shape, os.path.join(workdir, "samples.png"),
+                                    value_range=value_range)

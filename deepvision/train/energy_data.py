@@ -1,10 +1,15 @@
-"""The examples an energy model trains on: whole images or random patches, binarised or standardised.
+"""The examples an energy model trains on: whole images or random patches, binarised, standardised or
+PCA-whitened.
 
 `prepare_data(config)` reads the splits named by a contrastive config into float32 arrays (N, *image_shape):
 whole images (`dv_digits`, catalog sets) or random `patches.size`² patches of the split's images (e.g.
-`dv_natural_images`), then optionally binarises them (threshold 0.5) or standardises every feature with a
-`Standardizer` fitted on the training split (saved with the run). `check_model_data` refuses data whose
-feature size or value range the model cannot take (binary visibles need [0, 1]).
+`dv_natural_images`, `dv_faces`), then optionally binarises them (threshold 0.5), standardises every feature
+with a `Standardizer` fitted on the training split, or PCA-whitens them (`preprocess='whiten'`, the
+preprocessing of the gated MRFs: Ranzato & Hinton 2010): a `PCAWhitening` fitted on the training split
+keeps the fewest components K that hold `config.whiten.variance` of the variance (0.99), every split
+becomes (N, K) whitened vectors, and the patch shape is kept for pictures. The fitted preprocessing is
+saved with the run (`preprocessing_record`). `check_model_data` refuses data whose feature size or value
+range the model cannot take (binary visibles need [0, 1]; after whitening, n_visible must be K).
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ import numpy as np
 
 from deepvision.data import datasets
 from deepvision.data.patches import Standardizer, extract_patches
+from deepvision.data.whiten import PCAWhitening
 from deepvision.registry import UnknownNameError
 from deepvision.train.loop import ConfigError
 
-PREPROCESSING = ("none", "binarize", "standardize")
+PREPROCESSING = ("none", "binarize", "standardize", "whiten")
+DEFAULT_WHITEN_VARIANCE = 0.99
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,14 +37,77 @@ class EnergyData:
   Attributes:
     splits: split role ('train', 'val', 'test') → examples; roles without a split are absent.
     labels: the same roles → int32 labels, when the data set has them (for feature evaluation).
-    image_shape: shape of one example, (H, W, C).
+    image_shape: shape of one example as the pipeline reads it: (H, W, C), or (K, 1, 1) after
+      whitening (K whitened values).
     standardizer: {'mean': [...], 'std': [...]} per feature when the data were standardised, else None.
+    whitening: `PCAWhitening.to_dict()` when the data were whitened, else None.
+    pixel_shape: the shape of one example in pixels, (H, W, C) (= image_shape unless whitened).
   """
 
   splits: dict[str, np.ndarray]
   labels: dict[str, np.ndarray]
   image_shape: tuple[int, ...]
   standardizer: dict[str, list] | None = None
+  whitening: dict | None = None
+  pixel_shape: tuple[int, ...] | None = None
+
+  @property
+  def whitener(self) -> PCAWhitening | None:
+    """The fitted `PCAWhitening`, or None."""
+    return None if self.whitening is None else PCAWhitening.from_dict(self.whitening)
+
+
+def whiten_variance(config: ml_collections.ConfigDict) -> float:
+  """`config.whiten.variance` (default 0.99), checked: ConfigError unless a number in (0, 1]."""
+  variance = config.get("whiten", {}).get("variance", DEFAULT_WHITEN_VARIANCE)
+  if isinstance(variance, bool) or not isinstance(variance, (int, float)) or not 0.0 < variance <= 1.0:
+    raise ConfigError(f"config.whiten.variance must be a number in (0, 1] (the fraction of the patches' "
+                      f"variance the PCA whitening keeps, e.g. 0.99), got {variance!r}")
+  return float(variance)
+
+
+def whiten_epsilon(config: ml_collections.ConfigDict) -> float:
+  """`config.whiten.epsilon` (default 0), checked: ConfigError unless a finite number >= 0."""
+  epsilon = config.get("whiten", {}).get("epsilon", 0.0)
+  if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon < float("inf"):
+    raise ConfigError(f"config.whiten.epsilon must be a finite number >= 0, got {epsilon!r}")
+  return float(epsilon)
+
+
+def preprocessing_record(data: EnergyData) -> dict | None:
+  """What `preprocessing.json` holds for these data (None when nothing was fitted)."""
+  if data.standardizer is None and data.whitening is None:
+    return None
+  record = {"image_shape": list(data.image_shape)}
+  if data.standardizer is not None:
+    record["standardizer"] = data.standardizer
+  if data.whitening is not None:
+    record["whitening"] = data.whitening
+    record["pixel_shape"] = list(data.pixel_shape)
+  return record
+
+
+def preprocessing_differences(saved: dict, current: dict, rtol: float = 1e-5, atol: float = 1e-6) -> list[str]:
+  """The entries of two `preprocessing_record`s that differ (numbers compared with tolerances)."""
+  differences = []
+  for key in sorted(set(saved) | set(current)):
+    if key not in saved or key not in current:
+      differences.append(f"{key} ({'missing there' if key not in saved else 'missing now'})")
+      continue
+    a, b = saved[key], current[key]
+    if isinstance(a, dict) and isinstance(b, dict):
+      differences += [f"{key}.{d}" for d in preprocessing_differences(a, b, rtol, atol)]
+      continue
+    try:
+      x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+      same = x.shape == y.shape and np.allclose(x, y, rtol=rtol, atol=atol)
+    except (TypeError, ValueError):
+      same = a == b
+    if not same:
+      shape = lambda v: np.shape(v) if isinstance(v, list) else v  # noqa: E731
+      differences.append(f"{key} ({shape(a)} there, {shape(b)} now)" if np.shape(a) != np.shape(b)
+                         else key)
+  return differences
 
 
 def _read_split(config, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -61,6 +131,7 @@ def prepare_data(config: ml_collections.ConfigDict) -> EnergyData:
   if config.preprocess not in PREPROCESSING:
     raise ConfigError(f"config.preprocess must be one of {', '.join(map(repr, PREPROCESSING))}, got "
                       f"{config.preprocess!r}")
+  variance, epsilon = whiten_variance(config), whiten_epsilon(config)
   try:
     datasets.dataset_info(config.dataset, data_dir=config.get("data_dir") or None)
   except UnknownNameError as e:
@@ -89,7 +160,8 @@ def prepare_data(config: ml_collections.ConfigDict) -> EnergyData:
         raise
       raise ConfigError(f"config ({role} split {split!r}): {e}") from None
   image_shape = tuple(splits["train"].shape[1:])
-  standardizer = None
+  pixel_shape = image_shape
+  standardizer = whitening = None
   if config.preprocess == "binarize":
     splits = {role: (x > 0.5).astype(np.float32) for role, x in splits.items()}
   elif config.preprocess == "standardize":
@@ -97,15 +169,30 @@ def prepare_data(config: ml_collections.ConfigDict) -> EnergyData:
     splits = {role: fitted.transform(x.reshape(len(x), -1)).reshape(x.shape).astype(np.float32)
               for role, x in splits.items()}
     standardizer = fitted.to_dict()
-  return EnergyData(splits, labels, image_shape, standardizer)
+  elif config.preprocess == "whiten":
+    try:
+      whitener = PCAWhitening.fit(splits["train"].astype(np.float64), variance=variance, epsilon=epsilon)
+    except ValueError as e:
+      raise ConfigError(f"config.whiten (PCA whitening of the training data): {e}") from None
+    # (N, K, 1, 1): the training pipeline reads (N, H, W, C) arrays; the models flatten them back.
+    image_shape = (whitener.num_components, 1, 1)
+    splits = {role: whitener.transform(x).astype(np.float32).reshape(len(x), *image_shape)
+              for role, x in splits.items()}
+    whitening = whitener.to_dict()
+  return EnergyData(splits, labels, image_shape, standardizer, whitening, pixel_shape)
 
 
 def check_model_data(model, data: EnergyData, model_name: str) -> None:
   """ConfigError unless every split has the model's feature size and value range."""
   size = math.prod(data.image_shape)
   if size != model.n_visible:
+    origin = f"shape {data.image_shape}"
+    if data.whitening is not None:
+      kept = data.whitening["variance_kept"]
+      origin = (f"the PCA whitening of {data.pixel_shape} patches keeps K = {size} components "
+                f"({100 * kept:.2f}% of the variance)")
     raise ConfigError(f"config.model {model_name!r} has n_visible={model.n_visible} but the data have "
-                      f"{size} features per example (shape {data.image_shape}); set "
+                      f"{size} features per example ({origin}); set "
                       f"--config.model_kwargs.n_visible={size}")
   valid = getattr(model, "visible_range", None)
   if valid is None:

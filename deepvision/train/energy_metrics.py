@@ -5,7 +5,15 @@ log-likelihood (exact log Z or AIS), and the linear separability of the features
   "Practical guide to training RBMs", 2010, §5): cheap, but not what the model optimises.
 * Free-energy gap ⟨F⟩_val − ⟨F⟩_train on equally large sets (ibid., §6): growing means overfitting.
 * Pseudo-likelihood Σ_i log p(v_i | v_−i) (Besag 1975), binary visibles only.
-* Log-likelihood ⟨−F(v)⟩ − log Z, with log Z exact (enumeration) or by AIS (Salakhutdinov & Murray 2008).
+* Log-likelihood ⟨−F(v)⟩ − log Z, with log Z exact (enumeration) or by AIS (Salakhutdinov & Murray 2008):
+  for RBMs from a base-rate model with Gibbs transitions, for models with continuous visibles and no
+  binary hidden layer to anneal (the gated MRFs) from N(b_v, I) with HMC transitions
+  (`ais.ais_log_partition_continuous`). With AIS the ±3σ bounds of log Z give
+  `{role}/log_likelihood_lower` and `_upper`.
+* The Gaussian baseline: for continuous visibles, the log-density of every split under the full-covariance
+  Gaussian fitted to the training data (`GaussianModel`), `{role}/gaussian_log_likelihood`, in the same
+  space as the model's (e.g. PCA-whitened patches): what a model gains over it is what it learns beyond
+  second-order statistics (Ranzato et al., PAMI 2013).
 * Linear evaluation: logistic regression on p(h | v) of the training split, tested on the test split.
 """
 
@@ -20,8 +28,12 @@ import ml_collections
 import numpy as np
 
 from deepvision.estimators import ais, partition, pseudo_likelihood
+from deepvision.models.gaussian import GaussianModel
 from deepvision.models.logistic import fit_logistic_regression
 from deepvision.train.energy_data import EnergyData
+
+# Continuous AIS (gated MRFs): HMC leapfrog steps per trajectory and trajectories per temperature.
+DEFAULT_AIS_LEAPFROG = ais.DEFAULT_NUM_LEAPFROG
 
 
 def _mean_over(fn, params, x: np.ndarray, batch: int = 1024) -> np.ndarray:
@@ -30,16 +42,29 @@ def _mean_over(fn, params, x: np.ndarray, batch: int = 1024) -> np.ndarray:
   return np.concatenate(values, axis=-1).mean(axis=-1)
 
 
+def _metric_names(model) -> tuple[str, ...]:
+  """The per-example metrics of `model`: recon_error (with `visible_mean`), free_energy,
+  pseudo_likelihood (binary visibles)."""
+  names = ("recon_error",) if callable(getattr(model, "visible_mean", None)) else ()
+  names += ("free_energy",)
+  if getattr(model, "visible_kind", "") == "binary":
+    names += ("pseudo_likelihood",)
+  return names
+
+
 @functools.cache
 def _per_example_metrics(model) -> Any:
-  """A jitted fn(params, v) -> per-example (recon_error, free_energy[, pseudo_likelihood]) of `model`."""
-  binary = getattr(model, "visible_kind", "") == "binary"
+  """A jitted fn(params, v) -> per-example values of `_metric_names(model)`, stacked."""
+  names = _metric_names(model)
 
   def metrics(params, v):
     variables = {"params": params}
-    recon = model.apply(variables, model.apply(variables, v, method="hidden_probs"), method="visible_mean")
-    values = [jnp.mean((v - recon) ** 2, axis=-1), model.apply(variables, v, method="free_energy")]
-    if binary:
+    values = []
+    if "recon_error" in names:
+      recon = model.apply(variables, model.apply(variables, v, method="hidden_probs"), method="visible_mean")
+      values.append(jnp.mean((v - recon) ** 2, axis=-1))
+    values.append(model.apply(variables, v, method="free_energy"))
+    if "pseudo_likelihood" in names:
       values.append(pseudo_likelihood.pseudo_log_likelihood(model, variables, v))
     return jnp.stack(values)
 
@@ -47,32 +72,68 @@ def _per_example_metrics(model) -> Any:
 
 
 def evaluate_split(model, params, x: np.ndarray, prefix: str) -> dict[str, float]:
-  """`{prefix}/recon_error` (one mean-field up-down pass), `{prefix}/free_energy` and, for binary
-  visibles, `{prefix}/pseudo_likelihood` (exact: all V conditionals), each averaged over x."""
+  """`{prefix}/recon_error` (one mean-field up-down pass; models with `visible_mean`),
+  `{prefix}/free_energy` and, for binary visibles, `{prefix}/pseudo_likelihood` (exact: all V
+  conditionals), each averaged over x."""
   means = _mean_over(_per_example_metrics(model), params, x.reshape(len(x), -1))
-  names = ("recon_error", "free_energy", "pseudo_likelihood")
-  return {f"{prefix}/{name}": float(value) for name, value in zip(names, means)}
+  return {f"{prefix}/{name}": float(value) for name, value in zip(_metric_names(model), means)}
+
+
+def anneals_hidden_units(model) -> bool:
+  """Whether AIS anneals the model's binary hidden layer (RBMs: `n_hidden`) or, for continuous
+  visibles without one (gated MRFs), its free energy from N(b_v, I) with HMC transitions."""
+  return hasattr(model, "n_hidden")
+
+
+def continuous_ais_settings(settings: ml_collections.ConfigDict,
+                            chain_step_size: float | None = None) -> dict[str, Any]:
+  """The HMC settings of continuous AIS from `config.log_likelihood`: `hmc_leapfrog` (10),
+  `hmc_trajectories` per temperature (1) and `hmc_step_size` (0: the step size the training chains
+  adapted to, `chain_step_size`, clipped to [0.001, 0.25]; else `ais.DEFAULT_STEP_SIZE`); ValueError on
+  bad values."""
+  leapfrog = settings.get("hmc_leapfrog", DEFAULT_AIS_LEAPFROG)
+  trajectories = settings.get("hmc_trajectories", 1)
+  step_size = settings.get("hmc_step_size", 0.0)
+  for name, value in (("hmc_leapfrog", leapfrog), ("hmc_trajectories", trajectories)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"log_likelihood.{name} must be an int >= 1, got {value!r}")
+  if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not 0 <= step_size <= 10:
+    raise ValueError(f"log_likelihood.hmc_step_size must be a number in (0, 10] (0: the training chains' "
+                     f"adapted step size), got {step_size!r}")
+  if step_size == 0:
+    step_size = ais.DEFAULT_STEP_SIZE if chain_step_size is None else float(
+        np.clip(chain_step_size, 0.001, 0.25))
+  return {"num_leapfrog": leapfrog, "num_trajectories": trajectories, "step_size": float(step_size)}
 
 
 def log_partition(model, params, method: str, settings: ml_collections.ConfigDict, key: jax.Array,
-                  train: np.ndarray) -> dict[str, float]:
+                  train: np.ndarray, chain_step_size: float | None = None) -> dict[str, float]:
   """{'log_z': ...} exactly, or by AIS with its ±3σ bounds ('log_z_lower', 'log_z_upper'); {} for 'none'.
 
   Args:
     model, params: the energy model and its parameters.
     method: 'exact', 'ais' or 'none'.
-    settings: `config.log_likelihood` (`exact_max_units`, `ais_runs`, `ais_betas`).
+    settings: `config.log_likelihood` (`exact_max_units`, `ais_runs`, `ais_betas`, and for continuous
+      AIS `hmc_leapfrog`, `hmc_trajectories`, `hmc_step_size`).
     key: AIS randomness.
-    train: training examples, to fit AIS's base-rate model.
+    train: training examples, to fit AIS's base-rate model (RBMs).
+    chain_step_size: the HMC step size the training chains adapted to (continuous AIS's default).
   """
   variables = {"params": params}
   if method == "exact":
     return {"log_z": float(partition.log_partition(model, variables, max_units=settings.exact_max_units))}
   if method == "ais":
-    result = ais.ais_log_partition(model, variables, key, data=train.reshape(len(train), -1),
-                                   betas=ais_schedule(settings), num_runs=settings.ais_runs)
+    if anneals_hidden_units(model):
+      result = ais.ais_log_partition(model, variables, key, data=train.reshape(len(train), -1),
+                                     betas=ais_schedule(settings), num_runs=settings.ais_runs)
+      extra = {}
+    else:
+      result = ais.ais_log_partition_continuous(
+          model, variables, key, betas=ais_schedule(settings), num_runs=settings.ais_runs,
+          **continuous_ais_settings(settings, chain_step_size))
+      extra = {"ais_acceptance_rate": float(result.acceptance_rate)}
     return {"log_z": float(result.log_z), "log_z_lower": float(result.log_z_lower),
-            "log_z_upper": float(result.log_z_upper)}
+            "log_z_upper": float(result.log_z_upper), **extra}
   return {}
 
 
@@ -88,7 +149,8 @@ def ais_schedule(settings: ml_collections.ConfigDict) -> np.ndarray:
 
 
 def evaluate(model, params, splits: dict[str, np.ndarray], log_z_method: str,
-             settings: ml_collections.ConfigDict, key: jax.Array) -> dict[str, float]:
+             settings: ml_collections.ConfigDict, key: jax.Array, gaussian: GaussianModel | None = None,
+             chain_step_size: float | None = None) -> dict[str, float]:
   """Metrics of every split in `splits`, the free-energy gap and the log-likelihoods.
 
   Args:
@@ -97,6 +159,9 @@ def evaluate(model, params, splits: dict[str, np.ndarray], log_z_method: str,
     log_z_method: 'exact', 'ais' or 'none' (no log Z, no log-likelihoods).
     settings: `config.log_likelihood`.
     key: AIS randomness.
+    gaussian: the Gaussian baseline fitted to the training data (`fit_gaussian_baseline`), or None;
+      given, every split gets `{role}/gaussian_log_likelihood` (mean log-density, nats per example).
+    chain_step_size: the training chains' adapted HMC step size (continuous AIS's default).
   """
   record = {}
   for role, x in splits.items():
@@ -106,11 +171,32 @@ def evaluate(model, params, splits: dict[str, np.ndarray], log_z_method: str,
     # Hinton's guide §6: a growing gap between held-out and training free energies signals overfitting.
     record["free_energy_gap"] = record["val/free_energy"] - record["train/free_energy"]
   if log_z_method != "none":
-    record.update(log_partition(model, params, log_z_method, settings, key, splits["train"]))
+    record.update(log_partition(model, params, log_z_method, settings, key, splits["train"],
+                                chain_step_size))
     if "log_z" in record:
       for role in roles:
         record[f"{role}/log_likelihood"] = -record[f"{role}/free_energy"] - record["log_z"]
+        if "log_z_upper" in record:  # log p = −F − log Z falls as log Z rises: the bounds swap
+          record[f"{role}/log_likelihood_lower"] = -record[f"{role}/free_energy"] - record["log_z_upper"]
+          record[f"{role}/log_likelihood_upper"] = -record[f"{role}/free_energy"] - record["log_z_lower"]
+  if gaussian is not None:
+    for role, x in splits.items():
+      record[f"{role}/gaussian_log_likelihood"] = float(np.mean(gaussian.log_prob(x.reshape(len(x), -1))))
   return record
+
+
+def fit_gaussian_baseline(data: EnergyData) -> GaussianModel | None:
+  """The maximum-likelihood Gaussian (`GaussianModel.fit`) of the whitened training data, or None when
+  the data were not PCA-whitened.
+
+  On whitened data (full rank by construction: PCA keeps only directions of non-zero variance) it is the
+  PCA model the gated MRFs are compared with; other data (binary digits, standardised DC-removed patches
+  that lie in a subspace) have no such comparison.
+  """
+  if data.whitening is None:
+    return None
+  train = data.splits["train"]
+  return GaussianModel.fit(np.asarray(train, np.float64).reshape(len(train), -1))
 
 
 def linear_evaluation(model, params, data: EnergyData, l2: tuple[float, ...]) -> dict[str, float]:
