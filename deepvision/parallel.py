@@ -169,6 +169,48 @@ def prefetch_to_devices(iterator: Iterable[Any], num_devices: int | None = None,
     enqueue(1)
 
 
+class DevicePrefetch:
+  """Host batches split over the local devices (`shard_batch`), `size` of them in flight ahead of the step.
+
+  `jax.device_put` is asynchronous, so copying the next batches overlaps the current step. The wrapper keeps
+  the host iterator's resumable position: `get_state()` is the host state from before the oldest batch not
+  yet handed out, so a checkpoint never skips the batches waiting in the queue; `set_state` empties the queue.
+
+  Attributes:
+    host: the wrapped iterator of host batches.
+  """
+
+  def __init__(self, iterator: Any, num_devices: int | None = None, size: int = 2):
+    if not isinstance(size, int) or size < 1:
+      raise ValueError(f"prefetch size must be an int >= 1, got {size!r}")
+    self.host = iterator
+    self._num_devices = num_devices
+    self._size = size
+    self._queue: collections.deque = collections.deque()  # (host state before the batch, device batch)
+
+  def __iter__(self) -> DevicePrefetch:
+    return self
+
+  def __next__(self) -> Any:
+    while len(self._queue) < self._size:
+      before = self.host.get_state() if hasattr(self.host, "get_state") else None
+      try:
+        batch = next(self.host)
+      except StopIteration:
+        break
+      self._queue.append((before, shard_batch(batch, self._num_devices)))
+    if not self._queue:
+      raise StopIteration
+    return self._queue.popleft()[1]
+
+  def get_state(self) -> Any:
+    return self._queue[0][0] if self._queue else self.host.get_state()
+
+  def set_state(self, state: Any) -> None:
+    self._queue.clear()
+    self.host.set_state(state)
+
+
 def pmap_train_step(step_fn: Callable[..., tuple[Any, Any]], num_devices: int | None = None,
                     donate_state: bool = True) -> Callable[..., tuple[Any, Any]]:
   """pmaps `step_fn(state, batch, ...) -> (state, metrics)` built with `axis_name=AXIS`.
@@ -341,12 +383,18 @@ class Replicas:
       return jax.jit(guarded_step, donate_argnums=0)
     mapped = jax.pmap(guarded_step, axis_name=AXIS, devices=self._devices(), donate_argnums=(0,))
     local = self.num_local_devices
+    placed = _sharding(_devices(local))
 
     def step(state, fault, batch):
-      state, fault, metrics = mapped(state, fault, shard_batch(batch, local))
+      on_devices = all(isinstance(x, jax.Array) and x.sharding == placed for x in jax.tree.leaves(batch))
+      state, fault, metrics = mapped(state, fault, batch if on_devices else shard_batch(batch, local))
       return state, fault, unreplicate(metrics)
 
     return step
+
+  def batches(self, iterator: Any, size: int = 2) -> Any:
+    """The training batches as the compiled step takes them: `DevicePrefetch` when data-parallel."""
+    return DevicePrefetch(iterator, self.num_local_devices, size) if self.parallel else iterator
 
   def initial_fault(self, fault: Any) -> Any:
     """The guard's initial record, replicated when data-parallel."""

@@ -91,6 +91,25 @@ def test_prefetch_yields_every_batch_in_order_on_the_devices():
     next(parallel.prefetch_to_devices(iter(batches), size=0))
 
 
+def test_device_prefetch_keeps_the_resumable_position_of_the_batches_handed_out():
+  from deepvision import data  # pylint: disable=g-import-not-at-top
+  d = parallel.local_device_count()
+  source = data.ArraySource(np.arange(40 * d, dtype=np.float32).reshape(40 * d, 1, 1, 1), np.arange(40 * d))
+  plain = data.train_batches(source, 2 * d, seed=3)
+  prefetched = parallel.DevicePrefetch(data.train_batches(source, 2 * d, seed=3), size=3)
+  for _ in range(4):
+    expected, got = next(plain), next(prefetched)
+    assert got["label"].shape == (d, 2)
+    np.testing.assert_array_equal(parallel.unshard(got)["label"], expected["label"])
+  # Three batches wait in the queue, yet the saved position is that of the consumer (4 batches).
+  assert prefetched.get_state() == plain.get_state()
+  resumed = parallel.DevicePrefetch(data.train_batches(source, 2 * d, seed=3), size=2)
+  resumed.set_state(prefetched.get_state())
+  np.testing.assert_array_equal(parallel.unshard(next(resumed))["label"], next(plain)["label"])
+  with pytest.raises(ValueError, match="prefetch size must be an int >= 1"):
+    parallel.DevicePrefetch(iter([]), size=0)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Equivalence on 8 forced CPU devices, in a subprocess.
 

@@ -282,7 +282,8 @@ def run_finetune(config: ml_collections.ConfigDict, workdir: str, data: EnergyDa
       advice=(f"fine-tuning ({config.init} init): lower config.finetune.optimizer.learning_rate "
               f"(now {config.optimizer.learning_rate})"))
   try:
-    state = runner.run_steps(steps, replicas.place_state(state), train_iter, start, checkpointer, writer,
+    state = runner.run_steps(steps, replicas.place_state(state), replicas.batches(train_iter), start,
+                             checkpointer, writer,
                              None if quiet else Progress(total_steps, start_step=start), pending,
                              debug_step=supervised.make_train_step(preprocess, lr_fn)
                              if config.get("debug_nans", False) else None)

@@ -348,7 +348,8 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   debug_step = (supervised.make_train_step(plan.preprocess, lr_fn, ema_decay)
                 if config.get("debug_nans", False) else None)  # replayed on one device
   try:
-    state = runner.run_steps(steps, replicas.place_state(state), train_iter, start, checkpointer, writer,
+    state = runner.run_steps(steps, replicas.place_state(state), replicas.batches(train_iter), start,
+                             checkpointer, writer,
                              Progress(plan.total_steps, start_step=start) if primary else None, pending,
                              debug_step=debug_step)
     record = writer.last or read_metrics(workdir)[-1]

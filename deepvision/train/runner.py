@@ -245,6 +245,7 @@ def replay_with_debug_nans(step_fn: Callable[[Any, Any], tuple[Any, Metrics]], t
   """
   if not checkpointer.all_steps():
     return "no checkpoint to replay from; set --config.checkpoint_every_steps to replay the failing step"
+  train_iter = getattr(train_iter, "host", train_iter)  # host batches (not device-prefetched) for one device
   state, data_state, start = checkpointer.restore_latest_valid(template)
   train_iter.set_state(data_state)
   step = jax.jit(step_fn)
