@@ -481,3 +481,38 @@ def save_sample_comparison(panels: Mapping[str, Any], image_shape: Sequence[int]
   grid = comparison_grid(panels, image_shape, columns, value_range)
   save_grid(grid, path, " | ".join(panels), min_pixels,
             "panels left to right: " + ", ".join(panels) + "; one grey scale")
+
+
+def image_rows_grid(rows: Mapping[str, Any], image_shape: Sequence[int],
+                    value_range: tuple[float, float] | None = (0.0, 1.0), gap: int = 2,
+                    pad: int = 1) -> np.ndarray:
+  """Rows of images stacked top to bottom (e.g. original | occluded | fills), one grey scale.
+
+  Row r is `image_grid(rows[r], image_shape, columns=n_r, value_range)`: its n_r (n_r, V) images
+  side by side; rows are separated by `gap` white rows and padded on the right (white) to the widest.
+
+  Returns:
+    float64 array in [0, 1].
+  """
+  if not rows:
+    raise ValueError("rows is empty: give at least one name → images entry")
+  if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
+    raise ValueError(f"gap must be an int >= 0, got {gap!r}")
+  grids = [image_grid(images, image_shape, len(np.asarray(images)), value_range, pad=pad)
+           for images in rows.values()]
+  width = max(g.shape[1] for g in grids)
+  parts = []
+  for i, g in enumerate(grids):
+    if i:
+      parts.append(np.ones((gap, width, *g.shape[2:])))
+    parts.append(np.concatenate([g, np.ones((g.shape[0], width - g.shape[1], *g.shape[2:]))], axis=1))
+  return np.concatenate(parts, axis=0)
+
+
+def save_image_rows(rows: Mapping[str, Any], image_shape: Sequence[int], path: str, title: str = "",
+                    value_range: tuple[float, float] | None = (0.0, 1.0),
+                    min_pixels: int = MIN_PIXELS) -> None:
+  """Writes `image_rows_grid(rows, ...)` as a PNG; the row names, top to bottom, go in its description
+  and, without a `title`, in its title."""
+  save_grid(image_rows_grid(rows, image_shape, value_range), path, title or " / ".join(rows), min_pixels,
+            "rows top to bottom: " + ", ".join(rows) + "; one grey scale")

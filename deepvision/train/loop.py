@@ -46,7 +46,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   "default" (then XLA's platform default: exact fp32 on CPU, possibly TF32 on GPUs, bf16 passes on TPUs).
   """
   # The other trainers live in their own modules and register themselves in TRAINERS on import.
-  from deepvision.train import contrastive_loop, dbn_loop  # noqa: F401  pylint: disable=g-import-not-at-top
+  from deepvision.train import (  # noqa: F401  pylint: disable=g-import-not-at-top
+      contrastive_loop, dbn_loop, inpainting_loop, occlusion_loop)
   try:
     trainer = TRAINERS.get(config.trainer)
   except UnknownNameError as e:
