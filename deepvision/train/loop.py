@@ -47,7 +47,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   # The other trainers live in their own modules and register themselves in TRAINERS on import.
   from deepvision.train import (  # noqa: F401  pylint: disable=g-import-not-at-top
-      contrastive_loop, dbn_loop, inpainting_loop, occlusion_loop)
+      contrastive_loop, dbn_loop, deep_gmrf_loop, inpainting_loop, occlusion_loop)
   try:
     trainer = TRAINERS.get(config.trainer)
   except UnknownNameError as e:
