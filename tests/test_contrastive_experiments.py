@@ -218,6 +218,7 @@ def _check_gated_run(workdir, config, record):
   assert record["test/gaussian_log_likelihood"] == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow  # a launcher subprocess; the mPoT smoke run covers the config in-process
 def test_mcrbm_smoke_config_runs_through_the_launcher(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "experiments.main", "--config=experiments/configs/mcrbm_patches.py:smoke",

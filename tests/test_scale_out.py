@@ -111,6 +111,7 @@ def test_two_processes_end_with_identical_parameters_equal_to_one_process_with_t
   assert not np.allclose(multi[first], 0.0)
 
 
+@pytest.mark.slow  # four runs in subprocesses: ~55 s
 def test_pcd_chains_split_over_four_devices_checkpoint_whole_and_resume_on_four_or_one(tmp_path, cache_dir):
   """Preempted at step 30 on four devices, then resumed on four: bitwise the uninterrupted run. The
   checkpoint holds all chains in host order, so one device can resume it too."""

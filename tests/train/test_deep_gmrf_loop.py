@@ -61,6 +61,7 @@ def test_crop_data_remove_each_crops_mean_and_scale_every_pixel_by_one_scalar():
   assert pixels.min() >= -1 - 1e-5 and pixels.max() <= 1 + 1e-5 and pixels.std() > 0.01
 
 
+@pytest.mark.slow  # three layers, a tiled model, AIS and figures: ~40 s
 def test_smoke_run_stacks_samples_writes_figures_and_resumes(tmp_path, monkeypatch):
   calls = []
   run_contrastive = deep_gmrf_loop.run_contrastive
