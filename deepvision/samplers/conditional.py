@@ -384,6 +384,17 @@ def _run_hmc(model, variables, space, x, observed, start, covariance, key, num_s
           state.step_size)
 
 
+def _checked_problem(model: nn.Module, x: Any, observed_mask: Any, init: Any, whitening: Any,
+                     residual_variance: Any) -> tuple[_PixelSpace | None, int, tuple[int, ...], tuple]:
+  """What both samplers check first: the space they move in (pixels through `whitening`, or the model's
+  own), its dimension, the input's shape, and `_checked_batch`'s (flat x, observed mask, start)."""
+  space = None if whitening is None else _pixel_space(model, whitening, residual_variance)
+  if whitening is None and residual_variance is not None:
+    raise ValueError("residual_variance needs a whitening (it is the PCA residual's variance)")
+  dim, space_name = _dimension(model, space)
+  return space, dim, jnp.shape(x), _checked_batch(x, observed_mask, init, dim, space_name)
+
+
 def inpaint_hmc(model: nn.Module, variables: Any, x: Any, observed_mask: Any, key: Array, *,
                 num_steps: int, burn_in: int, num_leapfrog: int = 20, step_size: float = 0.1,
                 adapt_step_size: bool = True, average: bool = True, init: Any = None,
@@ -444,12 +455,8 @@ def inpaint_hmc(model: nn.Module, variables: Any, x: Any, observed_mask: Any, ke
   if adapt_step_size and burn_in > 0 and not 0.001 <= step_size <= 0.25:
     raise ValueError(f"step_size must lie in [0.001, 0.25] (the adaptation's bounds) when adapting, got "
                      f"{step_size}")
-  space = None if whitening is None else _pixel_space(model, whitening, residual_variance)
-  if whitening is None and residual_variance is not None:
-    raise ValueError("residual_variance needs a whitening (it is the PCA residual's variance)")
-  dim, space_name = _dimension(model, space)
-  shape = jnp.shape(x)
-  flat, observed, start = _checked_batch(x, observed_mask, init, dim, space_name)
+  space, dim, shape, (flat, observed, start) = _checked_problem(model, x, observed_mask, init, whitening,
+                                                                residual_variance)
   if covariance is not None:
     covariance = _checked_covariance(covariance, flat.shape[0], dim)
   elif space is not None:
@@ -568,12 +575,8 @@ def inpaint_gibbs(model: nn.Module, variables: Any, x: Any, observed_mask: Any, 
   num_steps, burn_in = _check_steps(num_steps, burn_in)
   _check_bool("rao_blackwell", rao_blackwell)
   _check_bool("average", average)
-  space = None if whitening is None else _pixel_space(model, whitening, residual_variance)
-  if whitening is None and residual_variance is not None:
-    raise ValueError("residual_variance needs a whitening (it is the PCA residual's variance)")
-  dim, space_name = _dimension(model, space)
-  shape = jnp.shape(x)
-  flat, observed, start = _checked_batch(x, observed_mask, init, dim, space_name)
+  space, dim, shape, (flat, observed, start) = _checked_problem(model, x, observed_mask, init, whitening,
+                                                                residual_variance)
   mean, last = _run_gibbs(model, variables, space, flat, observed, start, key, num_steps, burn_in,
                           rao_blackwell)
   return (mean if average else last).reshape(shape)

@@ -354,11 +354,10 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
   checkpointer.close()
   if config.get("figures", True) and primary:
     save_figures(plan, state, workdir, jax.random.fold_in(eval_key, 1), config)
-  if parallel.process_count() > 1 and not quiet:
-    print(f"parameters agree across {parallel.process_count()} processes: sha256 "
-          f"{parallel.check_replicas_agree(state.params)}")
-  elif parallel.process_count() > 1:
-    parallel.check_replicas_agree(state.params)
+  if parallel.process_count() > 1:  # a collective: every process checks, process 0 reports
+    digest = parallel.check_replicas_agree(state.params)
+    if not quiet:
+      print(f"parameters agree across {parallel.process_count()} processes: sha256 {digest}")
   if not quiet:
     shown = {k: v for k, v in record.items() if k not in ("step", "final")}
     print("Done: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) +

@@ -366,9 +366,9 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
     kernel = _first_conv_kernel(state.params)
     if kernel is not None:
       viz.save_conv_filters(kernel, os.path.join(workdir, "filters.png"))
-  if replicas.parallel and parallel.process_count() > 1:
-    say(f"parameters agree across {parallel.process_count()} processes: sha256 "
-        f"{parallel.check_replicas_agree(state.params)}")
+  if parallel.process_count() > 1:  # a collective: every process checks, process 0 reports
+    digest = parallel.check_replicas_agree(state.params)
+    say(f"parameters agree across {parallel.process_count()} processes: sha256 {digest}")
   say(f"Done: {', '.join(f'{k} {v:.4f}' for k, v in record.items() if k != 'step')}\n"
         f"  metrics     {os.path.join(workdir, 'metrics.jsonl')} (TensorBoard: tensorboard --logdir {workdir})\n"
         f"  checkpoints {checkpointer.directory}"

@@ -150,3 +150,17 @@ def contrastive_config() -> ml_collections.ConfigDict:
 
   _add_run_fields(config)
   return config
+
+
+def natural_image_patches(config: ml_collections.ConfigDict, size: int = 8) -> None:
+  """Random size×size patches (each patch's mean removed) of the embedded photographs: 40,000 from 14
+  photographs train; 4,000 each for validation and test come from two held-out photographs (scikit-learn's
+  china and flower)."""
+  config.dataset = "dv_natural_images"
+  config.train_split = "train[:14]"
+  config.eval_split = "train[14:15]"
+  config.test_split = "train[15:]"
+  config.patches.size = size
+  config.patches.num_train = 40000
+  config.patches.num_eval = 4000
+  config.patches.remove_dc = True

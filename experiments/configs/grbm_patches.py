@@ -21,16 +21,7 @@ def get_config(arg: str | None = None):
   config.model = "grbm"
   config.model_kwargs.n_visible = 64
   config.model_kwargs.n_hidden = 256
-  config.dataset = "dv_natural_images"
-  # Patches of 14 photographs train; validation and test patches come from two held-out photographs
-  # (scikit-learn's china and flower).
-  config.train_split = "train[:14]"
-  config.eval_split = "train[14:15]"
-  config.test_split = "train[15:]"
-  config.patches.size = 8
-  config.patches.num_train = 40000
-  config.patches.num_eval = 4000
-  config.patches.remove_dc = True
+  common.natural_image_patches(config)
   config.preprocess = "standardize"
   config.batch_size = 100
   config.num_epochs = 20

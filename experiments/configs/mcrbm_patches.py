@@ -50,14 +50,7 @@ def gated_mrf_config(model: str, rates: dict, smoke: bool):
   config.model_kwargs.n_cov = 16
   config.model_kwargs.n_mean = 32
   config.model_kwargs.pooling_init = "topographic"
-  config.dataset = "dv_natural_images"
-  config.train_split = "train[:14]"
-  config.eval_split = "train[14:15]"
-  config.test_split = "train[15:]"
-  config.patches.size = 8
-  config.patches.num_train = 40000
-  config.patches.num_eval = 4000
-  config.patches.remove_dc = True
+  common.natural_image_patches(config)
   config.preprocess = "whiten"
   config.whiten = dict(variance=0.99, epsilon=0.0)
   config.batch_size = 128
