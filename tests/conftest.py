@@ -2,7 +2,13 @@
 
 import os
 
-import pytest
+# XLA:CPU's multi-threaded Eigen intra-op pool can wedge (every thread parked on a futex, no CPU used)
+# on batched small linear algebra: seen once in four suite runs, in the deep gated MRF's batched Gaussian
+# draws. Single-threaded Eigen avoids it; set before JAX starts (child processes inherit it).
+if "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
