@@ -116,6 +116,31 @@ class CheckpointRestoreError(RuntimeError):
   """A step verified against its manifest, but orbax could not restore it into the template."""
 
 
+def read_state(directory: str | os.PathLike) -> tuple[dict[str, Any], int]:
+  """`(state, step)`: the train state of the newest step of `directory` that verifies, as nested dicts of
+  numpy arrays, read without a template (so any trainer's state, e.g. to take its parameters).
+
+  Raises:
+    FileNotFoundError: no checkpoint in `directory`.
+    CheckpointCorruptedError: none of its steps verifies.
+  """
+  if not os.path.isdir(directory):  # reading must not create the directory (Checkpointer would)
+    raise FileNotFoundError(f"no checkpoint in {os.path.abspath(directory)}")
+  checkpointer = Checkpointer(directory)
+  try:
+    steps = checkpointer.all_steps()
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
+    step = checkpointer.latest_valid_step()
+    if step is None:
+      raise CheckpointCorruptedError(checkpointer.directory, {s: checkpointer.verify(s) for s in steps})
+    path = os.path.join(checkpointer.step_directory(step), "state")
+  finally:
+    checkpointer.close()
+  with ocp.StandardCheckpointer() as reader:
+    return reader.restore(path), step
+
+
 def _is_key(x: Any) -> bool:
   return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 

@@ -134,3 +134,13 @@ def test_export_trains_evaluates_and_writes_loadable_weights(tmp_path, data_dir)
   assert manifest["metric"]["value"] == pytest.approx(records[-1]["test/accuracy"], abs=1e-9)
   assert pretrained.evaluate("lcn_convnet_digits", output)["test/accuracy"] == manifest["metric"]["value"]
   assert manifest["training"]["steps"] == records[-1]["step"]
+
+
+def test_trained_model_of_a_run_without_checkpoints_says_where_it_looked(tmp_path):
+  from deepvision.train import loop  # pylint: disable=g-import-not-at-top
+  from experiments.configs import gmrf_faces  # pylint: disable=g-import-not-at-top
+  config = gmrf_faces.get_config("smoke")  # the inpainting trainer keeps its model's run in workdir/model
+  assert loop.run_directory(config, str(tmp_path)) == str(tmp_path / "model")
+  with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path / 'model' / 'checkpoints'}"):
+    loop.trained_model(config, str(tmp_path))
+  assert not os.listdir(tmp_path)  # looking created nothing

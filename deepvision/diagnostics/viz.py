@@ -7,10 +7,12 @@ import math
 from collections.abc import Sequence
 
 import matplotlib
+import matplotlib.image
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
-import numpy as np  # noqa: E402
+# Figures are drawn on `Figure` objects (Agg renders them on save), never through pyplot: importing the
+# library leaves the user's backend alone, so notebooks keep showing their own plots inline.
 
 
 def filter_grid(filters: np.ndarray, pad: int = 1, columns: int | None = None) -> np.ndarray:
@@ -53,18 +55,19 @@ def save_conv_filters(kernel: np.ndarray, path: str, title: str = "first-layer f
   else:
     tiles = np.transpose(kernel, (3, 2, 0, 1)).reshape(cout * cin, h, w)
   grid = filter_grid(tiles)
-  fig, ax = plt.subplots(figsize=(4, 4 * grid.shape[0] / grid.shape[1] + 0.4))
+  fig = Figure(figsize=(4, 4 * grid.shape[0] / grid.shape[1] + 0.4))
+  ax = fig.subplots()
   ax.imshow(grid, cmap=None if grid.ndim == 3 else "gray", interpolation="nearest")
   ax.set_title(f"{title} ({cout}×{cin} of {h}×{w})")
   ax.axis("off")
   fig.savefig(path, dpi=120, bbox_inches="tight")
-  plt.close(fig)
 
 
 def save_curves(records: Sequence[dict], path: str, keys: Sequence[tuple[str, ...]] = (
     ("train/loss", "val/loss"), ("train/accuracy", "val/accuracy"))) -> None:
   """Plots metrics against step, one panel per group of keys (e.g. losses, accuracies)."""
-  fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5))
+  fig = Figure(figsize=(5 * len(keys), 3.5))
+  axes = fig.subplots(1, len(keys))
   for ax, group in zip(np.atleast_1d(axes), keys):
     for key in group:
       points = [(r["step"], r[key]) for r in records if key in r]
@@ -77,7 +80,6 @@ def save_curves(records: Sequence[dict], path: str, keys: Sequence[tuple[str, ..
     ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +133,7 @@ def save_activation_image(units: np.ndarray, path: str, title: str = "samples ×
   """Writes `activation_image(units)` as a grey PNG (the value range goes in its metadata)."""
   image = activation_image(units, max_samples, min_pixels)
   units = np.asarray(units)[:max_samples]
-  plt.imsave(path, image, cmap="gray", vmin=0.0, vmax=1.0, format="png", metadata={
+  matplotlib.image.imsave(path, image, cmap="gray", vmin=0.0, vmax=1.0, format="png", metadata={
       "Title": title,
       "Description": (f"rows: {units.shape[0]} samples, columns: {units.shape[1]} units; "
                       f"black = {units.min():.4g}, white = {units.max():.4g}")})
@@ -157,7 +159,7 @@ def save_correlation_image(correlation: np.ndarray, path: str,
                            title: str = "correlation of units",
                            min_pixels: int = MIN_PIXELS) -> None:
   """Writes `correlation_image(correlation)` as a PNG."""
-  plt.imsave(path, correlation_image(correlation, min_pixels), format="png", metadata={
+  matplotlib.image.imsave(path, correlation_image(correlation, min_pixels), format="png", metadata={
       "Title": title,
       "Description": (f"{len(correlation)} × {len(correlation)} Pearson correlations; blue −1, "
                       "white 0, red +1, grey undefined (a constant unit)")})

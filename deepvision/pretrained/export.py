@@ -3,8 +3,8 @@
 `export(name, config, workdir)`:
   1. trains `config` in `workdir` with `train_and_evaluate` (the launcher's call; a finished run is
      not repeated, an interrupted one resumes);
-  2. reads the parameters of the run's newest verified checkpoint (`run_state`) and the preprocessing
-     the trainer saved next to it (`preprocessing.json`);
+  2. reads the parameters of the run's newest verified checkpoint (`loop.trained_model`) and the
+     preprocessing the trainer saved next to it (`preprocessing.json`);
   3. writes the weights and a provisional manifest to a temporary directory and evaluates them through
      `deepvision.pretrained.evaluate`, the very path users and tests load them by;
   4. writes the final files with the measured metric and its tolerance.
@@ -26,7 +26,6 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from deepvision import checkpoint, pretrained, zoo
 from deepvision.pretrained import store
@@ -34,31 +33,6 @@ from deepvision.train import loop
 
 INPAINTING_RTOL = 0.02
 EVALUATION_SEED = 0
-
-
-def run_directory(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Where the trainer of `config` keeps the model's checkpoints and preprocessing.json."""
-  return os.path.join(workdir, "model") if config.trainer == "inpainting" else workdir
-
-
-def run_state(run_dir: str) -> dict[str, Any]:
-  """The train state of the newest checkpoint of `run_dir/checkpoints` that verifies, as nested dicts
-  of numpy arrays (no template needed: the state of any trainer)."""
-  checkpointer = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints"))
-  try:
-    step = checkpointer.latest_valid_step()
-    if step is None:
-      raise FileNotFoundError(f"no verified checkpoint in {checkpointer.directory}")
-    path = os.path.join(checkpointer.step_directory(step), "state")
-  finally:
-    checkpointer.close()
-  with ocp.StandardCheckpointer() as reader:
-    return reader.restore(path)
-
-
-def _eval_params(state: dict[str, Any]) -> Any:
-  ema = state.get("ema_params")
-  return ema if isinstance(ema, dict) and ema else state["params"]
 
 
 def _chain_step_size(state: dict[str, Any]) -> float | None:
@@ -86,15 +60,14 @@ def export(name: str, config: ml_collections.ConfigDict, workdir: str, config_fi
   """Trains (or finds trained) `config` in `workdir` and writes pretrained `name`; returns its manifest."""
   shipped = pretrained.SHIPPED.get(name)
   record = loop.train_and_evaluate(config, workdir)
-  run_dir = run_directory(config, workdir)
-  state = run_state(run_dir)
-  params = _eval_params(state)
+  run_dir = loop.run_directory(config, workdir)
+  params = loop.trained_model(config, workdir)[1]["params"]
+  state, _ = checkpoint.read_state(os.path.join(run_dir, "checkpoints"))
   preprocessing_file = os.path.join(run_dir, "preprocessing.json")
   preprocessing = None
   if os.path.exists(preprocessing_file):
     with open(preprocessing_file, encoding="utf-8") as f:
       preprocessing = json.load(f)
-  module = zoo.create(config.model, **loop.model_kwargs(config))
   evaluation = {"kind": shipped.evaluation, "seed": EVALUATION_SEED}
   step_size = _chain_step_size(state)
   if shipped.evaluation == "log_likelihood" and step_size is not None:

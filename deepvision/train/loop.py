@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from deepvision import optim, parallel, zoo
-from deepvision.checkpoint import Checkpointer
+from deepvision.checkpoint import Checkpointer, read_state
 from deepvision.data import datasets, pipeline
 from deepvision.diagnostics import viz
 from deepvision.registry import Registry, UnknownNameError
@@ -59,6 +59,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return trainer(config, workdir)
   with jax.default_matmul_precision(precision):
     return trainer(config, workdir)
+
+
+def run_directory(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Where the run of `config` keeps its model's checkpoints (and `preprocessing.json`): `workdir`, or
+  `workdir/model` for the trainers that train a model and then use it (inpainting, occlusion)."""
+  return os.path.join(workdir, "model") if config.trainer in ("inpainting", "occlusion") else workdir
+
+
+def trained_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[Any, dict[str, Any]]:
+  """`(module, variables)` of the run of `config` in `workdir`, from its newest verified checkpoint.
+
+  The module is the zoo model of the config; the parameters are those the run evaluates with (the
+  moving average when `ema_decay` > 0). Works for every trainer, finished or not (the inpainting and
+  occlusion trainers keep their model's run in `workdir/model`).
+
+  Raises:
+    FileNotFoundError: no checkpoint yet. checkpoint.CheckpointCorruptedError: none verifies.
+  """
+  state, _ = read_state(os.path.join(run_directory(config, workdir), "checkpoints"))
+  ema = state.get("ema_params")
+  params = ema if isinstance(ema, dict) and ema else state["params"]
+  return zoo.create(config.model, **model_kwargs(config)), {"params": params}
 
 
 def replicas_for(config: ml_collections.ConfigDict, global_batch: int, what: str = "batch_size"
