@@ -10,15 +10,17 @@ leapfrog steps, on the 'original' free energy
 
 Each trajectory (`deepvision.samplers.hmc`): p ~ N(0, I), a half step, 19 full steps and a half step
 of leapfrog, a Metropolis test per particle (rejected particles return to the start), and the
-running-rejection step-size adaptation. Contestants (all float32 unless named):
+running-rejection step-size adaptation. The chain carries the energy and the gradient of its position
+from one trajectory to the next, so a trajectory evaluates ∂F/∂x L = 20 times (every contestant does
+the same). Contestants (all float32 unless named):
 
-* numpy: the same trajectory and the same closed-form gradient in NumPy (one product with [C | W],
-  one with [C | W]ᵀ, the energy only where the Metropolis test needs it), with numpy's BLAS on 1 and on
-  2 threads; the faster of the two (median over rounds) is the reference. OpenBLAS's second thread
-  spins when another process holds the other core (10-50× slower): numpy_blas2 is left out of the
-  rounds when its warm-up took more than 3× numpy_blas1's (recorded under `skipped`).
+* numpy: the same trajectory and the same closed-form gradient in NumPy (separate products with C, W,
+  Cᵀ and Wᵀ as the library's, the energy only where the Metropolis test needs it), with numpy's BLAS
+  on 1 and on 2 threads; the faster of the two (median over rounds) is the reference. OpenBLAS's
+  second thread spins when another process holds the other core (10-50× slower): numpy_blas2 is left
+  out of the rounds when its warm-up took more than 3× numpy_blas1's (recorded under `skipped`).
 * jax_plain: the straightforward JAX version: the free energy written out, `jax.grad` for ∂F/∂x, the
-  leapfrog under `lax.scan`, one jitted trajectory per call.
+  leapfrog under `lax.scan`, one jitted trajectory per call (the gradient carried, as by the others).
 * deepvision: the library, `hmc(..., energy_and_grad_fn=mcrbm_free_energy_and_grad)` advanced by
   `run_chain` (all the trajectories of a round under one jit), parameters passed as arguments (as a
   trainer does, not baked in as constants).
@@ -37,26 +39,50 @@ running-rejection step-size adaptation. Contestants (all float32 unless named):
   bfloat16 matrix-product rate in the JSON); its sampling quality is checked below.
 * deepvision_batch256: the library with 256 particles per sampler (larger matrix products): what more
   particles per call buys.
-* with --ablations, variants of the closed form that were tried (not the library's): `ablation_transposed`
+* with --ablations, variants that were tried (not the library's): `ablation_concatenated`, the closed
+  form with one product with [C | W] forward and one with [C | W]ᵀ back (the library's layout before;
+  `ablation_numpy_concatenated` the same in NumPy), `ablation_no_carried_grad`, the library with a
+  state that does not carry ∂F/∂x (L + 1 = 21 evaluations per trajectory), `ablation_transposed`
   computes in a (D, B) layout (x transposed in, ∂F/∂x transposed out), `ablation_split2` evaluates the
   two halves of the batch as independent products inside one device's program.
+
+What the library's two changes were worth, in CPU time per trajectory of one thread (XLA:CPU with
+`--xla_cpu_multi_thread_eigen=false`, NumPy's BLAS on 1 thread; interleaved, medians over 21 rounds,
+on a 2-core machine that other processes kept about 70% busy): [C | W] products 8.88 ms, separate
+products 8.06 ms, separate and the gradient carried 7.66 ms; NumPy 11.3 ms with [C | W], 10.9 ms with
+separate products (both recomputing the start gradient). The K = F + M = 356 back product is the slow
+shape: the gradient alone (20 evaluations) took 8.7 ms with it and 7.2 ms with the products by Cᵀ and
+Wᵀ apart. Passing Cᵀ, Wᵀ, Pᵀ as contiguous copies and `jax.default_matmul_precision` ('bfloat16',
+'highest') changed neither the time nor a bit of the result on XLA:CPU.
 
 XLA:CPU flags measured on an idle 2-core slice (none kept, none is set by default):
 `--xla_cpu_multi_thread_eigen=false` (no gain for one device or data-parallel),
 `--xla_cpu_use_thunk_runtime=false` (no longer supported in newer jaxlib; within noise),
 `--xla_cpu_enable_fast_math=true` and the oneDNN / XNNPACK / YNNPACK fusion flags (within noise or
-slower). `--xla-flags` sets flags for this process only, to measure others.
+slower). Measured again in one-thread CPU time with jaxlib 0.10.2 (within 2% of the default, i.e.
+within noise): `--xla_cpu_experimental_ynn_fusion_type=-reduce` and `=individual_dot` (reductions, or
+everything but the products, left to XLA's own loops), `--xla_cpu_prefer_vector_width=512`.
+`--xla-flags` sets flags for this process only, to measure others.
 
 Throughput is particles × leapfrog steps per second. FLOPs are counted analytically from the matrix
 products of one evaluation of F and ∂F/∂x (elementwise work, about 1.5% more, is not counted):
-x·[C|W] 2BD(F+M), (s⊙s)·P 2BFN, σ_c·Pᵀ 2BNF, [r/L | −σ_m]·[C|W]ᵀ 2B(F+M)D, i.e. 38.0 MFLOP at B = 128;
-a trajectory evaluates the gradient L + 1 = 21 times (the start energy is carried from the previous
-trajectory), 798 MFLOP. Achieved GFLOP/s is reported against the machine's matrix-product rate
-measured in the same run (a 2048³ float32 product in jax.numpy and in NumPy, and in bfloat16).
+x·C and x·W 2BD(F+M), (s⊙s)·P 2BFN, σ_c·Pᵀ 2BNF, (r/L)·Cᵀ and σ_m·Wᵀ 2B(F+M)D, i.e. 38.0 MFLOP at
+B = 128; a trajectory evaluates the gradient L = 20 times (the energy and gradient at the start are
+carried from the previous trajectory), 760 MFLOP. Achieved GFLOP/s is reported against the machine's
+matrix-product rate measured in the same run (a 2048³ float32 product in jax.numpy and in NumPy, and
+in bfloat16).
 
 The contestants take turns inside every round (rotating order), so load from other processes hits all
-of them; reported are medians over rounds, the ratio of medians against NumPy and the median of the
-per-round ratios, and the share of the CPU that other processes used while the timings ran.
+of them; reported are medians over rounds, the ratio of medians against NumPy, the median and
+quartiles of the per-round ratios, the ratio of CPU time against one-thread NumPy's (this process's,
+all threads: for one-thread contestants the per-core speed, much less sensitive to other processes
+than wall time), and the share
+of the CPU that other processes used while the timings ran. The 2× bar needs both cores: one core's
+matrix-product rate at these sizes (about 110-145 GFLOP/s for either library) bounds a one-thread
+trajectory to about 1.5× NumPy's, so on a machine where other processes hold a core the wall-time
+ratio stays near the CPU-time ratio. On the idle machine deepvision_data_parallel met it (2.26× the
+faster NumPy, 2.49× one-thread NumPy); one device stayed near 1.3×: its products form one chain that
+XLA:CPU does not split usefully over two cores.
 
 Sampling quality of the bfloat16 option: chains from the same start run 200 trajectories (adaptive step
 size, starting at 0.1) in float32 with two keys and in bfloat16 with the first; compared are the mean
@@ -137,8 +163,9 @@ def flops_per_evaluation(batch: int = BATCH) -> int:
   return 2 * batch * (2 * D * (F + M) + 2 * F * N)
 
 
-def flops_per_trajectory(batch: int = BATCH) -> int:
-  return (NUM_LEAPFROG + 1) * flops_per_evaluation(batch)
+def flops_per_trajectory(batch: int = BATCH, evaluations: int = NUM_LEAPFROG) -> int:
+  """L gradient evaluations (the chain's gradient is carried, as its energy); L + 1 without."""
+  return evaluations * flops_per_evaluation(batch)
 
 
 def mcrbm_params(seed: int = 0) -> dict[str, np.ndarray]:
@@ -168,29 +195,45 @@ def start_positions(seed: int = 1, batch: int = BATCH) -> np.ndarray:
 
 
 class NumpyHMC:
-  """The same trajectory, closed form and adaptation in NumPy (float32), with a persistent chain."""
+  """The same trajectory, closed form and adaptation in NumPy (float32), with a persistent chain.
 
-  def __init__(self, params: dict[str, np.ndarray], x0: np.ndarray, seed: int = 0):
+  As the library: E(x) and ∂F/∂x of the chain's position are carried between trajectories (20
+  gradient evaluations per trajectory), and the products with C and W are kept apart (`concatenated`:
+  one product with [C | W] and one with [C | W]ᵀ instead, the layout the library used before; the
+  separate products were about 4% faster in NumPy too).
+  """
+
+  def __init__(self, params: dict[str, np.ndarray], x0: np.ndarray, seed: int = 0,
+               concatenated: bool = False):
+    self.concatenated = concatenated
+    self.C, self.W = params["C"], params["W"]
+    self.C_t, self.W_t = np.ascontiguousarray(self.C.T), np.ascontiguousarray(self.W.T)
     self.filters = np.ascontiguousarray(np.concatenate([params["C"], params["W"]], axis=1))
     self.filters_t = np.ascontiguousarray(self.filters.T)
     self.P, self.P_t = params["P"], np.ascontiguousarray(params["P"].T)
     self.b_c, self.b_m, self.b_v = params["b_c"], params["b_m"], params["b_v"]
     self.rng = np.random.default_rng(seed)
     self.x = x0.copy()
-    self.energy = self.energy_and_grad(self.x)[0]
+    self.energy, self.gradient = self.energy_and_grad(self.x)
     self.step_size, self.rejection_avg = np.float32(0.01), 0.1
 
   def _forward(self, x):
-    responses = x @ self.filters
     scale = np.sqrt(np.mean(x * x, axis=1, keepdims=True) + np.float32(0.5))
-    s = responses[:, :F] / scale
+    if self.concatenated:
+      responses = x @ self.filters
+      s, mean_logits = responses[:, :F] / scale, responses[:, F:] + self.b_m
+    else:
+      s, mean_logits = (x @ self.C) / scale, x @ self.W + self.b_m
     cov_logits = self.b_c - np.float32(0.5) * ((s * s) @ self.P)
-    mean_logits = responses[:, F:] + self.b_m
     return s, scale, cov_logits, mean_logits
 
   def _grad(self, x, s, scale, cov_logits, mean_logits):
     r = s * ((1 / (1 + np.exp(-cov_logits))) @ self.P_t)
-    back = np.concatenate([r / scale, -1 / (1 + np.exp(-mean_logits))], axis=1) @ self.filters_t
+    mean_probs = 1 / (1 + np.exp(-mean_logits))
+    if self.concatenated:
+      back = np.concatenate([r / scale, -mean_probs], axis=1) @ self.filters_t
+    else:
+      back = (r / scale) @ self.C_t - mean_probs @ self.W_t
     radial = np.sum(s * r, axis=1, keepdims=True) / (D * scale * scale)
     return back - radial * x + x - self.b_v
 
@@ -207,7 +250,7 @@ class NumpyHMC:
   def trajectory(self) -> float:
     eps, x0 = self.step_size, self.x
     p0 = self.rng.standard_normal(x0.shape, dtype=np.float32)
-    p = p0 - (eps / 2) * self.grad(x0)
+    p = p0 - (eps / 2) * self.gradient
     x = x0 + eps * p
     for _ in range(NUM_LEAPFROG - 1):
       p -= eps * self.grad(x)
@@ -218,6 +261,7 @@ class NumpyHMC:
     accepted = np.log(self.rng.random(len(x), dtype=np.float32)) < -change
     self.x = np.where(accepted[:, None], x, x0)
     self.energy = np.where(accepted, energy, self.energy)
+    self.gradient = np.where(accepted[:, None], grad, self.gradient)
     self.rejection_avg = 0.9 * self.rejection_avg + 0.1 * (1 - accepted.mean())
     self.step_size = np.float32(min(1.01 * eps, 0.25) if self.rejection_avg < 0.1 else max(0.99 * eps, 0.001))
     return float(accepted.mean())
@@ -235,13 +279,17 @@ def plain_free_energy(params, x):
   return 0.5 * jnp.sum(x * x, 1) - x @ params["b_v"] - cov.sum(1) - mean.sum(1)
 
 
+def plain_grad(params, x):
+  return jax.grad(lambda x: jnp.sum(plain_free_energy(params, x)))(x)
+
+
 @jax.jit
-def plain_trajectory(params, key, x0, energy0, eps):
+def plain_trajectory(params, key, x0, energy0, grad0, eps):
   """The straightforward version: jax.grad, lax.scan over the leapfrog, fixed ε (no adaptation)."""
   momentum_key, accept_key = jax.random.split(key)
-  grad_fn = jax.grad(lambda x: jnp.sum(plain_free_energy(params, x)))
+  grad_fn = functools.partial(plain_grad, params)
   p0 = jax.random.normal(momentum_key, x0.shape)
-  p = p0 - eps / 2 * grad_fn(x0)
+  p = p0 - eps / 2 * grad0
   x = x0 + eps * p
 
   def leapfrog(carry, _):
@@ -254,7 +302,8 @@ def plain_trajectory(params, key, x0, energy0, eps):
   p = p - eps / 2 * grad
   change = (energy + 0.5 * jnp.sum(p * p, 1)) - (energy0 + 0.5 * jnp.sum(p0 * p0, 1))
   accepted = jnp.log(jax.random.uniform(accept_key, energy.shape)) < -change
-  return jnp.where(accepted[:, None], x, x0), jnp.where(accepted, energy, energy0), jnp.mean(accepted)
+  return (jnp.where(accepted[:, None], x, x0), jnp.where(accepted, energy, energy0),
+          jnp.where(accepted[:, None], grad, grad0), jnp.mean(accepted))
 
 
 def bf16_free_energy_and_grad(params, x):
@@ -263,14 +312,28 @@ def bf16_free_energy_and_grad(params, x):
     return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
 
   energy = mcrbm_free_energy_and_grad(params, x)[0]  # dead code inside the leapfrog loop
-  filters = jnp.concatenate([params["C"], params["W"]], axis=1)
-  responses = dot(x, filters)
-  scale = jnp.sqrt(jnp.mean(x * x, axis=1, keepdims=True) + 0.5)
-  s = responses[:, :F] / scale
+  inv_scale = jax.lax.rsqrt(jnp.mean(x * x, axis=1, keepdims=True) + 0.5)
+  s = dot(x, params["C"]) * inv_scale
   cov_probs = jax.nn.sigmoid(params["b_c"] - 0.5 * dot(s * s, params["P"]))
-  mean_probs = jax.nn.sigmoid(responses[:, F:] + params["b_m"])
+  mean_probs = jax.nn.sigmoid(dot(x, params["W"]) + params["b_m"])
   r = s * dot(cov_probs, params["P"].T)
-  back = dot(jnp.concatenate([r / scale, -mean_probs], axis=1), filters.T)
+  back = dot(r * inv_scale, params["C"].T) - dot(mean_probs, params["W"].T)
+  radial = jnp.sum(s * r, axis=1, keepdims=True) * (inv_scale * inv_scale) / D
+  return energy, back - radial * x + x - params["b_v"]
+
+
+def concatenated_free_energy_and_grad(params, x):
+  """Ablation: the closed form as the library computed it before, one product with [C | W] forward
+  and one with [C | W]ᵀ back (sliced and concatenated batches)."""
+  filters = jnp.concatenate([params["C"], params["W"]], axis=1)
+  responses = x @ filters
+  scale = jnp.sqrt(jnp.mean(x * x, axis=1, keepdims=True) + 0.5)
+  s, mean_logits = responses[:, :F] / scale, responses[:, F:] + params["b_m"]
+  cov_logits = params["b_c"] - 0.5 * (s * s) @ params["P"]
+  energy = (0.5 * jnp.sum(x * x, axis=1) - x @ params["b_v"] - jnp.sum(jax.nn.softplus(cov_logits), axis=1)
+            - jnp.sum(jax.nn.softplus(mean_logits), axis=1))
+  r = s * (jax.nn.sigmoid(cov_logits) @ params["P"].T)
+  back = jnp.concatenate([r / scale, -jax.nn.sigmoid(mean_logits)], axis=1) @ filters.T
   radial = jnp.sum(s * r, axis=1, keepdims=True) / (D * scale * scale)
   return energy, back - radial * x + x - params["b_v"]
 
@@ -303,8 +366,8 @@ def library_sampler(params, gradient: str = "closed_form", axis_name: str | None
   """The library's HMC with the original code's settings, on the mcRBM with `params`.
 
   gradient: 'closed_form' (`mcrbm_free_energy_and_grad`), 'autodiff' (`jax.vjp` of
-  `MCRBM.free_energy`), 'bf16' (`bf16_free_energy_and_grad`), or the ablations 'transposed' and
-  'split2'.
+  `MCRBM.free_energy`), 'bf16' (`bf16_free_energy_and_grad`), or the ablations 'concatenated',
+  'transposed' and 'split2'.
   """
   if gradient == "autodiff":
     model = MCRBM(n_visible=D, n_factors=F, n_cov=N, n_mean=M, pooling_init="topographic")
@@ -313,6 +376,7 @@ def library_sampler(params, gradient: str = "closed_form", axis_name: str | None
   energy_fn = lambda x: mcrbm_free_energy_and_grad(params, x)[0]
   energy_and_grad_fn = functools.partial({"closed_form": mcrbm_free_energy_and_grad,
                                           "bf16": bf16_free_energy_and_grad,
+                                          "concatenated": concatenated_free_energy_and_grad,
                                           "transposed": transposed_free_energy_and_grad,
                                           "split2": split_free_energy_and_grad}[gradient], params)
   return hmc(energy_fn, num_leapfrog=NUM_LEAPFROG, energy_and_grad_fn=energy_and_grad_fn,
@@ -322,7 +386,8 @@ def library_sampler(params, gradient: str = "closed_form", axis_name: str | None
 class LibraryHMC:
   """deepvision's sampler, `num_trajectories` trajectories per compiled call (one `run_chain`)."""
 
-  def __init__(self, params, x0, num_trajectories: int, gradient: str = "closed_form"):
+  def __init__(self, params, x0, num_trajectories: int, gradient: str = "closed_form",
+               carry_grad: bool = True):
     self.params = jax.tree.map(jnp.asarray, params)
     self.n = num_trajectories
 
@@ -332,6 +397,8 @@ class LibraryHMC:
       return state, jnp.mean(infos.acceptance_rate)
 
     self.state = jax.jit(lambda params, x: library_sampler(params, gradient).init(x))(self.params, x0)
+    if not carry_grad:  # a state without ∇E: recomputed at the start of every trajectory (L + 1 of them)
+      self.state = self.state._replace(grad=None)
     self.key, self.steps = jax.random.key(0), 0
     begin = time.perf_counter()
     self.advance = jax.jit(advance, donate_argnums=2).lower(self.params, self.key, self.state, 0).compile()
@@ -387,15 +454,17 @@ class PlainJaxHMC:
     self.params = jax.tree.map(jnp.asarray, params)
     self.n, self.x = num_trajectories, jnp.asarray(x0)
     self.energy = plain_free_energy(self.params, self.x)
+    self.grad = jax.jit(plain_grad)(self.params, self.x)
     self.key, self.steps, self.eps = jax.random.key(0), 0, jnp.float32(0.01)
     begin = time.perf_counter()
-    plain_trajectory.lower(self.params, self.key, self.x, self.energy, self.eps).compile()
+    plain_trajectory.lower(self.params, self.key, self.x, self.energy, self.grad, self.eps).compile()
     self.compile_seconds = time.perf_counter() - begin
 
   def __call__(self) -> float:
     for _ in range(self.n):
       key = jax.random.fold_in(self.key, self.steps)
-      self.x, self.energy, acceptance = plain_trajectory(self.params, key, self.x, self.energy, self.eps)
+      self.x, self.energy, self.grad, acceptance = plain_trajectory(self.params, key, self.x, self.energy,
+                                                                    self.grad, self.eps)
       self.steps += 1
     return float(acceptance)
 
@@ -403,8 +472,9 @@ class PlainJaxHMC:
 class NumpyRunner:
   """numpy: `num_trajectories` trajectories of `NumpyHMC` per call, numpy's BLAS on `threads` threads."""
 
-  def __init__(self, params, x0, num_trajectories: int, threads: int):
-    self.hmc, self.n, self.threads = NumpyHMC(params, x0), num_trajectories, threads
+  def __init__(self, params, x0, num_trajectories: int, threads: int, concatenated: bool = False):
+    self.hmc = NumpyHMC(params, x0, concatenated=concatenated)
+    self.n, self.threads = num_trajectories, threads
 
   def __call__(self) -> float:
     with threadpoolctl.threadpool_limits(limits=self.threads, user_api="blas"):
@@ -448,7 +518,9 @@ def closed_forms_agree(params, x0) -> dict:
   reference = np.asarray(jax.grad(lambda x: jnp.sum(plain_free_energy(jparams, x)))(x0))
   energy = np.asarray(plain_free_energy(jparams, x0))
   forms = {"numpy": NumpyHMC(params, x0).energy_and_grad(x0)}
+  forms["numpy_concatenated"] = NumpyHMC(params, x0, concatenated=True).energy_and_grad(x0)
   for name, fn in (("library", mcrbm_free_energy_and_grad), ("bf16", bf16_free_energy_and_grad),
+                   ("concatenated", concatenated_free_energy_and_grad),
                    ("transposed", transposed_free_energy_and_grad), ("split2", split_free_energy_and_grad)):
     forms[name] = jax.jit(fn)(jparams, x0)
   scale = np.abs(reference).max()
@@ -476,6 +548,10 @@ def speed(params, x0, rounds: int, num_trajectories: int, contestants: list[str]
                                                                gradient="bf16"),
       "deepvision_batch256": lambda: LibraryHMC(params, np.concatenate([x0, start_positions(2)]),
                                                 num_trajectories),
+      "ablation_numpy_concatenated": lambda: NumpyRunner(params, x0, num_trajectories, threads=1,
+                                                         concatenated=True),
+      "ablation_concatenated": lambda: LibraryHMC(params, x0, num_trajectories, gradient="concatenated"),
+      "ablation_no_carried_grad": lambda: LibraryHMC(params, x0, num_trajectories, carry_grad=False),
       "ablation_transposed": lambda: LibraryHMC(params, x0, num_trajectories, gradient="transposed"),
       "ablation_split2": lambda: LibraryHMC(params, x0, num_trajectories, gradient="split2"),
   }
@@ -493,39 +569,53 @@ def speed(params, x0, rounds: int, num_trajectories: int, contestants: list[str]
                               f"{warm_up['numpy_blas1']:.2f} s: a core was busy; not timed")
     contestants = [name for name in contestants if name != "numpy_blas2"]
   seconds = {name: [] for name in contestants}
+  cpu_seconds = {name: [] for name in contestants}  # this process's CPU time, all its threads
   acceptance = {name: [] for name in contestants}
   for r in range(rounds):
     for name in contestants[r % len(contestants):] + contestants[:r % len(contestants)]:
-      begin = time.perf_counter()
+      begin, cpu_begin = time.perf_counter(), time.process_time()
       acceptance[name].append(runners[name]())
       seconds[name].append(time.perf_counter() - begin)
+      cpu_seconds[name].append(time.process_time() - cpu_begin)
   results = {}
   for name in contestants:
     particles = 2 * BATCH if name == "deepvision_batch256" else BATCH
     per_trajectory = statistics.median(seconds[name]) / num_trajectories
-    flops = flops_per_trajectory(particles)
+    evaluations = NUM_LEAPFROG + 1 if name == "ablation_no_carried_grad" else NUM_LEAPFROG
+    flops = flops_per_trajectory(particles, evaluations)
     results[name] = {
         "ms_per_trajectory": 1e3 * per_trajectory,
         "particle_leapfrog_steps_per_s": particles * NUM_LEAPFROG / per_trajectory,
         "gflops": flops / per_trajectory / 1e9,
+        "gradient_evaluations_per_trajectory": evaluations,
         "particles": particles,
+        "cpu_ms_per_trajectory": 1e3 * statistics.median(cpu_seconds[name]) / num_trajectories,
         "round_seconds": [round(s, 4) for s in seconds[name]],
         "mean_acceptance": statistics.mean(acceptance[name]),
         "compile_seconds": getattr(runners[name], "compile_seconds", None),
         "first_call_seconds_with_compile": getattr(runners[name], "first_call_seconds", None)}
   numpy_names = [n for n in contestants if n.startswith("numpy")]
   reference = min(numpy_names, key=lambda n: results[n]["ms_per_trajectory"])
+  # CPU time is compared with one-thread NumPy's (OpenBLAS's second thread spins, doubling its CPU time).
+  cpu_reference = "numpy_blas1" if "numpy_blas1" in contestants else reference
   ratios = {}
   for name in contestants:
     if name.startswith("numpy"):
       continue
     per_round = [(results[name]["particles"] / a) / (BATCH / b)
                  for a, b in zip(seconds[name], seconds[reference])]
+    quartiles = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else per_round * 3
     ratios[f"{name}/numpy"] = {
         "ratio_of_medians": results[name]["particle_leapfrog_steps_per_s"]
                             / results[reference]["particle_leapfrog_steps_per_s"],
-        "median_of_round_ratios": statistics.median(per_round)}
-  return {"results": results, "numpy_reference": reference, "ratios": ratios, "rounds": rounds,
+        "median_of_round_ratios": statistics.median(per_round),
+        "round_ratio_quartiles": [round(quartiles[0], 3), round(quartiles[2], 3)],
+        # particle-steps per CPU-second against one-thread NumPy's: the work each spends, less sensitive
+        # to other processes' load than wall time (for one-thread contestants, the per-core speed ratio)
+        "cpu_time_ratio": (results[cpu_reference]["cpu_ms_per_trajectory"] / BATCH)
+                          / (results[name]["cpu_ms_per_trajectory"] / results[name]["particles"])}
+  return {"results": results, "numpy_reference": reference, "cpu_time_reference": cpu_reference,
+          "ratios": ratios, "rounds": rounds,
           "trajectories_per_round": num_trajectories, "skipped": skipped,
           "warm_up_seconds": {name: round(t, 4) for name, t in warm_up.items()}}
 
@@ -596,7 +686,8 @@ def main(argv=None) -> dict:
                      "deepvision_batch256"]
   if NUM_DEVICES < 2:
     all_contestants = [n for n in all_contestants if "data_parallel" not in n]
-  ablations = ["ablation_transposed", "ablation_split2"]
+  ablations = ["ablation_numpy_concatenated", "ablation_concatenated", "ablation_no_carried_grad",
+               "ablation_transposed", "ablation_split2"]
   contestants = (args.contestants.split(",") if args.contestants
                  else all_contestants + (ablations if args.ablations else []))
   all_contestants += ablations
@@ -615,8 +706,9 @@ def main(argv=None) -> dict:
   report = {"benchmark": "mcRBM HMC throughput (B=128, D=105, F=256, N=144, M=100, L=20): "
                          "deepvision vs NumPy, CPU",
             "flops": {"per_evaluation": flops_per_evaluation(), "per_trajectory": flops_per_trajectory(),
-                      "counted": "matrix products only: x·[C|W], (s⊙s)·P, σ_c·Pᵀ, [r/L|−σ_m]·[C|W]ᵀ; "
-                                 "21 gradient evaluations per trajectory"}}
+                      "counted": "matrix products only: x·C, x·W, (s⊙s)·P, σ_c·Pᵀ, (r/L)·Cᵀ, σ_m·Wᵀ; "
+                                 "20 gradient evaluations per trajectory (the chain's gradient is "
+                                 "carried; 21 for ablation_no_carried_grad)"}}
   print("0. closed forms agree ...", flush=True)
   report["closed_forms"] = closed_forms_agree(params, x0)
   print("1. matrix-product rate ...", flush=True)
@@ -668,7 +760,8 @@ def main(argv=None) -> dict:
     ratio_text = ""
     if f"{name}/numpy" in s["ratios"]:
       q = s["ratios"][f"{name}/numpy"]
-      ratio_text = f" {q['ratio_of_medians']:.2f}× numpy (rounds: {q['median_of_round_ratios']:.2f}×)"
+      ratio_text = (f" {q['ratio_of_medians']:.2f}× numpy (rounds: {q['median_of_round_ratios']:.2f}×, "
+                    f"CPU time: {q['cpu_time_ratio']:.2f}×)")
     print(f"  {name:29s} {r['ms_per_trajectory']:6.2f} ms/trajectory "
           f"{r['particle_leapfrog_steps_per_s']:8.0f} particle-steps/s {r['gflops']:4.0f} GFLOP/s "
           f"({r['percent_of_jax_float32_matmul']:3.0f}% of matmul)"

@@ -28,11 +28,15 @@ this is what the original training code does). With `adapt=False` ε stays fixed
 an exact MCMC kernel leaving p(x) invariant (leapfrog is volume-preserving and reversible, and the
 Metropolis test corrects its discretisation error).
 
-The state carries each particle's current energy E(x), so it is not recomputed at the start of the next
-trajectory. The carried energy belongs to `energy_fn`: when the energy changes (the parameters of a model
-trained by persistent contrastive divergence are updated between trajectories), start from
+The state carries each particle's current energy E(x) and gradient ∇E(x) (those of the trajectory's end
+point if it was accepted, else the carried ones), so neither is recomputed at the start of the next
+trajectory: a trajectory evaluates the gradient L times, not L + 1 (5% of the work at L = 20). The
+carried values belong to `energy_fn`: when the energy changes (the parameters of a model trained by
+persistent contrastive divergence are updated between trajectories), start from
 `init(state.position, step_size=state.step_size, rejection_avg=state.rejection_avg)` with the new
-energy, which recomputes it and keeps the adapted step size.
+energy, which recomputes both and keeps the adapted step size, or build `HMCState(position, step_size,
+rejection_avg, energy)` without `grad`: a state without a gradient has it computed at the start of
+each trajectory (and stays without one), as the original code does.
 
 With `axis_name`, the batch may be split over devices (data parallelism, `deepvision.parallel`): the
 acceptance rate that drives the adaptation is averaged over the devices, so every shard keeps the same
@@ -53,8 +57,9 @@ pure function: jit it, or run it with `deepvision.samplers.base.run_chain`.
 
 Speed on a multi-core CPU: the matrix products of one trajectory are small (128 particles of an mcRBM:
 about 10 MFLOP each), and XLA:CPU spreads them poorly over the cores; splitting the batch over one CPU
-device per core (`jax_num_cpu_devices`, `axis_name`, `jax.pmap`) ran the mcRBM trajectory about 1.5×
-faster on 2 cores than one device did (benchmarks/hmc_throughput.py).
+device per core (`jax_num_cpu_devices`, `axis_name`, `jax.pmap`) ran the mcRBM trajectory 1.7× faster
+on 2 idle cores than one device did (4.2 ms against 7.4 ms), and no faster while other processes held a
+core (benchmarks/hmc_throughput.py records the machine's load with every run).
 """
 
 from __future__ import annotations
@@ -83,12 +88,15 @@ class HMCState(NamedTuple):
     step_size: the leapfrog step size ε, a scalar shared by the batch.
     rejection_avg: the running average r̄ of the fraction of the batch rejected, a scalar.
     energy: E(position) of every particle, (B,), carried so that it is not recomputed.
+    grad: ∇E(position), the positions' shape, carried likewise; None (a state built without it): the
+      step computes it at the start of the trajectory and returns a state without it.
   """
 
   position: Array
   step_size: Array
   rejection_avg: Array
   energy: Array
+  grad: Array | None = None
 
 
 class HMCInfo(NamedTuple):
@@ -195,7 +203,8 @@ def hmc(energy_fn: EnergyFn, *, num_leapfrog: int = 20, initial_step_size: float
 
   Returns:
     `SamplingAlgorithm(init, step)`: `init(position, step_size=None, rejection_avg=None) -> HMCState`
-    (ε defaults to `initial_step_size`, r̄ to `target_rejection`, as in the original code) and
+    (ε defaults to `initial_step_size`, r̄ to `target_rejection`, as in the original code; E and ∇E
+    evaluated at `position`) and
     `step(key, state) -> (HMCState, HMCInfo)`. The step splits `key` into (momentum key, acceptance
     key) and draws p ~ N(0, I) of the positions' shape and dtype from the first and one uniform per
     particle from the second.
@@ -259,8 +268,8 @@ def hmc(energy_fn: EnergyFn, *, num_leapfrog: int = 20, initial_step_size: float
     if step_size.shape or rejection_avg.shape:
       raise ValueError(f"step_size and rejection_avg are scalars shared by the batch, got shapes "
                        f"{step_size.shape} and {rejection_avg.shape}")
-    energy = checked_energy(jnp.asarray(energy_fn(position)), position)
-    return HMCState(position, step_size, rejection_avg, energy)
+    energy, grad = energy_and_grad(position)
+    return HMCState(position, step_size, rejection_avg, energy, grad)
 
   def step(key: Array, state: HMCState) -> tuple[HMCState, HMCInfo]:
     x0 = checked_position(state.position)
@@ -281,8 +290,10 @@ def hmc(energy_fn: EnergyFn, *, num_leapfrog: int = 20, initial_step_size: float
       return 0.5 * jnp.sum(p * p, axis=particle_axes)
 
     p0 = masked(jax.random.normal(momentum_key, x0.shape, dtype))
-    _, grad = energy_and_grad(x0)  # E(x0) is carried in the state
-    p = p0 - (0.5 * eps) * masked(grad)
+    grad0 = energy_and_grad(x0)[1] if state.grad is None else state.grad.astype(dtype)  # E(x0) is carried
+    if grad0.shape != x0.shape:
+      raise ValueError(f"the state's grad must have the positions' shape {x0.shape}, got {grad0.shape}")
+    p = p0 - (0.5 * eps) * masked(grad0)
     x = drift(x0, p)
 
     def full_step(_, carry):
@@ -301,6 +312,7 @@ def hmc(energy_fn: EnergyFn, *, num_leapfrog: int = 20, initial_step_size: float
     expand = accepted.reshape(accepted.shape + (1,) * (x0.ndim - 1))
     position = jnp.where(expand, x, x0)
     energy = jnp.where(accepted, energy, state.energy)
+    new_grad = None if state.grad is None else jnp.where(expand, grad, grad0)
 
     acceptance_rate = jnp.mean(accepted.astype(dtype))
     if axis_name is not None:  # equal shards: the mean of the shards' rates is the batch's
@@ -313,6 +325,6 @@ def hmc(energy_fn: EnergyFn, *, num_leapfrog: int = 20, initial_step_size: float
     else:
       new_eps = eps
     info = HMCInfo(acceptance_rate, rejection_rate, eps, accepted, energy_change)
-    return HMCState(position, new_eps, rejection_avg.astype(dtype), energy), info
+    return HMCState(position, new_eps, rejection_avg.astype(dtype), energy, new_grad), info
 
   return SamplingAlgorithm(init, step)

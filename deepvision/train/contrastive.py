@@ -112,9 +112,9 @@ def hmc_chains(model: nn.Module, variables: Any, *, axis_name: str | None = None
   This is `samplers.hmc.hmc` (with its `axis_name`) on the state `HMCChains`, whose ε and r̄ are stored
   per chain (see the module docstring). F and ∂F/∂x come from the model's closed-form
   `free_energy_and_grad` when it has one (the gated MRFs), else from autodiff of `free_energy`. Each
-  transition recomputes F at its start, so the chains may be carried across parameter updates (PCD,
-  FPCD) and the carried `energy` is never stale (one extra free-energy evaluation per trajectory, about
-  2% of its cost).
+  transition recomputes F and ∂F/∂x at its start (one call, whose gradient the first leapfrog half step
+  uses), so the chains may be carried across parameter updates (PCD, FPCD) and the carried `energy` is
+  never stale.
 
   Args:
     model, variables: the energy model and its variables.
@@ -155,7 +155,8 @@ def hmc_chains(model: nn.Module, variables: Any, *, axis_name: str | None = None
 
   def step(key: Array, state: HMCChains) -> tuple[HMCChains, HMCChainInfo]:
     x = state.position
-    start = hmc_lib.HMCState(x, state.step_size[0], state.rejection_avg[0], energy_fn(x).astype(x.dtype))
+    # F and ∂F/∂x at the start in one call: the first half step needs the gradient anyway.
+    start = kernel.init(x, step_size=state.step_size[0], rejection_avg=state.rejection_avg[0])
     moved, info = kernel.step(key, start)
     chains = HMCChains(moved.position, moved.energy, per_chain(moved.step_size, x),
                        per_chain(moved.rejection_avg, x))

@@ -211,6 +211,46 @@ def test_run_chain_resumes_bitwise():
   assert float(once.step_size) != 0.1  # the adapted step size travelled through the pieces
 
 
+def test_carried_gradient_matches_the_position_and_saves_one_evaluation(x64):
+  evaluations = []
+
+  def counted_energy_and_grad(x):
+    jax.debug.callback(lambda: evaluations.append(1))
+    return quartic_energy_and_grad(x)
+
+  num_leapfrog, steps = 6, 5
+  sampler = hmc(quartic_energy, num_leapfrog=num_leapfrog, initial_step_size=0.6,
+                step_size_bounds=(0.001, 1.0), energy_and_grad_fn=counted_energy_and_grad)
+  start = sampler.init(np.random.default_rng(21).normal(size=(300, 3)))
+  jax.effects_barrier()
+  assert len(evaluations) == 1  # init evaluates E and ∇E once
+  evaluations.clear()
+  key = jax.random.key(22)
+  carried, infos, _ = jax.jit(lambda state: run_chain(key, sampler.step, state, steps))(start)
+  jax.effects_barrier()
+  assert len(evaluations) == num_leapfrog * steps  # L gradients per trajectory, not L + 1
+  rejected = ~np.asarray(infos.is_accepted)
+  assert rejected.any() and not rejected.all()  # both branches of the carried gradient are exercised
+  energy, grad = quartic_energy_and_grad(carried.position)
+  np.testing.assert_allclose(carried.grad, grad, rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(carried.energy, energy, rtol=1e-12, atol=1e-12)
+
+  evaluations.clear()  # a state built without the gradient: recomputed each trajectory, same chain
+  bare = HMCState(start.position, start.step_size, start.rejection_avg, start.energy)
+  recomputed, bare_infos, _ = jax.jit(lambda state: run_chain(key, sampler.step, state, steps))(bare)
+  jax.effects_barrier()
+  assert len(evaluations) == (num_leapfrog + 1) * steps
+  assert recomputed.grad is None
+  np.testing.assert_array_equal(bare_infos.is_accepted, infos.is_accepted)
+  np.testing.assert_allclose(recomputed.position, carried.position, rtol=1e-12, atol=1e-12)
+
+  wrong = start._replace(grad=jnp.zeros_like(start.grad))  # the carried gradient is the one used
+  moved = jax.jit(sampler.step)(key, wrong)[0]
+  assert not np.allclose(moved.position, sampler.step(key, start)[0].position)
+  with pytest.raises(ValueError, match="state's grad"):
+    sampler.step(key, start._replace(grad=start.grad[:, :2]))
+
+
 def test_sharded_batch_adapts_like_one_device(x64):
   # Two shards under an axis name (vmap stands in for pmap over devices): each shard moves as the
   # unsharded sampler does with the key fold_in(key, shard), and both adapt ε from the whole batch.
