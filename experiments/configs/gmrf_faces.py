@@ -22,11 +22,11 @@ Measured (seed 0; MSE per missing pixel, pixels in [0, 1], mean ± standard erro
 faces; gain: the paired difference, better Gaussian minus mcRBM):
 
   mask            mcRBM            Gaussian (PCA)   Gaussian (full)  gain
-  central 6×6     0.0105 ± 0.0013  0.0110 ± 0.0014  0.0108 ± 0.0014  0.0003 ± 0.0003
-  bottom half     0.0203 ± 0.0028  0.0208 ± 0.0028  0.0209 ± 0.0028  0.0005 ± 0.0005
-  random 6×6      0.0090 ± 0.0008  0.0092 ± 0.0010  0.0091 ± 0.0010  0.0001 ± 0.0003
+  central 6×6     0.0107 ± 0.0013  0.0110 ± 0.0014  0.0108 ± 0.0014  0.0002 ± 0.0003
+  bottom half     0.0205 ± 0.0030  0.0208 ± 0.0028  0.0209 ± 0.0028  0.0004 ± 0.0005
+  random 6×6      0.0089 ± 0.0009  0.0092 ± 0.0010  0.0091 ± 0.0010  0.0002 ± 0.0003
 
-The mcRBM is ahead on every mask, by 1-5% and about one standard error each: a small gain, not a
+The mcRBM is ahead on every mask, by 1-3% and about one standard error or less each: a small gain, not a
 significant one per mask (with seed 1: ahead on the bottom half and the random square, behind on the
 central square). An mPoT filled by HMC, and other rates, whitening
 levels and training lengths did no better overall.
