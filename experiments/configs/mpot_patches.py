@@ -12,7 +12,7 @@ mPoT does not have. The held-out log-likelihood by AIS (HMC transitions) is comp
 (PCA) model of the same whitened patches.
 
 Cost on a 2-core CPU: about 35 s in all (two to three times longer on a loaded machine). Measured:
-held-out log-likelihood -36.2 ± 0.03 nats per patch, against -58.6 for the Gaussian (PCA) model (the
+held-out log-likelihood -36.3 ± 0.03 nats per patch, against -58.6 for the Gaussian (PCA) model (the
 mcRBM reaches -11.0). `:smoke` runs in about 15 s.
 """
 
