@@ -65,7 +65,7 @@ import numpy as np
 from deepvision.models import dbn
 from deepvision.models.gated_mrf import MCRBM, MPoT
 from deepvision.samplers import gibbs, hmc
-from deepvision.samplers.base import run_chain
+from deepvision.samplers.base import gaussian_mean_and_draw, run_chain
 
 Array = jax.Array
 Layer = tuple[nn.Module, Any]
@@ -294,19 +294,11 @@ def conditional_energy(gmrf_layer: Layer, x: Any, h_c: Any, h_m: Any) -> Array:
   return model.apply(_variables(params), x, h_c, h_m, method=_conditional_energy)
 
 
-def _gaussian(model: nn.Module, params: Any, h_c: Array, h_m: Array) -> tuple[Array, Array]:
-  """(μ, Λ) of p(x | h), or of the paper-form formula for an original-form mcRBM."""
+def _natural(model: nn.Module, params: Any, h_c: Array, h_m: Array) -> tuple[Array, Array]:
+  """(η, Λ) of p(x | h) = N(Λ⁻¹η, Λ⁻¹), or of the paper-form formula for an original-form mcRBM."""
   if not has_gaussian_conditional(model):
     model = model.clone(input_norm="paper")
-  return model.apply(_variables(params), h_c, h_m, method="conditional_gaussian")
-
-
-def _gaussian_draw(key: Array, mean: Array, precision: Array) -> Array:
-  """x = μ + L⁻ᵀε ~ N(μ, Λ⁻¹), L Lᵀ = Λ."""
-  factor = jnp.linalg.cholesky(precision)
-  noise = jax.random.normal(key, mean.shape, mean.dtype)
-  return mean + jax.lax.linalg.triangular_solve(factor, noise[..., None], left_side=True, lower=True,
-                                                transpose_a=True)[..., 0]
+  return model.apply(_variables(params), h_c, h_m, method="conditional_natural")
 
 
 def _hmc_visible(key: Array, model: nn.Module, params: Any, h_c: Array, h_m: Array, start: Array,
@@ -337,12 +329,14 @@ def _hmc_visible(key: Array, model: nn.Module, params: Any, h_c: Array, h_m: Arr
 def _sample_visible(key: Array, model: nn.Module, params: Any, h_c: Array, h_m: Array, mode: str,
                     settings: HMCSettings) -> tuple[Array, VisibleInfo]:
   gaussian_key, hmc_key = jax.random.split(key)
-  mean, precision = _gaussian(model, params, h_c, h_m)
+  natural, precision = _natural(model, params, h_c, h_m)
+  # x = μ + L⁻ᵀε ~ N(μ, Λ⁻¹), L Lᵀ = Λ, and μ itself, from one chain of LAPACK calls.
+  noise = jax.random.normal(gaussian_key, natural.shape, natural.dtype)
+  mean, draw = gaussian_mean_and_draw(natural, precision, noise)
   if mode == "gaussian":
     nan = jnp.full((), jnp.nan, mean.dtype)
-    return _gaussian_draw(gaussian_key, mean, precision), VisibleInfo(mean, nan, nan)
-  start = (_gaussian_draw(gaussian_key, mean, precision) if settings.init == "gaussian"
-           else jnp.zeros_like(mean))
+    return draw, VisibleInfo(mean, nan, nan)
+  start = draw if settings.init == "gaussian" else jnp.zeros_like(mean)
   x, acceptance, step_size = _hmc_visible(hmc_key, model, params, h_c, h_m, start, settings)
   return x, VisibleInfo(mean, acceptance, step_size)
 

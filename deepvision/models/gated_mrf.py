@@ -375,6 +375,10 @@ class _GatedMRF:
     return self._visible_terms(x) - jnp.sum((x @ self.W) * h_m, axis=-1) - h_m @ self.b_m
 
   def _gaussian(self, h_c: Any, h_m: Any) -> tuple[Array, Array]:
+    linear, precision = self._natural(h_c, h_m)
+    return jnp.linalg.solve(precision, linear[..., None])[..., 0], precision
+
+  def _natural(self, h_c: Any, h_m: Any) -> tuple[Array, Array]:
     h_c = _flat(self, h_c, self.n_cov, "covariance hidden states")
     h_m = _flat(self, h_m, self.n_mean, "mean hidden states")
     if h_c.shape[0] != h_m.shape[0]:
@@ -383,9 +387,7 @@ class _GatedMRF:
     gains = h_c @ self.P.T  # (B, F)
     precision = (jnp.einsum("df,bf,ef->bde", self.C, gains, self.C)
                  + jnp.eye(self.n_visible, dtype=gains.dtype))
-    linear = h_m @ self.W.T + self.b_v
-    mean = jnp.linalg.solve(precision, linear[..., None])[..., 0]
-    return mean, precision
+    return h_m @ self.W.T + self.b_v, precision
 
   def _sample_mean_hidden(self, key: Array, x: Array) -> Array:
     probs = self.mean_hidden_probs(x)
@@ -483,11 +485,20 @@ class MCRBM(_GatedMRF, nn.Module):
     Raises:
       ValueError: for input_norm 'original', where p(x | h) is not Gaussian.
     """
+    self._check_gaussian()
+    return self._gaussian(h_c, h_m)
+
+  def conditional_natural(self, h_c: Any, h_m: Any) -> tuple[Array, Array]:
+    """p(x | h) = N(Λ⁻¹η, Λ⁻¹) by its natural parameters, without a solve: (η = W h_m + b_v (B, D),
+    Λ (B, D, D)); 'paper' form only (ValueError otherwise)."""
+    self._check_gaussian()
+    return self._natural(h_c, h_m)
+
+  def _check_gaussian(self) -> None:
     if self.input_norm != "paper":
       raise ValueError(f"MCRBM with input_norm {self.input_norm!r}: p(x | h) is not Gaussian (the "
                        "covariance branch sees a normalised x); sample x by HMC on free_energy, "
                        "or use input_norm 'paper'")
-    return self._gaussian(h_c, h_m)
 
 
 class MPoT(_GatedMRF, nn.Module):
@@ -572,3 +583,7 @@ class MPoT(_GatedMRF, nn.Module):
   def conditional_gaussian(self, h_c: Any, h_m: Any) -> tuple[Array, Array]:
     """p(x | h) = N(μ, Λ⁻¹): (μ (B, D), Λ (B, D, D)), Λ = C diag(P h_c) Cᵀ + I, μ = Λ⁻¹(W h_m + b_v)."""
     return self._gaussian(h_c, h_m)
+
+  def conditional_natural(self, h_c: Any, h_m: Any) -> tuple[Array, Array]:
+    """p(x | h) = N(Λ⁻¹η, Λ⁻¹) by its natural parameters, without a solve: (η = W h_m + b_v, Λ)."""
+    return self._natural(h_c, h_m)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 Array = jax.Array
 State = Any
@@ -60,3 +61,21 @@ def run_chain(key: Array, step: Callable[[Array, State], tuple[State, Info]], st
 
   state, (infos, traces) = jax.lax.scan(body, state, start_step + jax.numpy.arange(num_steps))
   return state, infos, traces
+
+
+def gaussian_mean_and_draw(natural: Array, precision: Array, noise: Array) -> tuple[Array, Array]:
+  """(μ, μ + L⁻ᵀε) of N(μ, Λ⁻¹) with μ = Λ⁻¹η, L Lᵀ = Λ, for batches (B, D), (B, D, D), (B, D).
+
+  Computed as one chain of dependent batched LAPACK calls, y = L⁻¹η, then L⁻ᵀ[y, y + ε] in a single
+  triangular solve with two right-hand sides. On CPU, jaxlib's batched LAPACK kernels (Cholesky, LU,
+  triangular solves) split their batch over XLA's intra-op thread pool and block until their parts are
+  done, and XLA runs independent operations at the same time: two such kernels side by side (say an LU
+  solve for μ and the Cholesky factor for the draw) can hold every pool thread while waiting for parts
+  queued behind each other, a deadlock seen on a 2-core machine (every thread parked on a futex). A
+  chain in which each call needs the previous one's output cannot overlap with itself.
+  """
+  factor = jnp.linalg.cholesky(precision)
+  half = jax.lax.linalg.triangular_solve(factor, natural[..., None], left_side=True, lower=True)
+  both = jnp.concatenate([half, half + noise[..., None]], axis=-1)
+  solved = jax.lax.linalg.triangular_solve(factor, both, left_side=True, lower=True, transpose_a=True)
+  return solved[..., 0], solved[..., 1]

@@ -68,6 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepvision.samplers.base import gaussian_mean_and_draw
 from deepvision.samplers.hmc import hmc
 
 Array = jax.Array
@@ -472,41 +473,36 @@ def inpaint_hmc(model: nn.Module, variables: Any, x: Any, observed_mask: Any, ke
 # Gibbs.
 
 
-def _gaussian_to_pixels(space: _PixelSpace, mean: Array, precision: Array) -> tuple[Array, Array]:
-  """N(μ_z, Λ_z⁻¹) over z = T(x) with the PCA residual, as N(μ_x, Λ_x⁻¹) over pixels.
+def _natural_to_pixels(space: _PixelSpace, natural: Array, precision: Array) -> tuple[Array, Array]:
+  """N(Λ_z⁻¹η_z, Λ_z⁻¹) over z = T(x) with the PCA residual, as N(Λ_x⁻¹η_x, Λ_x⁻¹) over pixels.
 
-  μ_x = m + U diag(s) μ_z,  Λ_x = U diag(1/s) Λ_z diag(1/s) Uᵀ + ρ (I − UUᵀ).
+  With W = U diag(1/s): Λ_x = W Λ_z Wᵀ + ρ (I − UUᵀ) and μ_x = m + U diag(s) μ_z, so (Wᵀ U diag(s) = I)
+  η_x = Λ_x μ_x = Λ_x m + W η_z: no solve needed.
   """
   u = space.components
   weights = u / space.scales  # (D, K)
   residual = space.residual_precision * (jnp.eye(u.shape[0], dtype=u.dtype) - u @ u.T)
-  return (space.mean + (mean * space.scales) @ u.T,
-          jnp.einsum("dk,bkl,el->bde", weights, precision, weights) + residual)
+  precision_x = jnp.einsum("dk,bkl,el->bde", weights, precision, weights) + residual
+  return precision_x @ space.mean + natural @ weights.T, precision_x
 
 
-def _conditional_given_hidden(key: Array, mean: Array, precision: Array, x: Array,
+def _conditional_given_hidden(key: Array, natural: Array, precision: Array, x: Array,
                               observed: Array) -> tuple[Array, Array]:
   """(E[x | x_o, h], a draw of x | x_o, h), both with x_o in place, for per-example masks.
 
-  Solves (M Λ M + I − M) δ = M Λ (μ − x̃) (x̃ = x_o on o, μ on m): δ_m = Λ_mm⁻¹ Λ_mo (μ_o − x_o),
-  δ_o = 0, so the mean is μ_m − Λ_mm⁻¹ Λ_mo (x_o − μ_o). With the Cholesky factor L of that matrix,
-  ξ = L⁻ᵀ ε, ε ~ N(0, I), has covariance Λ_mm⁻¹ on m.
+  p(x | h) = N(Λ⁻¹η, Λ⁻¹) gives x_m | x_o ~ N(Λ_mm⁻¹(η_m − Λ_mo x_o), Λ_mm⁻¹): the system
+  (M Λ M + I − M) y = r with r_o = x_o, r_m = η_m − Λ_mo x_o has y_o = x_o and y_m that mean, and with
+  its Cholesky factor L, y + L⁻ᵀε has covariance Λ_mm⁻¹ on m (`gaussian_mean_and_draw`).
   """
-  dtype = mean.dtype
+  dtype = natural.dtype
   missing = (~observed).astype(dtype)
-  filled = jnp.where(observed, x, mean)
-  rhs = missing * _batched_matvec(precision, mean - filled)
+  known = jnp.where(observed, x, jnp.zeros((), dtype))
+  rhs = jnp.where(observed, known, natural - _batched_matvec(precision, known))
   system = (precision * missing[:, :, None] * missing[:, None, :]
             + jax.vmap(jnp.diag)(observed.astype(dtype)))
-  factor = jnp.linalg.cholesky(system)
-  half = jax.lax.linalg.triangular_solve(factor, rhs[..., None], left_side=True, lower=True)
-  delta = jax.lax.linalg.triangular_solve(factor, half, left_side=True, lower=True,
-                                          transpose_a=True)[..., 0]
-  noise = jax.random.normal(key, mean.shape, dtype)
-  xi = jax.lax.linalg.triangular_solve(factor, noise[..., None], left_side=True, lower=True,
-                                       transpose_a=True)[..., 0]
-  conditional_mean = jnp.where(observed, x, mean + delta)
-  return conditional_mean, jnp.where(observed, x, conditional_mean + xi)
+  noise = jax.random.normal(key, natural.shape, dtype)
+  conditional_mean, draw = gaussian_mean_and_draw(rhs, system, noise)
+  return jnp.where(observed, x, conditional_mean), jnp.where(observed, x, draw)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
@@ -519,10 +515,10 @@ def _run_gibbs(model, variables, space, x, observed, start, key, num_steps, burn
     hidden_key, visible_key = jax.random.split(jax.random.fold_in(key, t))
     z = current if space is None else _whiten(space, current)[0]
     h_c, h_m = model.apply(variables, hidden_key, z, method="sample_hidden")
-    mean, precision = model.apply(variables, h_c, h_m, method="conditional_gaussian")
+    natural, precision = model.apply(variables, h_c, h_m, method="conditional_natural")
     if space is not None:
-      mean, precision = _gaussian_to_pixels(space, mean, precision)
-    conditional_mean, sample = _conditional_given_hidden(visible_key, mean, precision, x, observed)
+      natural, precision = _natural_to_pixels(space, natural, precision)
+    conditional_mean, sample = _conditional_given_hidden(visible_key, natural, precision, x, observed)
     kept = jnp.where(rao_blackwell, conditional_mean, sample)
     return sample, total + jnp.where(t >= burn_in, kept, jnp.zeros((), x.dtype))
 
@@ -547,7 +543,7 @@ def inpaint_gibbs(model: nn.Module, variables: Any, x: Any, observed_mask: Any, 
 
   Args:
     model: `MCRBM` with input_norm 'paper' or `MPoT` (any model with `sample_hidden(key, x)` and
-      `conditional_gaussian(h_c, h_m) -> (μ, Λ)`).
+      `conditional_natural(h_c, h_m) -> (η, Λ)`, p(x | h) = N(Λ⁻¹η, Λ⁻¹)).
     variables: its variables ({'params': ...}).
     x, observed_mask, key, init, whitening, residual_variance: as in `inpaint_hmc`; with
       `whitening`, p(x | h) is carried to pixel space through the affine whitening and the PCA
@@ -567,9 +563,9 @@ def inpaint_gibbs(model: nn.Module, variables: Any, x: Any, observed_mask: Any, 
     raise ValueError("inpaint_gibbs needs a Gaussian p(x | h), but this MCRBM has input_norm 'original' "
                      "(the covariance branch sees a normalised x); use inpaint_hmc, or an MCRBM with "
                      "input_norm 'paper' or an MPoT")
-  for method in ("sample_hidden", "conditional_gaussian"):
+  for method in ("sample_hidden", "conditional_natural"):
     if not hasattr(model, method):
-      raise ValueError(f"inpaint_gibbs needs a model with sample_hidden and conditional_gaussian (a "
+      raise ValueError(f"inpaint_gibbs needs a model with sample_hidden and conditional_natural (a "
                        f"paper-form MCRBM or an MPoT); {type(model).__name__} has no {method}; use "
                        "inpaint_hmc")
   num_steps, burn_in = _check_steps(num_steps, burn_in)
