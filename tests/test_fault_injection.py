@@ -3,13 +3,15 @@
 Each trainer runs its smoke config in a child process (`tests/fault_driver.py`), which is killed with SIGKILL
 right after orbax committed a checkpoint but before its manifest was written, then at two random steps (a
 seeded choice), and then re-run to the end: the final train state must equal, bit for bit, that of a run never
-interrupted. The children share a persistent compilation cache, so only the first one compiles.
+interrupted. The children share the session's persistent compilation cache, so the programs the in-process
+reference run compiled load from disk there; the reference runs themselves are trained once per module.
 """
 
 import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,8 +74,12 @@ def _assert_bitwise_equal(a, b):
 
 @pytest.fixture(scope="module")
 def compile_cache(tmp_path_factory):
-  """A persistent compilation cache shared by the child processes: only the first one compiles."""
-  return str(tmp_path_factory.mktemp("jax_cache"))
+  """The persistent compilation cache of the child processes.
+
+  The session's cache where the test session set one (tests/conftest.py): the in-process reference runs
+  already compiled the children's programs into it. Otherwise a fresh one: only the first child compiles.
+  """
+  return jax.config.jax_compilation_cache_dir or str(tmp_path_factory.mktemp("jax_cache"))
 
 
 _CACHE: dict[str, str] = {}
@@ -83,6 +89,24 @@ _CACHE: dict[str, str] = {}
 def _children_share_a_compile_cache(compile_cache):
   _CACHE["dir"] = compile_cache
   yield
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+  """reference_run(name): the workdir of one uninterrupted run of `_config(name)`, trained once per module.
+
+  Tests only read it (or copy it): the runs they compare with it are their own.
+  """
+  workdirs: dict[str, str] = {}
+
+  def get(name):
+    if name not in workdirs:
+      workdir = str(tmp_path_factory.mktemp(f"reference_{name}") / "run")
+      train_and_evaluate(_config(name), workdir)
+      workdirs[name] = workdir
+    return workdirs[name]
+
+  return get
 
 
 def _launch(name, workdir, *extra):
@@ -113,11 +137,13 @@ def _finish(process, timeout=120):
   return process.returncode, out, err
 
 
-@pytest.mark.parametrize("name", ["lcn_convnet_digits", "rbm_digits"])
-def test_kill_9_anywhere_then_resume_is_bitwise_equal(tmp_path, name):
-  reference = tmp_path / "reference"
-  train_and_evaluate(_config(name), str(reference))
-  total = read_metrics(str(reference))[-1]["step"]
+# Four child runs each: the supervised trainer's kill test is in the slow tier. The default tier keeps the
+# contrastive one (the same runner, checkpointer and manifests), and the supervised trainer's bitwise
+# resumes from a cut run (tests/test_experiments.py) and from a damaged newest checkpoint (below).
+@pytest.mark.parametrize("name", [pytest.param("lcn_convnet_digits", marks=pytest.mark.slow), "rbm_digits"])
+def test_kill_9_anywhere_then_resume_is_bitwise_equal(tmp_path, reference_run, name):
+  reference = reference_run(name)
+  total = read_metrics(reference)[-1]["step"]
 
   run = tmp_path / "killed"
   rng = random.Random(f"kill-{name}")
@@ -136,16 +162,15 @@ def test_kill_9_anywhere_then_resume_is_bitwise_equal(tmp_path, name):
   # 4. The same command again finishes the run.
   code, _, err = _finish(_launch(name, run))
   assert code == 0, err
-  _assert_bitwise_equal(_final_state(name, str(reference)), _final_state(name, str(run)))
+  _assert_bitwise_equal(_final_state(name, reference), _final_state(name, str(run)))
   strip = lambda records: [{k: v for k, v in r.items() if k != "steps_per_second"}  # noqa: E731
                            for r in records]
-  assert strip(read_metrics(str(run))) == strip(read_metrics(str(reference)))
+  assert strip(read_metrics(str(run))) == strip(read_metrics(reference))
 
 
-def test_sigterm_saves_within_two_steps_exits_0_and_resumes_bitwise(tmp_path):
+def test_sigterm_saves_within_two_steps_exits_0_and_resumes_bitwise(tmp_path, reference_run):
   name = "rbm_digits"
-  reference = tmp_path / "reference"
-  train_and_evaluate(_config(name), str(reference))
+  reference = reference_run(name)
   run = tmp_path / "run"
   process = _launch(name, run)
   signalled_at = _wait_for_step(process, 7)
@@ -157,7 +182,7 @@ def test_sigterm_saves_within_two_steps_exits_0_and_resumes_bitwise(tmp_path):
   assert signalled_at <= saved <= signalled_at + 2
   code, _, err = _finish(_launch(name, run))
   assert code == 0, err
-  _assert_bitwise_equal(_final_state(name, str(reference)), _final_state(name, str(run)))
+  _assert_bitwise_equal(_final_state(name, reference), _final_state(name, str(run)))
 
 
 @pytest.mark.parametrize("name", ["lcn_convnet_digits", "rbm_digits"])
@@ -211,6 +236,14 @@ def _tree_digest(directory):
   return digest.hexdigest()
 
 
+@pytest.fixture(scope="module")
+def finished_smoke_run(tmp_path_factory):
+  """A finished lcn_convnet_digits:smoke run (figures off), trained once; tests work on copies."""
+  workdir = tmp_path_factory.mktemp("finished") / "run"
+  train_and_evaluate(override_config(lcn_convnet_digits.get_config("smoke"), {"figures": False}), str(workdir))
+  return workdir
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--config.batch_size=0"], "batch_size"),
     (["--config.optimizer.learning_rate=0.5"], "allow_config_change"),
@@ -218,10 +251,9 @@ def _tree_digest(directory):
     (["--config.dataset=dv_faces"], "dataset"),
     (["--config.min_free_disk_mb=1e15"], "free"),
 ])
-def test_bad_input_exits_2_and_leaves_checkpoints_untouched(tmp_path, flags, message):
+def test_bad_input_exits_2_and_leaves_checkpoints_untouched(tmp_path, finished_smoke_run, flags, message):
   workdir = tmp_path / "run"
-  config = override_config(lcn_convnet_digits.get_config("smoke"), {"figures": False})
-  train_and_evaluate(config, str(workdir))
+  shutil.copytree(finished_smoke_run, workdir)
   before = _tree_digest(workdir)
   result = subprocess.run(
       [sys.executable, "-m", "experiments.main", "--config=experiments/configs/lcn_convnet_digits.py:smoke",
@@ -255,12 +287,12 @@ def test_a_damaged_data_file_gets_a_clear_error_and_exit_2(tmp_path):
   assert not os.path.exists(tmp_path / "run")
 
 
-def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning_and_the_run_ends_bitwise(tmp_path):
+def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning_and_the_run_ends_bitwise(tmp_path,
+                                                                                       reference_run):
   name = "lcn_convnet_digits"
-  reference, run = tmp_path / "reference", tmp_path / "run"
-  config = override_config(_config(name), {"keep_checkpoints": 10})
-  train_and_evaluate(config, str(reference))
-  train_and_evaluate(config, str(run))
+  reference, run = reference_run(name), tmp_path / "run"
+  config = _config(name)
+  shutil.copytree(reference, run)  # a finished run that kept its last 3 checkpoints (every 2 steps)
   total = read_metrics(str(run))[-1]["step"]
   # Damage the final checkpoint and the one before it: a flipped byte and a deleted file.
   steps = Checkpointer(str(run / "checkpoints")).all_steps()
@@ -279,7 +311,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning_and_the_run_ends_
   with pytest.warns(Warning, match=f"step {newest}"):
     train_and_evaluate(config, str(run))
   assert newest == total
-  _assert_bitwise_equal(_final_state(name, str(reference)), _final_state(name, str(run)))
+  _assert_bitwise_equal(_final_state(name, reference), _final_state(name, str(run)))
   assert any(".damaged-" in p.name for p in (run / "checkpoints").iterdir())  # moved aside, not deleted
 
 

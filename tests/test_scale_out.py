@@ -41,7 +41,9 @@ def _free_port() -> int:
 
 
 def _env(num_devices: int, cache_dir: str) -> dict[str, str]:
-  return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={num_devices}",
+  # The session's XLA flags (single-threaded Eigen, see tests/conftest.py) stay; the device count is added.
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={num_devices}".strip()
+  return {**os.environ, "XLA_FLAGS": flags,
           "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": cache_dir, "PYTHONUNBUFFERED": "1"}
 
 

@@ -54,15 +54,14 @@ def test_bad_names_fail_before_any_run(tmp_path):
 
 
 def test_variants_a_model_cannot_express_are_reported_not_applicable(tmp_path):
-  """LeNet-5 (1998) has no LCN or dropout field: those rows say n/a, the others still run."""
+  """The DBN classifier (sigmoid layers on 8×8 digits) has no LCN or dropout field: those rows say n/a,
+  the others still run."""
   config = _config()
-  config.model = "lenet5_1998"
-  config.model_kwargs.input_shape, config.model_kwargs.pad = (8, 8, 1), 12  # 8×8 digits → 32×32
-  config.optimizer.learning_rate = 1e-3
+  config.model = "dbn_classifier_tiny"
   rows = ablation.run_ablation(config, str(tmp_path), ["baseline", "no_lcn", "no_dropout", "constant_lr"],
                                seeds=[0], log=lambda _: None)
   by_name = {r["variant"]: r for r in rows}
   assert "not_applicable" in by_name["no_lcn"] and "not_applicable" in by_name["no_dropout"]
   assert len(by_name["baseline"]["errors"]) == 1 and len(by_name["constant_lr"]["errors"]) == 1
-  assert not (tmp_path / "no_lcn").exists()
-  assert "n/a (lenet5_1998 has no such field)" in (tmp_path / "ablation.md").read_text()
+  assert not (tmp_path / "no_lcn").exists() and (tmp_path / "constant_lr" / "seed0").exists()
+  assert "n/a (dbn_classifier_tiny has no such field)" in (tmp_path / "ablation.md").read_text()
