@@ -152,11 +152,17 @@ def names() -> list[str]:
   return MODELS.names()
 
 
-def fields(name: str) -> list[str] | None:
-  """The overridable fields of model `name` (None when its factory accepts any keyword)."""
+def family(name: str) -> type:
+  """The module class (or factory) of variant `name`: its partials unwrapped."""
   target = MODELS.get(name)
   while isinstance(target, functools.partial):
     target = target.func
+  return target
+
+
+def fields(name: str) -> list[str] | None:
+  """The overridable fields of model `name` (None when its factory accepts any keyword)."""
+  target = family(name)
   if isinstance(target, type) and dataclasses.is_dataclass(target):
     return [f.name for f in dataclasses.fields(target)
             if f.init and f.name not in ("parent", "name")]
@@ -251,14 +257,6 @@ def _shapes(tree: Any) -> str:
   return ", ".join(
       f"{jax.tree_util.keystr(path, simple=True, separator='/')} {tuple(leaf.shape)}".strip()
       for path, leaf in leaves)
-
-
-def family(name: str) -> type:
-  """The module class of variant `name`."""
-  target = MODELS.get(name)
-  while isinstance(target, functools.partial):
-    target = target.func
-  return target
 
 
 def paper(name: str, full: bool = False) -> str:

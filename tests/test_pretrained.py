@@ -89,6 +89,9 @@ def test_a_wrong_or_missing_manifest_is_refused(copied_weights):
               store.manifest_path("rbm_digits", copied_weights))
   with pytest.raises(pretrained.PretrainedIntegrityError, match="manifest of 'rbm_digits'"):
     pretrained.load("rbm_digits", copied_weights)
+  open(store.manifest_path("rbm_digits", copied_weights), "w").write("[1, 2]")
+  with pytest.raises(pretrained.PretrainedIntegrityError, match="holds a JSON list, not an object"):
+    pretrained.load("rbm_digits", copied_weights)
   open(store.manifest_path("rbm_digits", copied_weights), "w").write("{not json")
   with pytest.raises(pretrained.PretrainedIntegrityError, match="cannot be read as JSON"):
     pretrained.load("rbm_digits", copied_weights)

@@ -3,7 +3,7 @@
 `export(name, config, workdir)`:
   1. trains `config` in `workdir` with `train_and_evaluate` (the launcher's call; a finished run is
      not repeated, an interrupted one resumes);
-  2. reads the parameters of the run's newest verified checkpoint (`loop.trained_model`) and the
+  2. reads the parameters of the run's newest verified checkpoint (`loop.evaluated_params`) and the
      preprocessing the trainer saved next to it (`preprocessing.json`);
   3. writes the weights and a provisional manifest to a temporary directory and evaluates them through
      `deepvision.pretrained.evaluate`, the very path users and tests load them by;
@@ -29,16 +29,10 @@ import numpy as np
 
 from deepvision import checkpoint, pretrained, zoo
 from deepvision.pretrained import store
-from deepvision.train import loop
+from deepvision.train import contrastive_loop, loop
 
 INPAINTING_RTOL = 0.02
 EVALUATION_SEED = 0
-
-
-def _chain_step_size(state: dict[str, Any]) -> float | None:
-  chains = state.get("chains")
-  step_size = chains.get("step_size") if isinstance(chains, dict) else None
-  return None if step_size is None else float(np.asarray(step_size).reshape(-1)[0])
 
 
 def _json_ready(record: dict[str, Any]) -> dict[str, Any]:
@@ -61,15 +55,15 @@ def export(name: str, config: ml_collections.ConfigDict, workdir: str, config_fi
   shipped = pretrained.SHIPPED.get(name)
   record = loop.train_and_evaluate(config, workdir)
   run_dir = loop.run_directory(config, workdir)
-  params = loop.trained_model(config, workdir)[1]["params"]
   state, _ = checkpoint.read_state(os.path.join(run_dir, "checkpoints"))
+  params = loop.evaluated_params(state)
   preprocessing_file = os.path.join(run_dir, "preprocessing.json")
   preprocessing = None
   if os.path.exists(preprocessing_file):
     with open(preprocessing_file, encoding="utf-8") as f:
       preprocessing = json.load(f)
   evaluation = {"kind": shipped.evaluation, "seed": EVALUATION_SEED}
-  step_size = _chain_step_size(state)
+  step_size = contrastive_loop.chain_step_size(state.get("chains"))
   if shipped.evaluation == "log_likelihood" and step_size is not None:
     evaluation["chain_step_size"] = step_size
   manifest = {

@@ -69,7 +69,10 @@ def read_manifest(name: str, directory: str | None = None) -> dict[str, Any]:
     raise PretrainedIntegrityError(f"pretrained {name!r}: the manifest {path} cannot be read as JSON ({e}); "
                                    f"{REGENERATE}") from None
   expected = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": name}
-  wrong = {k: manifest.get(k) for k, v in expected.items() if not isinstance(manifest, dict) or manifest.get(k) != v}
+  if not isinstance(manifest, dict):
+    raise PretrainedIntegrityError(f"pretrained {name!r}: the manifest {path} holds a JSON "
+                                   f"{type(manifest).__name__}, not an object; {REGENERATE}")
+  wrong = {k: manifest.get(k) for k, v in expected.items() if manifest.get(k) != v}
   if wrong:
     raise PretrainedIntegrityError(f"pretrained {name!r}: the manifest {path} is not a {FORMAT} v{FORMAT_VERSION} "
                                    f"manifest of {name!r} (found {wrong}); {REGENERATE}")

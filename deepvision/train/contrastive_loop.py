@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -366,8 +367,9 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
 
 
 def chain_step_size(chains: Any) -> float | None:
-  """The HMC step size the chains adapted to (None for chains without one)."""
-  step_size = getattr(chains, "step_size", None)
+  """The HMC step size the chains adapted to (None for chains without one); `chains` is the state's
+  chains or, as `checkpoint.read_state` returns them, their dict."""
+  step_size = chains.get("step_size") if isinstance(chains, Mapping) else getattr(chains, "step_size", None)
   return None if step_size is None else float(np.asarray(step_size).reshape(-1)[0])
 
 

@@ -78,9 +78,14 @@ def trained_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[Any,
     FileNotFoundError: no checkpoint yet. checkpoint.CheckpointCorruptedError: none verifies.
   """
   state, _ = read_state(os.path.join(run_directory(config, workdir), "checkpoints"))
+  return zoo.create(config.model, **model_kwargs(config)), {"params": evaluated_params(state)}
+
+
+def evaluated_params(state: Mapping[str, Any]) -> Any:
+  """The parameters a run evaluates with, from its state as `read_state` returns it: the moving average
+  when the run keeps one (`TrainState.eval_params`), else the parameters."""
   ema = state.get("ema_params")
-  params = ema if isinstance(ema, dict) and ema else state["params"]
-  return zoo.create(config.model, **model_kwargs(config)), {"params": params}
+  return ema if isinstance(ema, dict) and ema else state["params"]
 
 
 def replicas_for(config: ml_collections.ConfigDict, global_batch: int, what: str = "batch_size"
