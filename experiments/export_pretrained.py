@@ -13,15 +13,13 @@ library versions writes byte-identical files. Cost on a 2-core CPU: about five m
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
-# XLA:CPU's multi-threaded Eigen pool sums in an order that depends on thread timing, so the HMC-based
-# evaluations (continuous AIS, inpainting) would differ in their last digits from run to run. One thread per
-# operation makes the recorded metrics reproducible bit for bit (and equal to what the test suite, which
-# runs with the same flag, recomputes). Set before JAX starts.
-if "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+from deepvision.xla_flags import prefer_single_threaded_eigen
+
+# The HMC-based evaluations (continuous AIS, inpainting) are then reproducible bit for bit, and equal to
+# what the test suite, run with the same setting, recomputes. Before JAX starts.
+prefer_single_threaded_eigen()
 
 from absl import app, flags, logging  # noqa: E402  pylint: disable=g-import-not-at-top
 

@@ -2,11 +2,10 @@
 
 import os
 
-# XLA:CPU's multi-threaded Eigen intra-op pool can wedge (every thread parked on a futex, no CPU used)
-# on batched small linear algebra: seen once in four suite runs, in the deep gated MRF's batched Gaussian
-# draws. Single-threaded Eigen avoids it; set before JAX starts (child processes inherit it).
-if "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+from deepvision.xla_flags import prefer_single_threaded_eigen
+
+# Reproducible XLA:CPU sums (see the function); set before JAX starts, child processes inherit it.
+prefer_single_threaded_eigen()
 
 import pytest  # noqa: E402
 
