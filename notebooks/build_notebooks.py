@@ -133,25 +133,14 @@ def quickstart() -> list[nbformat.NotebookNode]:
       md("""\
       ## Learning curves
 
-      Read back from `metrics.jsonl` (one JSON object per line, each with `"step"`). The talk's advice: watch
-      the training loss fall smoothly; a gap between training and validation error that grows means
-      overfitting (regularise), both high means underfitting (more capacity)."""),
+      The run logs to `metrics.jsonl` (one JSON object per line, each with `"step"`), and the library draws
+      the curves from it into `curves.png`. The talk's advice: watch the training loss fall smoothly; a gap
+      between training and validation error that grows means overfitting (regularise), both high means
+      underfitting (more capacity)."""),
       code('''\
       records = read_metrics(workdir)
-      fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
-      for key in ("train/loss", "val/loss"):
-        points = [(r["step"], r[key]) for r in records if key in r]
-        if points:
-          ax_loss.plot(*zip(*points), marker=".", label=key)
-      for key in ("train/accuracy", "val/accuracy"):
-        points = [(r["step"], r[key]) for r in records if key in r]
-        if points:
-          ax_acc.plot(*zip(*points), marker=".", label=key)
-      ax_loss.set(xlabel="step", ylabel="cross-entropy", title="loss")
-      ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy")
-      ax_loss.legend()
-      ax_acc.legend()
-      plt.show()'''),
+      print(f"{len(records)} records; the last: {records[-1]}")
+      show(os.path.join(workdir, "curves.png"), "learning curves")'''),
       md("""\
       ## First-layer filters
 
@@ -415,17 +404,9 @@ def rbm_dbn() -> list[nbformat.NotebookNode]:
       variables = {"params": params}
       print({k: round(v, 4) for k, v in record.items() if isinstance(v, float)})'''),
       code('''\
-      records = read_metrics(rbm_dir)
-      fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-      for ax, keys in zip(axes, (("train/recon_error", "val/recon_error"),
-                                 ("train/pseudo_likelihood", "val/pseudo_likelihood"), ("free_energy_gap",))):
-        for key_name in keys:
-          points = [(r["step"], r[key_name]) for r in records if key_name in r]
-          ax.plot(*zip(*points), marker=".", label=key_name)
-        ax.set_xlabel("step")
-        ax.legend()
-      fig.suptitle("RBM training, from metrics.jsonl")
-      plt.show()'''),
+      print(f"{len(read_metrics(rbm_dir))} records in metrics.jsonl; the library drew them into curves.png")
+      show(os.path.join(rbm_dir, "curves.png"), "RBM training: reconstruction error, pseudo-likelihood, "
+           "free-energy gap")'''),
       md("""\
       ## Filters
 
