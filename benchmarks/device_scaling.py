@@ -38,6 +38,7 @@ import sys
 import time
 
 from cpu_load import cpu_busy_seconds  # benchmarks/cpu_load.py (the script's own folder)
+from deepvision.xla_flags import with_cpu_devices  # imports no JAX
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 GLOBAL_BATCH = 128
@@ -137,9 +138,7 @@ def worker(num_devices: int, quick: bool) -> dict:
 # Driver.
 
 def run_worker(num_devices: int, quick: bool, timeout: float) -> dict:
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
-                        f" --xla_force_host_platform_device_count={num_devices}").strip())
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=with_cpu_devices(num_devices))
   command = [sys.executable, os.path.abspath(__file__), "--worker", str(num_devices)]
   if quick:
     command.append("--quick")

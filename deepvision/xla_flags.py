@@ -21,3 +21,10 @@ def prefer_single_threaded_eigen(environ: dict[str, str] | None = None) -> None:
   flags = environ.get("XLA_FLAGS", "")
   if "--xla_cpu_multi_thread_eigen" not in flags:
     environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREADED_EIGEN}".strip()
+
+
+def with_cpu_devices(count: int, flags: str | None = None) -> str:
+  """`flags` (default: the current `XLA_FLAGS`) plus `--xla_force_host_platform_device_count=count`: the
+  `XLA_FLAGS` of a child process that should see `count` CPU devices and keep the parent's other settings."""
+  flags = os.environ.get("XLA_FLAGS", "") if flags is None else flags
+  return f"{flags} --xla_force_host_platform_device_count={count}".strip()

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from deepvision import parallel
+from deepvision.xla_flags import with_cpu_devices
 
 NUM_DEVICES = 8
 RTOL, ATOL = 1e-5, 1e-6
@@ -115,8 +116,7 @@ def test_device_prefetch_keeps_the_resumable_position_of_the_batches_handed_out(
 
 def _run_script(scenario: str) -> dict:
   # The session's XLA flags (single-threaded Eigen, see tests/conftest.py) stay; the device count is added.
-  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={NUM_DEVICES}".strip()
-  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=with_cpu_devices(NUM_DEVICES), JAX_PLATFORMS="cpu")
   done = subprocess.run([sys.executable, os.path.abspath(__file__), scenario], env=env, capture_output=True,
                         text=True, timeout=240, check=False)
   assert done.returncode == 0, done.stderr[-4000:]

@@ -27,6 +27,7 @@ import pytest
 
 from deepvision.train import loop
 from deepvision.train.errors import ConfigError
+from deepvision.xla_flags import with_cpu_devices
 from experiments.configs import lcn_convnet_digits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,8 +43,7 @@ def _free_port() -> int:
 
 def _env(num_devices: int, cache_dir: str) -> dict[str, str]:
   # The session's XLA flags (single-threaded Eigen, see tests/conftest.py) stay; the device count is added.
-  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={num_devices}".strip()
-  return {**os.environ, "XLA_FLAGS": flags,
+  return {**os.environ, "XLA_FLAGS": with_cpu_devices(num_devices),
           "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": cache_dir, "PYTHONUNBUFFERED": "1"}
 
 

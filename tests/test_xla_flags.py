@@ -15,3 +15,11 @@ def test_adds_the_flag_to_other_flags_and_respects_a_user_choice():
   empty = {}
   prefer_single_threaded_eigen(empty)
   assert empty == {"XLA_FLAGS": SINGLE_THREADED_EIGEN}
+
+
+def test_cpu_devices_are_added_to_the_flags_given_or_current(monkeypatch):
+  from deepvision.xla_flags import with_cpu_devices  # pylint: disable=g-import-not-at-top
+  assert with_cpu_devices(4, "--a=1") == "--a=1 --xla_force_host_platform_device_count=4"
+  assert with_cpu_devices(2, "") == "--xla_force_host_platform_device_count=2"
+  monkeypatch.setenv("XLA_FLAGS", SINGLE_THREADED_EIGEN)
+  assert with_cpu_devices(8) == f"{SINGLE_THREADED_EIGEN} --xla_force_host_platform_device_count=8"

@@ -190,7 +190,8 @@ def test_projection_keeps_the_projected_initial_pooling():
 
 _TWO_DEVICES = textwrap.dedent("""
     import json, os, sys
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+    from deepvision.xla_flags import with_cpu_devices
+    os.environ["XLA_FLAGS"] = with_cpu_devices(2)
     sys.path.insert(0, os.path.join(sys.argv[1], "tests", "train"))
     import jax, numpy as np
     from deepvision import parallel
