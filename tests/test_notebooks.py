@@ -1,4 +1,7 @@
-"""The Colab notebooks: committed without outputs, and each runs headless at its small size.
+"""The Colab notebooks: paired with their scripts, committed without outputs, and run headless when small.
+
+Each `notebooks/NAME.ipynb` is paired by jupytext (`notebooks/jupytext.toml`) with the percent script
+`notebooks/NAME.py`, the source that is edited; the committed notebook must hold the script's cells.
 
 Every notebook is executed with nbclient in a `python3` (ipykernel) kernel started in the repository root,
 its parameter cell as committed (`SMALL = True`: the `:smoke` configs). The kernel inherits the test's
@@ -7,11 +10,12 @@ session's persistent compilation cache, and a temporary directory of the test as
 notebooks' work dirs go.
 """
 
-import importlib.util
 import os
 import time
+import tomllib
 
 import jax
+import jupytext
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -39,6 +43,14 @@ def test_every_notebook_is_tested():
   assert on_disk == sorted(FIGURES)
 
 
+def test_every_notebook_has_a_script_and_every_script_a_notebook():
+  notebooks = sorted(f.removesuffix(".ipynb") for f in os.listdir(NOTEBOOK_DIR) if f.endswith(".ipynb"))
+  scripts = sorted(f.removesuffix(".py") for f in os.listdir(NOTEBOOK_DIR) if f.endswith(".py"))
+  assert scripts == notebooks, "each notebooks/NAME.ipynb pairs with notebooks/NAME.py, and only those"
+  with open(os.path.join(NOTEBOOK_DIR, "jupytext.toml"), "rb") as f:
+    assert tomllib.load(f)["formats"] == "ipynb,py:percent"
+
+
 def _read(name: str) -> nbformat.NotebookNode:
   return nbformat.read(os.path.join(NOTEBOOK_DIR, name), as_version=4)
 
@@ -60,14 +72,21 @@ def test_committed_without_outputs_and_colab_ready(name):
   assert notebook.metadata.kernelspec.name == "python3"
 
 
+def _cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str, dict]]:
+  """What pairing keeps of each cell: its type, source and metadata (tags), not ids or outputs."""
+  return [(c.cell_type, c.source, dict(c.metadata)) for c in notebook.cells]
+
+
 @pytest.mark.parametrize("name", sorted(FIGURES))
-def test_committed_notebook_is_what_the_generator_writes(name):
-  path = os.path.join(NOTEBOOK_DIR, "build_notebooks.py")
-  spec = importlib.util.spec_from_file_location("build_notebooks", path)
-  generator = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(generator)
-  built = nbformat.reads(nbformat.writes(generator.build(name)), as_version=4)
-  assert built == _read(name), f"{name} differs from build_notebooks.py: run python notebooks/build_notebooks.py"
+def test_committed_notebook_matches_its_script(name):
+  path = os.path.join(NOTEBOOK_DIR, name.removesuffix(".ipynb") + ".py")
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  compile(text, path, "exec")  # the script is valid Python (markdown cells are comments)
+  script = jupytext.reads(text, fmt="py:percent")
+  hint = f"{name} differs from its script: run jupytext --sync {os.path.relpath(path, ROOT)}"
+  assert _cells(script) == _cells(_read(name)), hint
+  assert script.metadata.kernelspec == _read(name).metadata.kernelspec, hint
 
 
 def _png_outputs(notebook: nbformat.NotebookNode) -> int:
