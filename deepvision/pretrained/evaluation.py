@@ -11,8 +11,8 @@ here that matches its `evaluation.kind`, and the test suite recomputes it from t
   at its end (`deepvision.train.energy_metrics.evaluate`), with the evaluation's own seed; for whitened
   data the Gaussian (PCA) baseline's is reported alongside.
 * 'inpainting': mean squared error per missing pixel of the gated MRF's fill of the held-out faces
-  (`deepvision.train.inpainting_loop.evaluate_inpainting`, the experiment's masks and chains), with the
-  Gaussian baselines'.
+  (`deepvision.estimators.inpainting.evaluate_inpainting` on the faces of `deepvision.train.face_data`,
+  the experiment's masks and chains), with the Gaussian baselines'.
 
 The data are rebuilt from the config (the embedded sets are deterministic), and the preprocessing
 fitted on them must equal the one shipped with the weights (else `ValueError`: the data or the code
@@ -29,7 +29,8 @@ import numpy as np
 import optax
 
 from deepvision.data import datasets
-from deepvision.train import energy_data, energy_metrics, inpainting_loop, loop, supervised
+from deepvision.estimators.inpainting import evaluate_inpainting
+from deepvision.train import energy_data, energy_metrics, face_data, loop, supervised
 from deepvision.train.state import TrainState
 
 KINDS = ("classification", "log_likelihood", "inpainting")
@@ -77,14 +78,13 @@ def log_likelihood(name: str, module: Any, variables: dict, config: ml_collectio
 def inpainting(name: str, module: Any, variables: dict, config: ml_collections.ConfigDict,
                preprocessing: dict | None) -> dict[str, float]:
   """Per mask, the gated MRF's and the Gaussians' MSE per missing pixel on the held-out faces."""
-  faces = inpainting_loop.face_settings(config)
-  settings = inpainting_loop.inpaint_settings(config, faces)
-  train, test = inpainting_loop.load_faces(config, faces)
-  data = inpainting_loop.face_data(config, train, test)
+  faces = face_data.face_settings(config)
+  settings = face_data.inpaint_settings(config, faces)
+  train, test = face_data.load_faces(config, faces)
+  data = face_data.face_data(config, train, test)
   _check_preprocessing(name, preprocessing, energy_data.preprocessing_record(data))
   key = jax.random.fold_in(jax.random.key(config.seed), 2)  # the experiment's inpainting key
-  metrics, _ = inpainting_loop.evaluate_inpainting(module, variables["params"], data.whitener, train, test,
-                                                   settings, key)
+  metrics, _ = evaluate_inpainting(module, variables["params"], data.whitener, train, test, settings, key)
   return metrics
 
 

@@ -3,39 +3,18 @@ r"""The `occlusion` trainer: recognition under occlusion with a gated MRF's fill
 The experiment of Ranzato, Susskind, Mnih & Hinton ("On deep generative models with applications to
 recognition", CVPR 2011) and of Ranzato, Mnih, Susskind & Hinton ("Modeling natural images using gated
 MRFs", PAMI 2013, §6.2; the talk's facial-expression experiment), on labelled whole images:
-
   1. the whole config is checked before any compute (the gated MRF's contrastive settings, the
      `occlusion` block, a labelled data set with training, validation and test splits);
   2. `workdir/model`: a gated MRF (mcRBM or mPoT) trained by `run_contrastive` on the PCA-whitened
-     training images z = T(x) (`preprocess='whiten'`); resumed or skipped when already there;
-  3. three linear classifiers (`fit_logistic_regression`, the L2 weight chosen on the clean
-     validation split from `occlusion.l2`) are fitted on CLEAN training images, on three inputs:
-       'pixels'         x itself,
-       'latent'         the posterior means f(x) = [E[h_c | T(x)], p(h_m = 1 | T(x))] of the gated
-                        MRF (mcRBM: [σ_c, σ_m]; mPoT: [γ/a, σ_m]),
-       'latent_pixels'  [f(x), x];
-  4. every test image is occluded (`occlusion.masks`: 'none' and the kinds of
-     `deepvision.data.occlusion`, e.g. 'left_half', 'random_square'; True = observed) and the missing
-     pixels x_m are filled in three ways:
-       'raw'       the value `occlusion.baseline_fill` ('mean': the training mean of each pixel, what
-                   a classifier trained on clean images expects when it knows nothing; or 'zero'),
-       'gaussian'  the conditional mean μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o) of the Gaussian fitted to the
-                   training pixels (`GaussianModel`, covariance + `gaussian_ridge`·I),
-       'gmrf'      E[x_m | x_o] under the gated MRF in pixel space (the whitened model with its PCA
-                   residual, `samplers.conditional.pixel_space_energy`): the average of
-                   `inpaint_hmc` (or `inpaint_gibbs`) transitions after burn-in, the chains started
-                   at the Gaussian fill;
-     and each filled image is classified from each input; the 'raw'/'pixels' pair is the baseline,
-     the classifier on the raw occluded pixels;
-  5. `workdir/metrics.jsonl` gets one final record: `test/accuracy_<mask>_<fill>_<input>` (for the
-     mask 'none': `test/accuracy_none_<input>`), `test/fill_mse_<mask>_<fill>` (mean squared error of
-     the filled pixels against the truth), `test/inpaint_acceptance_<mask>` and
-     `test/inpaint_step_size_<mask>` (HMC), `l2_<input>`,
-     and the model's final metrics under `model/`; `occlusion_table.md` (the accuracy table),
-     `occlusion.png` (test digits, occluded, Gaussian fill, gated-MRF fill, per mask).
-
-Observed pixels are never altered by any fill, and no fill reads the occluded pixels' values (the
-samplers and the Gaussian ignore them): a test image is seen only through its observed pixels.
+     training images z = T(x); resumed or skipped when already there;
+  3. the measure (`deepvision.estimators.occlusion`): linear classifiers on pixels x, on the posterior
+     means f(x) = [E[h_c | T(x)], p(h_m = 1 | T(x))] and on [f(x), x], trained on clean images, classify
+     occluded test images filled with a constant, the Gaussian conditional mean, or E[x_m | x_o] under
+     the gated MRF;
+  4. `metrics.jsonl` gets one final record (`test/accuracy_<mask>_<fill>_<input>`,
+     `test/fill_mse_<mask>_<fill>`, the sampler's statistics, `l2_<input>`, the model's final metrics
+     under `model/`), `occlusion_table.md` (the accuracy table) and `occlusion.png` (test digits,
+     occluded, Gaussian fill, gated-MRF fill, per mask).
 Re-running the command skips the finished model and redoes the (deterministic) evaluation.
 """
 
@@ -45,53 +24,28 @@ import dataclasses
 import math
 import numbers
 import os
-from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from deepvision import parallel, zoo
 from deepvision.data import datasets
-from deepvision.data.occlusion import OCCLUSION_KINDS, occlusion_mask, square_side
-from deepvision.models.gaussian import GaussianModel
-from deepvision.models.logistic import LogisticRegression, fit_logistic_regression
+from deepvision.data.occlusion import square_side
+from deepvision.estimators.occlusion import (
+    BASELINE_FILLS, MASKS, SAMPLERS, OcclusionSettings, OcclusionTask, accuracy_table, evaluate_occlusion)
 from deepvision.registry import UnknownNameError
-from deepvision.samplers.conditional import inpaint_gibbs, inpaint_hmc
 from deepvision.train import loop, workdir as workdirs
 from deepvision.train.contrastive_loop import RUN_IDENTITY, plan_contrastive, run_contrastive
 from deepvision.train.energy_data import EnergyData, prepare_data
+from deepvision.train.errors import ConfigError
 from deepvision.train.writers import MetricsWriter, read_metrics
 
-ConfigError = loop.ConfigError
-MASKS = ("none",) + OCCLUSION_KINDS
-BASELINE_FILLS = ("mean", "zero")
-SAMPLERS = ("hmc", "gibbs")
-FILLS = ("raw", "gaussian", "gmrf")
-INPUTS = ("pixels", "latent", "latent_pixels")
 TABLE_FILE = "occlusion_table.md"
 FIGURE_FILE = "occlusion.png"
 FIGURE_PIXELS = 768  # the longer side of occlusion.png
 SPLIT_FIELDS = {"train": "train_split", "val": "eval_split", "test": "test_split"}
-
-
-@dataclasses.dataclass(frozen=True)
-class OcclusionSettings:
-  """The checked `config.occlusion` block (see `occlusion_settings`)."""
-
-  masks: tuple[str, ...]
-  square_size: int | float
-  baseline_fill: str
-  sampler: str
-  num_steps: int
-  burn_in: int
-  num_leapfrog: int
-  step_size: float
-  gaussian_ridge: float
-  l2: tuple[float, ...]
-  num_shown: int
 
 
 def _int_at_least(block: ml_collections.ConfigDict, field: str, low: int, default: int) -> int:
@@ -186,19 +140,14 @@ class OcclusionPlan:
 
   Attributes:
     model_config: the gated MRF's contrastive config (`model_config`).
-    settings: the checked `config.occlusion`.
     data: the whitened splits the gated MRF trains on (`prepare_data`).
-    pixels: role → (N, D) float32 images as flat pixel vectors, unwhitened.
-    labels: role → (N,) int labels.
-    pixel_shape: (H, W, C) of one image.
+    task: what the evaluation reads: the checked `config.occlusion`, the unwhitened images as flat
+      pixel vectors and their labels, by role, and the whitening.
   """
 
   model_config: ml_collections.ConfigDict
-  settings: OcclusionSettings
   data: EnergyData
-  pixels: dict[str, np.ndarray]
-  labels: dict[str, np.ndarray]
-  pixel_shape: tuple[int, ...]
+  task: OcclusionTask
 
 
 def plan_occlusion(config: ml_collections.ConfigDict) -> OcclusionPlan:
@@ -239,7 +188,7 @@ def plan_occlusion(config: ml_collections.ConfigDict) -> OcclusionPlan:
   except ValueError as e:
     raise ConfigError(f"config.occlusion.square_size: {e}") from None
   pixels = {role: _flat_pixels(mc, mc[field]) for role, field in SPLIT_FIELDS.items()}
-  return OcclusionPlan(mc, settings, data, pixels, dict(data.labels), pixel_shape)
+  return OcclusionPlan(mc, data, OcclusionTask(settings, pixels, dict(data.labels), pixel_shape, data.whitener))
 
 
 def _flat_pixels(config: ml_collections.ConfigDict, split: str) -> np.ndarray:
@@ -247,145 +196,7 @@ def _flat_pixels(config: ml_collections.ConfigDict, split: str) -> np.ndarray:
   return np.asarray(images, np.float32).reshape(len(images), -1)
 
 
-# ----------------------------------------------------------------------------- classifiers
-
-
-def latent_features(model: Any, params: Any, whitener: Any) -> Callable[[np.ndarray], np.ndarray]:
-  """x (N, D) pixels ↦ the gated MRF's posterior means f(x) = hidden_probs(T(x)), (N, n_cov + n_mean)."""
-  probs = jax.jit(lambda z: model.apply({"params": params}, z, method="hidden_probs"))
-  return lambda x: np.asarray(probs(jnp.asarray(whitener.transform(np.asarray(x, np.float64)), jnp.float32)))
-
-
-def classifier_input(name: str, pixels: np.ndarray, features: Callable[[np.ndarray], np.ndarray]
-                     ) -> np.ndarray:
-  """The input `name` ('pixels', 'latent', 'latent_pixels') of a classifier for (N, D) pixels, padded
-  with zero columns to the width of 'latent_pixels'.
-
-  A zero column changes neither the L2-regularised optimum nor the L-BFGS iterates (its weights get a
-  zero gradient and stay 0), and a common width lets the three classifiers share one compiled solver.
-  """
-  latent = features(pixels)
-  if name == "pixels":
-    return np.concatenate([np.zeros_like(latent), pixels], axis=1)
-  if name == "latent":
-    return np.concatenate([latent, np.zeros_like(pixels)], axis=1)
-  return np.concatenate([latent, pixels], axis=1)
-
-
-def fit_classifiers(plan: OcclusionPlan, features: Callable[[np.ndarray], np.ndarray]
-                    ) -> tuple[dict[str, LogisticRegression], dict[str, float]]:
-  """One logistic regression per input, fitted on the clean training images, its L2 weight the first of
-  the best on the clean validation images. Returns ({input: classifier}, {'l2_<input>': weight})."""
-  classifiers, chosen = {}, {}
-  num_classes = int(max(plan.labels[role].max() for role in ("train", "val", "test"))) + 1
-  for name in INPUTS:
-    train = classifier_input(name, plan.pixels["train"], features)
-    val = classifier_input(name, plan.pixels["val"], features)
-    fits = [fit_logistic_regression(train, plan.labels["train"], l2=weight, num_classes=num_classes)
-            for weight in plan.settings.l2]
-    scores = [fit.accuracy(val, plan.labels["val"]) for fit in fits]
-    best = int(np.argmax(scores))
-    classifiers[name], chosen[f"l2_{name}"] = fits[best], plan.settings.l2[best]
-  return classifiers, chosen
-
-
-# ----------------------------------------------------------------------------- fill-in
-
-
-def test_masks(plan: OcclusionPlan, kind: str, key: jax.Array) -> np.ndarray:
-  """(N_test, D) bool, True = observed, for the occlusion `kind` (all True for 'none')."""
-  count = len(plan.pixels["test"])
-  if kind == "none":
-    return np.ones(plan.pixels["test"].shape, bool)
-  mask = occlusion_mask(kind, plan.pixel_shape, key, count, square_size=plan.settings.square_size)
-  return np.asarray(mask).reshape(count, -1)
-
-
-def baseline_fill_value(plan: OcclusionPlan) -> np.ndarray:
-  """(D,): what a raw occluded pixel reads: the training mean of that pixel, or 0."""
-  if plan.settings.baseline_fill == "zero":
-    return np.zeros(plan.pixels["train"].shape[1], np.float32)
-  return plan.pixels["train"].mean(axis=0).astype(np.float32)
-
-
-def fill_occluded(plan: OcclusionPlan, model: Any, params: Any, pixels: np.ndarray, observed: np.ndarray,
-                  key: jax.Array) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-  """The occluded test images filled the three ways of the module docstring, and the sampler's info.
-
-  Only `pixels[observed]` is read: every fill is a function of the observed values (and the key).
-  """
-  s = plan.settings
-  raw = np.where(observed, pixels, baseline_fill_value(plan)).astype(np.float32)
-  gaussian = GaussianModel.fit(plan.pixels["train"], ridge=s.gaussian_ridge)
-  hidden = np.where(observed, pixels, np.nan)  # the samplers never see the occluded values
-  gaussian_fill = gaussian.inpaint(hidden, observed).astype(np.float32)
-  variables, whitener, info = {"params": params}, plan.data.whitener, {}
-  if s.sampler == "hmc":
-    gmrf, hmc_info = inpaint_hmc(model, variables, hidden, observed, key, num_steps=s.num_steps,
-                                 burn_in=s.burn_in, num_leapfrog=s.num_leapfrog, step_size=s.step_size,
-                                 init=gaussian_fill, whitening=whitener, return_info=True)
-    info = {"inpaint_acceptance": float(hmc_info.acceptance_rate),
-            "inpaint_step_size": float(hmc_info.step_size)}
-  else:
-    gmrf = inpaint_gibbs(model, variables, hidden, observed, key, num_steps=s.num_steps, burn_in=s.burn_in,
-                         init=gaussian_fill, whitening=whitener)
-  return {"raw": raw, "gaussian": gaussian_fill, "gmrf": np.asarray(gmrf, np.float32)}, info
-
-
-def evaluate_occlusion(plan: OcclusionPlan, model: Any, params: Any, key: jax.Array,
-                       test_pixels: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, dict]]:
-  """The accuracy of every (mask, fill, input) on the test split (module docstring, steps 3-4).
-
-  Args:
-    plan: from `plan_occlusion`.
-    model, params: the trained gated MRF.
-    key: masks come from `fold_in(key, 2i)`, the sampler's numbers from `fold_in(key, 2i + 1)` for the
-      i-th mask of `settings.masks`.
-    test_pixels: (N_test, D) test images to use instead of the plan's (same labels).
-
-  Returns:
-    (record, examples): the metrics, and per occluded mask the arrays of the figure ('truth',
-    'observed' mask, and one per fill).
-  """
-  features = latent_features(model, params, plan.data.whitener)
-  classifiers, record = fit_classifiers(plan, features)
-  pixels = plan.pixels["test"] if test_pixels is None else np.asarray(test_pixels, np.float32)
-  labels = plan.labels["test"]
-  examples = {}
-  for i, kind in enumerate(plan.settings.masks):
-    observed = test_masks(plan, kind, jax.random.fold_in(key, 2 * i))
-    if kind == "none":
-      for name, classifier in classifiers.items():
-        record[f"test/accuracy_none_{name}"] = classifier.accuracy(classifier_input(name, pixels, features),
-                                                                   labels)
-      continue
-    fills, info = fill_occluded(plan, model, params, pixels, observed, jax.random.fold_in(key, 2 * i + 1))
-    record.update({f"test/{k}_{kind}": v for k, v in info.items()})
-    for fill, filled in fills.items():
-      record[f"test/fill_mse_{kind}_{fill}"] = float(np.mean((filled - pixels)[~observed] ** 2))
-      for name, classifier in classifiers.items():
-        record[f"test/accuracy_{kind}_{fill}_{name}"] = classifier.accuracy(
-            classifier_input(name, filled, features), labels)
-    examples[kind] = {"truth": pixels, "observed": observed, **fills}
-  return record, examples
-
-
 # ----------------------------------------------------------------------------- outputs
-
-
-def accuracy_table(record: dict, settings: OcclusionSettings, model_name: str) -> str:
-  """The markdown table of `record`: one row per (mask, fill), one accuracy column per input."""
-  fill_names = {"raw": f"none (occluded = {'training mean' if settings.baseline_fill == 'mean' else '0'})",
-                "gaussian": "Gaussian conditional mean", "gmrf": f"{model_name} ({settings.sampler.upper()})"}
-  lines = ["| occlusion | fill-in | pixels | latent [h_c, h_m] | latent + pixels | fill MSE |",
-           "|---|---|---|---|---|---|"]
-  for kind in settings.masks:
-    rows = [("—", "none")] if kind == "none" else [(fill_names[f], f"{kind}_{f}") for f in FILLS]
-    for fill_name, stem in rows:
-      cells = [f"{record[f'test/accuracy_{stem}_{name}']:.3f}" for name in INPUTS]
-      mse = record.get(f"test/fill_mse_{stem}")
-      lines.append(f"| {kind} | {fill_name} | " + " | ".join(cells) + f" | {'—' if mse is None else f'{mse:.4f}'} |")
-  return "\n".join(lines) + "\n"
 
 
 def save_figure(examples: dict[str, dict], pixel_shape: tuple[int, ...], path: str, num_shown: int,
@@ -423,6 +234,7 @@ def run_occlusion(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
     (record, params): the final record of `workdir/metrics.jsonl` and the gated MRF's parameters.
   """
   plan = plan_occlusion(config)
+  task = plan.task
   started = os.path.isdir(os.path.abspath(os.path.join(workdir, "model", "checkpoints")))
   workdir = workdirs.prepare(config, workdir, RUN_IDENTITY + ("occlusion",), resumable=started,
                              write=parallel.is_primary())
@@ -432,10 +244,10 @@ def run_occlusion(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
   params = jax.device_get(params)
   model = zoo.create(plan.model_config.model, **loop.model_kwargs(plan.model_config))
   if not quiet:
-    print(f"Occlusion: classifiers on clean training images, then {', '.join(plan.settings.masks)} on "
-          f"{len(plan.pixels['test'])} test images.")
+    print(f"Occlusion: classifiers on clean training images, then {', '.join(task.settings.masks)} on "
+          f"{len(task.pixels['test'])} test images.")
   key = jax.random.fold_in(jax.random.key(config.seed), 17)
-  record, examples = evaluate_occlusion(plan, model, params, key)
+  record, examples = evaluate_occlusion(task, model, params, key)
   record.update({f"model/{k}": v for k, v in model_record.items() if k not in ("step", "final")})
   step = int(model_record.get("step", 0))
   previous = read_metrics(workdir)
@@ -447,14 +259,13 @@ def run_occlusion(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
     writer.close()
     name = type(model).__name__
     with open(os.path.join(workdir, TABLE_FILE), "w") as f:
-      f.write(f"Test accuracy ({len(plan.pixels['test'])} images) of logistic regression trained on clean "
+      f.write(f"Test accuracy ({len(task.pixels['test'])} images) of logistic regression trained on clean "
               f"images, by occlusion, fill-in and classifier input.\n\n")
-      f.write(accuracy_table(record, plan.settings, name))
+      f.write(accuracy_table(record, task.settings, name))
     if config.get("figures", True):
-      save_figure(examples, plan.pixel_shape, os.path.join(workdir, FIGURE_FILE), plan.settings.num_shown,
-                  name)
+      save_figure(examples, task.pixel_shape, os.path.join(workdir, FIGURE_FILE), task.settings.num_shown, name)
   if not quiet:
-    print(accuracy_table(record, plan.settings, type(model).__name__)
+    print(accuracy_table(record, task.settings, type(model).__name__)
           + f"  metrics {os.path.join(workdir, 'metrics.jsonl')}")
   return record, params
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from deepvision import zoo
+from deepvision.estimators import occlusion
 from deepvision.train import loop, occlusion_loop
 from deepvision.train.writers import read_metrics
 from experiments.configs import gmrf_digits
@@ -31,10 +32,10 @@ def test_smoke_run_records_every_cell_writes_table_and_figure_and_resumes(smoke_
   workdir, record, _ = smoke_run
   masks = gmrf_digits.get_config("smoke").occlusion.masks
   assert masks == ("none", "left_half", "random_square")
-  for name in occlusion_loop.INPUTS:
+  for name in occlusion.INPUTS:
     assert 0.0 <= record[f"test/accuracy_none_{name}"] <= 1.0
     for kind in masks[1:]:
-      for fill in occlusion_loop.FILLS:
+      for fill in occlusion.FILLS:
         assert 0.0 <= record[f"test/accuracy_{kind}_{fill}_{name}"] <= 1.0
   # Logistic regression on clean digit pixels is far above chance (0.1); hiding half of each digit costs.
   assert record["test/accuracy_none_pixels"] > 0.9
@@ -66,40 +67,39 @@ def test_smoke_run_records_every_cell_writes_table_and_figure_and_resumes(smoke_
 def test_occluded_pixels_never_reach_the_baseline_or_the_fills(smoke_run):
   _, _, params = smoke_run
   plan = occlusion_loop.plan_occlusion(_smoke())
-  plan = dataclasses.replace(plan, settings=dataclasses.replace(plan.settings, masks=("left_half",)))
+  task = dataclasses.replace(plan.task, settings=dataclasses.replace(plan.task.settings, masks=("left_half",)))
   model = zoo.create(plan.model_config.model, **plan.model_config.model_kwargs)
   key = jax.random.key(3)
-  truth = plan.pixels["test"]
+  truth = task.pixels["test"]
   noise = np.random.default_rng(0).uniform(5.0, 9.0, truth.shape).astype(np.float32)
 
   # End to end on the left half: corrupting exactly the occluded pixels (bright noise where the digit
   # was hidden) changes no fill and no accuracy.
-  observed = occlusion_loop.test_masks(plan, "left_half", jax.random.fold_in(key, 0))
+  observed = occlusion.observed_masks(task, "left_half", jax.random.fold_in(key, 0))
   assert observed.shape == truth.shape and observed.mean() == 0.5
-  record, examples = occlusion_loop.evaluate_occlusion(plan, model, params, key)
-  record_c, examples_c = occlusion_loop.evaluate_occlusion(plan, model, params, key,
-                                                           test_pixels=np.where(observed, truth, noise))
+  record, examples = occlusion.evaluate_occlusion(task, model, params, key)
+  record_c, examples_c = occlusion.evaluate_occlusion(task, model, params, key,
+                                                      test_pixels=np.where(observed, truth, noise))
   accuracies = {k: v for k, v in record.items() if "accuracy" in k}
   assert len(accuracies) == 9 and accuracies == {k: v for k, v in record_c.items() if "accuracy" in k}
-  for fill in occlusion_loop.FILLS:
+  for fill in occlusion.FILLS:
     np.testing.assert_array_equal(examples_c["left_half"][fill], examples["left_half"][fill])
     np.testing.assert_array_equal(examples["left_half"][fill][observed], truth[observed])  # kept exactly
 
   # Random squares (a different block per image): the same for every fill.
-  observed = occlusion_loop.test_masks(plan, "random_square", jax.random.fold_in(key, 4))
+  observed = occlusion.observed_masks(task, "random_square", jax.random.fold_in(key, 4))
   assert len({tuple(row) for row in observed}) > 10 and np.all(observed.sum(axis=1) == 64 - 16)
-  fills, _ = occlusion_loop.fill_occluded(plan, model, params, truth, observed, key)
-  fills_c, _ = occlusion_loop.fill_occluded(plan, model, params, np.where(observed, truth, noise), observed,
-                                            key)
-  for fill in occlusion_loop.FILLS:
+  fills, _ = occlusion.fill_occluded(task, model, params, truth, observed, key)
+  fills_c, _ = occlusion.fill_occluded(task, model, params, np.where(observed, truth, noise), observed, key)
+  for fill in occlusion.FILLS:
     np.testing.assert_array_equal(fills_c[fill], fills[fill])
   # The baseline's view: the observed pixels, and the training mean of each occluded pixel (or 0).
   raw = fills["raw"]
-  train_mean = np.broadcast_to(plan.pixels["train"].mean(axis=0), raw.shape)
+  train_mean = np.broadcast_to(task.pixels["train"].mean(axis=0), raw.shape)
   np.testing.assert_allclose(raw[~observed], train_mean[~observed], rtol=1e-6)
   np.testing.assert_array_equal(raw[observed], truth[observed])
-  zero_plan = dataclasses.replace(plan, settings=dataclasses.replace(plan.settings, baseline_fill="zero"))
-  np.testing.assert_array_equal(occlusion_loop.baseline_fill_value(zero_plan), 0.0)
+  zero_task = dataclasses.replace(task, settings=dataclasses.replace(task.settings, baseline_fill="zero"))
+  np.testing.assert_array_equal(occlusion.baseline_fill_value(zero_task), 0.0)
 
 
 def _no_training(*args, **kwargs):
@@ -136,6 +136,6 @@ def test_config_variants():
   assert gmrf_digits.get_config("").model == "mcrbm"
   # The mPoT's p(x | h) is Gaussian: its Gibbs fill-in is accepted.
   plan = occlusion_loop.plan_occlusion(loop.override_config(mpot, {"occlusion.sampler": "gibbs"}))
-  assert plan.settings.sampler == "gibbs" and plan.pixel_shape == (8, 8, 1)
+  assert plan.task.settings.sampler == "gibbs" and plan.task.pixel_shape == (8, 8, 1)
   with pytest.raises(ValueError, match="unknown argument 'big' for config gmrf_digits"):
     gmrf_digits.get_config("big")
