@@ -25,6 +25,7 @@ from absl import app, flags, logging  # noqa: E402  pylint: disable=g-import-not
 
 from deepvision import pretrained  # noqa: E402  pylint: disable=g-import-not-at-top
 from deepvision.pretrained import export  # noqa: E402  pylint: disable=g-import-not-at-top
+from experiments import pipelines  # noqa: E402,F401  pylint: disable=g-import-not-at-top  (trainers)
 
 _NAMES = flags.DEFINE_list("names", None, "Pretrained models to export (default: all of "
                            f"{', '.join(pretrained.names())}).")

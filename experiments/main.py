@@ -25,7 +25,7 @@ from deepvision.checkpoint import CheckpointCorruptedError, CheckpointRestoreErr
 from deepvision.data.datasets import DatasetCorruptedError, DatasetNotFoundError
 from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted
 from deepvision.train.loop import train_and_evaluate
-from experiments import cli
+from experiments import cli, pipelines  # noqa: F401  pipelines: registers the experiments' trainers
 
 _CONFIG = cli.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics, checkpoints and figures.")

@@ -66,6 +66,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from deepvision.train.loop import train_and_evaluate
+from experiments import pipelines  # noqa: F401  registers the inpainting and occlusion trainers
 from experiments.configs import gmrf_digits, gmrf_faces, mcrbm_patches
 
 workdir = WORKDIR or tempfile.mkdtemp(prefix="gated_mrf_")

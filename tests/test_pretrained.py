@@ -141,6 +141,7 @@ def test_export_trains_evaluates_and_writes_loadable_weights(tmp_path, data_dir)
 
 def test_trained_model_of_a_run_without_checkpoints_says_where_it_looked(tmp_path):
   from deepvision.train import loop  # pylint: disable=g-import-not-at-top
+  from experiments import pipelines  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from experiments.configs import gmrf_faces  # pylint: disable=g-import-not-at-top
   config = gmrf_faces.get_config("smoke")  # the inpainting trainer keeps its model's run in workdir/model
   assert loop.run_directory(config, str(tmp_path)) == str(tmp_path / "model")

@@ -47,7 +47,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   # The other trainers live in their own modules and register themselves in TRAINERS on import.
   from deepvision.train import (  # noqa: F401  pylint: disable=g-import-not-at-top
-      contrastive_loop, dbn_loop, deep_gmrf_loop, inpainting_loop, occlusion_loop)
+      contrastive_loop, dbn_loop)
   try:
     trainer = TRAINERS.get(config.trainer)
   except UnknownNameError as e:
@@ -63,16 +63,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def run_directory(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Where the run of `config` keeps its model's checkpoints (and `preprocessing.json`): `workdir`, or
-  `workdir/model` for the trainers that train a model and then use it (inpainting, occlusion)."""
-  return os.path.join(workdir, "model") if config.trainer in ("inpainting", "occlusion") else workdir
+  `workdir/<model_subdir>` for a trainer that trains its model in a sub-directory and then uses it (it
+  names the sub-directory in its attribute `model_subdir`)."""
+  subdir = getattr(TRAINERS.get(config.trainer), "model_subdir", None) if config.trainer in TRAINERS else None
+  return os.path.join(workdir, subdir) if subdir else workdir
 
 
 def trained_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[Any, dict[str, Any]]:
   """`(module, variables)` of the run of `config` in `workdir`, from its newest verified checkpoint.
 
   The module is the zoo model of the config; the parameters are those the run evaluates with (the
-  moving average when `ema_decay` > 0). Works for every trainer, finished or not (the inpainting and
-  occlusion trainers keep their model's run in `workdir/model`).
+  moving average when `ema_decay` > 0). Works for every trainer, finished or not (a trainer may keep its
+  model's run in a sub-directory: `run_directory`).
 
   Raises:
     FileNotFoundError: no checkpoint yet. checkpoint.CheckpointCorruptedError: none verifies.

@@ -4,7 +4,7 @@ r"""A deep gated MRF on 8×8 whitened natural-image patches, and a tiled mcRBM t
   python -m experiments.main --config=experiments/configs/deep_gmrf_patches.py:smoke --workdir=runs/deep_smoke
 
 Ranzato, Mnih, Susskind & Hinton, "Modeling natural images using gated MRFs", PAMI 2013, §4-§5
-(trainer `deep_gmrf`, deepvision/train/deep_gmrf_loop.py):
+(trainer `deep_gmrf`, experiments/deep_gmrf.py):
 
 * layer 1: the mcRBM of experiments/configs/mcrbm_patches.py, unchanged (40,000 8×8 patches of 14
   photographs, DC removed, PCA-whitened to K = 52; 64 factors, 16 topographic covariance units, 32 mean

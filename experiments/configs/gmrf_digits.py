@@ -5,7 +5,7 @@ r"""Recognition under occlusion on the embedded 8×8 digits with a gated MRF's f
 
 The talk's expression-recognition-under-occlusion experiment (Ranzato, Susskind, Mnih & Hinton, CVPR
 2011; Ranzato, Mnih, Susskind & Hinton, PAMI 2013) at digits scale, run by the `occlusion` trainer
-(`deepvision/train/occlusion_loop.py`):
+(`experiments/occlusion.py`):
 
 * model: an mcRBM (`:mpot` for an mPoT, γ = 1) on the digits PCA-whitened to the K = 41 components that
   hold 99% of the pixel variance (pixels in [0, 1], not standardised per pixel: the border pixels

@@ -2,7 +2,7 @@ r"""Inpainting held-out faces with a mean-covariance RBM, against the Gaussian (
 
   python -m experiments.main --config=experiments/configs/gmrf_faces.py --workdir=runs/gmrf_faces
 
-The experiment of `deepvision.train.inpainting_loop` (the `inpainting` trainer; Ranzato, Mnih, Susskind &
+The experiment of `experiments.inpainting` (the `inpainting` trainer; Ranzato, Mnih, Susskind &
 Hinton, PAMI 2013, inpainting of occluded faces) at the scale of the embedded faces:
 
 * data: the 80 faces of dv_faces' train and validation splits, cropped to 24×24 and average-pooled to

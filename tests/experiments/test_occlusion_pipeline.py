@@ -12,8 +12,9 @@ import pytest
 
 from deepvision import zoo
 from deepvision.estimators import occlusion
-from deepvision.train import loop, occlusion_loop
+from deepvision.train import loop
 from deepvision.train.writers import read_metrics
+from experiments import occlusion as occlusion_experiment
 from experiments.configs import gmrf_digits
 
 
@@ -24,7 +25,7 @@ def _smoke(**overrides):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("occlusion") / "run")
-  record, params = occlusion_loop.run_occlusion(_smoke(), workdir, quiet=True)
+  record, params = occlusion_experiment.run_occlusion(_smoke(), workdir, quiet=True)
   return workdir, record, params
 
 
@@ -47,26 +48,26 @@ def test_smoke_run_records_every_cell_writes_table_and_figure_and_resumes(smoke_
     assert 0.0 < record[f"test/inpaint_acceptance_{kind}"] <= 1.0
 
   assert read_metrics(workdir) == [record]
-  with open(os.path.join(workdir, occlusion_loop.TABLE_FILE)) as f:
+  with open(os.path.join(workdir, occlusion_experiment.TABLE_FILE)) as f:
     table = f.read()
   assert f"| left_half | none (occluded = training mean) | {record['test/accuracy_left_half_raw_pixels']:.3f} |" \
       in table
   assert table.count("\n| random_square |") == 3
-  for name in (occlusion_loop.FIGURE_FILE, "model/checkpoints", "model/preprocessing.json", "config.json"):
+  for name in (occlusion_experiment.FIGURE_FILE, "model/checkpoints", "model/preprocessing.json", "config.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
 
   # Through the launcher's entry point: the trainer is registered; the model is not trained again and the
   # deterministic evaluation gives the same record, so nothing is rewritten.
-  assert loop.TRAINERS.get("occlusion") is occlusion_loop.train_occlusion
+  assert loop.TRAINERS.get("occlusion") is occlusion_experiment.train_occlusion
   stamps = {name: os.path.getmtime(os.path.join(workdir, name)) for name in (
-      "metrics.jsonl", "model/metrics.jsonl", occlusion_loop.TABLE_FILE)}
+      "metrics.jsonl", "model/metrics.jsonl", occlusion_experiment.TABLE_FILE)}
   assert loop.train_and_evaluate(_smoke(), workdir) == record
   assert stamps == {name: os.path.getmtime(os.path.join(workdir, name)) for name in stamps}
 
 
 def test_occluded_pixels_never_reach_the_baseline_or_the_fills(smoke_run):
   _, _, params = smoke_run
-  plan = occlusion_loop.plan_occlusion(_smoke())
+  plan = occlusion_experiment.plan_occlusion(_smoke())
   task = dataclasses.replace(plan.task, settings=dataclasses.replace(plan.task.settings, masks=("left_half",)))
   model = zoo.create(plan.model_config.model, **plan.model_config.model_kwargs)
   key = jax.random.key(3)
@@ -123,7 +124,7 @@ def _no_training(*args, **kwargs):
     ({"model_kwargs.n_visible": 40}, r"n_visible=40 but the data have 41 features"),
 ])
 def test_bad_config_is_refused_before_any_compute(tmp_path, monkeypatch, overrides, message):
-  monkeypatch.setattr(occlusion_loop, "run_contrastive", _no_training)
+  monkeypatch.setattr(occlusion_experiment, "run_contrastive", _no_training)
   workdir = str(tmp_path / "run")
   with pytest.raises(loop.ConfigError, match=message):
     loop.train_and_evaluate(_smoke(**overrides), workdir)
@@ -135,7 +136,7 @@ def test_config_variants():
   assert mpot.model == "mpot" and mpot.model_kwargs.n_factors == 8 and "b_c" not in mpot.optimizer.lr_multipliers
   assert gmrf_digits.get_config("").model == "mcrbm"
   # The mPoT's p(x | h) is Gaussian: its Gibbs fill-in is accepted.
-  plan = occlusion_loop.plan_occlusion(loop.override_config(mpot, {"occlusion.sampler": "gibbs"}))
+  plan = occlusion_experiment.plan_occlusion(loop.override_config(mpot, {"occlusion.sampler": "gibbs"}))
   assert plan.task.settings.sampler == "gibbs" and plan.task.pixel_shape == (8, 8, 1)
   with pytest.raises(ValueError, match="unknown argument 'big' for config gmrf_digits"):
     gmrf_digits.get_config("big")

@@ -11,9 +11,10 @@ import pytest
 
 from deepvision import zoo
 from deepvision.models import deep_gated_mrf
-from deepvision.train import deep_gmrf_loop, loop
+from deepvision.train import loop
 from deepvision.train.contrastive_loop import EnergyData
 from deepvision.train.writers import read_metrics
+from experiments import deep_gmrf
 from experiments.configs import deep_gmrf_patches
 
 
@@ -37,7 +38,7 @@ def test_code_data_are_the_mcrbm_posterior_means_in_closed_form():
   params = {k: np.asarray(v, np.float64) for k, v in params.items()}
   x = np.random.default_rng(0).normal(size=(7, 4))
   data = EnergyData({"train": x.astype(np.float32).reshape(7, 4, 1, 1)}, {}, (4, 1, 1))
-  codes = deep_gmrf_loop.code_data((model, {k: v.astype(np.float32) for k, v in params.items()}), data)
+  codes = deep_gmrf.code_data((model, {k: v.astype(np.float32) for k, v in params.items()}), data)
   # p(h_c = 1 | x) = σ(b_c − ½Pᵀ(Cᵀx̃)²), x̃ = x / sqrt(‖x‖²/D + ½); p(h_m = 1 | x) = σ(Wᵀx + b_m).
   x_tilde = x / np.sqrt(np.mean(x * x, axis=1, keepdims=True) + 0.5)
   cov = _sigmoid(params["b_c"] - 0.5 * ((x_tilde @ params["C"]) ** 2) @ params["P"])
@@ -48,8 +49,8 @@ def test_code_data_are_the_mcrbm_posterior_means_in_closed_form():
 
 
 def test_crop_data_remove_each_crops_mean_and_scale_every_pixel_by_one_scalar():
-  config = deep_gmrf_loop.tiled_config(_smoke())
-  data = deep_gmrf_loop.crop_data(config)
+  config = deep_gmrf.tiled_config(_smoke())
+  data = deep_gmrf.crop_data(config)
   train = data.splits["train"]
   assert train.shape == (config.patches.num_train, 8, 8, 1) and set(data.splits) == {"train", "val", "test"}
   np.testing.assert_allclose(train.mean(axis=(1, 2, 3)), 0.0, atol=1e-5)  # each crop's mean removed
@@ -64,14 +65,14 @@ def test_crop_data_remove_each_crops_mean_and_scale_every_pixel_by_one_scalar():
 @pytest.mark.slow  # three layers, a tiled model, AIS and figures: ~40 s
 def test_smoke_run_stacks_samples_writes_figures_and_resumes(tmp_path, monkeypatch):
   calls = []
-  run_contrastive = deep_gmrf_loop.run_contrastive
+  run_contrastive = deep_gmrf.run_contrastive
 
   def recording(config, workdir, data=None, quiet=False):
     record, params = run_contrastive(config, workdir, data=data, quiet=quiet)
     calls.append({"config": config, "workdir": workdir, "data": data, "params": params})
     return record, params
 
-  monkeypatch.setattr(deep_gmrf_loop, "run_contrastive", recording)
+  monkeypatch.setattr(deep_gmrf, "run_contrastive", recording)
   workdir = str(tmp_path / "deep")
   record = loop.train_and_evaluate(_smoke(), workdir)  # through the trainer registry
 
@@ -132,10 +133,10 @@ def test_bad_values_raise_config_error_before_any_compute(tmp_path, monkeypatch,
   def no_training(*args, **kwargs):
     raise AssertionError("trained before the config was checked")
 
-  monkeypatch.setattr(deep_gmrf_loop, "run_contrastive", no_training)
+  monkeypatch.setattr(deep_gmrf, "run_contrastive", no_training)
   workdir = tmp_path / "deep"
   with pytest.raises(loop.ConfigError, match=message):
-    deep_gmrf_loop.run_deep_gmrf(_smoke(**overrides), str(workdir), quiet=True)
+    deep_gmrf.run_deep_gmrf(_smoke(**overrides), str(workdir), quiet=True)
   assert not workdir.exists()
 
 
@@ -143,5 +144,5 @@ def test_contrast_spread_is_the_ratio_of_the_contrast_deciles():
   pattern = np.array([1.0, -1.0, 1.0, -1.0])  # standard deviation 1
   contrasts = np.arange(1.0, 12.0)  # deciles 2 and 10 (numpy's linear interpolation)
   patches = contrasts[:, None] * pattern
-  assert deep_gmrf_loop.contrast_spread(patches) == pytest.approx(np.percentile(contrasts, 90) / 2.0)
-  assert deep_gmrf_loop.contrast_spread(np.tile(pattern, (5, 1))) == pytest.approx(1.0)
+  assert deep_gmrf.contrast_spread(patches) == pytest.approx(np.percentile(contrasts, 90) / 2.0)
+  assert deep_gmrf.contrast_spread(np.tile(pattern, (5, 1))) == pytest.approx(1.0)

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from deepvision.diagnostics import energy_viz
-from deepvision.train import inpainting_loop, loop
+from deepvision.train import loop
 from deepvision.train.writers import read_metrics
+from experiments import inpainting
 from experiments.configs import gmrf_faces
 
 
@@ -55,15 +56,15 @@ def test_smoke_config_end_to_end_writes_records_and_figure(tmp_path):
 def test_bad_config_values_fail_before_compute(tmp_path, monkeypatch, overrides, message):
   def no_compute(*args, **kwargs):
     raise AssertionError("the run started computing before refusing the config")
-  monkeypatch.setattr(inpainting_loop, "load_faces", no_compute)
-  monkeypatch.setattr(inpainting_loop.contrastive_loop, "run_contrastive", no_compute)
+  monkeypatch.setattr(inpainting, "load_faces", no_compute)
+  monkeypatch.setattr(inpainting.contrastive_loop, "run_contrastive", no_compute)
   with pytest.raises(loop.ConfigError, match=message.replace("(", r"\(").replace("+", r"\+")):
     loop.train_and_evaluate(_smoke(**overrides), str(tmp_path / "bad"))
   assert not os.path.exists(tmp_path / "bad")
 
 
 def test_model_size_mismatch_names_the_whitened_size(tmp_path, monkeypatch):
-  monkeypatch.setattr(inpainting_loop.contrastive_loop, "run_contrastive",
+  monkeypatch.setattr(inpainting.contrastive_loop, "run_contrastive",
                       lambda *a, **k: pytest.fail("trained despite a bad n_visible"))
   with pytest.raises(loop.ConfigError, match="n_visible=10"):
     loop.train_and_evaluate(_smoke(**{"model_kwargs.n_visible": 11}), str(tmp_path / "bad"))

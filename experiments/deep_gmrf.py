@@ -1,39 +1,25 @@
 r"""The `deep_gmrf` trainer: a deep gated MRF on natural-image patches, and a tiled mcRBM for large images.
 
 Ranzato, Mnih, Susskind & Hinton, "Modeling natural images using gated MRFs" (PAMI 2013), §4-§5, and
-Ranzato & Hinton (CVPR 2010), §4:
-  1. the whole config is checked before any compute (every layer's contrastive settings, the sizes of
-     the RBMs, the sampling settings, the tiled model's geometry);
-  2. `workdir/layer_1`: the gated MRF of the config (`model`, `model_kwargs`, the `gated_mrf` recipe) on
-     PCA-whitened patches, trained by `run_contrastive` exactly as experiments/configs/mcrbm_patches.py;
-  3. `workdir/layer_{l}`, l = 2 … L: a binary RBM of `deep.hidden[l − 2]` units trained by
-     `run_contrastive` on the layer below, for every split: on the layer-1 codes
-     z = [E[h_c | x]/s, E[h_m | x]] (`deep_gated_mrf.layer_one_codes`) for l = 2, on the posterior means
-     p(h = 1 | ·) of RBM l − 1 above (`dbn_loop.feature_data`); settings from `deep.rbm`;
-  4. `workdir/tiled` (when `tiled.enabled`): a `TiledMCRBM` over `tiled.crop_size`² crops of the same
-     photographs, each crop's mean removed (`tiled.remove_dc`) and the pixels scaled by ONE scalar to a
-     standard deviation `tiled.pixel_std` (a per-pixel standardisation or a PCA whitening would break
-     the shift structure the tiles share: see deepvision/models/tiled_gated_mrf.py; `crop_data` says
-     why the scale is below 1), trained directly by PCD with HMC negatives
-     through `run_contrastive` (tiling = 1: C, P are matrices, as the gated-MRF recipe needs);
-  5. `workdir/metrics.jsonl` gets one final record: each layer's final metrics under `layer_{l}/`, the
-     tiled model's under `tiled/`, and the samplers' acceptance rates under `samples/`; `config.json`;
-     figures:
-       * `samples_compared.png`: training patches (the held-out photographs are atypical: one much
-         smoother, one much busier than the fourteen) | samples of the Gaussian (PCA) model of the
-         whitened training patches | the gated MRF's samples (HMC chains on its free energy F(x) from
-         those Gaussian samples, `deep.gmrf_trajectories` trajectories) | the deep gated MRF's samples
-         (`deep_gated_mrf.sample`: `deep.top_gibbs_steps` Gibbs steps in the top RBM, a top-down
-         binary pass to the layer-1 codes, then HMC on p(x | h)); all mapped back to pixels with
-         `whitening.inverse`, on the grey scale of the data's 1st-99th percentiles;
-       * `large_sample.png` (tiled): real `tiled.sample_shape` crops of the training photographs beside
-         images drawn from the tiled model at that size (the trained filters applied to a larger grid of
-         tiles: the parameters do not depend on the image size) by `tiled.sample_trajectories` HMC
-         trajectories from N(0, I).
-
-Resuming: re-running the same command skips every finished layer (`run_contrastive` returns at once when
-its workdir holds the finished run) and resumes an unfinished one from its checkpoint; a finished run
-(the final record holds the same layer metrics) is left as it is, figures included.
+Ranzato & Hinton (CVPR 2010), §4. After checking the whole config before any compute:
+  1. `workdir/layer_1`: the gated MRF of the config on PCA-whitened patches, trained by `run_contrastive`
+     as experiments/configs/mcrbm_patches.py;
+  2. `workdir/layer_{l}`, l = 2 … L: binary RBMs of `deep.hidden[l − 2]` units (settings from `deep.rbm`)
+     on the layer below: the layer-1 codes z = [E[h_c | x]/s, E[h_m | x]]
+     (`deep_gated_mrf.layer_one_codes`), then the posterior means p(h = 1 | ·) of the RBM below;
+  3. `workdir/tiled` (`tiled.enabled`): a `TiledMCRBM` over `tiled.crop_size`² crops of the same
+     photographs, each crop's mean removed and the pixels scaled by ONE scalar to a standard deviation
+     `tiled.pixel_std` (per-pixel scaling or whitening would break the shift structure the tiles share;
+     `crop_data` says why the scale is below 1), trained by PCD with HMC negatives (tiling = 1);
+  4. `metrics.jsonl`, one final record (each layer's metrics under `layer_{l}/`, the tiled model's under
+     `tiled/`, the samplers' statistics under `samples/`), and the figures
+     `samples_compared.png` (training patches | Gaussian (PCA) samples | the gated MRF's HMC samples,
+     `deep.gmrf_trajectories` trajectories from the Gaussian's | the deep model's samples: Gibbs in the
+     top RBM, a top-down pass to the codes, HMC on p(x | h); all mapped to pixels by the inverse
+     whitening; the training patches are shown because the two held-out photographs are atypical, one
+     much smoother and one much busier than the fourteen) and `large_sample.png` (real crops beside
+     tiled-model samples at `tiled.sample_shape`: the filters do not depend on the image size).
+Re-running skips finished layers, resumes an unfinished one, and leaves a finished run as it is.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from deepvision.train.face_data import face_data, face_settings, inpaint_setting
 from deepvision.train.writers import MetricsWriter
 
 RUN_IDENTITY = contrastive_loop.RUN_IDENTITY + ("faces",)
+MODEL_DIR = "model"  # the gated MRF's own run, inside the work dir
 
 
 # ----------------------------------------------------------------------------- figure
@@ -80,13 +81,13 @@ def run_inpainting(config: ml_collections.ConfigDict, workdir: str, quiet: bool 
   data = face_data(config, train, test)
   sub = model_config(config)
   plan = contrastive_loop.plan_contrastive(sub, data)  # every model / training field, before compute
-  started = os.path.isdir(os.path.join(os.path.abspath(workdir), "model", "checkpoints"))
+  started = os.path.isdir(os.path.join(os.path.abspath(workdir), MODEL_DIR, "checkpoints"))
   workdir = workdirs.prepare(config, workdir, RUN_IDENTITY + ("inpainting",), resumable=started)
   if not quiet:
     print(f"{len(train)} training faces (augmented) and {len(test)} held-out faces of "
           f"{faces.image_shape[0]}×{faces.image_shape[1]} pixels; K = {data.whitener.num_components} "
           "whitened components.")
-  model_record, params = contrastive_loop.run_contrastive(sub, os.path.join(workdir, "model"), data=data,
+  model_record, params = contrastive_loop.run_contrastive(sub, os.path.join(workdir, MODEL_DIR), data=data,
                                                           quiet=quiet)
   whitener = data.whitener
   key = jax.random.fold_in(jax.random.key(config.seed), 2)  # the inpainting's own key
@@ -111,3 +112,6 @@ def run_inpainting(config: ml_collections.ConfigDict, workdir: str, quiet: bool 
 def train_inpainting(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains a gated MRF of faces and compares its inpainting with Gaussians; see the module docstring."""
   return run_inpainting(config, workdir)
+
+
+train_inpainting.model_subdir = MODEL_DIR  # where `loop.run_directory` finds the model's checkpoints

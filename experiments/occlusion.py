@@ -45,6 +45,7 @@ from deepvision.train.writers import MetricsWriter, read_metrics
 TABLE_FILE = "occlusion_table.md"
 FIGURE_FILE = "occlusion.png"
 FIGURE_PIXELS = 768  # the longer side of occlusion.png
+MODEL_DIR = "model"  # the gated MRF's own run, inside the work dir
 SPLIT_FIELDS = {"train": "train_split", "val": "eval_split", "test": "test_split"}
 
 
@@ -235,11 +236,11 @@ def run_occlusion(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
   """
   plan = plan_occlusion(config)
   task = plan.task
-  started = os.path.isdir(os.path.abspath(os.path.join(workdir, "model", "checkpoints")))
+  started = os.path.isdir(os.path.abspath(os.path.join(workdir, MODEL_DIR, "checkpoints")))
   workdir = workdirs.prepare(config, workdir, RUN_IDENTITY + ("occlusion",), resumable=started,
                              write=parallel.is_primary())
   quiet = quiet or not parallel.is_primary()
-  model_record, params = run_contrastive(plan.model_config, os.path.join(workdir, "model"), data=plan.data,
+  model_record, params = run_contrastive(plan.model_config, os.path.join(workdir, MODEL_DIR), data=plan.data,
                                          quiet=quiet)
   params = jax.device_get(params)
   model = zoo.create(plan.model_config.model, **loop.model_kwargs(plan.model_config))
@@ -274,3 +275,6 @@ def run_occlusion(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
 def train_occlusion(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Recognition under occlusion with a gated MRF's fill-in and features; see the module docstring."""
   return run_occlusion(config, workdir)[0]
+
+
+train_occlusion.model_subdir = MODEL_DIR  # where `loop.run_directory` finds the model's checkpoints
