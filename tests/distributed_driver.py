@@ -29,28 +29,25 @@ def main() -> int:
   if len(sys.argv) > 5:
     port, num_processes, process_id = (int(a) for a in sys.argv[5:8])
     parallel.initialize_distributed(f"127.0.0.1:{port}", num_processes, process_id, initialization_timeout=60)
-  from deepvision.train import loop, runner  # pylint: disable=g-import-not-at-top
+  from deepvision.train import dispatch, fit, loop  # pylint: disable=g-import-not-at-top
   config = loop.override_config(importlib.import_module(f"experiments.configs.{name}").get_config("smoke"),
                                 overrides)
-  original_run = runner.run_steps
+  original_run, original_fit = dispatch.Dispatcher.run, fit.fit
   final = {}
 
   stop_at = int(os.environ.get("SIGTERM_AT_STEP", "0"))
 
-  def run_steps(steps, *args, **kwargs):
-    inner = steps.train_step
+  def run(self, state, fault, max_steps):
+    out = original_run(self, state, fault, max_steps)
+    if stop_at and int(np.asarray(jax.device_get(out[0].step)).ravel()[0]) == stop_at:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return out
 
-    def step(state, fault, batch):
-      out = inner(state, fault, batch)
-      if stop_at and int(np.asarray(jax.device_get(out[0].step)).ravel()[0]) == stop_at:
-        os.kill(os.getpid(), signal.SIGTERM)
-      return out
+  def fit_and_keep(*args, **kwargs):
+    record, final["state"] = original_fit(*args, **kwargs)
+    return record, final["state"]
 
-    steps.train_step = step
-    final["state"] = original_run(steps, *args, **kwargs)
-    return final["state"]
-
-  runner.run_steps = run_steps
+  dispatch.Dispatcher.run, fit.fit = run, fit_and_keep
   try:
     loop.train_and_evaluate(config, workdir)
   except loop.TrainingPreempted:

@@ -2,7 +2,7 @@
 
   python tests/fault_driver.py CONFIG_NAME WORKDIR OVERRIDES_JSON [--kill-before-manifest STEP]
 
-Prints `STEP n` (flushed) after every training step, so a test can send a signal at a known step.
+Prints `STEP n` (flushed) after every dispatch of training steps (every step with K = 1), so a test can send a signal at a known step.
 `--kill-before-manifest STEP` SIGKILLs the process after orbax has committed checkpoint STEP but before its
 manifest is written: the moment a crash leaves an unverifiable newest step.
 """
@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from deepvision import checkpoint  # noqa: E402
-from deepvision.train import loop, runner  # noqa: E402
+from deepvision.train import dispatch, loop  # noqa: E402
 from deepvision.train.errors import TrainingPreempted  # noqa: E402
 
 
@@ -26,20 +26,14 @@ def main() -> int:
   kill_step = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[4] == "--kill-before-manifest" else None
   config = loop.override_config(importlib.import_module(f"experiments.configs.{name}").get_config("smoke"),
                                 overrides)
-  original_run = runner.run_steps
+  original_run = dispatch.Dispatcher.run
 
-  def run_steps(steps, state, *args, **kwargs):
-    inner = steps.train_step
+  def counted(self, state, fault, max_steps):
+    out = original_run(self, state, fault, max_steps)
+    print(f"STEP {int(out[0].step)}", flush=True)
+    return out
 
-    def counted(state, fault, batch):
-      out = inner(state, fault, batch)
-      print(f"STEP {int(out[0].step)}", flush=True)
-      return out
-
-    steps.train_step = counted
-    return original_run(steps, state, *args, **kwargs)
-
-  runner.run_steps = run_steps
+  dispatch.Dispatcher.run = counted
   if kill_step is not None:
     original_manifest = checkpoint.Checkpointer._write_manifest  # pylint: disable=protected-access
 

@@ -39,18 +39,18 @@ import ml_collections
 import numpy as np
 
 from deepvision import optim, parallel, zoo
-from deepvision.checkpoint import Checkpointer
+from deepvision.checkpoint import read_state
 from deepvision.data import datasets, pipeline
 from deepvision.data.patches import Standardizer
 from deepvision.models import gated_mrf
 from deepvision.models.gaussian import GaussianModel
 from deepvision.registry import UnknownNameError, check_choice
-from deepvision.train import contrastive, loop, runner, workdir as workdirs
+from deepvision.train import contrastive, fit, loop
 from deepvision.train.energy_data import (EnergyData, check_model_data, prepare_data, preprocessing_differences,
                                           preprocessing_record, whiten_epsilon, whiten_variance)
 from deepvision.train import energy_metrics
 from deepvision.train.energy_metrics import evaluate, fit_gaussian_baseline, linear_evaluation
-from deepvision.train.writers import MetricsWriter, Progress, read_metrics
+from deepvision.train.writers import read_metrics
 
 ConfigError = loop.ConfigError
 LOG_LIKELIHOOD = ("auto", "exact", "ais", "none")
@@ -250,6 +250,89 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
 # ----------------------------------------------------------------------------- training
 
 
+class ContrastiveTask(fit.Task):
+  """An energy model trained with CD-k / PCD / FPCD on `plan.data` (see the module docstring)."""
+
+  identity = RUN_IDENTITY
+  progress_keys = ("train/cd_loss", "train/recon_error", "sampler/acceptance_rate")
+
+  def __init__(self, plan: ContrastivePlan, config: ml_collections.ConfigDict, quiet: bool = False):
+    self.plan, self.config, self.quiet = plan, config, quiet
+    self.replicas = plan.replicas
+    self.schedule = fit.default_schedule(config, plan.total_steps, plan.steps_per_epoch)
+    self.advice = f"lower the rate (learning rate {config.optimizer.learning_rate})"
+    self.lr_fn = optim.learning_rate_schedule(config, plan.total_steps, plan.steps_per_epoch)
+    self.state_key, self.eval_key = jax.random.split(jax.random.key(config.seed))
+    train_x = plan.data.splits["train"]
+    # A fixed training subset as large as the validation split, for the free-energy gap.
+    n_val = len(plan.data.splits["val"]) if "val" in plan.data.splits else min(len(train_x), 1000)
+    subset = train_x[np.random.default_rng(config.seed + 1).permutation(len(train_x))[:n_val]]
+    self.eval_splits = {"train": subset, **{r: plan.data.splits[r] for r in ("val",) if r in plan.data.splits}}
+    self.final_splits = {**self.eval_splits,
+                         **{r: plan.data.splits[r] for r in ("test",) if r in plan.data.splits}}
+    # log Z at every evaluation when it is exact (cheap) or asked for; AIS otherwise only at the end.
+    every_eval = plan.log_likelihood == "exact" or config.log_likelihood.get("ais_every_eval", False)
+    self.periodic_log_z = plan.log_likelihood if every_eval else "none"
+
+  def start(self, workdir, resuming):
+    check_preprocessing(workdir, self.plan.data, resuming)
+
+  def init_state(self):
+    plan, config = self.plan, self.config
+    train_x = plan.data.splits["train"]
+    train_flat = train_x.reshape(len(train_x), -1)
+    tx = optim.make_optimizer(config, plan.total_steps, plan.steps_per_epoch)
+    chain_start = train_flat[np.random.default_rng(config.seed).permutation(len(train_flat))[:plan.num_chains]]
+    return contrastive.create_state(plan.model, tx, self.state_key, plan.spec, chain_start, plan.recipe)
+
+  def train_batches(self):
+    train_x = self.plan.data.splits["train"]
+    labels = self.plan.data.labels.get("train", np.zeros(len(train_x), np.int32))
+    return pipeline.train_batches(datasets.ArraySource(train_x, labels), self.config.batch_size,
+                                  seed=self.config.seed,
+                                  shard=(parallel.process_index(), parallel.process_count()))
+
+  def make_step(self, axis_name):
+    step = contrastive.make_train_step(self.plan.model, self.plan.spec, self.lr_fn, axis_name=axis_name,
+                                       recipe=self.plan.recipe)
+    return lambda state, batch: step(state, batch["image"])
+
+  def began(self, workdir, state, start):
+    plan, config = self.plan, self.config
+    record = preprocessing_record(plan.data)
+    if record is not None and parallel.is_primary() and not start:
+      with open(os.path.join(workdir, PREPROCESSING_FILE), "w") as f:
+        json.dump(record, f)
+    if not self.quiet and parallel.is_primary():
+      print(f"{config.model}: {zoo.count_params(state.params):,} parameters, {plan.spec.method.upper()}-"
+            f"{plan.spec.k}; {config.dataset}: {len(plan.data.splits['train'])} training examples of shape "
+            f"{plan.data.image_shape}, {plan.total_steps} steps of {config.batch_size}.")
+
+  def evaluate(self, state, step):
+    if step == self.plan.total_steps:  # the last step gets the final evaluation
+      return None
+    return evaluate(self.plan.model, state.params, self.eval_splits, self.periodic_log_z,
+                    self.config.log_likelihood, jax.random.fold_in(self.eval_key, step))
+
+  def final_evaluation(self, state):
+    plan, config = self.plan, self.config
+    final = evaluate(plan.model, state.params, self.final_splits, plan.log_likelihood, config.log_likelihood,
+                     jax.random.fold_in(self.eval_key, 0), gaussian=fit_gaussian_baseline(plan.data),
+                     chain_step_size=chain_step_size(state.chains))
+    if config.linear_eval.enabled:
+      final.update(linear_evaluation(plan.model, state.params, plan.data, _as_tuple(config.linear_eval.l2)))
+    return final
+
+  def save_figures(self, state, workdir):
+    save_figures(self.plan, state, workdir, jax.random.fold_in(self.eval_key, 1), self.config)
+
+  def finished(self, workdir, record, state):
+    shown = {k: v for k, v in record.items() if k not in ("step", "final")}
+    print("Done: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) +
+          f"\n  metrics     {os.path.join(workdir, 'metrics.jsonl')}\n  checkpoints "
+          f"{os.path.join(workdir, 'checkpoints')}")
+
+
 def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: EnergyData | None = None,
                     quiet: bool = False) -> tuple[dict, Any]:
   """Trains the energy model of `config` in `workdir` (resuming if it holds a checkpoint).
@@ -265,104 +348,10 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
     `(record, params)`: the final metrics record (with the test metrics when there is a test split) and
     the trained parameters.
   """
-  plan = plan_contrastive(config, data)
-  replicas, primary = plan.replicas, parallel.is_primary()
-  quiet = quiet or not primary  # only process 0 talks
-  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY, write=primary)
-  checkpoints = os.path.join(workdir, "checkpoints")
-  train_x = plan.data.splits["train"]
-  train_flat = train_x.reshape(len(train_x), -1)
-  tx = optim.make_optimizer(config, plan.total_steps, plan.steps_per_epoch)
-  lr_fn = optim.learning_rate_schedule(config, plan.total_steps, plan.steps_per_epoch)
-  root = jax.random.key(config.seed)
-  state_key, eval_key = jax.random.split(root)
-  chain_start = train_flat[np.random.default_rng(config.seed).permutation(len(train_flat))[:plan.num_chains]]
-  state = contrastive.create_state(plan.model, tx, state_key, plan.spec, chain_start, plan.recipe)
-  labels = plan.data.labels.get("train", np.zeros(len(train_x), np.int32))
-  train_iter = pipeline.train_batches(datasets.ArraySource(train_x, labels), config.batch_size,
-                                      seed=config.seed, shard=(parallel.process_index(), parallel.process_count()))
-
-  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints,
-                              metadata={"config_hash": workdirs.config_hash(config)})
-  try:
-    check_preprocessing(workdir, plan.data, resuming=bool(checkpointer.all_steps()))
-  except ConfigError:
-    checkpointer.close()
-    raise
-  state, start, pending = runner.resume(checkpointer, state, train_iter)
-  records = read_metrics(workdir)
-  if start >= plan.total_steps and records and records[-1].get("final"):
-    checkpointer.close()
-    if not quiet:
-      print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
-    return records[-1], state.params
-  if start and not quiet:
-    print(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
-  writer = MetricsWriter(workdir, resume_step=start if start else None, enabled=primary)
-  record = preprocessing_record(plan.data)
-  if record is not None and primary and not start:
-    with open(os.path.join(workdir, PREPROCESSING_FILE), "w") as f:
-      json.dump(record, f)
-  if not quiet:
-    print(f"{config.model}: {zoo.count_params(state.params):,} parameters, {plan.spec.method.upper()}-"
-          f"{plan.spec.k}; {config.dataset}: {len(train_x)} training examples of shape "
-          f"{plan.data.image_shape}, {plan.total_steps} steps of {config.batch_size}.")
-
-  def step_on_images(axis_name):
-    contrastive_step = contrastive.make_train_step(plan.model, plan.spec, lr_fn, axis_name=axis_name,
-                                                   recipe=plan.recipe)
-    return lambda state, batch: contrastive_step(state, batch["image"])
-
-  step_fn = step_on_images(replicas.axis_name)
-  eval_every = config.eval_every_steps or plan.steps_per_epoch
-  # A fixed training subset as large as the validation split, for the free-energy gap.
-  n_val = len(plan.data.splits["val"]) if "val" in plan.data.splits else min(len(train_x), 1000)
-  train_subset = train_x[np.random.default_rng(config.seed + 1).permutation(len(train_x))[:n_val]]
-  eval_splits = {"train": train_subset, **{r: plan.data.splits[r] for r in ("val",) if r in plan.data.splits}}
-  final_splits = {**eval_splits, **{r: plan.data.splits[r] for r in ("test",) if r in plan.data.splits}}
-  # log Z at every evaluation when it is exact (cheap) or asked for; AIS otherwise only at the end.
-  every_eval = plan.log_likelihood == "exact" or config.log_likelihood.get("ais_every_eval", False)
-  periodic_log_z = plan.log_likelihood if every_eval else "none"
-
-  def periodic_evaluation(state, step: int) -> dict | None:
-    if step % eval_every or step == plan.total_steps:  # the last step gets the final evaluation below
-      return None
-    return evaluate(plan.model, replicas.host_state(state).params, eval_splits, periodic_log_z,
-                    config.log_likelihood, jax.random.fold_in(eval_key, step))
-
-  steps = runner.StepLoop(
-      train_step=replicas.compile(runner.guard_step(step_fn)), replicas=replicas, total_steps=plan.total_steps,
-      log_every=config.log_every_steps or plan.steps_per_epoch,
-      checkpoint_every=config.checkpoint_every_steps or plan.total_steps, evaluate=periodic_evaluation,
-      progress_keys=("train/cd_loss", "train/recon_error", "sampler/acceptance_rate"),
-      advice=f"lower the rate (learning rate {config.optimizer.learning_rate})")
-  try:
-    state = runner.run_steps(steps, replicas.place_state(state), replicas.batches(train_iter), start,
-                             checkpointer, writer,
-                             None if quiet else Progress(plan.total_steps, start_step=start), pending,
-                             debug_step=step_on_images(None) if config.get("debug_nans", False) else None)
-  except BaseException:
-    writer.close()
-    checkpointer.close()
-    raise
-  final = evaluate(plan.model, state.params, final_splits, plan.log_likelihood, config.log_likelihood,
-                   jax.random.fold_in(eval_key, 0), gaussian=fit_gaussian_baseline(plan.data),
-                   chain_step_size=chain_step_size(state.chains))
-  if config.linear_eval.enabled:
-    final.update(linear_evaluation(plan.model, state.params, plan.data, _as_tuple(config.linear_eval.l2)))
-  record = writer.write(plan.total_steps, {**final, "final": True})
-  writer.close()
-  checkpointer.close()
-  if config.get("figures", True) and primary:
-    save_figures(plan, state, workdir, jax.random.fold_in(eval_key, 1), config)
-  if parallel.process_count() > 1:  # a collective: every process checks, process 0 reports
-    digest = parallel.check_replicas_agree(state.params)
-    if not quiet:
-      print(f"parameters agree across {parallel.process_count()} processes: sha256 {digest}")
-  if not quiet:
-    shown = {k: v for k, v in record.items() if k not in ("step", "final")}
-    print("Done: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) +
-          f"\n  metrics     {os.path.join(workdir, 'metrics.jsonl')}\n  checkpoints {checkpointer.directory}")
+  record, state = fit.fit(ContrastiveTask(plan_contrastive(config, data), config, quiet), config, workdir)
+  if state is None:  # already finished: the parameters of its newest checkpoint
+    state, _ = read_state(os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints"))
+    return record, state["params"]
   return record, state.params
 
 

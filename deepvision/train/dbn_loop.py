@@ -37,15 +37,14 @@ import ml_collections
 import numpy as np
 
 from deepvision import optim, parallel, zoo
-from deepvision.checkpoint import Checkpointer
-from deepvision.data import datasets, pipeline
+from deepvision.data import datasets
 from deepvision.models import dbn
 from deepvision.registry import UnknownNameError
-from deepvision.train import loop, runner, supervised, workdir as workdirs
+from deepvision.samplers import dbn as dbn_sampling
+from deepvision.train import fit, loop, supervised, workdir as workdirs
 from deepvision.train.contrastive_loop import (RUN_IDENTITY, EnergyData, plan_contrastive, prepare_data,
                                                run_contrastive)
-from deepvision.train.state import create_train_state
-from deepvision.train.writers import MetricsWriter, Progress, read_metrics
+from deepvision.train.writers import MetricsWriter, read_metrics
 
 ConfigError = loop.ConfigError
 # A fine-tuning run resumes only with the same start, classifier, data order and length.
@@ -237,68 +236,25 @@ def run_finetune(config: ml_collections.ConfigDict, workdir: str, data: EnergyDa
   model = dbn.DBNClassifier(input_shape=tuple(config.model_kwargs.input_shape),
                             hidden=tuple(config.model_kwargs.hidden),
                             num_classes=config.model_kwargs.num_classes)
-  replicas, primary = loop.replicas_for(config, config.batch_size), parallel.is_primary()
-  quiet = quiet or not primary  # only process 0 talks
-  workdir = workdirs.prepare(config, workdir, FINETUNE_IDENTITY, write=primary)
-  checkpoints = os.path.join(workdir, "checkpoints")
   train = datasets.ArraySource(data.splits["train"], data.labels["train"])
   sources = {role: datasets.ArraySource(data.splits[role], data.labels[role])
              for role in ("val", "test") if role in data.splits and role in data.labels}
   steps_per_epoch = len(train) // config.batch_size
   total_steps = steps_per_epoch * config.num_epochs
-  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints,
-                              metadata={"config_hash": workdirs.config_hash(config)})
-  records = read_metrics(workdir)
-  if records and records[-1].get("final") and (checkpointer.latest_valid_step() or 0) >= total_steps:
-    checkpointer.close()  # finished: nothing to restore
-    return records[-1]
-  tx = optim.make_optimizer(config, total_steps)
-  lr_fn = optim.learning_rate_schedule(config, total_steps)
-  # Jitted: initialising eagerly compiles every small op on its own, which takes longer here.
-  state = jax.jit(lambda key: create_train_state(model, tx, key, data.image_shape))(
-      jax.random.key(config.seed))
-  if config.init == "stack":
-    params = dbn.classifier_params_from_stack(layers, state.params)
-    state = state.replace(params=params, opt_state=jax.jit(tx.init)(params))
-  train_iter = pipeline.train_batches(train, config.batch_size, seed=config.seed,
-                                      shard=(parallel.process_index(), parallel.process_count()))
-  state, start, pending = runner.resume(checkpointer, state, train_iter)
-  if start and not quiet:
-    print(f"Resuming from step {start} of {total_steps} ({checkpointer.directory}).")
-  writer = MetricsWriter(workdir, resume_step=start if start else None, enabled=primary)
-  preprocess = supervised.Preprocess(standardize=False)
-  step_fn = supervised.make_train_step(preprocess, lr_fn, axis_name=replicas.axis_name)
-  eval_step = jax.jit(supervised.make_eval_step(preprocess))
-
-  def validate(state, step: int) -> dict | None:
-    if "val" not in sources or not (step % steps_per_epoch == 0 or step == total_steps):
-      return None
-    return loop.evaluate(eval_step, replicas.host_state(state), sources["val"], config.eval_batch_size, "val")
-
-  steps = runner.StepLoop(
-      train_step=replicas.compile(runner.guard_step(step_fn)), replicas=replicas, total_steps=total_steps,
-      log_every=steps_per_epoch, checkpoint_every=config.checkpoint_every_steps or total_steps,
-      evaluate=validate, progress_keys=("train/loss", "train/accuracy"),
+  task = supervised.SupervisedTask(
+      model=model, input_shape=data.image_shape, train_source=train, sources=sources,
+      tx=optim.make_optimizer(config, total_steps), lr_fn=optim.learning_rate_schedule(config, total_steps),
+      batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, seed=config.seed,
+      schedule=fit.default_schedule(config, total_steps, steps_per_epoch, eval_every=steps_per_epoch,
+                                    log_every=steps_per_epoch),
+      replicas=loop.replicas_for(config, config.batch_size),
+      preprocess=supervised.Preprocess(standardize=False), jit_init=True,
+      init_params=(lambda initial: dbn.classifier_params_from_stack(layers, initial))
+      if config.init == "stack" else None,
+      identity=FINETUNE_IDENTITY, final_roles=("val", "test"), quiet=quiet, figures=False,
       advice=(f"fine-tuning ({config.init} init): lower config.finetune.optimizer.learning_rate "
               f"(now {config.optimizer.learning_rate})"))
-  try:
-    state = runner.run_steps(steps, replicas.place_state(state), replicas.batches(train_iter), start,
-                             checkpointer, writer,
-                             None if quiet else Progress(total_steps, start_step=start), pending,
-                             debug_step=supervised.make_train_step(preprocess, lr_fn)
-                             if config.get("debug_nans", False) else None)
-  except BaseException:
-    writer.close()
-    checkpointer.close()
-    raise
-  final = {"final": True}
-  for role in ("val", "test"):
-    if role in sources:
-      final.update(loop.evaluate(eval_step, state, sources[role], config.eval_batch_size, role))
-  record = writer.write(total_steps, final)
-  writer.close()
-  checkpointer.close()
-  return record
+  return fit.fit(task, config, workdir)[0]
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -390,7 +346,7 @@ def save_figures(config: ml_collections.ConfigDict, plan: DBNPlan, layers: list[
     value_range = None
   steps = int(config.dbn.get("sample_gibbs_steps", 1000))
   num = int(config.dbn.get("num_samples", 100))
-  samples = dbn.sample(layers, jax.random.fold_in(jax.random.key(config.seed), 7), num, steps)
+  samples = dbn_sampling.sample(layers, jax.random.fold_in(jax.random.key(config.seed), 7), num, steps)
   energy_viz.save_image_grid(np.asarray(samples), shape, os.path.join(workdir, "samples.png"),
                              f"DBN samples ({steps} Gibbs steps)",
                              value_range=value_range, to_pixels=to_pixels)

@@ -19,19 +19,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from deepvision import optim, parallel, zoo
-from deepvision.checkpoint import Checkpointer, read_state
+from deepvision.checkpoint import read_state
 from deepvision.data import datasets, pipeline
-from deepvision.diagnostics import viz
 from deepvision.registry import Registry, UnknownNameError
-from deepvision.train import runner, supervised, workdir as workdirs
+from deepvision.train import fit, supervised, workdir as workdirs
 from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted  # noqa: F401
-from deepvision.train.state import TrainState, create_train_state
-from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 
 TRAINERS: Registry[Callable[[ml_collections.ConfigDict, str], dict]] = Registry("trainer")
 
@@ -265,27 +261,6 @@ def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
               preprocess, replicas)
 
 
-def evaluate(eval_step, state: TrainState, source, batch_size: int, prefix: str) -> dict[str, float]:
-  """Mean loss and accuracy of `state` over a whole split, as `{prefix}/loss`, `{prefix}/accuracy`."""
-  state = jax.device_put(state)  # host copies (from a data-parallel run) go to the device once, not per batch
-  totals = None
-  for batch in pipeline.eval_batches(source, batch_size):
-    sums = eval_step(state, batch)
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
-  count = float(totals["count"])
-  return {f"{prefix}/loss": float(totals["loss_sum"]) / count,
-          f"{prefix}/accuracy": float(totals["correct_sum"]) / count}
-
-
-def _first_conv_kernel(params) -> np.ndarray | None:
-  """The first 4-D kernel in parameter order (the first convolution), or None."""
-  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    if leaf.ndim == 4 and "kernel" in jax.tree_util.keystr(path):
-      return np.asarray(leaf)
-  return None
-
-
 # Fields that shape the train state or the data order: a resumed run can never change them.
 RUN_IDENTITY = ("trainer", "model", "model_kwargs", "dataset", "train_split", "train_subset", "batch_size",
                 "seed", "num_epochs", "ema_decay")
@@ -326,82 +301,27 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
 def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains a zoo classifier on a data set with SGD; see the module docstring for the steps."""
   plan = plan_supervised(config)
-  replicas, primary = plan.replicas, parallel.is_primary()
-  # config.json: the config as requested (process 0 writes; every process checks).
-  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY, write=primary)
-  checkpoints = os.path.join(workdir, "checkpoints")
   if config.optimizer.get("lr_search", False):
-    config = _searched_learning_rate(config, workdir)
-
-  tx = optim.make_optimizer(config, plan.total_steps)
-  lr_fn = optim.learning_rate_schedule(config, plan.total_steps)
-  ema_decay = float(config.get("ema_decay", 0.0))
-  state = create_train_state(plan.model, tx, jax.random.key(config.seed), plan.info.image_shape,
-                             ema=ema_decay > 0)
-  train_iter = pipeline.train_batches(plan.train_source, config.batch_size, seed=config.seed,
-                                      shard=(parallel.process_index(), parallel.process_count()))
-
-  checkpointer = Checkpointer(checkpoints, keep=config.keep_checkpoints,
-                              metadata={"config_hash": workdirs.config_hash(config)})
-  state, start, pending = runner.resume(checkpointer, state, train_iter)
-  records = read_metrics(workdir)
-  if start >= plan.total_steps and records and (plan.test_source is None or "test/accuracy" in records[-1]):
-    checkpointer.close()
-    if primary:
-      print(f"{workdir} already holds the finished run ({start} steps); nothing to do.")
-    return records[-1]
-  say = print if primary else lambda *_: None  # only process 0 talks
-  if start:
-    say(f"Resuming from step {start} of {plan.total_steps} ({checkpointer.directory}).")
-  writer = MetricsWriter(workdir, resume_step=start if start else None, enabled=primary)
-  say(f"{config.model}: {zoo.count_params(state.params):,} parameters; {config.dataset}: "
-      f"{len(plan.train_source)} training examples, {plan.total_steps} steps of {config.batch_size}"
-      + (f" over {replicas.num_devices} devices." if replicas.parallel else "."))
-
-  step_fn = supervised.make_train_step(plan.preprocess, lr_fn, ema_decay, axis_name=replicas.axis_name)
-  eval_step = jax.jit(supervised.make_eval_step(plan.preprocess))
-  eval_batch = config.get("eval_batch_size") or config.batch_size
-  eval_every = config.eval_every_steps or plan.steps_per_epoch
-
-  def validate(state, step: int) -> dict | None:
-    if plan.eval_source is None or not (step % eval_every == 0 or step == plan.total_steps):
-      return None
-    return evaluate(eval_step, replicas.host_state(state), plan.eval_source, eval_batch, "val")
-
-  steps = runner.StepLoop(
-      train_step=replicas.compile(runner.guard_step(step_fn)), replicas=replicas,
-      total_steps=plan.total_steps, log_every=config.log_every_steps or plan.steps_per_epoch,
-      checkpoint_every=config.checkpoint_every_steps or plan.total_steps, evaluate=validate,
-      progress_keys=("train/loss", "train/accuracy"),
+    # The work dir is checked before the search writes lr_search.json into it.
+    prepared = workdirs.prepare(config, workdir, RUN_IDENTITY, write=parallel.is_primary())
+    config = _searched_learning_rate(config, prepared)
+  replicas = plan.replicas
+  sources = {role: source for role, source in (("val", plan.eval_source), ("test", plan.test_source))
+             if source is not None}
+  task = supervised.SupervisedTask(
+      model=plan.model, input_shape=plan.info.image_shape, train_source=plan.train_source, sources=sources,
+      tx=optim.make_optimizer(config, plan.total_steps),
+      lr_fn=optim.learning_rate_schedule(config, plan.total_steps),
+      batch_size=config.batch_size, eval_batch_size=config.get("eval_batch_size"), seed=config.seed,
+      schedule=fit.default_schedule(config, plan.total_steps, plan.steps_per_epoch),
+      replicas=replicas, preprocess=plan.preprocess, ema_decay=float(config.get("ema_decay", 0.0)),
+      identity=RUN_IDENTITY, figures=config.get("figures", True),
       advice=(f"lower the rate (learning rate {config.optimizer.learning_rate}), or find one with "
-              "--config.optimizer.lr_search=True"))
-  debug_step = (supervised.make_train_step(plan.preprocess, lr_fn, ema_decay)
-                if config.get("debug_nans", False) else None)  # replayed on one device
-  try:
-    state = runner.run_steps(steps, replicas.place_state(state), replicas.batches(train_iter), start,
-                             checkpointer, writer,
-                             Progress(plan.total_steps, start_step=start) if primary else None, pending,
-                             debug_step=debug_step)
-    record = writer.last or read_metrics(workdir)[-1]
-    if plan.test_source is not None:
-      record = writer.write(plan.total_steps,
-                            evaluate(eval_step, state, plan.test_source, eval_batch, "test"))
-  finally:
-    writer.close()
-    checkpointer.close()
+              "--config.optimizer.lr_search=True"),
+      describe=(f"{config.model}: {{params:,}} parameters; {config.dataset}: {len(plan.train_source)} "
+                f"training examples, {plan.total_steps} steps of {config.batch_size}"
+                + (f" over {replicas.num_devices} devices." if replicas.parallel else ".")))
+  return fit.fit(task, config, workdir)[0]
 
-  if config.get("figures", True) and primary:
-    viz.save_curves(read_metrics(workdir), os.path.join(workdir, "curves.png"))
-    kernel = _first_conv_kernel(state.params)
-    if kernel is not None:
-      viz.save_conv_filters(kernel, os.path.join(workdir, "filters.png"))
-  if parallel.process_count() > 1:  # a collective: every process checks, process 0 reports
-    digest = parallel.check_replicas_agree(state.params)
-    say(f"parameters agree across {parallel.process_count()} processes: sha256 {digest}")
-  say(f"Done: {', '.join(f'{k} {v:.4f}' for k, v in record.items() if k != 'step')}\n"
-        f"  metrics     {os.path.join(workdir, 'metrics.jsonl')} (TensorBoard: tensorboard --logdir {workdir})\n"
-        f"  checkpoints {checkpointer.directory}"
-        + (f"\n  figures     {os.path.join(workdir, 'curves.png')}, {os.path.join(workdir, 'filters.png')}"
-           if config.get("figures", True) else ""))
-  return record
 
+evaluate = supervised.evaluate_split  # the classification evaluation, under its historical name

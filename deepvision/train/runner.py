@@ -1,39 +1,29 @@
-"""The step loop every trainer shares: logging, evaluation, checkpoints, preemption and the non-finite guard.
+"""What every step of a run relies on: the non-finite guard, SIGTERM handling, resuming, metric means.
 
-A trainer builds its state, data iterator and jitted step, then hands them to `run_steps`, which
-
-* runs the steps `start + 1 … total_steps`, averaging each step's metrics over a logging interval (a record is
-  also written at every checkpoint, so `metrics.jsonl` is the same whether or not a run was resumed);
-* checks, inside the jitted step, that the loss, the gradients and the new parameters are finite
-  (`guard_step`): the first non-finite step freezes the state at its last good value and is recorded as
-  (step, quantity); the loop raises `TrainingDivergedError` naming them at the next log or checkpoint, and
-  never writes a non-finite checkpoint;
-* saves a checkpoint every `checkpoint_every` steps and at the end, with the iterator's position and the
-  not-yet-logged metrics, so a resumed run continues bitwise;
-* on SIGTERM or SIGINT (`Preemption`), finishes the current step, saves a checkpoint and raises
-  `TrainingPreempted`: re-running the same command resumes from it.
+`guard_step` checks, inside the jitted step, that the loss, the gradients and the new parameters are finite:
+the first non-finite step freezes the state at its last good value and is recorded as (step, quantity), which
+`raise_if_diverged` turns into `TrainingDivergedError` at the next log or checkpoint (nothing non-finite is
+ever saved). `Preemption` turns SIGTERM / SIGINT into a request the skeleton (`fit.py`) honours by saving a
+checkpoint and stopping.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
-import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepvision import parallel
 from deepvision.checkpoint import Checkpointer
-from deepvision.train.errors import TrainingDivergedError, TrainingPreempted
-from deepvision.train.writers import MetricsWriter, Progress
+from deepvision.train.errors import TrainingDivergedError
+from deepvision.train.writers import MetricsWriter
 
 Array = jax.Array
 Metrics = dict[str, Any]
@@ -110,115 +100,34 @@ class Preemption(contextlib.AbstractContextManager):
     self._previous.clear()
 
 
-@dataclasses.dataclass
-class StepLoop:
-  """What `run_steps` needs from a trainer.
-
-  Attributes:
-    train_step: `replicas.compile(guard_step(step_fn))`: jitted (or pmapped), state donated.
-    total_steps: the run's last step.
-    log_every, checkpoint_every: intervals in steps (the last step always logs and saves).
-    evaluate: `evaluate(state, step) -> record or None`, called after every step (e.g. every epoch).
-    progress_keys: metrics shown on the progress line.
-    advice: appended to divergence errors (e.g. "lower the learning rate").
-    replicas: where the state lives (`parallel.Replicas`): checkpoints and the returned state are
-      brought back to the host layout; `evaluate` receives the state as it lives on the devices.
-  """
-
-  train_step: Callable[[Any, Array, Any], tuple[Any, Array, Metrics]]
-  total_steps: int
-  log_every: int
-  checkpoint_every: int
-  evaluate: Callable[[Any, int], dict | None] | None = None
-  progress_keys: tuple[str, ...] = ()
-  advice: str = ""
-  replicas: parallel.Replicas = dataclasses.field(default_factory=lambda: parallel.Replicas(1))
-
-
-def _mean_metrics(pending: list[Metrics]) -> dict[str, float]:
-  values = jax.device_get(pending)
-  means = {k: float(np.mean([m[k] for m in values])) for k in values[0]}
-  if "learning_rate" in values[-1]:
-    means["learning_rate"] = float(values[-1]["learning_rate"])
+def mean_metrics(per_step: list[Metrics]) -> dict[str, float]:
+  """The mean of each metric over the steps of a logging interval; `learning_rate` is the last step's."""
+  means = {k: float(np.mean([m[k] for m in per_step])) for k in per_step[0]}
+  if "learning_rate" in per_step[-1]:
+    means["learning_rate"] = float(per_step[-1]["learning_rate"])
   return means
 
 
-def run_steps(loop: StepLoop, state: Any, train_iter: Iterator, start: int, checkpointer: Checkpointer,
-              writer: MetricsWriter, progress: Progress | None = None,
-              pending: list[dict[str, float]] | None = None,
-              debug_step: Callable[[Any, Any], tuple[Any, Metrics]] | None = None) -> Any:
-  """Runs steps `start + 1 … loop.total_steps` (see the module docstring) and returns the final state.
+def raise_if_diverged(fault: Array, writer: MetricsWriter, checkpointer: Checkpointer, advice: str,
+                      debug_step: Callable[[Any, Any], tuple[Any, Metrics]] | None, host_state: Any,
+                      train_iter: Any) -> None:
+  """TrainingDivergedError naming the first non-finite step and quantity, if the guard recorded one.
 
-  Args:
-    loop: the trainer's step function and intervals.
-    state: the state after `start` steps.
-    train_iter: the training batches from position `start` (with `get_state`).
-    start: steps already done.
-    checkpointer, writer, progress: where checkpoints, records and the progress line go.
-    pending: metrics of steps after the last record, restored from the checkpoint (`resume`).
-    debug_step: the unguarded step function; given, a non-finite step is replayed from the newest
-      checkpoint under `jax.debug_nans` / `jax.debug_infs` to name the operation that produced it.
-
-  Raises:
-    TrainingDivergedError: a step's loss, gradients or parameters were not finite (named with the step);
-      the newest checkpoint is the last one saved before it.
-    TrainingPreempted: SIGTERM / SIGINT arrived; a checkpoint of the current step was saved.
+  With `debug_step` (the unguarded step) the failing step is replayed from the newest checkpoint under
+  `jax_debug_nans` to name the operation; the newest checkpoint stays the last good one.
   """
-  fault = loop.replicas.initial_fault(initial_fault())
-  pending_device: list[Metrics] = []
-  pending_host: list[dict[str, float]] = list(pending or [])
-
-  def check(step: int) -> None:
-    bad_step, quantity = (int(x) for x in np.asarray(jax.device_get(fault)).reshape(-1, 2)[0])
-    if bad_step >= 0:
-      writer.close()
-      kept = checkpointer.latest_valid_step()
-      where = ("set --config.debug_nans=True to name the operation" if debug_step is None else
-               replay_with_debug_nans(debug_step, loop.replicas.host_state(state), train_iter, checkpointer,
-                                      bad_step))
-      raise TrainingDivergedError(
-          f"the {GUARDED[quantity]} became non-finite (NaN or Inf) at step {bad_step}"
-          + (f"; {loop.advice}" if loop.advice else "")
-          + (f"; the checkpoint of step {kept} is kept" if kept else "; no checkpoint was saved")
-          + f" ({where})")
-    del step
-
-  def save(step: int) -> None:
-    check(step)
-    host = jax.device_get(pending_device)
-    data_state = {**train_iter.get_state(),
-                  "pending_metrics": pending_host + [{k: float(v) for k, v in m.items()} for m in host]}
-    checkpointer.save(loop.replicas.host_state(state), data_state)
-
-  with Preemption() as preemption:
-    for step in range(start + 1, loop.total_steps + 1):
-      state, fault, metrics = loop.train_step(state, fault, next(train_iter))
-      pending_device.append(metrics)
-      last = step == loop.total_steps
-      checkpoint_now = step % loop.checkpoint_every == 0 or last
-      if step % loop.log_every == 0 or last or checkpoint_now:
-        check(step)
-        means = _mean_metrics(pending_host + jax.device_get(pending_device))
-        pending_host, pending_device = [], []
-        means["steps_per_second"] = progress.rate(step) if progress else 0.0
-        writer.write(step, means)
-        if progress:
-          progress.update(step, {k: means[k] for k in loop.progress_keys if k in means})
-      if loop.evaluate is not None:
-        record = loop.evaluate(state, step)
-        if record:
-          check(step)
-          writer.write(step, record)
-      if checkpoint_now:
-        save(step)
-      elif parallel.any_process(preemption.requested is not None):  # all processes stop at the same step
-        save(step)
-        writer.close()
-        message = (f"{preemption.requested or 'a stop request of another process'} received: saved the checkpoint of step {step} of "
-                   f"{loop.total_steps} in {checkpointer.directory}; run the same command again to resume")
-        print(message, file=sys.stderr)
-        raise TrainingPreempted(message, step)
-  return loop.replicas.host_state(state)
+  bad_step, quantity = (int(x) for x in np.asarray(jax.device_get(fault)).reshape(-1, 2)[0])
+  if bad_step < 0:
+    return
+  writer.close()
+  kept = checkpointer.latest_valid_step()
+  where = ("set --config.debug_nans=True to name the operation" if debug_step is None else
+           replay_with_debug_nans(debug_step, host_state, train_iter, checkpointer, bad_step))
+  raise TrainingDivergedError(
+      f"the {GUARDED[quantity]} became non-finite (NaN or Inf) at step {bad_step}"
+      + (f"; {advice}" if advice else "")
+      + (f"; the checkpoint of step {kept} is kept" if kept else "; no checkpoint was saved")
+      + f" ({where})")
 
 
 def resume(checkpointer: Checkpointer, state: Any, train_iter: Any) -> tuple[Any, int, list[dict[str, float]]]:

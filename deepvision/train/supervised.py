@@ -9,15 +9,21 @@ time and a resumed run draws the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from deepvision.data import augment
+from deepvision import parallel
+from deepvision.data import augment, pipeline
+from deepvision.diagnostics import viz
+from deepvision.train import fit
 from deepvision.train.runner import finite_flags
-from deepvision.train.state import TrainState
+from deepvision.train.state import TrainState, create_train_state
+from deepvision.train.writers import read_metrics
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -134,3 +140,118 @@ def make_eval_step(preprocess: Preprocess = Preprocess()) -> Callable[[TrainStat
             "count": jnp.sum(mask)}
 
   return eval_step
+
+
+# ----------------------------------------------------------------------------- the task
+
+
+def evaluate_split(eval_step, state: TrainState, source, batch_size: int, prefix: str) -> dict[str, float]:
+  """Mean loss and accuracy of `state` over a whole split, as `{prefix}/loss`, `{prefix}/accuracy`."""
+  state = jax.device_put(state)  # host copies (from a data-parallel run) go to the device once, not per batch
+  totals = None
+  for batch in pipeline.eval_batches(source, batch_size):
+    sums = eval_step(state, batch)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = float(totals["count"])
+  return {f"{prefix}/loss": float(totals["loss_sum"]) / count,
+          f"{prefix}/accuracy": float(totals["correct_sum"]) / count}
+
+
+def first_conv_kernel(params) -> np.ndarray | None:
+  """The first 4-D kernel in parameter order (the first convolution), or None."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    if leaf.ndim == 4 and "kernel" in jax.tree_util.keystr(path):
+      return np.asarray(leaf)
+  return None
+
+
+class SupervisedTask(fit.Task):
+  """A classifier trained with softmax cross-entropy on `train_source`, validated and tested on splits.
+
+  Args:
+    model: a Linen classifier taking `(x, train=...)` and returning `(logits, intermediates)`.
+    input_shape: one example's shape.
+    train_source: the training examples (`{"image", "label"}` records).
+    sources: evaluation splits by role ('val', 'test'); either may be missing.
+    tx, lr_fn: the optimiser and its schedule.
+    batch_size, eval_batch_size, seed: as in the config.
+    schedule: when to log, evaluate, save (evaluations every `schedule.eval_every` steps and at the end).
+    replicas: the devices.
+    preprocess: augmentation and normalisation inside the step.
+    ema_decay: the parameters' moving average (0: none).
+    init_params: `init_params(initial) -> params` to start from instead of the model's initialisation
+      (e.g. a pretrained stack).
+    identity: the config fields a resumed run cannot change.
+    advice: appended to the divergence error.
+    final_roles: the splits evaluated at the end ('test', or 'val' and 'test').
+    describe: the opening line's text, `{params}` standing for the parameter count (None: neither an
+      opening line nor a closing summary, as for a stage of a larger pipeline).
+  """
+
+  progress_keys = ("train/loss", "train/accuracy")
+
+  def __init__(self, *, model, input_shape, train_source, sources, tx, lr_fn, batch_size: int,
+               eval_batch_size: int, seed: int, schedule: fit.Schedule, replicas: parallel.Replicas,
+               preprocess: Preprocess, ema_decay: float = 0.0, init_params=None,
+               identity: tuple[str, ...] = (), advice: str = "", final_roles: tuple[str, ...] = ("test",),
+               describe: str | None = None, quiet: bool = False, figures: bool = True,
+               jit_init: bool = False):
+    self.model, self.input_shape, self.train_source, self.sources = model, input_shape, train_source, sources
+    self.tx, self.lr_fn, self.batch_size, self.seed = tx, lr_fn, batch_size, seed
+    self.eval_batch_size = eval_batch_size or batch_size
+    self.schedule, self.replicas, self.preprocess, self.ema_decay = schedule, replicas, preprocess, ema_decay
+    self.init_params, self.identity, self.advice = init_params, identity, advice
+    self.final_roles, self.describe, self.quiet, self.figures = final_roles, describe, quiet, figures
+    self.jit_init = jit_init
+    self._eval_step = jax.jit(make_eval_step(preprocess))
+
+  def init_state(self) -> TrainState:
+    create = lambda key: create_train_state(self.model, self.tx, key, self.input_shape,  # noqa: E731
+                                            ema=self.ema_decay > 0)
+    # Jitted for the big nets of a DBN, where initialising eagerly compiles every small op on its own.
+    state = (jax.jit(create) if self.jit_init else create)(jax.random.key(self.seed))
+    if self.init_params is not None:
+      params = self.init_params(state.params)
+      state = state.replace(params=params, opt_state=jax.jit(self.tx.init)(params))
+    return state
+
+  def train_batches(self):
+    return pipeline.train_batches(self.train_source, self.batch_size, seed=self.seed,
+                                  shard=(parallel.process_index(), parallel.process_count()))
+
+  def make_step(self, axis_name):
+    return make_train_step(self.preprocess, self.lr_fn, self.ema_decay, axis_name=axis_name)
+
+  def began(self, workdir, state, start):
+    if self.describe and not self.quiet and parallel.is_primary():
+      print(self.describe.format(params=sum(np.size(x) for x in jax.tree.leaves(state.params))))
+
+  def evaluate(self, state, step):
+    if "val" not in self.sources:
+      return None
+    return evaluate_split(self._eval_step, state, self.sources["val"], self.eval_batch_size, "val")
+
+  def final_evaluation(self, state):
+    out = {}
+    for role in self.final_roles:
+      if role in self.sources:
+        out.update(evaluate_split(self._eval_step, state, self.sources[role], self.eval_batch_size, role))
+    return out
+
+  def save_figures(self, state, workdir):
+    if not self.figures:
+      return
+    viz.save_curves(read_metrics(workdir), os.path.join(workdir, "curves.png"))
+    kernel = first_conv_kernel(state.params)
+    if kernel is not None:
+      viz.save_conv_filters(kernel, os.path.join(workdir, "filters.png"))
+
+  def finished(self, workdir, record, state):
+    if self.describe is None:
+      return
+    print(f"Done: {', '.join(f'{k} {v:.4f}' for k, v in record.items() if k not in ('step', 'final'))}\n"
+          f"  metrics     {os.path.join(workdir, 'metrics.jsonl')} (TensorBoard: tensorboard --logdir {workdir})\n"
+          f"  checkpoints {os.path.join(workdir, 'checkpoints')}"
+          + (f"\n  figures     {os.path.join(workdir, 'curves.png')}, {os.path.join(workdir, 'filters.png')}"
+             if self.figures else ""))

@@ -73,6 +73,9 @@ def _add_run_fields(config: ml_collections.ConfigDict) -> None:
   config.eval_every_steps = 0  # 0 = once per epoch
   config.checkpoint_every_steps = 0  # 0 = only at the end
   config.keep_checkpoints = 3
+  # K: training steps per jitted call (a lax.scan over K minibatches staged together). The numbers are
+  # those of K = 1; the host only acts at log, evaluation and checkpoint boundaries.
+  config.steps_per_dispatch = 1
   config.figures = True
   # Reliability: resume with a changed config (a warning lists the changes); replay a non-finite step
   # under jax_debug_nans to name the operation; refuse to start with less free disk than this.
@@ -86,6 +89,11 @@ def _add_run_fields(config: ml_collections.ConfigDict) -> None:
   config.num_devices = 0
   config.compute_dtype = "float32"
   config.matmul_precision = "default"
+  # Several processes (BUILD.md, "Scale-out"): a process silent for distributed_heartbeat_timeout_s is
+  # declared lost and JAX stops the others (one killed outright is noticed at once); at the end each
+  # process waits at most distributed_shutdown_timeout_s for the others. Seconds, ints >= 1.
+  config.distributed_heartbeat_timeout_s = 100
+  config.distributed_shutdown_timeout_s = 60
 
 
 def check_arg(arg: str | None, name: str) -> bool:
