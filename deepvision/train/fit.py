@@ -185,7 +185,7 @@ def _train(task: Task, state: Any, train_iter: Iterator, start: int, pending: li
     check()
     metrics = pending_host + [{k: float(v) for k, v in m.items()}
                               for m in dispatch.per_step_metrics(pending_device)]
-    checkpointer.save(replicas.host_state(state), {**train_iter.get_state(), "pending_metrics": metrics})
+    checkpointer.save(replicas.host_state(state), {**steps.get_state(), "pending_metrics": metrics})
 
   step = start
   with runner.Preemption() as preemption:
