@@ -148,6 +148,7 @@ if str(ROOT) not in sys.path:
 from deepvision import parallel  # noqa: E402
 from deepvision.models.gated_mrf import MCRBM, mcrbm_free_energy_and_grad, topographic_mask  # noqa: E402
 from deepvision.samplers.base import run_chain  # noqa: E402
+from deepvision.samplers.adaptation import adapt_step_size  # noqa: E402
 from deepvision.samplers.hmc import hmc  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -363,7 +364,7 @@ def split_free_energy_and_grad(params, x, parts: int = 2):
 
 
 def library_sampler(params, gradient: str = "closed_form", axis_name: str | None = None):
-  """The library's HMC with the original code's settings, on the mcRBM with `params`.
+  """The library's HMC kernel in the original code's adaptation, on the mcRBM with `params`.
 
   gradient: 'closed_form' (`mcrbm_free_energy_and_grad`), 'autodiff' (`jax.vjp` of
   `MCRBM.free_energy`), 'bf16' (`bf16_free_energy_and_grad`), or the ablations 'concatenated',
@@ -372,15 +373,16 @@ def library_sampler(params, gradient: str = "closed_form", axis_name: str | None
   if gradient == "autodiff":
     model = MCRBM(n_visible=D, n_factors=F, n_cov=N, n_mean=M, pooling_init="topographic")
     energy_fn = lambda x: model.apply({"params": params}, x, method="free_energy")
-    return hmc(energy_fn, num_leapfrog=NUM_LEAPFROG, axis_name=axis_name)
+    return adapt_step_size(lambda eps: hmc(energy_fn, num_leapfrog=NUM_LEAPFROG, step_size=eps,
+                                           axis_name=axis_name))
   energy_fn = lambda x: mcrbm_free_energy_and_grad(params, x)[0]
   energy_and_grad_fn = functools.partial({"closed_form": mcrbm_free_energy_and_grad,
                                           "bf16": bf16_free_energy_and_grad,
                                           "concatenated": concatenated_free_energy_and_grad,
                                           "transposed": transposed_free_energy_and_grad,
                                           "split2": split_free_energy_and_grad}[gradient], params)
-  return hmc(energy_fn, num_leapfrog=NUM_LEAPFROG, energy_and_grad_fn=energy_and_grad_fn,
-             axis_name=axis_name)
+  return adapt_step_size(lambda eps: hmc(energy_fn, num_leapfrog=NUM_LEAPFROG, step_size=eps,
+                                         energy_and_grad_fn=energy_and_grad_fn, axis_name=axis_name))
 
 
 class LibraryHMC:
@@ -398,7 +400,7 @@ class LibraryHMC:
 
     self.state = jax.jit(lambda params, x: library_sampler(params, gradient).init(x))(self.params, x0)
     if not carry_grad:  # a state without ∇E: recomputed at the start of every trajectory (L + 1 of them)
-      self.state = self.state._replace(grad=None)
+      self.state = self.state._replace(inner=self.state.inner._replace(grad=None))
     self.key, self.steps = jax.random.key(0), 0
     begin = time.perf_counter()
     self.advance = jax.jit(advance, donate_argnums=2).lower(self.params, self.key, self.state, 0).compile()

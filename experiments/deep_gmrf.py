@@ -40,6 +40,8 @@ from deepvision.data.patches import extract_patches
 from deepvision.models import deep_gated_mrf, tiled_gated_mrf
 from deepvision.models.gaussian import GaussianModel
 from deepvision.registry import UnknownNameError
+from deepvision.samplers import deep_gated_mrf as deep_gmrf_sampling
+from deepvision.samplers import gated_mrf as gated_mrf_sampling
 from deepvision.samplers.base import run_chain
 from deepvision.train import contrastive, loop, workdir as workdirs
 from deepvision.train.contrastive_loop import RUN_IDENTITY, EnergyData, plan_contrastive, run_contrastive
@@ -454,7 +456,7 @@ def save_figures(config: ml_collections.ConfigDict, plan: DeepGMRFPlan, layers: 
                                      count).astype(np.float32)
   gmrf, acceptance = gated_mrf_samples(layers[0], gaussian_samples, settings["gmrf_trajectories"],
                                        settings["hmc_leapfrog"], gmrf_key)
-  deep, info = deep_gated_mrf.sample(
+  deep, info = deep_gmrf_sampling.sample(
       deep_key, layers[0], layers[1:], count, top_gibbs_steps=settings["top_gibbs_steps"],
       mean_field=settings["mean_field"], hmc_steps=settings["hmc_steps"], hmc_burn_in=settings["hmc_burn_in"],
       hmc_leapfrog=settings["hmc_leapfrog"], hmc_step_size=settings["hmc_step_size"])
@@ -492,7 +494,8 @@ def save_large_sample(config: ml_collections.ConfigDict, plan: DeepGMRFPlan, til
   count = int(block.get("num_large", TILED_INTS["num_large"][0]))
   trajectories = int(block.get("sample_trajectories", TILED_INTS["sample_trajectories"][0]))
   leapfrog = int(block.get("sample_leapfrog", TILED_INTS["sample_leapfrog"][0]))
-  images, info = large.sample(key, {"params": params}, count, trajectories, num_leapfrog=leapfrog)
+  images, info = gated_mrf_sampling.sample_tiled(large, key, {"params": params}, count, trajectories,
+                                                 num_leapfrog=leapfrog)
   images = np.asarray(images)
   real = _read_crops(plan.tiled_config, plan.tiled_config.train_split, max(height, width), count,
                      plan.tiled_config.patches.seed + 5)[:, :height, :width]

@@ -30,8 +30,7 @@ with Gibbs transitions h ~ σ(β (b_h + (v/σ)ᵀW)), v ~ N(b_v + β σ ⊙ W h,
 Schedule: Salakhutdinov's 14,500 temperatures (`default_betas`: steps of 1e-3 up to 0.5, 1e-4 up to
 0.9, 1e-5 up to 1) and 100 runs are the defaults. The whole β loop is one `lax.scan` over all runs in
 parallel inside one jit; each step costs two (runs × V × H) matrix products and runs × (V + H) uniform
-draws, which dominate on CPU. Measured on a 2-core CPU with the defaults (after a ~1 s compile):
-about 2.5 s for a 64 × 12 RBM and 6 s for 64 × 256.
+draws, which dominate on CPU (timings: benchmarks/README.md).
 
 Precision: the weight increments are computed term by term (`softplus_increments`) and summed with
 compensated summation, and log Z_0 is added in float64, so float32 runs lose nothing measurable to
@@ -44,10 +43,9 @@ standard error of log Ẑ, s / (ŵ √M). Everything is computed stably from the
 
 Continuous visibles (mcRBM, mPoT, any model with a `free_energy` over ℝ^D):
 `ais_log_partition_continuous` starts from the model's Gaussian part N(b_v, I), follows the geometric
-path F_β = F_0 + β (F − F_0) and moves the runs with HMC trajectories (`deepvision.samplers.hmc`) at a
-fixed step size; its docstring has the details, and `partition.exact_log_partition_paper_mcrbm` the
-exact value it is tested against. Measured on a loaded 2-core CPU (float32, 100 runs, 10 leapfrog
-steps): about 12 s for 1,000 temperatures and 50 s for 5,000 on the 105-D "mcrbm" zoo model.
+path F_β = F_0 + β (F − F_0) and moves the runs with HMC trajectories (the fixed-step kernel of
+`deepvision.samplers.hmc`); its docstring has the details, and `partition.exact_log_partition_paper_mcrbm`
+the exact value it is tested against.
 
 Example:
   >>> result = ais_log_partition(model, variables, jax.random.key(0), data=train_images)
@@ -69,6 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepvision.estimators import partition
+from deepvision.samplers import adaptation
 from deepvision.samplers import hmc as hmc_lib
 
 Array = jax.Array
@@ -382,8 +381,8 @@ def ais_log_partition(model: nn.Module, variables: Any, key: Array, data: Any = 
 DEFAULT_CONTINUOUS_TEMPERATURES = 1000
 DEFAULT_NUM_LEAPFROG = 10
 DEFAULT_STEP_SIZE = 0.1
-_HMC_STEP_SIZE_BOUNDS = (0.001, 0.25)  # hmc's defaults: the range an adapted ε stays in
-_HMC_TARGET_REJECTION = 0.1  # hmc's default, also the running rejection average's start
+_HMC_STEP_SIZE_BOUNDS = adaptation.STEP_SIZE_BOUNDS  # the range an adapted ε stays in
+_HMC_TARGET_REJECTION = adaptation.TARGET_REJECTION  # also the running rejection average's start
 
 
 class _HMCRuns(NamedTuple):
@@ -395,7 +394,7 @@ class _HMCRuns(NamedTuple):
   position: Array  # x, (runs, D)
   interaction: Array  # F(x) − F_0(x), (runs,): the next weight increment and HMC's start energy
   step_size: Array  # ε, a scalar shared by the runs
-  rejection_avg: Array  # hmc's running rejection average, a scalar
+  rejection_avg: Array  # the adaptation's running rejection average, a scalar
   accepted: Array  # accepted trajectories so far, per run, (runs,)
 
 
@@ -410,26 +409,20 @@ def gaussian_base_log_partition(mean: Any) -> float:
   return 0.5 * mean.size * math.log(2 * math.pi) + 0.5 * float(mean @ mean)
 
 
-def _free_energy_and_grad_fn(model: nn.Module, variables: Any) -> Callable[[Array], tuple[Array, Array]]:
-  """x -> (F(x) (B,), ∂F/∂x (B, D)): the model's closed form if it has one, else autodiff of F."""
-  if callable(getattr(model, "free_energy_and_grad", None)):
-    return lambda x: model.apply(variables, x, method="free_energy_and_grad")
+def _hmc(energy_and_grad: Callable[[Array], tuple[Array, Array]], num_leapfrog: int, adapt: bool):
+  """The HMC transition of `energy_and_grad` at the ε of the runs: the fixed-step kernel, or with `adapt`
+  the kernel in the original code's adaptation (`samplers.adaptation`)."""
 
-  def free_energy_and_grad(x):
-    energy, pullback = jax.vjp(lambda y: model.apply(variables, y, method="free_energy"), x)
-    (grad,) = pullback(jnp.ones_like(energy))
-    return energy, grad
+  def kernel(step_size):
+    return hmc_lib.hmc(lambda x: energy_and_grad(x)[0], num_leapfrog=num_leapfrog, step_size=step_size,
+                       energy_and_grad_fn=energy_and_grad)
 
-  return free_energy_and_grad
-
-
-def _hmc_step(energy_and_grad: Callable[[Array], tuple[Array, Array]], num_leapfrog: int, adapt: bool):
-  """hmc's transition for `energy_and_grad`. ε comes from the state: the constructor's initial step
-  size is never used and only has to pass its checks."""
-  return hmc_lib.hmc(lambda x: energy_and_grad(x)[0], num_leapfrog=num_leapfrog,
-                     initial_step_size=_HMC_STEP_SIZE_BOUNDS[0], adapt=adapt,
-                     target_rejection=_HMC_TARGET_REJECTION, step_size_bounds=_HMC_STEP_SIZE_BOUNDS,
-                     energy_and_grad_fn=energy_and_grad).step
+  if not adapt:
+    return kernel
+  # ε comes from the state: the initial step size is never used and only has to pass the checks.
+  return adaptation.adapt_step_size(kernel, initial_step_size=_HMC_STEP_SIZE_BOUNDS[0],
+                                    target_rejection=_HMC_TARGET_REJECTION,
+                                    step_size_bounds=_HMC_STEP_SIZE_BOUNDS)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_visible", "num_runs", "num_leapfrog",
@@ -437,7 +430,7 @@ def _hmc_step(energy_and_grad: Callable[[Array], tuple[Array, Array]], num_leapf
 def _continuous_ais(model, variables, key, base_mean, betas, step_size, *, num_visible, num_runs,
                     num_leapfrog, num_trajectories, adapt):
   dtype = betas.dtype
-  free_energy_and_grad = _free_energy_and_grad_fn(model, variables)
+  free_energy_and_grad = hmc_lib.model_energy(model, variables).energy_and_grad_fn
 
   def interaction(x):  # F(x) − F_0(x), with the F that HMC's energies use
     return free_energy_and_grad(x)[0].astype(dtype) - gaussian_base_energy(x, base_mean)
@@ -454,15 +447,19 @@ def _continuous_ais(model, variables, key, base_mean, betas, step_size, *, num_v
       return ((1 - beta) * gaussian_base_energy(x, base_mean) + beta * energy.astype(dtype),
               (1 - beta) * (x - base_mean) + beta * grad.astype(dtype))
 
-    step = _hmc_step(energy_and_grad, num_leapfrog, adapt)
+    sampler = _hmc(energy_and_grad, num_leapfrog, adapt)
     start_energy = gaussian_base_energy(runs.position, base_mean) + beta * runs.interaction
-    state = hmc_lib.HMCState(runs.position, runs.step_size, runs.rejection_avg, start_energy)
-    accepted = runs.accepted
+    state = hmc_lib.HMCState(runs.position, start_energy)  # no gradient: F_β changed with β
+    step_size, rejection_avg, accepted = runs.step_size, runs.rejection_avg, runs.accepted
     for t in range(num_trajectories):
-      state, info = step(jax.random.fold_in(key, t), state)
+      if adapt:
+        adapted, info = sampler.step(jax.random.fold_in(key, t),
+                                     adaptation.AdaptationState(state, step_size, rejection_avg))
+        state, step_size, rejection_avg = adapted
+      else:
+        state, info = sampler(step_size).step(jax.random.fold_in(key, t), state)
       accepted = accepted + info.is_accepted.astype(dtype)
-    return _HMCRuns(state.position, interaction(state.position), state.step_size,
-                    state.rejection_avg, accepted)
+    return _HMCRuns(state.position, interaction(state.position), step_size, rejection_avg, accepted)
 
   init_key, chain_key = jax.random.split(key)
   x0 = base_mean + jax.random.normal(init_key, (num_runs, num_visible), dtype)
@@ -536,8 +533,9 @@ def ais_log_partition_continuous(model: nn.Module, variables: Any, key: Array, *
   p_β, with ∇F_β = (1 − β)(x − b_v) + β ∇F from the model's closed-form `free_energy_and_grad` when
   it has one, else from autodiff of `free_energy`. With a fixed step size (the default) each
   transition leaves p_β exactly invariant, so the estimate of Z is unbiased. `adapt_step_size=True`
-  runs hmc's adaptation (ε × 1.01 or × 0.99 after each trajectory, steering the running rejection
-  of all runs towards 0.1, within [0.001, 0.25]) through the annealing: each trajectory still leaves
+  runs the original code's adaptation (`samplers.adaptation`: ε × 1.01 or × 0.99 after each
+  trajectory, steering the running rejection of all runs towards 0.1, within [0.001, 0.25]) through
+  the annealing: each trajectory still leaves
   its p_β invariant for the ε it uses, but ε depends on earlier acceptances of all the runs, so the
   runs are no longer exactly independent and unbiasedness holds only approximately (a dependence
   of order 1/num_runs per run). Prefer a fixed ε: the path's curvature ∇²F_β = (1 − β) I + β ∇²F lies
@@ -586,10 +584,10 @@ def ais_log_partition_continuous(model: nn.Module, variables: Any, key: Array, *
     raise ValueError(f"adapt_step_size must be True or False, got {adapt_step_size!r}")
   if np.ndim(step_size) != 0 or isinstance(step_size, (bool, str)):
     raise ValueError(f"step_size must be a number > 0, got {step_size!r}")
-  # hmc's own checks (num_leapfrog, step size within its bounds when adapting), before any compute.
-  hmc_lib.hmc(lambda x: x, num_leapfrog=num_leapfrog, initial_step_size=float(step_size),
-              adapt=adapt_step_size, target_rejection=_HMC_TARGET_REJECTION,
-              step_size_bounds=_HMC_STEP_SIZE_BOUNDS)
+  # The kernel's and the adaptation's own checks (the step size within its bounds when adapting).
+  hmc_lib.hmc(lambda x: x, num_leapfrog=num_leapfrog, step_size=float(step_size))
+  if adapt_step_size:
+    adaptation.check_adaptation(float(step_size), _HMC_TARGET_REJECTION, _HMC_STEP_SIZE_BOUNDS)
   dtype = partition.params_dtype(variables)
   base_mean = _base_mean(variables, num_visible, dtype)
   log_w, accepted = _continuous_ais(

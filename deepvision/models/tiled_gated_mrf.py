@@ -59,8 +59,8 @@ H = W = p) but not a copy of the patch density on larger images: the overlapping
 covariance terms ((p/s)² per interior pixel) while the Gaussian term is counted once, so the imported
 model is a starting point for training at the image level (PCD with HMC on `free_energy`).
 
-Sampling: Hybrid Monte Carlo on F (`deepvision.samplers.hmc`), with the closed-form ∂F/∂x below;
-`sample` runs the chains from N(0, I) or from given images.
+Sampling: Hybrid Monte Carlo on F with the closed-form ∂F/∂x below
+(`deepvision.samplers.gated_mrf.sample_tiled`), from N(0, I) or from given images.
 
 Gradient. With L_t = sqrt(‖x_t‖²/p² + 1/2), s_t = Cᵀx_t/L_t, σ_c = σ(b_c − ½Pᵀs_t²),
 σ_m = σ(Wᵀx_t + b_m), r_t = s_t ⊙ (Pσ_c):
@@ -70,10 +70,8 @@ Gradient. With L_t = sqrt(‖x_t‖²/p² + 1/2), s_t = Cᵀx_t/L_t, σ_c = σ(b
 ('paper': L_t = 1 and no second term; C, P, W, b_c, b_m are tile t's bank), where S_tᵀ puts a tile's
 p² values back at its pixels (summing where tiles overlap): the adjoint of the tile extraction.
 Tiles are extracted by reshapes and slices of g × g blocks, g = gcd(p, s) (no gather, no
-convolution), and S_tᵀ is the transpose of that linear map. On a busy 2-core CPU one HMC
-trajectory (20 leapfrog steps, 8 images of 64 × 64, p = 8, s = 4, F = N = 64, M = 32) took about
-30-40 ms with this closed form and 80-220 ms with `jax.grad` of `free_energy`; extracting the tiles
-with `lax.conv_general_dilated_patches` instead of block slices was 5-7 times slower.
+convolution), and S_tᵀ is the transpose of that linear map (timings of both choices:
+benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -89,8 +87,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepvision.models import gated_mrf
-from deepvision.samplers import hmc as hmc_lib
-from deepvision.samplers.base import run_chain
 
 Array = jax.Array
 
@@ -416,7 +412,7 @@ class TiledMCRBM(nn.Module):
     probs = self.hidden_probs(x)
     return probs, {"cov": probs[..., :self.n_cov], "mean": probs[..., self.n_cov:]}
 
-  # Building from a patch model and sampling --------------------------------------------------
+  # Building from a patch model ---------------------------------------------------------------
 
   @classmethod
   def from_patch_model(cls, patch_params: Any, image_shape: tuple[int, int], stride: int, *,
@@ -483,59 +479,3 @@ class TiledMCRBM(nn.Module):
       (coverage,) = fold(jnp.ones_like(per_tile))
       tiled["b_v"] = (bias_sum / coverage).reshape(-1)
     return model, {"params": tiled}
-
-  def sample(self, key: Array, variables: Any, num_images: int | None = None,
-             num_steps: int = 100, start: Any = None,
-             **hmc_options: Any) -> tuple[Array, hmc_lib.HMCInfo]:
-    """Images drawn by HMC on F: `num_steps` trajectories from N(0, I) or from `start`.
-
-    Call it on the module itself (not through `apply`): `model.sample(key, variables, 8, 200)`.
-
-    Args:
-      key: typed PRNG key; split into the start's key and the chain's.
-      variables: {'params': ...} of this model.
-      num_images: chains (images) to run; may be omitted when `start` is given.
-      num_steps: HMC trajectories (transitions), int ≥ 0.
-      start: optional starting images (B, H, W), (B, H, W, 1) or (B, H·W); default N(0, I).
-      **hmc_options: keyword arguments of `deepvision.samplers.hmc.hmc` (num_leapfrog = 20,
-        initial_step_size = 0.01, adapt = True, ...).
-
-    Returns:
-      (images (num_images, H, W), the per-transition `HMCInfo`, stacked along a leading axis).
-
-    Raises:
-      ValueError: neither num_images nor start, a start of another size or count, bad num_steps,
-        or an option `hmc` rejects.
-    """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 0:
-      raise ValueError(f"num_steps must be an int >= 0, got {num_steps!r}")
-    start_key, chain_key = jax.random.split(key)
-    if start is None:
-      if num_images is None:
-        raise ValueError("sample needs num_images (chains started from N(0, I)) or start images")
-      num_images = _positive_int("num_images", num_images)
-      start = jax.random.normal(start_key, (num_images, *self.image_shape), jnp.float32)
-    else:
-      start = self.images(start)
-      if num_images is not None and start.shape[0] != num_images:
-        raise ValueError(f"num_images={num_images!r} differs from the {start.shape[0]} start images")
-    hmc_lib.hmc(lambda x: x, **hmc_options)  # checks the options before any compute
-    options = tuple(sorted(hmc_options.items()))
-    try:
-      hash(options)
-    except TypeError as error:
-      raise ValueError(f"sample: hmc options must be hashable (numbers, bools, tuples), got "
-                       f"{sorted(hmc_options)}; for clamp_mask call deepvision.samplers.hmc.hmc on "
-                       f"free_energy directly") from error
-    return _sample_hmc(self, chain_key, variables, start, int(num_steps), options)
-
-
-@functools.partial(jax.jit, static_argnames=("model", "num_steps", "hmc_options"))
-def _sample_hmc(model: TiledMCRBM, key: Array, variables: Any, start: Array, num_steps: int,
-                hmc_options: tuple[tuple[str, Any], ...]) -> tuple[Array, hmc_lib.HMCInfo]:
-  sampler = hmc_lib.hmc(
-      lambda x: model.apply(variables, x, method="free_energy"),
-      energy_and_grad_fn=lambda x: model.apply(variables, x, method="free_energy_and_grad"),
-      **dict(hmc_options))
-  state, infos, _ = run_chain(key, sampler.step, sampler.init(start), num_steps)
-  return state.position, infos

@@ -60,7 +60,6 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -68,23 +67,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepvision.samplers import adaptation
 from deepvision.samplers.base import gaussian_mean_and_draw
-from deepvision.samplers.hmc import hmc
+from deepvision.samplers.hmc import EnergyFunctions, hmc, model_energy
 
 Array = jax.Array
-
-
-class EnergyFunctions(NamedTuple):
-  """An energy over flat batches and its gradient.
-
-  Attributes:
-    energy_fn: `x (B, D) -> E(x) (B,)`.
-    energy_and_grad_fn: `x (B, D) -> (E(x) (B,), ∂E/∂x (B, D))` (what `hmc` takes as
-      `energy_and_grad_fn`).
-  """
-
-  energy_fn: Callable[[Array], Array]
-  energy_and_grad_fn: Callable[[Array], tuple[Array, Array]]
 
 
 class InpaintInfo(NamedTuple):
@@ -110,11 +97,7 @@ class _PixelSpace(NamedTuple):
 
 def _model_energy_and_grad(model: nn.Module, variables: Any, x: Array) -> tuple[Array, Array]:
   """(F(x), ∂F/∂x): the model's closed form when it has one, else autodiff of `free_energy`."""
-  if hasattr(model, "free_energy_and_grad"):
-    return model.apply(variables, x, method="free_energy_and_grad")
-  energy, pullback = jax.vjp(lambda v: model.apply(variables, v, method="free_energy"), x)
-  (grad,) = pullback(jnp.ones_like(energy))
-  return energy, grad
+  return model_energy(model, variables).energy_and_grad_fn(x)
 
 
 def _whiten(space: _PixelSpace, x: Array) -> tuple[Array, Array, Array]:
@@ -182,17 +165,6 @@ def _pixel_covariance(space: _PixelSpace) -> np.ndarray:
   if space.residual_precision > 0:
     covariance += (np.eye(u.shape[0]) - u @ u.T) / space.residual_precision
   return (covariance + covariance.T) / 2
-
-
-def model_energy(model: nn.Module, variables: Any) -> EnergyFunctions:
-  """The model's free energy F(x) over (B, n_visible) batches and its gradient.
-
-  The gradient is the model's closed form `free_energy_and_grad` when it has one (the gated MRFs),
-  else autodiff of `free_energy`.
-  """
-  return EnergyFunctions(
-      lambda x: model.apply(variables, x, method="free_energy"),
-      lambda x: _model_energy_and_grad(model, variables, x))
 
 
 def pixel_space_energy(model: nn.Module, variables: Any, whitening: Any,
@@ -363,16 +335,16 @@ def _run_hmc(model, variables, space, x, observed, start, covariance, key, num_s
   def energy_fn(u: Array) -> Array:
     return _energy_and_grad(model, variables, space, to_x(u))[0]
 
-  # The adapting kernel throughout; from burn-in on (or always, without adaptation) each transition's
-  # change of the step size is undone, which is exactly the fixed-step kernel.
-  sampler = hmc(energy_fn, num_leapfrog=num_leapfrog, adapt=True, energy_and_grad_fn=energy_and_grad)
+  # One compiled loop: the adapting sampler, whose ε is frozen from burn-in on (or always, without
+  # adaptation), when each transition is exactly the fixed-step kernel's.
+  sampler = adaptation.adapt_step_size(
+      lambda eps: hmc(energy_fn, num_leapfrog=num_leapfrog, step_size=eps, energy_and_grad_fn=energy_and_grad))
 
   def transition(t, carry):
     state, total, acceptance = carry
-    new_state, info = sampler.step(jax.random.fold_in(key, t), state)
     kept = t >= burn_in
-    frozen = kept | jnp.logical_not(adapt_step_size)
-    new_state = new_state._replace(step_size=jnp.where(frozen, state.step_size, new_state.step_size))
+    new_state, info = sampler.step(jax.random.fold_in(key, t), state,
+                                   adapt=jnp.logical_not(kept) & adapt_step_size)
     total = total + jnp.where(kept, to_x(new_state.position), jnp.zeros((), x.dtype))
     acceptance = acceptance + jnp.where(kept, info.acceptance_rate, jnp.zeros((), x.dtype))
     return new_state, total, acceptance

@@ -1,65 +1,32 @@
-r"""Hybrid (Hamiltonian) Monte Carlo on an energy, as the original mcRBM code runs it.
+r"""Hybrid (Hamiltonian) Monte Carlo on an energy: the fixed-step-size kernel.
 
 HMC (Duane, Kennedy, Pendleton & Roweth 1987; Neal 2011, "MCMC using Hamiltonian dynamics") samples
 p(x) ∝ exp(−E(x)) by adding a Gaussian momentum p and simulating the dynamics of
-
-  H(x, p) = E(x) + ½‖p‖²
-
-with the leapfrog integrator. One transition of every particle (chain) of the batch, with step size ε and
-L leapfrog steps, is the trajectory of Ranzato & Hinton (CVPR 2010) and Ranzato, Mnih, Susskind & Hinton
-(PAMI 2013) as their code runs it:
+H(x, p) = E(x) + ½‖p‖² with the leapfrog integrator. One transition of every particle (chain) of the
+batch, step size ε and L leapfrog steps, is the trajectory of the mcRBM code (Ranzato & Hinton, CVPR
+2010; Ranzato, Mnih, Susskind & Hinton, PAMI 2013):
 
   p ~ N(0, I);  x₀ = x;  H₀ = E(x₀) + ½‖p‖²
   p ← p − ½ε∇E(x);  x ← x + εp                      (a half step of momentum, a full step of position)
   repeat L − 1 times:  p ← p − ε∇E(x);  x ← x + εp
   p ← p − ½ε∇E(x);  H₁ = E(x) + ½‖p‖²                 (the closing half step)
-  accept each particle independently with probability min(1, exp(H₀ − H₁)); a rejected particle goes
-  back to the start x₀ of its trajectory (not to an intermediate point)
+  accept each particle with probability min(1, exp(H₀ − H₁)); a rejected particle goes back to x₀
 
-and then the step size, one scalar shared by the batch, adapts to the running rejection rate:
+With ε fixed every transition leaves p(x) invariant (leapfrog is volume-preserving and reversible and
+the Metropolis test corrects its discretisation error). The original code's adaptation of ε to a target
+rejection rate is a separate wrapper, `deepvision.samplers.adaptation.adapt_step_size`, which builds
+this kernel with the ε of its state at every transition (`step_size` may be a traced scalar).
 
-  r̄ ← d·r̄ + (1 − d)·(fraction of the batch rejected)                     (d = 0.9)
-  ε ← min(1.01·ε, ε_max) if r̄ < target else max(0.99·ε, ε_min)            (target 0.1, [0.001, 0.25])
+The state carries each particle's energy E(x) and gradient ∇E(x) (of the trajectory's end point if it
+was accepted, else the carried ones), so a trajectory evaluates the gradient L times, not L + 1. They
+belong to `energy_fn`: when the energy changes (parameters updated between transitions), start again
+with `init`, or build `HMCState(position, energy)` without `grad`: the gradient is then computed at the
+start of every trajectory (and the state stays without one), as the original code does.
 
-The defaults (L = 20, ε₀ = 0.01, target rejection 0.1) are those of the original code; r̄ starts at
-the target (a choice: the reference does not say). With `adapt=True` ε depends on the acceptances of past transitions, so the chain is only
-approximately invariant (the adaptation keeps moving ε around the value that gives the target rejection;
-this is what the original training code does). With `adapt=False` ε stays fixed and every transition is
-an exact MCMC kernel leaving p(x) invariant (leapfrog is volume-preserving and reversible, and the
-Metropolis test corrects its discretisation error).
-
-The state carries each particle's current energy E(x) and gradient ∇E(x) (those of the trajectory's end
-point if it was accepted, else the carried ones), so neither is recomputed at the start of the next
-trajectory: a trajectory evaluates the gradient L times, not L + 1 (5% of the work at L = 20). The
-carried values belong to `energy_fn`: when the energy changes (the parameters of a model trained by
-persistent contrastive divergence are updated between trajectories), start from
-`init(state.position, step_size=state.step_size, rejection_avg=state.rejection_avg)` with the new
-energy, which recomputes both and keeps the adapted step size, or build `HMCState(position, step_size,
-rejection_avg, energy)` without `grad`: a state without a gradient has it computed at the start of
-each trajectory (and stays without one), as the original code does.
-
-With `axis_name`, the batch may be split over devices (data parallelism, `deepvision.parallel`): the
-acceptance rate that drives the adaptation is averaged over the devices, so every shard keeps the same
-step size as one device holding the whole batch would.
-
-`clamp_mask` fixes some coordinates (inpainting with the observed pixels clamped): their momentum is zero
-and their position is never written, so they stay bitwise equal to their start, and the chain samples the
-conditional distribution of the free coordinates given the clamped ones.
-
-Positions are a batch `(B, ...)` of independent particles; `energy_fn(x)` returns one energy per
-particle, `(B,)`. The gradient is `jax.vjp` of `energy_fn` (exact when the particles do not interact), or
-`energy_and_grad_fn(x) -> (E (B,), ∇E (B, ...))` when the model has a cheaper closed form (the gated
-MRFs have one). The Metropolis test uses the carried energy at the start and the energy that
-`energy_and_grad_fn` returns at the end; a gradient of lower precision (e.g. bfloat16 matrix products)
-keeps the chain exact as long as those energies are exact, since leapfrog with any gradient that is a
-function of x alone is still volume-preserving and reversible; only the acceptance drops. Every step is a
-pure function: jit it, or run it with `deepvision.samplers.base.run_chain`.
-
-Speed on a multi-core CPU: the matrix products of one trajectory are small (128 particles of an mcRBM:
-about 10 MFLOP each), and XLA:CPU spreads them poorly over the cores; splitting the batch over one CPU
-device per core (`jax_num_cpu_devices`, `axis_name`, `jax.pmap`) ran the mcRBM trajectory 1.7× faster
-on 2 idle cores than one device did (4.2 ms against 7.4 ms), and no faster while other processes held a
-core (benchmarks/hmc_throughput.py records the machine's load with every run).
+`clamp_mask` fixes coordinates (their momentum is zero and they are never written), so the chain
+samples the conditional of the free coordinates. `energy_and_grad_fn` replaces autodiff (`jax.vjp`) by
+a closed form (the gated MRFs have one); the Metropolis test uses the energies it returns. With
+`axis_name` the batch may be split over devices: the acceptance rate in the info is averaged over them.
 """
 
 from __future__ import annotations
@@ -69,6 +36,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,16 +53,12 @@ class HMCState(NamedTuple):
 
   Attributes:
     position: the particles, (B, ...).
-    step_size: the leapfrog step size ε, a scalar shared by the batch.
-    rejection_avg: the running average r̄ of the fraction of the batch rejected, a scalar.
     energy: E(position) of every particle, (B,), carried so that it is not recomputed.
     grad: ∇E(position), the positions' shape, carried likewise; None (a state built without it): the
       step computes it at the start of the trajectory and returns a state without it.
   """
 
   position: Array
-  step_size: Array
-  rejection_avg: Array
   energy: Array
   grad: Array | None = None
 
@@ -103,9 +67,10 @@ class HMCInfo(NamedTuple):
   """What one transition did.
 
   Attributes:
-    acceptance_rate: fraction of the batch whose trajectory was accepted, a scalar.
+    acceptance_rate: fraction of the batch whose trajectory was accepted, a scalar (averaged over
+      `axis_name` when the batch is split over devices).
     rejection_rate: 1 − acceptance_rate.
-    step_size: the step size ε the trajectory used (before this transition's adaptation).
+    step_size: the step size ε the trajectory used.
     is_accepted: per particle, (B,) bool.
     energy_change: H₁ − H₀ per particle, (B,): the leapfrog's error in the Hamiltonian (the log
       acceptance probability is min(0, −energy_change)).
@@ -118,40 +83,55 @@ class HMCInfo(NamedTuple):
   energy_change: Array
 
 
-def _positive_number(name: str, value: Any) -> float:
+class EnergyFunctions(NamedTuple):
+  """An energy over batches and its gradient.
+
+  Attributes:
+    energy_fn: `x (B, ...) -> E(x) (B,)`.
+    energy_and_grad_fn: `x -> (E(x) (B,), ∂E/∂x (B, ...))` (what `hmc` takes as `energy_and_grad_fn`).
+  """
+
+  energy_fn: EnergyFn
+  energy_and_grad_fn: EnergyAndGradFn
+
+
+def model_energy(model: nn.Module, variables: Any) -> EnergyFunctions:
+  """The free energy F(x) of a Linen energy model and its gradient, for HMC.
+
+  The gradient is the model's closed form `free_energy_and_grad` when it has one (the gated MRFs),
+  else autodiff (`jax.vjp`) of `free_energy`.
+  """
+
+  def energy_fn(x: Array) -> Array:
+    return model.apply(variables, x, method="free_energy")
+
+  if callable(getattr(model, "free_energy_and_grad", None)):
+    return EnergyFunctions(energy_fn, lambda x: model.apply(variables, x, method="free_energy_and_grad"))
+
+  def energy_and_grad_fn(x: Array) -> tuple[Array, Array]:
+    energy, pullback = jax.vjp(energy_fn, x)
+    (grad,) = pullback(jnp.ones_like(energy))
+    return energy, grad
+
+  return EnergyFunctions(energy_fn, energy_and_grad_fn)
+
+
+def positive_number(name: str, value: Any) -> float:
+  """`value` as a float, or ValueError unless it is a finite real number > 0."""
   if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
     raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
   return float(value)
 
 
-def _check_arguments(num_leapfrog, initial_step_size, target_rejection, adapt, step_size_bounds,
-                     step_size_grow, step_size_shrink, rejection_decay) -> tuple[float, float]:
-  """Raises ValueError on any bad hyper-parameter; returns the step-size bounds as floats."""
-  if isinstance(num_leapfrog, bool) or not isinstance(num_leapfrog, numbers.Integral) or num_leapfrog < 1:
-    raise ValueError(f"num_leapfrog must be an int >= 1, got {num_leapfrog!r}")
-  _positive_number("initial_step_size", initial_step_size)
-  if (isinstance(target_rejection, bool) or not isinstance(target_rejection, numbers.Real)
-      or not 0 < target_rejection < 1):
-    raise ValueError(f"target_rejection must be a number in (0, 1), got {target_rejection!r}")
-  if not isinstance(adapt, bool):
-    raise ValueError(f"adapt must be True or False, got {adapt!r}")
-  if not isinstance(step_size_bounds, (tuple, list)) or len(step_size_bounds) != 2:
-    raise ValueError(f"step_size_bounds must be a pair (min, max), got {step_size_bounds!r}")
-  low = _positive_number("step_size_bounds[0]", step_size_bounds[0])
-  high = _positive_number("step_size_bounds[1]", step_size_bounds[1])
-  if low > high:
-    raise ValueError(f"step_size_bounds must be ordered (min <= max), got {step_size_bounds!r}")
-  if adapt and not low <= initial_step_size <= high:
-    raise ValueError(f"initial_step_size must lie within step_size_bounds={tuple(step_size_bounds)} when "
-                     f"adapt=True, got {initial_step_size!r}")
-  if _positive_number("step_size_grow", step_size_grow) < 1:
-    raise ValueError(f"step_size_grow must be >= 1, got {step_size_grow!r}")
-  if _positive_number("step_size_shrink", step_size_shrink) > 1:
-    raise ValueError(f"step_size_shrink must be in (0, 1], got {step_size_shrink!r}")
-  if (isinstance(rejection_decay, bool) or not isinstance(rejection_decay, numbers.Real)
-      or not 0 <= rejection_decay < 1):
-    raise ValueError(f"rejection_decay must be a number in [0, 1), got {rejection_decay!r}")
-  return low, high
+def _check_step_size(step_size: Any) -> None:
+  """A number > 0, or a scalar array (a traced one is checked for its shape only)."""
+  if isinstance(step_size, (jax.Array, np.ndarray, np.generic)) and not isinstance(step_size, bool):
+    if np.ndim(step_size) != 0:
+      raise ValueError(f"step_size must be a scalar, got shape {np.shape(step_size)}")
+    if isinstance(step_size, jax.core.Tracer):
+      return
+    step_size = float(step_size)
+  positive_number("step_size", step_size)
 
 
 def _free_coordinates(clamp_mask: Any) -> np.ndarray | None:
@@ -173,41 +153,29 @@ def _free_coordinates(clamp_mask: Any) -> np.ndarray | None:
   return ~mask
 
 
-def hmc(energy_fn: EnergyFn, *, num_leapfrog: int = 20, initial_step_size: float = 0.01,
-        target_rejection: float = 0.1, adapt: bool = True,
-        step_size_bounds: tuple[float, float] = (0.001, 0.25), step_size_grow: float = 1.01,
-        step_size_shrink: float = 0.99, rejection_decay: float = 0.9,
-        energy_and_grad_fn: EnergyAndGradFn | None = None,
-        clamp_mask: Any = None, axis_name: str | None = None) -> SamplingAlgorithm:
-  """The HMC sampler of an energy (see the module docstring for the transition).
+def hmc(energy_fn: EnergyFn, *, num_leapfrog: int, step_size: Any,
+        energy_and_grad_fn: EnergyAndGradFn | None = None, clamp_mask: Any = None,
+        axis_name: str | None = None) -> SamplingAlgorithm:
+  """The fixed-step-size HMC kernel of an energy (the transition is in the module docstring).
 
   Args:
     energy_fn: `x (B, ...) -> E(x) (B,)`, one energy per particle; p(x) ∝ exp(−E(x)).
-    num_leapfrog: leapfrog steps L per trajectory (int ≥ 1).
-    initial_step_size: ε at `init` (> 0; within `step_size_bounds` when adapting).
-    target_rejection: the rejection rate the adaptation steers r̄ towards, in (0, 1).
-    adapt: adapt ε after every transition (approximately invariant chain, as in the original code);
-      False keeps ε fixed (an exact MCMC kernel).
-    step_size_bounds: (ε_min, ε_max), 0 < ε_min ≤ ε_max: the adaptation keeps ε within them.
-    step_size_grow: ε ← min(step_size_grow·ε, ε_max) when r̄ < target (≥ 1).
-    step_size_shrink: ε ← max(step_size_shrink·ε, ε_min) otherwise (in (0, 1]).
-    rejection_decay: d in r̄ ← d·r̄ + (1 − d)·(batch rejection), in [0, 1).
+    num_leapfrog: leapfrog steps L per trajectory (int ≥ 1; the original code's is 20).
+    step_size: the leapfrog step ε: a number > 0, or a scalar array (it may be traced, e.g. the ε of
+      an adaptation wrapper's state; it is cast to the positions' dtype).
     energy_and_grad_fn: optional `x -> (E(x) (B,), ∇E(x) (B, ...))` used instead of autodiff of
-      `energy_fn` inside the trajectory; it must agree with `energy_fn`.
+      `energy_fn` (`model_energy` gives a model's); it must agree with `energy_fn`.
     clamp_mask: optional bool (or 0/1) array over a particle's coordinates, of shape `position.shape[1:]`
-      or flat `(D,)` with D their number; True coordinates are clamped (never move).
+      or flat `(D,)`; True coordinates are clamped (never move).
     axis_name: for a batch split over devices (`jax.pmap` / `shard_map` / `vmap` with this axis name,
-      e.g. `deepvision.parallel.AXIS`): the acceptance rate is averaged over the axis (`lax.pmean`), so
-      every shard adapts the same ε as one device holding the whole batch, and each shard draws its
-      own numbers from `fold_in(key, axis_index)`. None (default): the batch is all on one device.
+      e.g. `deepvision.parallel.AXIS`): the info's acceptance rate is averaged over the axis
+      (`lax.pmean`), and each shard draws its own numbers from `fold_in(key, axis_index)`.
 
   Returns:
-    `SamplingAlgorithm(init, step)`: `init(position, step_size=None, rejection_avg=None) -> HMCState`
-    (ε defaults to `initial_step_size`, r̄ to `target_rejection`, as in the original code; E and ∇E
-    evaluated at `position`) and
-    `step(key, state) -> (HMCState, HMCInfo)`. The step splits `key` into (momentum key, acceptance
-    key) and draws p ~ N(0, I) of the positions' shape and dtype from the first and one uniform per
-    particle from the second.
+    `SamplingAlgorithm(init, step)`: `init(position) -> HMCState` (E and ∇E evaluated at `position`)
+    and `step(key, state) -> (HMCState, HMCInfo)`. The step splits `key` into (momentum key,
+    acceptance key) and draws p ~ N(0, I) of the positions' shape and dtype from the first and one
+    uniform per particle from the second.
 
   Raises:
     ValueError: on a bad argument (here), or at `init` / `step` on positions whose shape or dtype does
@@ -219,8 +187,9 @@ def hmc(energy_fn: EnergyFn, *, num_leapfrog: int = 20, initial_step_size: float
     raise ValueError(f"energy_and_grad_fn must be callable or None, got {energy_and_grad_fn!r}")
   if axis_name is not None and not isinstance(axis_name, str):
     raise ValueError(f"axis_name must be a str or None, got {axis_name!r}")
-  low, high = _check_arguments(num_leapfrog, initial_step_size, target_rejection, adapt, step_size_bounds,
-                               step_size_grow, step_size_shrink, rejection_decay)
+  if isinstance(num_leapfrog, bool) or not isinstance(num_leapfrog, numbers.Integral) or num_leapfrog < 1:
+    raise ValueError(f"num_leapfrog must be an int >= 1, got {num_leapfrog!r}")
+  _check_step_size(step_size)
   free = _free_coordinates(clamp_mask)
   num_leapfrog = int(num_leapfrog)
 
@@ -259,22 +228,17 @@ def hmc(energy_fn: EnergyFn, *, num_leapfrog: int = 20, initial_step_size: float
       raise ValueError(f"the energy gradient must have the positions' shape {x.shape}, got {grad.shape}")
     return checked_energy(energy, x), grad.astype(x.dtype)
 
-  def init(position: Any, step_size: Any = None, rejection_avg: Any = None) -> HMCState:
+  def init(position: Any) -> HMCState:
     position = checked_position(position)
     free_mask(position)
-    dtype = position.dtype
-    step_size = jnp.asarray(initial_step_size if step_size is None else step_size, dtype)
-    rejection_avg = jnp.asarray(target_rejection if rejection_avg is None else rejection_avg, dtype)
-    if step_size.shape or rejection_avg.shape:
-      raise ValueError(f"step_size and rejection_avg are scalars shared by the batch, got shapes "
-                       f"{step_size.shape} and {rejection_avg.shape}")
     energy, grad = energy_and_grad(position)
-    return HMCState(position, step_size, rejection_avg, energy, grad)
+    return HMCState(position, energy, grad)
 
   def step(key: Array, state: HMCState) -> tuple[HMCState, HMCInfo]:
     x0 = checked_position(state.position)
     moves = free_mask(x0)
-    dtype, eps = x0.dtype, state.step_size
+    dtype = x0.dtype
+    eps = jnp.asarray(step_size, dtype)
     if axis_name is not None:
       key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
     momentum_key, accept_key = jax.random.split(key)
@@ -317,14 +281,7 @@ def hmc(energy_fn: EnergyFn, *, num_leapfrog: int = 20, initial_step_size: float
     acceptance_rate = jnp.mean(accepted.astype(dtype))
     if axis_name is not None:  # equal shards: the mean of the shards' rates is the batch's
       acceptance_rate = jax.lax.pmean(acceptance_rate, axis_name)
-    rejection_rate = 1 - acceptance_rate
-    rejection_avg = rejection_decay * state.rejection_avg + (1 - rejection_decay) * rejection_rate
-    if adapt:
-      new_eps = jnp.where(rejection_avg < target_rejection, jnp.minimum(step_size_grow * eps, high),
-                          jnp.maximum(step_size_shrink * eps, low)).astype(dtype)
-    else:
-      new_eps = eps
-    info = HMCInfo(acceptance_rate, rejection_rate, eps, accepted, energy_change)
-    return HMCState(position, new_eps, rejection_avg.astype(dtype), energy, new_grad), info
+    info = HMCInfo(acceptance_rate, 1 - acceptance_rate, eps, accepted, energy_change)
+    return HMCState(position, energy, new_grad), info
 
   return SamplingAlgorithm(init, step)

@@ -1,7 +1,7 @@
 r"""The contrastive trainer's pure step: CD-k, persistent CD and fast-weights PCD for any energy model.
 
 One update on a data batch v⁺ (B, V):
-  1. negatives: a sampler (`SAMPLERS`: block Gibbs for RBMs, Hybrid Monte Carlo for continuous
+  1. negatives: a sampler (`samplers.registry`: block Gibbs for RBMs, Hybrid Monte Carlo for continuous
      models such as the gated MRFs) advances k steps from
        CD-k  — the data batch itself (Hinton 2002);
        PCD   — the persistent chains kept in the state (Tieleman 2008);
@@ -19,23 +19,20 @@ The state is a `TrainState` with the chains (the sampler's state pytree, checkpo
 fast parameters and the running factor norm. Step t draws from `fold_in(state.key, t)`, so a resumed run
 draws the numbers an uninterrupted one would.
 
-HMC chains (`hmc_chains`): the state of the sampler is `HMCChains(position, energy, step_size,
-rejection_avg)`. With data parallelism (`deepvision.parallel`) the `chains` field of the train state is
-sharded over devices along axis 0, so every leaf keeps a leading num_chains axis: the step size ε and the
-running rejection average r̄, shared by all chains in the original code, are stored per chain as
-(num_chains,) arrays whose entries are all equal. Each transition adapts them from the rejection rate of
-*all* chains (`samplers.hmc` with `axis_name`: a `lax.pmean` over the devices), so every device keeps the
-same ε, the one a single device holding all the chains would adapt; checkpoints hold them in the host
-layout like the positions, and a run resumes on any number of devices. With CD and HMC the chains restart
-at the data every update, but ε and r̄ carry over (`keeps_chains`), as the original code's global step
-size does.
+Samplers are chosen by name from `deepvision.samplers.registry.SAMPLERS`. HMC's state is
+`samplers.hmc_chains.HMCChains(position, energy, step_size, rejection_avg)`, every leaf with a leading
+num_chains axis: with data parallelism (`deepvision.parallel`) the `chains` field of the train state is
+sharded over devices along axis 0, ε is adapted from the rejection rate of all chains, checkpoints hold
+the chains in the host layout and a run resumes on any number of devices. With CD and HMC the chains
+restart at the data every update, but ε and r̄ carry over (`keeps_chains`), as the original code's global
+step size does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -45,10 +42,11 @@ import optax
 
 from deepvision import objectives
 from deepvision.models import gated_mrf
-from deepvision.registry import Registry, check_choice
-from deepvision.samplers import gibbs
-from deepvision.samplers import hmc as hmc_lib
+from deepvision.registry import check_choice
 from deepvision.samplers.base import SamplingAlgorithm, run_chain
+# The sampler registry and the HMC chains live in samplers/; their names stay importable from here.
+from deepvision.samplers.hmc_chains import HMCChainInfo, HMCChains, hmc_chains  # noqa: F401
+from deepvision.samplers.registry import ADAPTIVE_SAMPLERS, SAMPLERS, make_sampler
 from deepvision.train.runner import finite_flags
 from deepvision.train.state import TrainState
 
@@ -56,114 +54,6 @@ Array = jax.Array
 Metrics = dict[str, Array]
 
 METHODS = ("cd", "pcd", "fpcd")
-
-# name -> factory(model, variables, *, axis_name=None, **options) -> SamplingAlgorithm. `axis_name` names
-# the data-parallel axis for samplers whose state is shared by all chains (HMC's step size).
-SAMPLERS: Registry[Callable[..., SamplingAlgorithm]] = Registry("sampler")
-# Samplers whose state outlives the chains' positions (an adapted step size): CD keeps it between updates.
-ADAPTIVE_SAMPLERS = ("hmc",)
-
-
-@SAMPLERS.register("gibbs")
-def _block_gibbs(model: nn.Module, variables: Any, *, axis_name: str | None = None,
-                 **options: Any) -> SamplingAlgorithm:
-  """Block Gibbs (`samplers.gibbs.block_gibbs`); every chain is independent, so `axis_name` is unused."""
-  del axis_name
-  return gibbs.block_gibbs(model, variables, **options)
-
-
-class HMCChains(NamedTuple):
-  """The persistent state of a batch of HMC chains; every leaf has a leading num_chains axis.
-
-  Attributes:
-    position: the particles x, (C, V).
-    energy: F(x) under the parameters of the last transition, (C,).
-    step_size: the leapfrog step ε, (C,), every entry equal (one ε shared by all chains).
-    rejection_avg: the running rejection average r̄, (C,), every entry equal.
-  """
-
-  position: Array
-  energy: Array
-  step_size: Array
-  rejection_avg: Array
-
-
-class HMCChainInfo(NamedTuple):
-  """acceptance_rate: fraction of all chains accepted; step_size: the ε used; rejection_avg: r̄ after."""
-
-  acceptance_rate: Array
-  step_size: Array
-  rejection_avg: Array
-
-
-@SAMPLERS.register("hmc")
-def hmc_chains(model: nn.Module, variables: Any, *, axis_name: str | None = None, num_leapfrog: int = 20,
-               initial_step_size: float = 0.01, target_rejection: float = 0.1, adapt: bool = True,
-               step_size_bounds: tuple[float, float] = (0.001, 0.25), step_size_grow: float = 1.01,
-               step_size_shrink: float = 0.99, rejection_decay: float = 0.9) -> SamplingAlgorithm:
-  """Hybrid Monte Carlo on F(x) (`deepvision.samplers.hmc`) for the contrastive trainer's chains.
-
-  One transition is one trajectory of `num_leapfrog` leapfrog steps with a Metropolis test per chain
-  (rejected chains return to their start), then, with `adapt`, the original code's adaptation:
-
-    r̄ ← d·r̄ + (1 − d)·(fraction of ALL chains rejected, over every device when `axis_name` is set)
-    ε ← min(grow·ε, ε_max) if r̄ < target else max(shrink·ε, ε_min)
-
-  This is `samplers.hmc.hmc` (with its `axis_name`) on the state `HMCChains`, whose ε and r̄ are stored
-  per chain (see the module docstring). F and ∂F/∂x come from the model's closed-form
-  `free_energy_and_grad` when it has one (the gated MRFs), else from autodiff of `free_energy`. Each
-  transition recomputes F and ∂F/∂x at its start (one call, whose gradient the first leapfrog half step
-  uses), so the chains may be carried across parameter updates (PCD, FPCD) and the carried `energy` is
-  never stale.
-
-  Args:
-    model, variables: the energy model and its variables.
-    axis_name: the data-parallel axis (the acceptance rate is averaged over it), or None.
-    num_leapfrog, initial_step_size, target_rejection, adapt, step_size_bounds, step_size_grow,
-      step_size_shrink, rejection_decay: as `samplers.hmc.hmc` (defaults: the original code's,
-      L = 20, ε₀ = 0.01, target rejection 0.1).
-
-  Returns:
-    `SamplingAlgorithm(init, step)`: `init(position, previous=None)` starts chains at `position`
-    (ε₀ and r̄ = target, or the ε and r̄ of the `HMCChains` `previous`); `step(key, chains)` returns
-    `HMCChainInfo`.
-
-  Raises:
-    ValueError: a bad option (checked here, before any compute).
-  """
-
-  def energy_fn(x):
-    return model.apply(variables, x, method="free_energy")
-
-  energy_and_grad_fn = None
-  if callable(getattr(model, "free_energy_and_grad", None)):
-    energy_and_grad_fn = lambda x: model.apply(variables, x, method="free_energy_and_grad")  # noqa: E731
-  kernel = hmc_lib.hmc(energy_fn, num_leapfrog=num_leapfrog, initial_step_size=initial_step_size,
-                       target_rejection=target_rejection, adapt=adapt,
-                       step_size_bounds=tuple(step_size_bounds), step_size_grow=step_size_grow,
-                       step_size_shrink=step_size_shrink, rejection_decay=rejection_decay,
-                       energy_and_grad_fn=energy_and_grad_fn, axis_name=axis_name)
-
-  def per_chain(value: Array, like: Array) -> Array:
-    return jnp.full(like.shape[:1], value, like.dtype)
-
-  def init(position: Any, previous: HMCChains | None = None) -> HMCChains:
-    x = model.apply(variables, position, method="visible")
-    start = kernel.init(x) if previous is None else kernel.init(
-        x, step_size=previous.step_size[0], rejection_avg=previous.rejection_avg[0])
-    return HMCChains(x, start.energy, per_chain(start.step_size, x), per_chain(start.rejection_avg, x))
-
-  def step(key: Array, state: HMCChains) -> tuple[HMCChains, HMCChainInfo]:
-    x = state.position
-    # F and ∂F/∂x at the start in one call: the first half step needs the gradient anyway.
-    start = kernel.init(x, step_size=state.step_size[0], rejection_avg=state.rejection_avg[0])
-    moved, info = kernel.step(key, start)
-    chains = HMCChains(moved.position, moved.energy, per_chain(moved.step_size, x),
-                       per_chain(moved.rejection_avg, x))
-    return chains, HMCChainInfo(info.acceptance_rate, info.step_size, moved.rejection_avg)
-
-  return SamplingAlgorithm(init, step)
-
 
 @dataclasses.dataclass(frozen=True)
 class ContrastiveSpec:
@@ -215,7 +105,7 @@ class ContrastiveSpec:
     return self.persistent or self.sampler in ADAPTIVE_SAMPLERS
 
   def make_sampler(self, model: nn.Module, variables: Any, axis_name: str | None = None) -> SamplingAlgorithm:
-    return SAMPLERS.get(self.sampler)(model, variables, axis_name=axis_name, **dict(self.sampler_options))
+    return make_sampler(self.sampler, model, variables, axis_name=axis_name, **dict(self.sampler_options))
 
 
 @dataclasses.dataclass(frozen=True)

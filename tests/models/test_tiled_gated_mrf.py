@@ -2,7 +2,7 @@
 
 Numerics run in float64 on tiny images with random (not small) parameters, P ≥ 0. The references cut
 the tiles with explicit NumPy loops and evaluate them with `gated_mrf.MCRBM`, independently of the
-tiled module's block extraction and per-tile banks.
+tiled module's block extraction and per-tile banks. Sampling: tests/samplers/test_gated_mrf_sampling.py.
 """
 
 import functools
@@ -237,28 +237,6 @@ def test_shifting_by_the_filter_period_moves_the_tile_terms(x64, tiling):
     assert np.max(np.abs(by_stride - base[:, :-1])) > 1e-3
 
 
-# Sampling ---------------------------------------------------------------------------------------
-
-
-def test_hmc_samples_the_gaussian_of_a_model_without_filters():
-  """C = W = 0: F = ½‖x − b_v‖² + const, so HMC from N(0, I) must reach N(b_v, I)."""
-  model = TiledMCRBM(image_shape=(6, 6), patch_size=4, stride=2, n_factors=3, n_cov=3, n_mean=2)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 36)))
-  params = {**variables["params"], "C": jnp.zeros((16, 3)), "W": jnp.zeros((16, 2)),
-            "b_v": jnp.asarray(0.7)}
-  options = dict(num_leapfrog=10, initial_step_size=0.2, adapt=False)
-  samples, infos = model.sample(jax.random.key(1), {"params": params}, 64, 30, **options)
-  assert samples.shape == (64, 6, 6) and infos.acceptance_rate.shape == (30,)
-  assert float(np.mean(infos.acceptance_rate)) > 0.8
-  assert abs(float(np.mean(samples)) - 0.7) < 0.1  # 2304 values: standard error 0.02
-  assert abs(float(np.var(samples)) - 1.0) < 0.15
-  again, _ = model.sample(jax.random.key(1), {"params": params}, 64, 30, **options)
-  np.testing.assert_array_equal(again, samples)
-  start = np.random.default_rng(0).normal(size=(3, 36)).astype(np.float32)
-  unchanged, _ = model.sample(jax.random.key(2), {"params": params}, num_steps=0, start=start)
-  np.testing.assert_array_equal(unchanged, start.reshape(3, 6, 6))
-
-
 # Sizes and errors -------------------------------------------------------------------------------
 
 
@@ -308,7 +286,3 @@ def test_bad_inputs_raise_naming_the_value():
                                 (12, 12), 2)
   with pytest.raises(ValueError, match="patch_params must hold C, P, W, b_c, b_m, b_v"):
     TiledMCRBM.from_patch_model({"C": np.zeros((16, 3))}, (12, 12), 2)
-  with pytest.raises(ValueError, match="needs num_images"):
-    model.sample(jax.random.key(0), variables)
-  with pytest.raises(ValueError, match="num_images=4 differs from the 2 start images"):
-    model.sample(jax.random.key(0), variables, 4, start=np.zeros((2, 12, 12)))
