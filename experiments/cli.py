@@ -1,15 +1,15 @@
 """Flag handling shared by the launchers: a config file flag whose overrides are checked.
 
-`--config.FIELD=VALUE` must name a field of the config file, except under `model_kwargs`, whose
-fields go to the zoo (which checks them). A bad flag, field or value exits with status 2.
+The config files return locked configs (`common.locked`), so `--config.FIELD=VALUE` naming no field is
+an error from ml_collections itself, except under `model_kwargs`, whose fields go to the zoo (which
+checks them). A bad flag, field or value exits with status 2.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import re
 import sys
 
-import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
@@ -27,22 +27,16 @@ def usage_error(message: str, usage: str) -> None:
   sys.exit(USAGE_ERROR)
 
 
-def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> set[str]:
-  out = set()
-  for key, value in config.items():
-    out.add(prefix + key)
-    if isinstance(value, ml_collections.ConfigDict):
-      out |= _fields(value, prefix + key + ".")
-  return out
-
-
-def _pristine_config(spec: str) -> ml_collections.ConfigDict:
-  """The config file's own `get_config(arg)`, without command-line overrides."""
-  path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("_experiment_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+def _readable(message: str) -> str:
+  """ml_collections' "Key ... cannot be added since the config is locked" (which prints the whole
+  block) as: unknown config field, the suggestion, and the names of the block's fields."""
+  unknown = re.search(r'Key "([^"]+)" does not exist and cannot be added since the config is locked', message)
+  if unknown is None:
+    return message
+  fields = re.findall(r"'(\w+)': ", message.partition("Other fields present:")[2])
+  hint = re.search(r'Did you mean "[^"]+" instead of "[^"]+"\?', message)
+  return (f"unknown config field {unknown.group(1)!r}" + (f"; {hint.group(0)}" if hint else "")
+          + (f"; valid fields here: {', '.join(fields)}" if fields else ""))
 
 
 def make_parser(usage: str):
@@ -52,15 +46,7 @@ def make_parser(usage: str):
     try:
       rest = flags.FLAGS(argv)
     except (flags.Error, ValueError, KeyError, AttributeError, TypeError) as e:
-      usage_error(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e), usage)
-    config = flags.FLAGS["config"].value
-    if config is not None:
-      known = _fields(_pristine_config(flags.FLAGS["config"].serialize().partition("=")[2]))
-      unknown = sorted(f for f in _fields(config) - known
-                       if not f.startswith("model_kwargs.") and f.rpartition(".")[0] in known | {""})
-      if unknown:
-        usage_error(f"unknown config field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(known))}",
-                    usage)
+      usage_error(_readable(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)), usage)
     return rest
 
   return parse

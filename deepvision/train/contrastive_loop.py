@@ -38,14 +38,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deepvision import optim, parallel, zoo
+from deepvision import optim, parallel, schema, zoo
 from deepvision.checkpoint import read_state
 from deepvision.data import datasets, pipeline
 from deepvision.data.patches import Standardizer
 from deepvision.models import gated_mrf
 from deepvision.models.gaussian import GaussianModel
-from deepvision.registry import UnknownNameError, check_choice
-from deepvision.train import contrastive, fit, loop
+from deepvision.registry import UnknownNameError
+from deepvision.train import config_blocks, contrastive, fit, loop
 from deepvision.train.energy_data import (EnergyData, check_model_data, prepare_data, preprocessing_differences,
                                           preprocessing_record, whiten_epsilon, whiten_variance)
 from deepvision.train import energy_metrics
@@ -53,7 +53,6 @@ from deepvision.train.energy_metrics import evaluate, fit_gaussian_baseline, lin
 from deepvision.train.writers import read_metrics
 
 ConfigError = loop.ConfigError
-LOG_LIKELIHOOD = ("auto", "exact", "ais", "none")
 POOLING_MASKS = ("model", "none", "identity", "topographic")
 PREPROCESSING_FILE = "preprocessing.json"
 # Fields that shape the train state or the data: a resumed run must not change them.
@@ -165,7 +164,9 @@ class ContrastivePlan:
 
 
 def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None = None) -> ContrastivePlan:
-  """Checks the config (and the data) before any compute; raises ConfigError naming the bad value."""
+  """Checks the config (`config_blocks.Contrastive`, then what depends on the model and the data) before
+  any compute; raises ConfigError naming the bad value."""
+  run = schema.load(config_blocks.Contrastive, config)
   try:
     model = zoo.create(config.model, **loop.model_kwargs(config))
   except (UnknownNameError, ValueError, TypeError) as e:
@@ -181,25 +182,15 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
   if config.preprocess == "whiten":
     whiten_variance(config)
     whiten_epsilon(config)
-  batch_size = loop._positive_int(config, "batch_size")  # pylint: disable=protected-access
-  loop._positive_int(config, "num_epochs")  # pylint: disable=protected-access
-  for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "seed"):
-    loop._positive_int(config, field, allow_zero=True)  # pylint: disable=protected-access
-  loop._positive_int(config, "keep_checkpoints")  # pylint: disable=protected-access
-  num_chains = int(config.contrastive.get("num_chains", 0)) or batch_size
-  if num_chains < 1:
-    raise ConfigError(f"config.contrastive.num_chains must be >= 0 (0: the batch size), got {num_chains}")
+  batch_size = run.batch_size
+  num_chains = run.contrastive.num_chains or batch_size
   if not spec.persistent:  # CD's chains (an adaptive sampler's state) are the batch
     num_chains = batch_size
   replicas = loop.replicas_for(config, batch_size)
   if spec.keeps_chains:  # every device advances an equal share of the chains
     loop.replicas_for(config, num_chains, what="contrastive.num_chains")
   ll = config.log_likelihood
-  try:
-    check_choice("log_likelihood.method", ll.method, LOG_LIKELIHOOD)
-  except ValueError as e:
-    raise ConfigError(f"config.{e}") from None
-  method = ll.method
+  method = run.log_likelihood.method
   if energy_metrics.anneals_hidden_units(model):
     enumerable = model.n_hidden if getattr(model, "visible_kind", "") == "gaussian" else min(
         model.n_visible, model.n_hidden)
@@ -218,8 +209,6 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
       energy_metrics.continuous_ais_settings(ll)
     except ValueError as e:
       raise ConfigError(f"config.{e}") from None
-  if method == "ais" and ll.ais_runs < 1:
-    raise ConfigError(f"config.log_likelihood.ais_runs must be >= 1, got {ll.ais_runs!r}")
   if method == "ais":
     try:
       energy_metrics.ais_schedule(ll)
@@ -227,10 +216,6 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
       raise ConfigError(f"config.log_likelihood (ais_betas / ais_temperatures): {e}") from None
 
   gated_mrf_recipe(config, model, 1)  # the gated-MRF block, checked before the data are read
-  weights = _as_tuple(config.linear_eval.l2)
-  if config.linear_eval.enabled and (not weights or any(
-      not isinstance(w, (int, float)) or w < 0 for w in weights)):
-    raise ConfigError(f"config.linear_eval.l2 must be one or more L2 weights >= 0, got {config.linear_eval.l2!r}")
 
   data = prepare_data(config) if data is None else data
   check_model_data(model, data, config.model)

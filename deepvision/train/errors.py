@@ -1,9 +1,7 @@
 """The errors a training run reports; the launcher maps them to exit codes (2: bad input, 1: diverged,
 0: preempted after saving)."""
 
-
-class ConfigError(ValueError):
-  """An experiment config that cannot run: the message names the field, the value and what is valid."""
+from deepvision.errors import ConfigError  # noqa: F401  (raised by the config schema, below train)
 
 
 class TrainingDivergedError(FloatingPointError):

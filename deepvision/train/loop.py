@@ -20,19 +20,17 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 
-from deepvision import optim, parallel, zoo
+from deepvision import optim, parallel, schema, zoo
 from deepvision.checkpoint import read_state
-from deepvision.data import datasets, pipeline
 from deepvision.registry import Registry, UnknownNameError
-from deepvision.train import fit, supervised, workdir as workdirs
+from deepvision.train import config_blocks, fit, supervised, workdir as workdirs
+from deepvision.train.resolve import model_kwargs, override_config, replicas_for  # noqa: F401
+from deepvision.train.supervised import Plan, plan_supervised  # noqa: F401
 from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted  # noqa: F401
 
 TRAINERS: Registry[Callable[[ml_collections.ConfigDict, str], dict]] = Registry("trainer")
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
-MATMUL_PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -48,9 +46,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     trainer = TRAINERS.get(config.trainer)
   except UnknownNameError as e:
     raise ConfigError(f"config.trainer: {e}") from None
-  precision = config.get("matmul_precision", "default")
-  if precision not in MATMUL_PRECISIONS:
-    raise ConfigError(f"config.matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {precision!r}")
+  precision = schema.load(config_blocks.Run, config).matmul_precision  # the fields every trainer has
   if precision == "default":
     return trainer(config, workdir)
   with jax.default_matmul_precision(precision):
@@ -86,179 +82,7 @@ def evaluated_params(state: Mapping[str, Any]) -> Any:
   return ema if isinstance(ema, dict) and ema else state["params"]
 
 
-def replicas_for(config: ml_collections.ConfigDict, global_batch: int, what: str = "batch_size"
-                 ) -> parallel.Replicas:
-  """The devices of `config.num_devices`, checked to split `global_batch` (`config.<what>`) evenly.
-
-  Raises:
-    ConfigError: a bad device count, or a global batch the replicas do not divide.
-  """
-  try:
-    replicas = parallel.Replicas.from_config(config.get("num_devices", 0))
-  except ValueError as e:
-    raise ConfigError(f"config.num_devices: {e}") from None
-  if global_batch % replicas.num_devices:
-    raise ConfigError(
-        f"config.{what}={global_batch} must be a multiple of the {replicas.num_devices} devices "
-        f"({replicas.num_local_devices} per process × {parallel.process_count()} processes): each device "
-        f"takes an equal share; set config.{what} to a multiple, or config.num_devices")
-  return replicas
-
-
-def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`config.model_kwargs` plus `dtype` when `config.compute_dtype` is not float32 (checked here)."""
-  kwargs = dict(config.get("model_kwargs", {}))
-  dtype = config.get("compute_dtype", "float32")
-  if dtype not in COMPUTE_DTYPES:
-    raise ConfigError(f"config.compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {dtype!r}")
-  if dtype != "float32":
-    try:
-      model_fields = zoo.fields(config.model)
-    except UnknownNameError as e:
-      raise ConfigError(f"config.model: {e}") from None
-    if model_fields is not None and "dtype" not in model_fields:
-      raise ConfigError(f"config.compute_dtype={dtype!r}: model {config.model!r} has no compute dtype (only "
-                        "the convnets do); use float32")
-    kwargs["dtype"] = dtype
-  return kwargs
-
-
 # ----------------------------------------------------------------------------- supervised
-
-
-def override_config(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
-                    ) -> ml_collections.ConfigDict:
-  """A copy of `config` with dotted fields set; unknown fields (outside model_kwargs) are an error."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  for dotted, value in overrides.items():
-    *path, leaf = dotted.split(".")
-    target = config
-    for part in path:
-      if part not in target:
-        raise ValueError(f"unknown config field {dotted!r}")
-      target = target[part]
-    if leaf not in target and path != ["model_kwargs"]:
-      raise ValueError(f"unknown config field {dotted!r}")
-    target[leaf] = value
-  return config
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-  """Everything checked and resolved from the config before compute."""
-
-  model: Any
-  info: datasets.DatasetInfo
-  train_source: Any
-  eval_source: Any | None
-  test_source: Any | None
-  steps_per_epoch: int
-  total_steps: int
-  preprocess: supervised.Preprocess
-  replicas: parallel.Replicas
-
-
-class _Subset:
-  """The first `n` examples of a fixed permutation of `source` (for overfitting checks)."""
-
-  def __init__(self, source, n: int, seed: int = 0):
-    self._source = source
-    self._indices = np.random.default_rng(seed).permutation(len(source))[:n]
-
-  def __len__(self) -> int:
-    return len(self._indices)
-
-  def __getitem__(self, i):
-    return self._source[int(self._indices[i])]
-
-  def read_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-    return pipeline.read_batch(self._source, self._indices[indices])
-
-
-def _positive_int(config, field: str, allow_zero: bool = False) -> int:
-  value = config.get(field)
-  low = 0 if allow_zero else 1
-  if not isinstance(value, int) or isinstance(value, bool) or value < low:
-    raise ConfigError(f"config.{field} must be an integer >= {low}, got {value!r}")
-  return value
-
-
-def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
-  """Checks the config and opens the data; raises ConfigError / DatasetNotFoundError before compute."""
-  try:
-    model = zoo.create(config.model, **model_kwargs(config))
-  except (UnknownNameError, ValueError, TypeError) as e:
-    raise ConfigError(f"config.model / config.model_kwargs: {e}") from None
-  try:
-    info = datasets.dataset_info(config.dataset, data_dir=config.get("data_dir") or None)
-  except UnknownNameError as e:
-    raise ConfigError(f"config.dataset: {e}") from None
-  if tuple(model.input_shape) != tuple(info.image_shape or ()):
-    raise ConfigError(
-        f"config.model {config.model!r} expects images of shape {tuple(model.input_shape)} but "
-        f"config.dataset {config.dataset!r} has {info.image_shape}")
-
-  train_split, eval_split, test_split = (config.get(f) or None for f in
-                                         ("train_split", "eval_split", "test_split"))
-  if train_split is None:
-    raise ConfigError("config.train_split must name a split")
-  batch_size = _positive_int(config, "batch_size")
-  replicas = replicas_for(config, batch_size)
-  num_epochs = _positive_int(config, "num_epochs")
-  subset = _positive_int(config, "train_subset", allow_zero=True)
-  for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
-    _positive_int(config, field, allow_zero=True)
-  _positive_int(config, "keep_checkpoints")
-  _positive_int(config, "seed", allow_zero=True)
-  _positive_int(config, "eval_batch_size", allow_zero=True)
-  if config.optimizer.get("lr_search", False):
-    if config.optimizer.get("lr_search_steps", 300) < 10:
-      raise ConfigError(f"config.optimizer.lr_search_steps must be >= 10, got "
-                        f"{config.optimizer.lr_search_steps!r}")
-    if config.optimizer.get("lr_search_subset", 512) < 0:
-      raise ConfigError(f"config.optimizer.lr_search_subset must be >= 0 (0: all), got "
-                        f"{config.optimizer.lr_search_subset!r}")
-  if not 0.0 <= config.get("ema_decay", 0.0) < 1.0:
-    raise ConfigError(
-        f"config.ema_decay must be in [0, 1) (0: no moving average), got {config.ema_decay!r}")
-  try:
-    preprocess = supervised.Preprocess(**config.augment.to_dict())
-  except (TypeError, ValueError) as e:
-    raise ConfigError(f"config.augment: {e}") from None
-
-  data_dir = config.get("data_dir") or None
-  in_memory = bool(config.get("in_memory", True))
-
-  def open_split(field: str, name: str | None):
-    """The source of split `name` (TFDS expressions like 'train+validation' allowed), or None."""
-    if name is None:
-      return None
-    try:
-      return datasets.get_source(config.dataset, name, data_dir=data_dir, in_memory=in_memory)
-    except ValueError as e:  # the loader names the valid splits
-      raise ConfigError(f"config.{field}: {e}") from None
-
-  train_source = open_split("train_split", train_split)
-  eval_source = None if eval_split == train_split else open_split("eval_split", eval_split)
-  test_source = open_split("test_split", test_split)
-  if subset:
-    if subset > len(train_source):
-      raise ConfigError(f"config.train_subset={subset} exceeds the {len(train_source)} examples of "
-                        f"{config.dataset}/{train_split}")
-    train_source = _Subset(train_source, subset)
-  if batch_size > len(train_source):
-    raise ConfigError(f"config.batch_size={batch_size} exceeds the {len(train_source)} training examples")
-
-  steps_per_epoch = len(train_source) // batch_size
-  total_steps = steps_per_epoch * num_epochs
-  try:
-    optim.make_optimizer(config, total_steps)
-  except (UnknownNameError, ValueError) as e:
-    raise ConfigError(f"config.optimizer: {e}") from None
-  if eval_split is not None and eval_split == train_split:
-    eval_source = train_source  # the (subset of the) training data itself, e.g. for overfit checks
-  return Plan(model, info, train_source, eval_source, test_source, steps_per_epoch, total_steps,
-              preprocess, replicas)
 
 
 # Fields that shape the train state or the data order: a resumed run can never change them.
@@ -301,22 +125,23 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
 def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains a zoo classifier on a data set with SGD; see the module docstring for the steps."""
   plan = plan_supervised(config)
+  trained = config  # the config as requested is the run's (config.json); the optimiser may use a searched rate
   if config.optimizer.get("lr_search", False):
     # The work dir is checked before the search writes lr_search.json into it.
     prepared = workdirs.prepare(config, workdir, RUN_IDENTITY, write=parallel.is_primary())
-    config = _searched_learning_rate(config, prepared)
+    trained = _searched_learning_rate(config, prepared)
   replicas = plan.replicas
   sources = {role: source for role, source in (("val", plan.eval_source), ("test", plan.test_source))
              if source is not None}
   task = supervised.SupervisedTask(
       model=plan.model, input_shape=plan.info.image_shape, train_source=plan.train_source, sources=sources,
-      tx=optim.make_optimizer(config, plan.total_steps),
-      lr_fn=optim.learning_rate_schedule(config, plan.total_steps),
+      tx=optim.make_optimizer(trained, plan.total_steps),
+      lr_fn=optim.learning_rate_schedule(trained, plan.total_steps),
       batch_size=config.batch_size, eval_batch_size=config.get("eval_batch_size"), seed=config.seed,
       schedule=fit.default_schedule(config, plan.total_steps, plan.steps_per_epoch),
       replicas=replicas, preprocess=plan.preprocess, ema_decay=float(config.get("ema_decay", 0.0)),
       identity=RUN_IDENTITY, figures=config.get("figures", True),
-      advice=(f"lower the rate (learning rate {config.optimizer.learning_rate}), or find one with "
+      advice=(f"lower the rate (learning rate {trained.optimizer.learning_rate}), or find one with "
               "--config.optimizer.lr_search=True"),
       describe=(f"{config.model}: {{params:,}} parameters; {config.dataset}: {len(plan.train_source)} "
                 f"training examples, {plan.total_steps} steps of {config.batch_size}"

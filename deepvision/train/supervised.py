@@ -11,16 +11,20 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
+from typing import Any
 
 import jax
+import ml_collections
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deepvision import parallel
-from deepvision.data import augment, pipeline
+from deepvision import optim, parallel, schema, zoo
+from deepvision.data import augment, datasets, pipeline
 from deepvision.diagnostics import viz
-from deepvision.train import fit
+from deepvision.registry import UnknownNameError
+from deepvision.train import config_blocks, fit, resolve
+from deepvision.train.errors import ConfigError
 from deepvision.train.runner import finite_flags
 from deepvision.train.state import TrainState, create_train_state
 from deepvision.train.writers import read_metrics
@@ -143,6 +147,94 @@ def make_eval_step(preprocess: Preprocess = Preprocess()) -> Callable[[TrainStat
 
 
 # ----------------------------------------------------------------------------- the task
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Everything checked and resolved from the config before compute."""
+
+  model: Any
+  info: datasets.DatasetInfo
+  train_source: Any
+  eval_source: Any | None
+  test_source: Any | None
+  steps_per_epoch: int
+  total_steps: int
+  preprocess: Preprocess
+  replicas: parallel.Replicas
+
+
+class Subset:
+  """The first `n` examples of a fixed permutation of `source` (for overfitting checks)."""
+
+  def __init__(self, source, n: int, seed: int = 0):
+    self._source = source
+    self._indices = np.random.default_rng(seed).permutation(len(source))[:n]
+
+  def __len__(self) -> int:
+    return len(self._indices)
+
+  def __getitem__(self, i):
+    return self._source[int(self._indices[i])]
+
+  def read_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    return pipeline.read_batch(self._source, self._indices[indices])
+
+
+def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
+  """Checks the config (`config_blocks.Supervised`) and opens the data; raises ConfigError /
+  DatasetNotFoundError before compute."""
+  run = schema.load(config_blocks.Supervised, config)
+  try:
+    model = zoo.create(run.model, **resolve.model_kwargs(config))
+  except (UnknownNameError, ValueError, TypeError) as e:
+    raise ConfigError(f"config.model / config.model_kwargs: {e}") from None
+  try:
+    info = datasets.dataset_info(run.dataset, data_dir=run.data_dir or None)
+  except UnknownNameError as e:
+    raise ConfigError(f"config.dataset: {e}") from None
+  if tuple(model.input_shape) != tuple(info.image_shape or ()):
+    raise ConfigError(
+        f"config.model {run.model!r} expects images of shape {tuple(model.input_shape)} but "
+        f"config.dataset {run.dataset!r} has {info.image_shape}")
+  train_split, eval_split, test_split = run.train_split or None, run.eval_split or None, run.test_split or None
+  if train_split is None:
+    raise ConfigError("config.train_split must name a split")
+  replicas = resolve.replicas_for(config, run.batch_size)
+  preprocess = Preprocess(**dataclasses.asdict(run.augment))
+
+  def open_split(field: str, name: str | None):
+    """The source of split `name` (TFDS expressions like 'train+validation' allowed), or None."""
+    if name is None:
+      return None
+    try:
+      return datasets.get_source(run.dataset, name, data_dir=run.data_dir or None, in_memory=run.in_memory)
+    except ValueError as e:  # the loader names the valid splits
+      raise ConfigError(f"config.{field}: {e}") from None
+
+  train_source = open_split("train_split", train_split)
+  eval_source = None if eval_split == train_split else open_split("eval_split", eval_split)
+  test_source = open_split("test_split", test_split)
+  if run.train_subset:
+    if run.train_subset > len(train_source):
+      raise ConfigError(f"config.train_subset={run.train_subset} exceeds the {len(train_source)} examples of "
+                        f"{run.dataset}/{train_split}")
+    train_source = Subset(train_source, run.train_subset)
+  if run.batch_size > len(train_source):
+    raise ConfigError(f"config.batch_size={run.batch_size} exceeds the {len(train_source)} training examples")
+  steps_per_epoch = len(train_source) // run.batch_size
+  total_steps = steps_per_epoch * run.num_epochs
+  try:
+    optim.make_optimizer(config, total_steps)
+  except (UnknownNameError, ValueError) as e:
+    raise ConfigError(f"config.optimizer: {e}") from None
+  if eval_split is not None and eval_split == train_split:
+    eval_source = train_source  # the (subset of the) training data itself, e.g. for overfit checks
+  return Plan(model, info, train_source, eval_source, test_source, steps_per_epoch, total_steps,
+              preprocess, replicas)
+
+
+
 
 
 def evaluate_split(eval_step, state: TrainState, source, batch_size: int, prefix: str) -> dict[str, float]:

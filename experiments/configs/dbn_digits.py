@@ -61,4 +61,4 @@ def get_config(arg: str | None = None):
     config.dbn.sample_gibbs_steps = 20
     config.finetune.num_epochs = 10
     config.finetune.optimizer.learning_rate = 0.3  # gets the tiny nets off the ground in 330 steps
-  return config
+  return common.locked(config)

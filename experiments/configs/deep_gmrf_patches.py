@@ -132,4 +132,4 @@ def get_config(arg: str | None = None):
   config.deep.hmc_leapfrog = 5 if smoke else 20
   config.deep.hmc_step_size = 0.05
   config.tiled = tiled_block(smoke)
-  return config
+  return common.locked(config)

@@ -31,7 +31,7 @@ good (0.900 ± 0.022, 0.920 ± 0.007 with [latent, pixels]); the mcRBM's fill ha
 error (0.040 vs 0.042, 0.052 vs 0.055). The README's occlusion table has every cell.
 """
 
-from experiments.configs import mcrbm_patches, mpot_patches
+from experiments.configs import common, mcrbm_patches, mpot_patches
 
 VARIANTS = ("smoke", "mpot")
 
@@ -83,4 +83,4 @@ def get_config(arg: str | None = None):
     config.occlusion.l2 = (1e-3,)
     config.occlusion.num_shown = 4
     config.occlusion.model_figures = False  # the filters and HMC samples of workdir/model: seconds more
-  return config
+  return common.locked(config)

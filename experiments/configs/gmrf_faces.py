@@ -79,4 +79,4 @@ def get_config(arg: str | None = None):
     config.contrastive.sampler_options.num_leapfrog = 5
     config.inpainting.update(masks=("central_square", "random_square"), square_size=2, num_steps=20,
                              burn_in=5, num_leapfrog=5, num_shown=4)
-  return config
+  return common.locked(config)

@@ -39,4 +39,4 @@ def get_config(arg: str | None = None):
     config.patches.num_eval = 200
     config.num_epochs = 2
     config.optimizer.momentum_ramp_steps = 0
-  return config
+  return common.locked(config)

@@ -39,4 +39,4 @@ def get_config(arg: str | None = None):
     config.train_subset = 128
     config.batch_size = 32
     config.checkpoint_every_steps = 0
-  return config
+  return common.locked(config)

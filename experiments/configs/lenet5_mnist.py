@@ -33,4 +33,4 @@ def get_config(arg: str | None = None):
     config.train_subset = 64
     config.batch_size = 16
     config.checkpoint_every_steps = 0
-  return config
+  return common.locked(config)

@@ -101,4 +101,4 @@ def gated_mrf_config(model: str, rates: dict, smoke: bool):
 
 def get_config(arg: str | None = None):
   smoke = common.check_arg(arg, "mcrbm_patches")
-  return gated_mrf_config("mcrbm", MCRBM_RATES, smoke)
+  return common.locked(gated_mrf_config("mcrbm", MCRBM_RATES, smoke))

@@ -26,4 +26,4 @@ def get_config(arg: str | None = None):
   smoke = common.check_arg(arg, "mpot_patches")
   config = mcrbm_patches.gated_mrf_config("mpot", MPOT_RATES, smoke)
   config.model_kwargs.gamma = 1.0
-  return config
+  return common.locked(config)

@@ -30,4 +30,4 @@ def get_config(arg: str | None = None):
     config.num_epochs = 2
     config.optimizer.momentum_ramp_steps = 0
     config.linear_eval.l2 = (1e-3,)
-  return config
+  return common.locked(config)

@@ -38,4 +38,4 @@ def get_config(arg: str | None = None):
     config.num_epochs = 1
     config.optimizer.momentum_ramp_steps = 0
     config.log_likelihood.ais_runs = 4
-  return config
+  return common.locked(config)

@@ -84,7 +84,7 @@ def test_smoke_run_stacks_fine_tunes_writes_everything_and_resumes(tmp_path, mon
     ({"finetune.batch_size": 0}, "config.finetune.batch_size must be an integer >= 1, got 0"),
     ({"finetune.optimizer.learning_rate": -1.0}, "config.finetune.optimizer: .*learning_rate must be > 0"),
     ({"patches.size": 4}, "fine-tuning needs labelled whole images"),
-    ({"contrastive.k": 0}, r"config.contrastive: contrastive.k"),
+    ({"contrastive.k": 0}, r"config.contrastive.k must be an integer >= 1, got 0"),
 ])
 def test_bad_config_fails_before_anything_is_written(tmp_path, overrides, message):
   workdir = tmp_path / "run"

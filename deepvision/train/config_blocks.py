@@ -1,0 +1,170 @@
+"""The config blocks of the trainers: every field, its default and its check, in one place (`schema`).
+
+`experiments/configs/common.py` starts every config from `schema.defaults(Supervised)` or
+`schema.defaults(Contrastive)`; the trainers read the config back once with `schema.load`, which names
+the field, the value and what is accepted before any compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from deepvision import optim
+from deepvision.schema import at_least, boolean, numbers, one_of, real, spec, text
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+MATMUL_PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
+PREPROCESSING = ("none", "binarize", "standardize", "whiten")
+CONTRASTIVE_METHODS = ("cd", "pcd", "fpcd")
+LOG_LIKELIHOOD = ("auto", "exact", "ais", "none")
+_ANY = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+  """`optimizer`: SGD with momentum (Sutskever et al. 2013), a learning-rate schedule and weight costs."""
+
+  name: str = spec("sgd", one_of(("sgd",)))
+  learning_rate: float = spec(0.05, real(0.0, low_open=True))
+  schedule: str = spec("constant", one_of(tuple(optim.SCHEDULES.names())), "constant | cosine | ...")
+  decay_factor: float = spec(100.0, real(0.0, low_open=True), "final rate = learning_rate / decay_factor")
+  boundaries: tuple = spec((0.5, 0.75), numbers(0.0), "'step' only: fractions of the run")
+  warmup_steps: int = spec(0, at_least(0))
+  momentum: float = spec(0.9, real(0.0, 1.0, high_open=True))
+  momentum_start: float = spec(0.5, real(0.0, 1.0, high_open=True), "ramp start, if momentum_ramp_steps > 0")
+  momentum_ramp_steps: int = spec(0, at_least(0))
+  nesterov: bool = spec(False, boolean)
+  weight_decay: float = spec(2e-4, real(0.0), "L2 on weights (not biases)")
+  l1: float = spec(0.0, real(0.0))
+  # A recipe's extra settings (the gated MRFs'): checked when present, not in every config.
+  lr_multipliers: dict = spec({}, _ANY, "per-parameter rate factors (optim.check_lr_multipliers)",
+                              optional=True)
+  l1_start_epoch: int = spec(0, at_least(0), optional=True)
+  anneal_epochs: float = spec(20.0, real(0.0, low_open=True), optional=True)
+  anneal_steps: float = spec(2000.0, real(0.0, low_open=True), optional=True)
+  anneal_power: float = spec(0.25, real(0.0, low_open=True), optional=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisedOptimizer(Optimizer):
+  """`optimizer` of the supervised trainer: also the talk's halving search for the learning rate."""
+
+  lr_search: bool = spec(False, boolean, "halve from learning_rate until a short probe converges")
+  lr_search_steps: int = spec(300, at_least(10))
+  lr_search_subset: int = spec(512, at_least(0), "0: all training examples")
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+  """`augment`: the talk's augmentations, applied inside the step (`supervised.Preprocess`)."""
+
+  translate: int = spec(0, at_least(0), "max jitter in pixels")
+  flip: bool = spec(False, boolean)
+  noise_std: float = spec(0.0, real(0.0))
+  standardize: bool = spec(True, boolean)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """The fields every trainer has: seed, data, length, logging, checkpoints, devices, reliability."""
+
+  trainer: str = spec("supervised", text)
+  seed: int = spec(0, at_least(0))
+  model: str = spec("lcn_convnet_digits", text)
+  model_kwargs: dict = spec({}, _ANY, "overrides passed to deepvision.zoo.create")
+  dataset: str = spec("dv_digits", text)
+  data_dir: str = spec("", text, "'' = $DEEPVISION_DATA_DIR or TFDS's default (~/tensorflow_datasets)")
+  train_split: str = spec("train", text)
+  eval_split: str = spec("validation", text)
+  test_split: str = spec("test", text)
+  batch_size: int = spec(32, at_least(1))
+  num_epochs: int = spec(10, at_least(1))
+  log_every_steps: int = spec(0, at_least(0), "0 = once per epoch")
+  eval_every_steps: int = spec(0, at_least(0), "0 = once per epoch")
+  checkpoint_every_steps: int = spec(0, at_least(0), "0 = only at the end")
+  keep_checkpoints: int = spec(3, at_least(1))
+  steps_per_dispatch: int = spec(1, at_least(1), "K: steps per jitted call (lax.scan over K minibatches)")
+  figures: bool = spec(True, boolean)
+  allow_config_change: bool = spec(False, boolean, "resume with a changed config (a warning lists them)")
+  debug_nans: bool = spec(False, boolean, "replay a non-finite step under jax_debug_nans")
+  min_free_disk_mb: float = spec(100, real(0.0), "refuse to start with less free disk than this")
+  num_devices: int = spec(0, at_least(0), "local devices per process for data parallelism (0 = all)")
+  compute_dtype: str = spec("float32", one_of(COMPUTE_DTYPES), "bfloat16: fp32 parameters, bf16 compute")
+  matmul_precision: str = spec("default", one_of(MATMUL_PRECISIONS))
+  distributed_heartbeat_timeout_s: int = spec(100, at_least(1), "a silent process is declared lost after")
+  distributed_collective_timeout_s: int = spec(600, at_least(1), "the longest wait in one collective (CPU)")
+  distributed_shutdown_timeout_s: int = spec(60, at_least(1), "the wait for the others at the end")
+
+
+@dataclasses.dataclass(frozen=True)
+class Supervised(Run):
+  """A classifier trained with cross-entropy (`train.supervised`)."""
+
+  in_memory: bool = spec(True, boolean, "read the splits into memory once; False streams from disk")
+  train_subset: int = spec(0, at_least(0), "> 0: train on this many examples (the overfit check)")
+  eval_batch_size: int = spec(512, at_least(0), "0: the batch size")
+  optimizer: SupervisedOptimizer = spec(SupervisedOptimizer(schedule="cosine", nesterov=True,
+                                                            weight_decay=5e-4))
+  ema_decay: float = spec(0.0, real(0.0, 1.0, high_open=True), "> 0: evaluate a moving average")
+  augment: Augment = spec(Augment())
+
+
+@dataclasses.dataclass(frozen=True)
+class Patches:
+  """`patches`: train on random size×size patches of the images instead of whole images."""
+
+  size: int = spec(0, at_least(0), "> 0: patches of this size")
+  num_train: int = spec(20000, at_least(1))
+  num_eval: int = spec(2000, at_least(1), "per evaluation split")
+  seed: int = spec(0, at_least(0))
+  remove_dc: bool = spec(False, boolean, "subtract each patch's mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class ContrastiveSettings:
+  """`contrastive`: CD-k, PCD or FPCD (Hinton 2002; Tieleman 2008; Tieleman & Hinton 2009)."""
+
+  method: str = spec("pcd", one_of(CONTRASTIVE_METHODS))
+  k: int = spec(1, at_least(1), "sampler steps per update")
+  num_chains: int = spec(0, at_least(0), "persistent chains; 0 = the batch size")
+  sampler: str = spec("gibbs", text)
+  sampler_options: dict = spec({}, _ANY)
+  fast_learning_rate: float = spec(0.0, real(0.0), "fpcd: ε_fast")
+  fast_decay: float = spec(0.95, real(0.0, 1.0), "fpcd: θ_fast ← decay·θ_fast − ε_fast·g")
+  sparsity_target: float = spec(0.0, real(0.0, 1.0), "target mean hidden activity")
+  sparsity_cost: float = spec(0.0, real(0.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class LogLikelihood:
+  """`log_likelihood`: exact log Z by enumeration when small, else AIS (Salakhutdinov & Murray 2008)."""
+
+  method: str = spec("auto", one_of(LOG_LIKELIHOOD))
+  exact_max_units: int = spec(20, at_least(1), "enumerate at most 2^this states")
+  ais_runs: int = spec(100, at_least(1))
+  ais_temperatures: int = spec(0, at_least(0), "0: Salakhutdinov's 14,501-step schedule")
+  ais_betas: tuple = spec((), numbers(0.0), "an explicit schedule from 0 to 1")
+  ais_every_eval: bool = spec(False, boolean, "AIS at every evaluation (slow)")
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearEval:
+  """`linear_eval`: logistic regression on the hidden probabilities, L2 chosen on validation."""
+
+  enabled: bool = spec(True, boolean)
+  l2: tuple = spec((1e-2, 1e-3, 1e-4, 1e-5, 1e-6), numbers(0.0, allow_empty=False))
+
+
+@dataclasses.dataclass(frozen=True)
+class Contrastive(Run):
+  """An energy model (RBM, GRBM, mcRBM, mPoT) trained by contrastive divergence."""
+
+  trainer: str = spec("contrastive", text)
+  model: str = spec("rbm", text)
+  preprocess: str = spec("none", one_of(PREPROCESSING), "binarize: threshold 0.5; standardize: per feature")
+  patches: Patches = spec(Patches())
+  batch_size: int = spec(100, at_least(1))
+  contrastive: ContrastiveSettings = spec(ContrastiveSettings())
+  optimizer: Optimizer = spec(Optimizer())
+  log_likelihood: LogLikelihood = spec(LogLikelihood())
+  linear_eval: LinearEval = spec(LinearEval())
