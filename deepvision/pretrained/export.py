@@ -29,7 +29,8 @@ import numpy as np
 
 from deepvision import checkpoint, pretrained, zoo
 from deepvision.pretrained import store
-from deepvision.train import contrastive_loop, loop
+from deepvision.samplers import hmc_chains
+from deepvision.train import loop
 
 INPAINTING_RTOL = 0.02
 EVALUATION_SEED = 0
@@ -63,7 +64,7 @@ def export(name: str, config: ml_collections.ConfigDict, workdir: str, config_fi
     with open(preprocessing_file, encoding="utf-8") as f:
       preprocessing = json.load(f)
   evaluation = {"kind": shipped.evaluation, "seed": EVALUATION_SEED}
-  step_size = contrastive_loop.chain_step_size(state.get("chains"))
+  step_size = hmc_chains.chain_step_size(state.get("chains"))
   if shipped.evaluation == "log_likelihood" and step_size is not None:
     evaluation["chain_step_size"] = step_size
   manifest = {

@@ -16,10 +16,13 @@ never stale.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
+import numpy as np
 import jax.numpy as jnp
 
 from deepvision.samplers import adaptation
@@ -136,3 +139,10 @@ def hmc_chains(model: nn.Module, variables: Any, *, axis_name: str | None = None
     return chains, HMCChainInfo(info.acceptance_rate, info.step_size, new_rejection_avg)
 
   return SamplingAlgorithm(init, step)
+
+
+def chain_step_size(chains: Any) -> float | None:
+  """The HMC step size the chains adapted to (None for chains without one); `chains` is the state's
+  chains or, as `checkpoint.read_state` returns them, their dict."""
+  step_size = chains.get("step_size") if isinstance(chains, Mapping) else getattr(chains, "step_size", None)
+  return None if step_size is None else float(np.asarray(step_size).reshape(-1)[0])
