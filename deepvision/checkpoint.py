@@ -1,65 +1,20 @@
 """Verified checkpoints on orbax: the train state plus the data iterator's position, keep-N, never non-finite.
 
-A checkpoint is labelled by the number of completed updates (`state.step`) and holds two items:
-`state` (parameters, optimiser state, step, the run's key as raw key data) and `data` (the input
-iterator's JSON state). Orbax writes it synchronously into `N.orbax-checkpoint-tmp` and renames that
-to `N` when complete, so a killed process leaves either the whole step or a temporary directory.
-
-Orbax does not detect damage after that: a flipped byte may restore silently with wrong values, a
-truncated file fails with a generic error, and `all_steps()` still lists the damaged step. So, after
-each committed save, `Checkpointer` writes a manifest into the step directory,
-
-    <directory>/<N>/deepvision_manifest.json
-    {"format": "deepvision-checkpoint-manifest", "format_version": 1, "step": N,
-     "created": ISO-8601 UTC time, "algorithm": "sha256",
-     "files": {relative path: {"size": bytes, "sha256": hex digest}, ...},
-     "metadata": the `metadata` given to the Checkpointer (or null),
-     "versions": {"python", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy"}}
-
-covering every file orbax wrote under `<N>/`. The manifest is written to a temporary file, flushed and
-fsynced, then renamed over the final name (and the directory fsynced); the checkpoint's own files are
-fsynced before the manifest is written, so a manifest on disk never vouches for data that is not.
-Orbax tolerates the extra file on restore, and deletes it with the step when `keep` retires the step,
-so retention needs no bookkeeping.
-
-Verification (`verify`) rejects a step when: its manifest is missing (a kill between orbax's commit
-and the manifest write, or a step saved before manifests existed), unreadable or not JSON, malformed,
-or for another step; or when a listed file is missing, has another size (truncated or extended), or
-another SHA-256 (flipped bytes). Files present but not listed are tolerated: orbax reads only files
-that the listed (and checked) metadata and OCDBT manifests name, so an extra file cannot change what
-is restored, and rejecting it would discard good checkpoints because of a stray file.
-
-`restore(template)` restores the newest step that verifies, falling back step by step; every
-rejected step is announced once per `Checkpointer` with a `CheckpointIntegrityWarning` and a line on
-stderr naming the step and the reason. Nothing is deleted. When no step verifies,
-`CheckpointCorruptedError` lists every step and its reason. A step that verifies but that orbax cannot
-restore into the template (e.g. a structure mismatch) is a real error, raised as
-`CheckpointRestoreError`, never a reason to fall back.
-
-Saving step N when a step N already exists: if it verifies, the save is skipped (as before); if it
-does not (a run resumed from an older valid step K and re-trained up to N), the damaged step is moved
-aside to `N.damaged-<UTC time>` (a rename, not a deletion, which orbax no longer lists as a step) and
-N is saved afresh. Damaged steps newer than N are moved aside the same way, so that keep-N retention
-never retires valid steps in favour of damaged newer ones.
-
-Construction removes what interrupted saves leave behind: directories named exactly like orbax's
-temporaries (`<N>.orbax-checkpoint-tmp` or `<N>.orbax-checkpoint-tmp-<digits>`), and temporary
-manifest files inside committed steps; each removal is logged. One process writes to a directory at a
-time (as orbax itself assumes); do not construct a `Checkpointer` on a directory another process is
-saving into.
+A checkpoint is labelled by the number of completed updates (`state.step`) and holds two items: `state`
+(parameters, optimiser state, step, the run's key as raw key data) and `data` (the input iterator's JSON
+state). Orbax writes `N.orbax-checkpoint-tmp` and renames it to `N` when complete; after each committed
+save a manifest of sizes and SHA-256 digests is written into `N/` (`deepvision.checkpoint_manifest`).
+`restore(template)` restores the newest step that verifies against its manifest, falling back step by step
+and announcing each rejected step (`CheckpointIntegrityWarning`); nothing is ever deleted (a damaged step
+that must be overwritten is renamed `N.damaged-<UTC time>`). One process writes to a directory at a time.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import hashlib
-import importlib.metadata
 import json
 import logging
 import os
-import platform
-import re
 import shutil
 import sys
 import warnings
@@ -72,18 +27,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from deepvision import parallel
+from deepvision.checkpoint_manifest import (MANIFEST_NAME, MANIFEST_TMP, ORBAX_TMP_DIR, STEP_DIR, fsync,
+                                            library_versions, verify_step, write_manifest)
 
-MANIFEST_NAME = "deepvision_manifest.json"
-MANIFEST_FORMAT = "deepvision-checkpoint-manifest"
-MANIFEST_FORMAT_VERSION = 1
-VERSIONED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
-
-# Orbax's temporary step directories: `<step>.orbax-checkpoint-tmp`, older versions add `-<timestamp>`.
-_ORBAX_TMP_DIR = re.compile(r"\d+\.orbax-checkpoint-tmp(-\d+)?")
-_MANIFEST_TMP = re.compile(re.escape(MANIFEST_NAME) + r"\.tmp-\d+")
-_STEP_DIR = re.compile(r"\d+")
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_HASH_CHUNK = 1 << 20
+__all__ = ["MANIFEST_NAME", "Checkpointer", "CheckpointCorruptedError", "CheckpointIntegrityWarning",
+           "CheckpointRestoreError", "NonFiniteStateError", "library_versions", "read_state"]
 
 _log = logging.getLogger(__name__)
 
@@ -160,71 +108,6 @@ def _non_finite_leaves(tree: Any) -> list[str]:
   return bad
 
 
-def library_versions() -> dict[str, str | None]:
-  """Versions of Python and of the libraries a checkpoint's contents depend on (None: not installed)."""
-  versions: dict[str, str | None] = {"python": platform.python_version()}
-  for name in VERSIONED_PACKAGES:
-    try:
-      versions[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      versions[name] = None
-  return versions
-
-
-def _fsync(path: str, directory: bool = False) -> None:
-  """Flushes `path` to disk where the platform allows it (directories cannot be opened on Windows)."""
-  try:
-    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
-  except OSError:
-    return
-  try:
-    with contextlib.suppress(OSError):  # some file systems cannot fsync a directory: nothing to flush
-      os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    while chunk := f.read(_HASH_CHUNK):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-def _step_files(step_dir: str) -> list[str]:
-  """Relative POSIX paths of the files under `step_dir`, manifest files excluded, sorted."""
-  files = []
-  for root, _, names in os.walk(step_dir):
-    for name in names:
-      if name == MANIFEST_NAME or _MANIFEST_TMP.fullmatch(name):
-        continue
-      files.append(os.path.relpath(os.path.join(root, name), step_dir).replace(os.sep, "/"))
-  return sorted(files)
-
-
-def _check_manifest(manifest: Any, step: int) -> str | None:
-  """Why `manifest` is not a well-formed manifest for `step` (None when it is)."""
-  if not isinstance(manifest, dict):
-    return f"manifest malformed: a JSON {type(manifest).__name__}, not an object"
-  if manifest.get("format") != MANIFEST_FORMAT or manifest.get("format_version") != MANIFEST_FORMAT_VERSION:
-    return (f"manifest malformed: format {manifest.get('format')!r} version {manifest.get('format_version')!r}, "
-            f"expected {MANIFEST_FORMAT!r} version {MANIFEST_FORMAT_VERSION}")
-  if manifest.get("step") != step or isinstance(manifest.get("step"), bool):
-    return f"manifest is for step {manifest.get('step')!r}, not step {step}"
-  files = manifest.get("files")
-  if not isinstance(files, dict) or not files:
-    return "manifest malformed: no file list"
-  for rel, entry in files.items():
-    parts = rel.split("/")
-    if not rel or rel.startswith("/") or ".." in parts or "" in parts:
-      return f"manifest malformed: file path {rel!r} is not relative to the step directory"
-    if (not isinstance(entry, dict) or not isinstance(entry.get("size"), int) or isinstance(entry.get("size"), bool)
-        or entry["size"] < 0 or not isinstance(entry.get("sha256"), str) or not _SHA256_HEX.fullmatch(entry["sha256"])):
-      return f"manifest malformed: entry for {rel!r} is not {{'size': bytes, 'sha256': 64 hex digits}}"
-  return None
-
-
 class Checkpointer:
   """Saves, verifies and restores `(train_state, data_state)` pairs in `directory`, keeping the newest `keep`.
 
@@ -233,6 +116,10 @@ class Checkpointer:
     keep: how many checkpoints to keep (the newest ones; damaged steps count until moved aside).
     metadata: JSON-serialisable facts about the run recorded in every manifest, e.g.
       `{"config_hash": ..., "versions": {...}}`; library versions are recorded in any case.
+
+  Construction removes what interrupted saves leave behind (directories named exactly like orbax's
+  temporaries, `<N>.orbax-checkpoint-tmp[-<digits>]`, and temporary manifests inside committed steps),
+  logging each removal; do not construct one on a directory another process is saving into.
 
   Attributes:
     directory: absolute path of the checkpoint directory.
@@ -289,36 +176,7 @@ class Checkpointer:
 
     Reads every file of the step (the cost of one read of the checkpoint).
     """
-    step_dir = self.step_directory(step)
-    if not os.path.isdir(step_dir):
-      return "step directory is missing"
-    try:
-      with open(self.manifest_path(step), encoding="utf-8") as f:
-        manifest = json.load(f)
-    except FileNotFoundError:
-      return (f"no manifest ({MANIFEST_NAME}): the save was interrupted before it was verified, "
-              "or the step predates manifests")
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-      return f"manifest unreadable: {type(e).__name__}: {e}"
-    problem = _check_manifest(manifest, step)
-    if problem:
-      return problem
-    problems = []
-    for rel, entry in sorted(manifest["files"].items()):
-      path = os.path.join(step_dir, *rel.split("/"))
-      if not os.path.isfile(path):
-        problems.append(f"file missing: {rel}")
-        continue
-      size = os.path.getsize(path)
-      if size != entry["size"]:
-        problems.append(f"size mismatch: {rel} has {size} bytes, the manifest says {entry['size']}"
-                        + (" (truncated)" if size < entry["size"] else ""))
-      elif _sha256(path) != entry["sha256"]:
-        problems.append(f"sha256 mismatch: {rel} (contents changed since the save)")
-    if not problems:
-      return None
-    more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
-    return "; ".join(problems[:3]) + more
+    return verify_step(self.step_directory(step), step)
 
   def latest_valid_step(self) -> int | None:
     """The newest step that verifies against its manifest (None when none does); announces rejected steps."""
@@ -344,7 +202,8 @@ class Checkpointer:
     """Saves `state` (labelled `state.step`) and the iterator state, then writes the step's manifest.
 
     An existing step of the same number is kept if it verifies (nothing is written) and moved aside to
-    `<step>.damaged-<time>` if it does not; damaged steps newer than `state.step` are moved aside too.
+    `<step>.damaged-<time>` if it does not; damaged steps newer than `state.step` are moved aside too, so
+    that keep-N retention never retires valid steps in favour of damaged newer ones.
 
     Raises:
       NonFiniteStateError: if any floating leaf of the state is NaN or Inf (nothing is written).
@@ -387,38 +246,14 @@ class Checkpointer:
       target = os.path.join(self.directory, f"{step}.damaged-{stamp}-{suffix}")
       suffix += 1
     os.rename(self.step_directory(step), target)
-    _fsync(self.directory, directory=True)
+    fsync(self.directory, directory=True)
     self._announced = {(s, r) for s, r in self._announced if s != step}
     self._announce(step, reason, action=f"moved it aside to {os.path.basename(target)} before saving step {saving}")
     return target
 
   def _write_manifest(self, step: int) -> None:
     """Hashes and fsyncs every file of the committed step, then writes its manifest atomically."""
-    step_dir = self.step_directory(step)
-    files = {}
-    for rel in _step_files(step_dir):
-      path = os.path.join(step_dir, *rel.split("/"))
-      _fsync(path)
-      files[rel] = {"size": os.path.getsize(path), "sha256": _sha256(path)}
-    for root, _, _ in os.walk(step_dir):
-      _fsync(root, directory=True)
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "format_version": MANIFEST_FORMAT_VERSION,
-        "step": step,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "algorithm": "sha256",
-        "files": files,
-        "metadata": self.metadata,
-        "versions": library_versions(),
-    }
-    tmp = os.path.join(step_dir, f"{MANIFEST_NAME}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(manifest, f, indent=1, sort_keys=True, allow_nan=False)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, self.manifest_path(step))
-    _fsync(step_dir, directory=True)
+    write_manifest(self.step_directory(step), step, self.metadata)
 
   def _remove_temporaries(self) -> list[str]:
     """Removes orbax temporary step directories and temporary manifests left by interrupted saves."""
@@ -426,13 +261,13 @@ class Checkpointer:
     with os.scandir(self.directory) as entries:
       entries = sorted(entries, key=lambda e: e.name)
     for entry in entries:
-      if _ORBAX_TMP_DIR.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+      if ORBAX_TMP_DIR.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
         shutil.rmtree(entry.path)
         removed.append(entry.path)
         _log.warning("removed %s, the temporary directory of an interrupted checkpoint save", entry.path)
-      elif _STEP_DIR.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+      elif STEP_DIR.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
         with os.scandir(entry.path) as inner:
-          stale = [e for e in inner if _MANIFEST_TMP.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+          stale = [e for e in inner if MANIFEST_TMP.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
         for e in stale:
           os.remove(e.path)
           removed.append(e.path)
