@@ -37,6 +37,7 @@ import numpy as np
 from deepvision import parallel, zoo
 from deepvision.data import datasets
 from deepvision.data.patches import extract_patches
+from deepvision.figures import gated_mrf_viz
 from deepvision.models import deep_gated_mrf, tiled_gated_mrf
 from deepvision.models.gaussian import GaussianModel
 from deepvision.registry import UnknownNameError
@@ -45,7 +46,7 @@ from deepvision.samplers import gated_mrf as gated_mrf_sampling
 from deepvision.samplers.base import run_chain
 from deepvision.train import contrastive, loop, workdir as workdirs
 from deepvision.train.contrastive_loop import RUN_IDENTITY, EnergyData, plan_contrastive, run_contrastive
-from deepvision.train.dbn_loop import feature_data, feature_shape
+from deepvision.models.dbn import feature_data, feature_shape
 from deepvision.train.writers import MetricsWriter, read_metrics
 
 ConfigError = loop.ConfigError
@@ -444,7 +445,6 @@ def gated_mrf_samples(gmrf_layer: Layer, start: np.ndarray, trajectories: int, n
 def save_figures(config: ml_collections.ConfigDict, plan: DeepGMRFPlan, layers: list[Layer],
                  tiled: tuple[Any, Any] | None, workdir: str) -> dict[str, float]:
   """samples_compared.png and large_sample.png (module docstring); returns the samplers' statistics."""
-  from deepvision.diagnostics import energy_viz  # pylint: disable=g-import-not-at-top
   settings = plan.sampling
   key = jax.random.fold_in(jax.random.key(config.seed), 11)
   gaussian_key, gmrf_key, deep_key, tiled_key = jax.random.split(key, 4)
@@ -469,7 +469,7 @@ def save_figures(config: ml_collections.ConfigDict, plan: DeepGMRFPlan, layers: 
   whitener = data.whitener
   panels = {title: np.asarray(whitener.inverse(np.asarray(z, np.float64)), np.float64).reshape(count, -1)
             for title, z in panels.items()}
-  energy_viz.save_sample_comparison(panels, data.pixel_shape, os.path.join(workdir, "samples_compared.png"),
+  gated_mrf_viz.save_sample_comparison(panels, data.pixel_shape, os.path.join(workdir, "samples_compared.png"),
                                     value_range=_pixel_range(panels["data"]), min_pixels=FIGURE_PIXELS)
   stats = {"samples/gmrf_hmc_acceptance": acceptance,
            "samples/deep_hmc_acceptance": float(info.visible.hmc_acceptance),
@@ -486,7 +486,6 @@ def save_large_sample(config: ml_collections.ConfigDict, plan: DeepGMRFPlan, til
                       workdir: str, key: jax.Array) -> dict[str, float]:
   """large_sample.png: real crops of the training photographs | HMC samples of the tiled model at that
   size (from N(0, I)); returns the samples' and the crops' mean, contrast and neighbour correlation."""
-  from deepvision.diagnostics import energy_viz  # pylint: disable=g-import-not-at-top
   model, params = tiled
   block = config.tiled
   height, width = plan.large_shape
@@ -503,7 +502,7 @@ def save_large_sample(config: ml_collections.ConfigDict, plan: DeepGMRFPlan, til
   real = (real - std["mean"][0]) / std["std"][0]
   panels = {"real crops (training photographs)": real.reshape(count, -1),
             f"tiled mcRBM HMC×{trajectories}": images.reshape(count, -1)}
-  energy_viz.save_sample_comparison(panels, (height, width, 1), os.path.join(workdir, "large_sample.png"),
+  gated_mrf_viz.save_sample_comparison(panels, (height, width, 1), os.path.join(workdir, "large_sample.png"),
                                     columns=min(count, 2), value_range=_pixel_range(np.concatenate(
                                         list(panels.values()))), min_pixels=FIGURE_PIXELS)
   acceptance = np.asarray(info.acceptance_rate).reshape(trajectories, -1) if trajectories else None

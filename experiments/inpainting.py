@@ -2,7 +2,7 @@ r"""The `inpainting` trainer: a gated MRF of small faces fills in occluded held-
 
 Ranzato, Mnih, Susskind & Hinton ("Modeling natural images using gated MRFs", PAMI 2013) fill in occluded
 faces with the gated MRF's conditional mean E[x_m | x_o]. This pipeline, on the embedded faces (`dv_faces`):
-  1. faces (`deepvision.train.face_data`): the training faces cropped, pooled, shifted and mirrored, the
+  1. faces (`deepvision.data.face_data`): the training faces cropped, pooled, shifted and mirrored, the
      held-out faces never trained on, PCA whitening fitted on the training faces;
   2. `workdir/model`: the gated MRF of the config trained by `run_contrastive` on the whitened faces;
   3. the measure (`deepvision.estimators.inpainting`): per mask the squared error per missing pixel of
@@ -26,9 +26,10 @@ import numpy as np
 from deepvision.data.occlusion import occlude
 from deepvision.estimators.gaussian_baselines import GAUSSIANS
 from deepvision.estimators.inpainting import evaluate_inpainting
+from deepvision.figures import gated_mrf_viz
 from deepvision.train import contrastive_loop, loop, workdir as workdirs
 from deepvision.train.errors import ConfigError
-from deepvision.train.face_data import face_data, face_settings, inpaint_settings, load_faces
+from deepvision.data.face_data import face_data, face_settings, inpaint_settings, load_faces
 from deepvision.train.writers import MetricsWriter
 
 RUN_IDENTITY = contrastive_loop.RUN_IDENTITY + ("faces",)
@@ -41,7 +42,6 @@ MODEL_DIR = "model"  # the gated MRF's own run, inside the work dir
 def save_inpainting_figure(test: np.ndarray, fills: dict[str, dict[str, np.ndarray]], model_name: str,
                            path: str, num_shown: int) -> None:
   """inpainted_faces.png: original, then per mask occluded | best Gaussian fill | gated-MRF fill."""
-  from deepvision.diagnostics import energy_viz  # pylint: disable=g-import-not-at-top
   count = min(num_shown, len(test))
   pixels = test[:count].reshape(count, -1)
   low, high = float(np.min(pixels)), float(np.max(pixels))
@@ -51,7 +51,7 @@ def save_inpainting_figure(test: np.ndarray, fills: dict[str, dict[str, np.ndarr
     rows[f"{kind}: occluded"] = np.asarray(occlude(pixels, observed, fill=low))
     rows[f"{kind}: {fill['best_gaussian']}"] = fill[fill["best_gaussian"]][:count]
     rows[f"{kind}: {model_name}"] = fill["gmrf"][:count]
-  energy_viz.save_image_rows(rows, test.shape[1:], path,
+  gated_mrf_viz.save_image_rows(rows, test.shape[1:], path,
                              title=f"original; per mask: occluded, Gaussian, {model_name}",
                              value_range=(low, high if high > low else low + 1))
 

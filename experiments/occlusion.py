@@ -35,10 +35,11 @@ from deepvision.data import datasets
 from deepvision.data.occlusion import square_side
 from deepvision.estimators.occlusion import (
     BASELINE_FILLS, MASKS, SAMPLERS, OcclusionSettings, OcclusionTask, accuracy_table, evaluate_occlusion)
+from deepvision.figures import energy_viz, gated_mrf_viz
 from deepvision.registry import UnknownNameError
 from deepvision.train import loop, workdir as workdirs
 from deepvision.train.contrastive_loop import RUN_IDENTITY, plan_contrastive, run_contrastive
-from deepvision.train.energy_data import EnergyData, prepare_data
+from deepvision.data.energy import EnergyData, prepare_data
 from deepvision.train.errors import ConfigError
 from deepvision.train.writers import MetricsWriter, read_metrics
 
@@ -204,7 +205,6 @@ def save_figure(examples: dict[str, dict], pixel_shape: tuple[int, ...], path: s
                 model_name: str) -> None:
   """occlusion.png: per occluded mask (blocks top to bottom, in the config's order) the test digits |
   occluded (grey: the baseline's fill) | the Gaussian fill | the gated-MRF fill, on one grey scale."""
-  from deepvision.diagnostics import energy_viz  # pylint: disable=g-import-not-at-top
   if not examples:
     return
   blocks = []
@@ -212,7 +212,7 @@ def save_figure(examples: dict[str, dict], pixel_shape: tuple[int, ...], path: s
     count = min(num_shown, len(arrays["truth"]))
     panels = {"truth": arrays["truth"][:count], "occluded": arrays["raw"][:count],
               "Gaussian": arrays["gaussian"][:count], model_name: arrays["gmrf"][:count]}
-    blocks.append(energy_viz.comparison_grid(panels, pixel_shape, columns=count, value_range=(
+    blocks.append(gated_mrf_viz.comparison_grid(panels, pixel_shape, columns=count, value_range=(
         float(arrays["truth"].min()), float(arrays["truth"].max()))))
   width = max(b.shape[1] for b in blocks)
   rows = []

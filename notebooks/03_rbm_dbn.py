@@ -59,13 +59,13 @@ import numpy as np
 
 from deepvision import zoo
 from deepvision.data import datasets
-from deepvision.diagnostics import energy_viz
+from deepvision.figures import energy_viz
 from deepvision.estimators import ais, partition
 from deepvision.models import dbn
 from deepvision.samplers import gibbs
 from deepvision.samplers.base import run_chain
 from deepvision.train.contrastive_loop import run_contrastive
-from deepvision.train.dbn_loop import run_dbn
+from experiments.dbn import run_dbn
 from deepvision.train.writers import read_metrics
 from experiments.configs import dbn_digits, rbm_digits
 

@@ -19,6 +19,7 @@ sys.path.insert(0, ROOT)
 from deepvision import checkpoint  # noqa: E402
 from deepvision.train import dispatch, loop  # noqa: E402
 from deepvision.train.errors import TrainingPreempted  # noqa: E402
+from experiments import pipelines  # noqa: E402,F401  (registers the pipeline trainers, e.g. 'dbn')
 
 
 def main() -> int:

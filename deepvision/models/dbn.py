@@ -21,7 +21,7 @@ neural networks": pre-training, then fine-tuning).
 
 A stack is a list `[(model, params), ...]`, bottom layer first: `model` an RBM-like module with
 `hidden_probs`, `visible_mean`, `sample_visible` and `sample_hidden` (`RBM`; a `GaussianRBM` at the bottom
-for real-valued data) and `params` its parameter dict (`variables['params']`, as `run_contrastive` returns
+for real-valued data) and `params` its parameter dict (`variables['params']`, as the contrastive trainer returns
 it). Layer l's `n_visible` must equal layer l−1's `n_hidden`.
 """
 
@@ -34,6 +34,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from deepvision.data.energy import EnergyData
 
 Array = jax.Array
 Layer = tuple[nn.Module, Any]
@@ -155,3 +158,31 @@ def classifier_params_from_stack(layers: Sequence[Layer], classifier_params: Any
     params[f"layer_{l}"] = {"kernel": jnp.asarray(kernel, target["kernel"].dtype),
                             "bias": jnp.asarray(rbm_params["b_h"], target["bias"].dtype)}
   return params
+
+
+# ----------------------------------------------------------------------------- layer features
+
+
+def feature_shape(n_hidden: int) -> tuple[int, int, int]:
+  """The example shape under which layer features reach the contrastive trainer: (n_hidden, 1, 1).
+
+  The training pipeline reads (N, H, W, C) arrays, so the features of a layer travel as H × 1 × 1
+  "images"; the RBMs flatten them back to n_hidden-vectors.
+  """
+  return (n_hidden, 1, 1)
+
+
+def feature_data(layer: Layer, data: EnergyData, batch: int = 1024) -> EnergyData:
+  """The posterior means p(h = 1 | x) of `layer` for every split of `data` (labels kept).
+
+  Examples have shape `feature_shape(n_hidden)`; values are float32 in [0, 1].
+  """
+  model, params = layer
+  probs = jax.jit(lambda x: model.apply({"params": params}, x, method="hidden_probs"))
+  shape = feature_shape(model.n_hidden)
+  splits = {}
+  for role, x in data.splits.items():
+    flat = x.reshape(len(x), -1)
+    h = np.concatenate([np.asarray(probs(jnp.asarray(flat[i:i + batch]))) for i in range(0, len(x), batch)])
+    splits[role] = h.astype(np.float32).reshape(len(x), *shape)
+  return EnergyData(splits, dict(data.labels), shape)

@@ -8,10 +8,10 @@ here that matches its `evaluation.kind`, and the test suite recomputes it from t
 * 'log_likelihood': the mean log-likelihood of the test split in nats per example,
   log p(x) = −F(x) − log Z, with log Z by annealed importance sampling (Neal 2001; Salakhutdinov &
   Murray 2008 for RBMs, HMC transitions for continuous visibles) exactly as the experiment estimates it
-  at its end (`deepvision.train.energy_metrics.evaluate`), with the evaluation's own seed; for whitened
+  at its end (`deepvision.estimators.energy_metrics.evaluate`), with the evaluation's own seed; for whitened
   data the Gaussian (PCA) baseline's is reported alongside.
 * 'inpainting': mean squared error per missing pixel of the gated MRF's fill of the held-out faces
-  (`deepvision.estimators.inpainting.evaluate_inpainting` on the faces of `deepvision.train.face_data`,
+  (`deepvision.estimators.inpainting.evaluate_inpainting` on the faces of `deepvision.data.face_data`,
   the experiment's masks and chains), with the Gaussian baselines'.
 
 The data are rebuilt from the config (the embedded sets are deterministic), and the preprocessing
@@ -30,7 +30,9 @@ import optax
 
 from deepvision.data import datasets
 from deepvision.estimators.inpainting import evaluate_inpainting
-from deepvision.train import energy_data, energy_metrics, face_data, loop, supervised
+from deepvision.data import energy as energy_data, face_data
+from deepvision.estimators import energy_metrics
+from deepvision.train import supervised
 from deepvision.train.state import TrainState
 
 KINDS = ("classification", "log_likelihood", "inpainting")
@@ -55,7 +57,7 @@ def classification(module: Any, variables: dict, config: ml_collections.ConfigDi
   state = TrainState.create(apply_fn=module.apply, params=variables["params"], tx=optax.identity(),
                             key=jax.random.key(0))  # evaluation draws no random numbers
   eval_step = jax.jit(supervised.make_eval_step(supervised.Preprocess(**config.augment.to_dict())))
-  return loop.evaluate(eval_step, state, source, config.get("eval_batch_size") or config.batch_size, "test")
+  return supervised.evaluate_split(eval_step, state, source, config.get("eval_batch_size") or config.batch_size, "test")
 
 
 def log_likelihood(name: str, module: Any, variables: dict, config: ml_collections.ConfigDict,

@@ -37,20 +37,20 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deepvision import optim, parallel, schema, zoo
+from deepvision import config_blocks, optim, parallel, schema, zoo
 from deepvision.checkpoint import read_state
 from deepvision.data import datasets, pipeline
+from deepvision.data.energy import (EnergyData, check_model_data, prepare_data, preprocessing_differences,
+                                    preprocessing_record, whiten_epsilon, whiten_variance)
+from deepvision.errors import ConfigError
+from deepvision.estimators import energy_metrics
+from deepvision.estimators.energy_metrics import evaluate, fit_gaussian_baseline, linear_evaluation
+from deepvision.figures import energy_figures
 from deepvision.models import gated_mrf
 from deepvision.registry import UnknownNameError
-from deepvision.train import config_blocks, contrastive, fit, loop
-from deepvision.train.energy_data import (EnergyData, check_model_data, prepare_data, preprocessing_differences,
-                                          preprocessing_record, whiten_epsilon, whiten_variance)
-from deepvision.train import energy_metrics
-from deepvision.train.energy_metrics import evaluate, fit_gaussian_baseline, linear_evaluation
-from deepvision.figures import energy_figures
 from deepvision.samplers.hmc_chains import chain_step_size
+from deepvision.train import contrastive, fit, resolve
 
-ConfigError = loop.ConfigError
 POOLING_MASKS = ("model", "none", "identity", "topographic")
 PREPROCESSING_FILE = "preprocessing.json"
 # Fields that shape the train state or the data: a resumed run must not change them.
@@ -166,7 +166,7 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
   any compute; raises ConfigError naming the bad value."""
   run = schema.load(config_blocks.Contrastive, config)
   try:
-    model = zoo.create(config.model, **loop.model_kwargs(config))
+    model = zoo.create(config.model, **resolve.model_kwargs(config))
   except (UnknownNameError, ValueError, TypeError) as e:
     raise ConfigError(f"config.model / config.model_kwargs: {e}") from None
   if not hasattr(model, "free_energy"):
@@ -184,9 +184,9 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
   num_chains = run.contrastive.num_chains or batch_size
   if not spec.persistent:  # CD's chains (an adaptive sampler's state) are the batch
     num_chains = batch_size
-  replicas = loop.replicas_for(config, batch_size)
+  replicas = resolve.replicas_for(config, batch_size)
   if spec.keeps_chains:  # every device advances an equal share of the chains
-    loop.replicas_for(config, num_chains, what="contrastive.num_chains")
+    resolve.replicas_for(config, num_chains, what="contrastive.num_chains")
   ll = config.log_likelihood
   method = run.log_likelihood.method
   if energy_metrics.anneals_hidden_units(model):
@@ -364,7 +364,6 @@ def check_preprocessing(workdir: str, data: EnergyData, resuming: bool) -> None:
                       "space; use a new --workdir (or restore the file)")
 
 
-@loop.TRAINERS.register("contrastive")
 def train_contrastive(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains an energy model with CD / PCD / FPCD; see the module docstring."""
   return run_contrastive(config, workdir)[0]

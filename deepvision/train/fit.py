@@ -22,7 +22,8 @@ import ml_collections
 
 from deepvision import parallel
 from deepvision.checkpoint import Checkpointer
-from deepvision.train import dispatch, runner, workdir as workdirs
+from deepvision.train import dispatch, runner
+from deepvision.train import workdir as workdirs
 from deepvision.train.errors import TrainingPreempted
 from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 

@@ -21,13 +21,14 @@ from typing import Any
 import jax
 import ml_collections
 
-from deepvision import optim, parallel, schema, zoo
+from deepvision import config_blocks, optim, parallel, schema, zoo
 from deepvision.checkpoint import read_state
 from deepvision.registry import Registry, UnknownNameError
-from deepvision.train import config_blocks, fit, supervised, workdir as workdirs
+from deepvision.train import contrastive_loop, fit, supervised
+from deepvision.train import workdir as workdirs
+from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted  # noqa: F401
 from deepvision.train.resolve import model_kwargs, override_config, replicas_for  # noqa: F401
 from deepvision.train.supervised import Plan, plan_supervised  # noqa: F401
-from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted  # noqa: F401
 
 TRAINERS: Registry[Callable[[ml_collections.ConfigDict, str], dict]] = Registry("trainer")
 
@@ -39,9 +40,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   The whole run is traced under `jax.default_matmul_precision(config.matmul_precision)` unless it is
   "default" (then XLA's platform default: exact fp32 on CPU, possibly TF32 on GPUs, bf16 passes on TPUs).
   """
-  # The other trainers live in their own modules and register themselves in TRAINERS on import.
-  from deepvision.train import (  # noqa: F401  pylint: disable=g-import-not-at-top
-      contrastive_loop, dbn_loop)
   try:
     trainer = TRAINERS.get(config.trainer)
   except UnknownNameError as e:
@@ -149,4 +147,6 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return fit.fit(task, config, workdir)[0]
 
 
-evaluate = supervised.evaluate_split  # the classification evaluation, under its historical name
+
+
+TRAINERS.register("contrastive")(contrastive_loop.train_contrastive)

@@ -8,8 +8,8 @@ from typing import Any
 import ml_collections
 
 from deepvision import parallel, zoo
+from deepvision.config_blocks import COMPUTE_DTYPES
 from deepvision.registry import UnknownNameError
-from deepvision.train.config_blocks import COMPUTE_DTYPES
 from deepvision.train.errors import ConfigError
 
 

@@ -14,16 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import ml_collections
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
-from deepvision import optim, parallel, schema, zoo
+from deepvision import config_blocks, optim, parallel, schema, zoo
 from deepvision.data import augment, datasets, pipeline
-from deepvision.diagnostics import viz
+from deepvision.figures import viz
 from deepvision.registry import UnknownNameError
-from deepvision.train import config_blocks, fit, resolve
+from deepvision.train import fit, resolve
 from deepvision.train.errors import ConfigError
 from deepvision.train.runner import finite_flags
 from deepvision.train.state import TrainState, create_train_state

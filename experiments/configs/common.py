@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import ml_collections
 
-from deepvision import schema
-from deepvision.train import config_blocks
+from deepvision import config_blocks, schema
 
 
 def supervised_config() -> ml_collections.ConfigDict:
   """Every field the supervised trainer reads, with defaults that follow the talk's recipe
-  (`deepvision.train.config_blocks.Supervised`: each field's meaning and check are there)."""
+  (`deepvision.config_blocks.Supervised`: each field's meaning and check are there)."""
   return schema.defaults(config_blocks.Supervised)
 
 
@@ -38,7 +37,7 @@ def check_arg(arg: str | None, name: str) -> bool:
 
 def contrastive_config() -> ml_collections.ConfigDict:
   """Every field the contrastive (RBM / energy-model) trainer reads, with Hinton's-guide defaults
-  (`deepvision.train.config_blocks.Contrastive`): momentum 0.5 at first, then 0.9 with
+  (`deepvision.config_blocks.Contrastive`): momentum 0.5 at first, then 0.9 with
   `momentum_ramp_steps` (§9), L2 on W (§10)."""
   return schema.defaults(config_blocks.Contrastive)
 

@@ -24,7 +24,7 @@ from deepvision.data import datasets
 from deepvision.data.patches import Standardizer, extract_patches
 from deepvision.data.whiten import PCAWhitening
 from deepvision.registry import UnknownNameError
-from deepvision.train.loop import ConfigError
+from deepvision.errors import ConfigError
 
 PREPROCESSING = ("none", "binarize", "standardize", "whiten")
 DEFAULT_WHITEN_VARIANCE = 0.99

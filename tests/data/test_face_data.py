@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepvision.train import face_data
+from deepvision.data import face_data
 
 
 def test_crop_and_pool_and_augmentation_match_brute_force():

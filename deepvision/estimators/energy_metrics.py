@@ -30,7 +30,7 @@ import numpy as np
 from deepvision.estimators import ais, partition, pseudo_likelihood
 from deepvision.models.gaussian import GaussianModel
 from deepvision.models.logistic import fit_logistic_regression
-from deepvision.train.energy_data import EnergyData
+from deepvision.data.energy import EnergyData
 
 # Continuous AIS (gated MRFs): HMC leapfrog steps per trajectory and trajectories per temperature.
 DEFAULT_AIS_LEAPFROG = ais.DEFAULT_NUM_LEAPFROG

@@ -1,11 +1,11 @@
-r"""The `dbn` trainer: a deep belief net stacked greedily from RBMs, then fine-tuned as a classifier.
+r"""The `dbn` pipeline (trainer 'dbn'): a deep belief net stacked greedily from RBMs, then fine-tuned as a classifier.
 
 The classic pre-training experiment (Hinton, Osindero & Teh 2006; Hinton & Salakhutdinov 2006):
   1. the whole config is checked before any compute (every layer's contrastive settings, the hidden sizes,
      the fine-tuning block, labels for fine-tuning);
   2. layer l = 1 … L is an RBM trained by `run_contrastive` in `workdir/layer_{l}`: layer 1 on the data
      (model and model_kwargs from the config, n_hidden = config.dbn.hidden[0]), layer l > 1 a binary RBM on
-     the posterior means p(h | ·) of the layer below, for every split (`feature_data`);
+     the posterior means p(h | ·) of the layer below, for every split (`dbn.feature_data`);
   3. `workdir/finetune`: a `DBNClassifier` whose sigmoid hidden layers start at the stack's W and b_h
      (`dbn.classifier_params_from_stack`) and whose softmax layer starts random, fine-tuned with SGD by
      back-propagation on the labelled training split, evaluated on the validation split every epoch and on
@@ -32,18 +32,18 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from deepvision import optim, parallel, zoo
 from deepvision.data import datasets
+from deepvision.figures import energy_viz, viz
 from deepvision.models import dbn
 from deepvision.registry import UnknownNameError
 from deepvision.samplers import dbn as dbn_sampling
-from deepvision.train import fit, loop, supervised, workdir as workdirs
-from deepvision.train.contrastive_loop import (RUN_IDENTITY, EnergyData, plan_contrastive, prepare_data,
-                                               run_contrastive)
+from deepvision.train import fit, loop, supervised
+from deepvision.train import workdir as workdirs
+from deepvision.train.contrastive_loop import RUN_IDENTITY, EnergyData, plan_contrastive, prepare_data, run_contrastive
 from deepvision.train.writers import MetricsWriter, read_metrics
 
 ConfigError = loop.ConfigError
@@ -51,15 +51,6 @@ ConfigError = loop.ConfigError
 FINETUNE_IDENTITY = ("init", "model_kwargs", "dataset", "train_split", "preprocess", "batch_size", "seed",
                      "num_epochs")
 INITS = ("stack", "random")
-
-
-def feature_shape(n_hidden: int) -> tuple[int, int, int]:
-  """The example shape under which layer features reach `run_contrastive`: (n_hidden, 1, 1).
-
-  The training pipeline reads (N, H, W, C) arrays, so the features of a layer travel as H × 1 × 1
-  "images"; the RBMs flatten them back to n_hidden-vectors.
-  """
-  return (n_hidden, 1, 1)
 
 
 def _int_tuple(field: str, value: Any, allow_empty: bool) -> tuple[int, ...]:
@@ -180,7 +171,7 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
     raise ConfigError(f"the training split {config.train_split!r} has no labels for fine-tuning")
   n_train = len(data.splits["train"])
   for l, layer in enumerate(configs[1:], start=2):  # shapes, sizes and settings, on placeholder features
-    shape = feature_shape(layer.model_kwargs.n_visible)
+    shape = dbn.feature_shape(layer.model_kwargs.n_visible)
     placeholder = EnergyData({"train": np.zeros((n_train, *shape), np.float32)}, {}, shape)
     try:
       plan_contrastive(layer, placeholder)
@@ -201,22 +192,6 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
 
 
 # ----------------------------------------------------------------------------- stacking
-
-
-def feature_data(layer: dbn.Layer, data: EnergyData, batch: int = 1024) -> EnergyData:
-  """The posterior means p(h = 1 | x) of `layer` for every split of `data` (labels kept).
-
-  Examples have shape `feature_shape(n_hidden)`; values are float32 in [0, 1].
-  """
-  model, params = layer
-  probs = jax.jit(lambda x: model.apply({"params": params}, x, method="hidden_probs"))
-  shape = feature_shape(model.n_hidden)
-  splits = {}
-  for role, x in data.splits.items():
-    flat = x.reshape(len(x), -1)
-    h = np.concatenate([np.asarray(probs(jnp.asarray(flat[i:i + batch]))) for i in range(0, len(x), batch)])
-    splits[role] = h.astype(np.float32).reshape(len(x), *shape)
-  return EnergyData(splits, dict(data.labels), shape)
 
 
 # ----------------------------------------------------------------------------- fine-tuning
@@ -288,7 +263,7 @@ def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
   data = plan.data
   for l, layer_config in enumerate(plan.layer_configs, start=1):
     if l > 1:
-      data = feature_data(layers[-1], data)
+      data = dbn.feature_data(layers[-1], data)
     if not quiet:
       kwargs = layer_config.model_kwargs
       print(f"DBN layer {l}/{len(plan.layer_configs)}: {layer_config.model} "
@@ -331,7 +306,6 @@ def save_figures(config: ml_collections.ConfigDict, plan: DBNPlan, layers: list[
                  workdir: str) -> None:
   """samples.png (DBN samples), filters.png (first-layer weights), curves.png (fine-tuned vs scratch), and
   layer_{l}/curves.png for the upper layers (which draw no figures of their own: features are not images)."""
-  from deepvision.diagnostics import energy_viz, viz  # pylint: disable=g-import-not-at-top
   for l in range(2, len(layers) + 1):
     layer_dir = os.path.join(workdir, f"layer_{l}")
     viz.save_curves(read_metrics(layer_dir), os.path.join(layer_dir, "curves.png"), keys=(

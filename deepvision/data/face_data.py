@@ -32,9 +32,8 @@ from deepvision.data import datasets
 from deepvision.data.whiten import PCAWhitening
 from deepvision.estimators.inpainting import INPAINT_METHODS, MASK_KINDS, InpaintSettings
 from deepvision.registry import UnknownNameError
-from deepvision.train import loop
-from deepvision.train.energy_data import EnergyData, whiten_epsilon, whiten_variance
-from deepvision.train.errors import ConfigError
+from deepvision.data.energy import EnergyData, whiten_epsilon, whiten_variance
+from deepvision.errors import ConfigError
 
 FACE_LABEL = 1  # dv_faces: 0 = non_face, 1 = face
 
@@ -124,7 +123,7 @@ def inpaint_settings(config: ml_collections.ConfigDict, faces: FaceSettings) -> 
   if method not in INPAINT_METHODS:
     raise ConfigError(f"config.inpainting.method must be one of {', '.join(INPAINT_METHODS)}, got {method!r}")
   if method == "gibbs":
-    kwargs = loop.model_kwargs(config)
+    kwargs = dict(config.get("model_kwargs", {}))
     if config.model.startswith("mcrbm") and kwargs.get("input_norm", "original") != "paper":
       raise ConfigError("config.inpainting.method='gibbs' needs a Gaussian p(x | h): an mpot or an mcrbm with "
                         "model_kwargs.input_norm='paper'; use method='hmc' for the original-form mcRBM")

@@ -11,7 +11,8 @@ import pytest
 from deepvision.data import datasets
 from deepvision.models import dbn
 from deepvision.models.rbm import RBM
-from deepvision.train import dbn_loop, loop
+from deepvision.train import loop
+from experiments import dbn as dbn_loop, pipelines  # noqa: F401  (registers the pipelines)
 from deepvision.train.writers import read_metrics
 from experiments.configs import dbn_digits, rbm_digits
 
