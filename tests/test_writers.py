@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from deepvision.diagnostics import viz
+from deepvision.figures import viz
 from deepvision.train.writers import MetricsWriter, Progress, read_metrics
 
 

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepvision.diagnostics import viz
+from deepvision.figures import viz
 from deepvision.models import convnets
 
 FeaturesFn = Callable[[Any, jax.Array], Mapping[str, jax.Array]]

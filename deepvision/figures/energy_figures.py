@@ -7,6 +7,7 @@ sampler spec and the data with their standardisation or whitening.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -16,11 +17,21 @@ import ml_collections
 import numpy as np
 
 from deepvision.data.patches import Standardizer
-from deepvision.diagnostics import energy_viz, viz
+from deepvision.figures import energy_viz, gated_mrf_viz, viz
 from deepvision.models.gaussian import GaussianModel
 from deepvision.samplers.base import run_chain
 from deepvision.samplers.hmc_chains import chain_step_size, hmc_chains
-from deepvision.train.writers import read_metrics
+
+METRICS_FILE = "metrics.jsonl"  # The run's records, one JSON object per line (train.writers writes them).
+
+
+def _read_records(workdir: str) -> list[dict]:
+  """The records of `workdir`'s metrics file, in order (empty if there is none)."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
 
 
 def save_figures(plan: Any, state, workdir: str, key: jax.Array,
@@ -32,7 +43,7 @@ def save_figures(plan: Any, state, workdir: str, key: jax.Array,
   E[v | h] of the chain's hidden sample after another 100 sampler steps (the mean reads better than a
   binary sample).
   """
-  records = read_metrics(workdir)
+  records = _read_records(workdir)
   groups = (("train/recon_error", "val/recon_error"), ("train/pseudo_likelihood", "val/pseudo_likelihood"),
             ("train/log_likelihood", "val/log_likelihood"), ("free_energy_gap",),
             ("train/free_energy", "train/negative_free_energy"), ("sampler/acceptance_rate",),
@@ -113,9 +124,9 @@ def save_gated_mrf_figures(plan: Any, state, workdir: str, key: jax.Array,
                                    title="C, receptive fields")
     energy_viz.save_weight_filters(means, pixel_shape, os.path.join(workdir, "filters_W.png"),
                                    title="W, patterns")
-  energy_viz.save_pooling(params["P"], os.path.join(workdir, "pooling.png"))
-  if images and energy_viz.pools_several(params["P"]):
-    energy_viz.save_pooled_filters(factors, params["P"], pixel_shape, os.path.join(workdir, "pooled_filters.png"),
+  gated_mrf_viz.save_pooling(params["P"], os.path.join(workdir, "pooling.png"))
+  if images and gated_mrf_viz.pools_several(params["P"]):
+    gated_mrf_viz.save_pooled_filters(factors, params["P"], pixel_shape, os.path.join(workdir, "pooled_filters.png"),
                                    title="pooled factors")
 
   source = plan.data.splits.get("test", plan.data.splits.get("val", plan.data.splits["train"]))
@@ -153,5 +164,5 @@ def save_gated_mrf_figures(plan: Any, state, workdir: str, key: jax.Array,
   value_range = tuple(float(v) for v in np.percentile(panels["data"], (1, 99)))
   if not value_range[1] > value_range[0]:
     value_range = None
-  energy_viz.save_sample_comparison(panels, pixel_shape, os.path.join(workdir, "samples.png"),
+  gated_mrf_viz.save_sample_comparison(panels, pixel_shape, os.path.join(workdir, "samples.png"),
                                     value_range=value_range)

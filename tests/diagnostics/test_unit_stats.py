@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from deepvision import zoo
-from deepvision.diagnostics import unit_stats, viz
+from deepvision.diagnostics import unit_stats
+from deepvision.figures import viz
 
 
 def _identity(params, images):

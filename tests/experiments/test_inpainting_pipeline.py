@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvision.diagnostics import energy_viz
+from deepvision.figures import energy_viz, gated_mrf_viz
 from deepvision.train import loop
 from deepvision.train.writers import read_metrics
 from experiments import inpainting
@@ -36,7 +36,7 @@ def test_smoke_config_end_to_end_writes_records_and_figure(tmp_path):
     assert json.load(f)["trainer"] == "inpainting"
   # One row of originals, then (occluded, Gaussian fill, model fill) per mask, of num_shown faces.
   rows = {f"r{i}": np.zeros((config.inpainting.num_shown, 16)) for i in range(1 + 3 * len(config.inpainting.masks))}
-  expected = energy_viz.grid_png_shape(energy_viz.image_rows_grid(rows, (4, 4, 1)).shape)
+  expected = energy_viz.grid_png_shape(gated_mrf_viz.image_rows_grid(rows, (4, 4, 1)).shape)
   with Image.open(os.path.join(workdir, "inpainted_faces.png")) as png:
     assert (png.height, png.width) == expected
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from deepvision import optim, zoo
+from deepvision.figures import gated_mrf_viz
 from deepvision.models import gated_mrf
 from deepvision.samplers import adaptation
 from deepvision.samplers import hmc as hmc_lib
@@ -295,18 +296,17 @@ def test_lr_multipliers_match_names_and_prefixes_and_refuse_unknown_ones():
 
 
 def test_pooling_pictures_place_each_weight_and_filter_where_documented():
-  from deepvision.diagnostics import energy_viz  # pylint: disable=g-import-not-at-top
   P = np.array([[0.0, 0.5], [2.0, 0.0], [1.0, 0.5]])  # 3 factors, 2 units
-  np.testing.assert_allclose(energy_viz.pooling_grid(P), [[0.0, 1.0, 0.5], [0.25, 0.0, 0.25]])
-  assert energy_viz.pools_several(P) and not energy_viz.pools_several(np.eye(3))
+  np.testing.assert_allclose(gated_mrf_viz.pooling_grid(P), [[0.0, 1.0, 0.5], [0.25, 0.0, 0.25]])
+  assert gated_mrf_viz.pools_several(P) and not gated_mrf_viz.pools_several(np.eye(3))
   filters = np.stack([np.full(4, 1.0), np.arange(4.0), -np.arange(4.0)], axis=1)  # (V=4, F=3), 2×2 tiles
-  grid = energy_viz.pooled_filter_grid(filters, P, (2, 2), pad=1)
+  grid = gated_mrf_viz.pooled_filter_grid(filters, P, (2, 2), pad=1)
   assert grid.shape == (2 * 3 + 1, 2 * 3 + 1)  # 2 units × at most 2 pooled factors
   # Unit 0 pools factor 1 (2.0) then factor 2 (1.0); unit 1 pools factors 0 and 2 (equal weights: 0 first).
   np.testing.assert_allclose(grid[1:3, 1:3], np.arange(4.0).reshape(2, 2) / 3)
   np.testing.assert_allclose(grid[1:3, 4:6], 1 - np.arange(4.0).reshape(2, 2) / 3)
   np.testing.assert_allclose(grid[4:6, 1:3], 0.0)  # a constant filter is drawn 0
   panels = {"a": np.zeros((4, 4)), "b": np.ones((2, 4))}
-  both = energy_viz.comparison_grid(panels, (2, 2), columns=2, gap=3)
+  both = gated_mrf_viz.comparison_grid(panels, (2, 2), columns=2, gap=3)
   assert both.shape == (7, 7 + 3 + 7)  # 2×2 tiles of 2×2 pixels, and 1×2 padded to the same height
   assert both[1, 1] == 0.0 and both[1, 11] == 1.0 and np.all(both[4:, 10:] == 1.0)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from deepvision.data.patches import Standardizer
-from deepvision.diagnostics import energy_viz as ev
+from deepvision.figures import energy_viz as ev
 
 W_SMALL = np.array([
     # f0  f1   f2  f3   (columns are filters of 2 × 2 pixels, C order)

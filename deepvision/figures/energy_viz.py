@@ -10,11 +10,7 @@ Hinton's "A practical guide to training restricted Boltzmann machines" (2010) an
 * histograms of weights, biases and hidden probabilities (`save_histograms`): the guide (§15)
   suggests weight updates about 1e-3 of the weights and hidden probabilities that are neither
   all near 0.5 (the hiddens ignore the input) nor all at 0 or 1;
-* for gated MRFs (Ranzato & Hinton 2010; Ranzato et al., PAMI 2013): the pooling matrix P as an
-  image (`pooling_grid`, units × factors), the filters each covariance unit pools (`pooled_filter_grid`: a
-  topographic P pools neighbouring factors, which should look alike, e.g. similar orientation at
-  nearby positions), and data beside samples of competing models on one grey scale
-  (`comparison_grid`: data | Gaussian (PCA) samples | HMC samples of the gated MRF).
+* for gated MRFs, the pooling and samples of several models side by side: `gated_mrf_viz`.
 
 The tile pictures are built by pure functions returning arrays in [0, 1]
 (`weight_filter_grid`, `image_tile_grid`, `sample_chain_grid`, `image_grid`), and written by
@@ -35,7 +31,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from deepvision.diagnostics import viz
+from deepvision.figures import viz
 
 TITLE_PIXELS = 24
 DPI = 128  # A power of two: figure sizes in inches × DPI are exact pixel counts.
@@ -48,7 +44,7 @@ HISTOGRAM_COLUMNS = 3
 ToPixels = Callable[[np.ndarray], np.ndarray] | Any
 
 
-def _image_shape(image_shape: Sequence[int]) -> tuple[int, ...]:
+def checked_image_shape(image_shape: Sequence[int]) -> tuple[int, ...]:
   """(h, w), (h, w, 1) or (h, w, 3) of positive ints, checked."""
   shape = tuple(image_shape) if isinstance(image_shape, Sequence) else None
   if (shape is None or len(shape) not in (2, 3)
@@ -59,7 +55,7 @@ def _image_shape(image_shape: Sequence[int]) -> tuple[int, ...]:
   return tuple(int(s) for s in shape)
 
 
-def _tile_shape(image_shape: tuple[int, ...]) -> tuple[int, ...]:
+def tile_shape(image_shape: tuple[int, ...]) -> tuple[int, ...]:
   """(h, w) for grey shapes, (h, w, 3) for colour ones."""
   return image_shape[:2] if len(image_shape) == 2 or image_shape[2] == 1 else image_shape
 
@@ -74,7 +70,8 @@ def _as_map(to_pixels: ToPixels | None) -> Callable[[np.ndarray], np.ndarray] | 
   return inverse
 
 
-def _check_max(name: str, value: int | None) -> None:
+def check_max(name: str, value: int | None) -> None:
+  """Raises ValueError unless `value` (a limit called `name`) is a positive int or None."""
   if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                             or value < 1):
     raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
@@ -109,8 +106,8 @@ def weight_filter_grid(W: Any, image_shape: Sequence[int], max_filters: int | No
     float64 array in [0, 1], (rows·(h+pad)+pad, columns·(w+pad)+pad[, 3]).
   """
   W = np.asarray(W)
-  image_shape = _image_shape(image_shape)
-  _check_max("max_filters", max_filters)
+  image_shape = checked_image_shape(image_shape)
+  check_max("max_filters", max_filters)
   if W.ndim != 2 or 0 in W.shape:
     raise ValueError(f"W must be a non-empty (V, H) weight matrix, got shape {W.shape}")
   if W.shape[0] != math.prod(image_shape):
@@ -122,7 +119,7 @@ def weight_filter_grid(W: Any, image_shape: Sequence[int], max_filters: int | No
   if to_pixels is not None:
     filters = (np.asarray(to_pixels(filters), np.float64)
                - np.asarray(to_pixels(np.zeros_like(filters)), np.float64))
-  return viz.filter_grid(filters.reshape(-1, *_tile_shape(image_shape)), pad=pad, columns=columns)
+  return viz.filter_grid(filters.reshape(-1, *tile_shape(image_shape)), pad=pad, columns=columns)
 
 
 def _scaled(images: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
@@ -154,8 +151,8 @@ def image_tile_grid(images: Any, image_shape: Sequence[int],
     [pad + i·(h+pad) : …+h, pad + j·(w+pad) : …+w].
   """
   images = np.asarray(images, np.float64)
-  image_shape = _image_shape(image_shape)
-  tile = _tile_shape(image_shape)
+  image_shape = checked_image_shape(image_shape)
+  tile = tile_shape(image_shape)
   size = math.prod(image_shape)
   if images.ndim < 3 or 0 in images.shape[:2] or (
       images.shape[2:] != image_shape and images.shape[2:] != (size,)):
@@ -164,10 +161,10 @@ def image_tile_grid(images: Any, image_shape: Sequence[int],
                      f"got shape {images.shape}")
   rows, cols = images.shape[:2]
   scaled = _scaled(images.reshape(rows, cols, *tile), value_range)
-  return _tile(scaled, pad)
+  return tile_grid(scaled, pad)
 
 
-def _tile(scaled: np.ndarray, pad: int) -> np.ndarray:
+def tile_grid(scaled: np.ndarray, pad: int) -> np.ndarray:
   """(rows, cols, h, w[, 3]) values in [0, 1] → one grid with white borders of `pad` pixels."""
   rows, cols, h, w = scaled.shape[:4]
   grid = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, *scaled.shape[4:]))
@@ -217,8 +214,8 @@ def image_grid(images: Any, image_shape: Sequence[int], columns: int | None = No
     image_shape, value_range, to_pixels, pad: as in `sample_chain_grid`.
   """
   images = np.asarray(images, np.float64)
-  image_shape = _image_shape(image_shape)
-  _check_max("columns", columns)
+  image_shape = checked_image_shape(image_shape)
+  check_max("columns", columns)
   size = math.prod(image_shape)
   if images.ndim < 2 or images.shape[0] == 0 or (
       images.shape[1:] != image_shape and images.shape[1:] != (size,)):
@@ -226,13 +223,13 @@ def image_grid(images: Any, image_shape: Sequence[int], columns: int | None = No
                      f"{', '.join(map(str, image_shape))}) array for image_shape {image_shape}, "
                      f"got shape {images.shape}")
   images = _to_pixels_images(images, to_pixels)
-  tile = _tile_shape(image_shape)
+  tile = tile_shape(image_shape)
   n = images.shape[0]
   columns = columns or math.ceil(math.sqrt(n))
   rows = math.ceil(n / columns)
   scaled = _scaled(images.reshape(n, *tile), value_range)
   scaled = np.concatenate([scaled, np.ones((rows * columns - n, *tile))])
-  return _tile(scaled.reshape(rows, columns, *tile), pad)
+  return tile_grid(scaled.reshape(rows, columns, *tile), pad)
 
 
 def grid_png_shape(grid_shape: Sequence[int], min_pixels: int = MIN_PIXELS) -> tuple[int, int]:
@@ -270,7 +267,7 @@ def save_weight_filters(W: Any, image_shape: Sequence[int], path: str,
   """
   grid = weight_filter_grid(W, image_shape, max_filters, to_pixels, columns)
   n, total = min(max_filters or np.shape(W)[1], np.shape(W)[1]), np.shape(W)[1]
-  h, w = _image_shape(image_shape)[:2]
+  h, w = checked_image_shape(image_shape)[:2]
   save_grid(grid, path, f"{title} ({n} of {total} filters, {h}×{w})", min_pixels,
             "each filter scaled to [0, 1] on its own: black its smallest weight, white its largest")
 
@@ -352,167 +349,3 @@ def save_histograms(arrays: Mapping[str, Any], path: str, title: str = "histogra
     ax.tick_params(labelsize=6)
   fig.text(0.5, 1.0 - 3 / height, title, ha="center", va="top", fontsize=8)
   fig.savefig(path, dpi=DPI, format="png", metadata={"Title": title})
-
-
-# ---------------------------------------------------------------------------------------------
-# Gated MRFs: the pooling matrix, the pooled filters, samples of several models side by side.
-
-
-def _pooling_matrix(P: Any) -> np.ndarray:
-  P = np.asarray(P, np.float64)
-  if P.ndim != 2 or 0 in P.shape:
-    raise ValueError(f"P must be a non-empty (n_factors, n_cov) matrix, got shape {P.shape}")
-  return P
-
-
-def pooling_grid(P: Any) -> np.ndarray:
-  """P (F, N) as an (N, F) image in [0, 1], i.e. Pᵀ: row k is covariance unit k, column f factor f
-  (units are fewer than factors, so the picture is wide), each entry divided by the largest |entry|
-  and clipped below at 0 (P ≥ 0 after projection: black 0, white the largest weight; an all-zero P is
-  black)."""
-  P = _pooling_matrix(P)
-  top = np.max(np.abs(P))
-  return (np.clip(P / top, 0.0, 1.0) if top > 0 else np.zeros_like(P)).T
-
-
-def pools_several(P: Any, relative: float = 1e-3) -> bool:
-  """Whether some covariance unit pools two or more factors with weights above `relative` × the
-  largest weight of P (a topographic or learned pooling, not the identity)."""
-  P = np.abs(_pooling_matrix(P))
-  return bool(np.any(np.sum(P > relative * P.max(), axis=0) >= 2)) if P.max() > 0 else False
-
-
-def pooled_filter_grid(filters: Any, P: Any, image_shape: Sequence[int], max_units: int | None = 16,
-                       max_per_unit: int | None = 9, relative: float = 1e-3, pad: int = 1) -> np.ndarray:
-  """One row per covariance unit: the filters of the factors it pools, by decreasing weight P_fk.
-
-  Row k (the first `max_units` units) shows the factors f with P_fk > relative·max P, sorted by
-  P_fk (largest first, at most `max_per_unit`), each filter scaled to [0, 1] on its own as in
-  `weight_filter_grid`; unused tiles stay white.
-
-  Args:
-    filters: (V, F) pixel-space factor filters (e.g. `whitening.filters_to_pixels(C)`), one per column.
-    P: (F, N) pooling matrix.
-    image_shape: (h, w), (h, w, 1) or (h, w, 3), V = prod(image_shape).
-    max_units, max_per_unit: limits on rows and columns (None: all).
-    relative: the threshold of a pooled factor, relative to the largest entry of P.
-    pad: pixels between tiles.
-
-  Returns:
-    float64 array in [0, 1], (rows·(h+pad)+pad, columns·(w+pad)+pad[, 3]).
-  """
-  filters = np.asarray(filters, np.float64)
-  P = np.abs(_pooling_matrix(P))
-  image_shape = _image_shape(image_shape)
-  _check_max("max_units", max_units)
-  _check_max("max_per_unit", max_per_unit)
-  if filters.ndim != 2 or filters.shape != (math.prod(image_shape), P.shape[0]):
-    raise ValueError(f"filters must be (V, F) = ({math.prod(image_shape)}, {P.shape[0]}) for image_shape "
-                     f"{image_shape} and P of shape {P.shape}, got {filters.shape}")
-  threshold = relative * P.max()
-  units = range(min(P.shape[1], max_units or P.shape[1]))
-  rows = []
-  for k in units:
-    order = [f for f in np.argsort(-P[:, k], kind="stable") if P[f, k] > threshold]
-    rows.append(order[:max_per_unit] if max_per_unit else order)
-  columns = max(1, max(len(r) for r in rows))
-  tile = _tile_shape(image_shape)
-  scaled = np.ones((len(rows), columns, *tile))
-  for i, factors in enumerate(rows):
-    for j, f in enumerate(factors):
-      w = filters[:, f].reshape(tile)
-      span = w.max() - w.min()
-      scaled[i, j] = (w - w.min()) / span if span > 0 else 0.0
-  return _tile(scaled, pad)
-
-
-def comparison_grid(panels: Mapping[str, Any], image_shape: Sequence[int], columns: int | None = None,
-                    value_range: tuple[float, float] | None = None, gap: int = 4,
-                    pad: int = 1) -> np.ndarray:
-  """Panels of images side by side (e.g. data | Gaussian samples | model samples), one grey scale.
-
-  Each panel is `image_grid(images, image_shape, columns, value_range)` of its (n, V) images; panels
-  are placed left to right in the mapping's order, separated by `gap` white columns, and padded at
-  the bottom (white) to the tallest. With value_range None every panel uses the smallest and largest
-  value over ALL panels, so contrasts compare.
-
-  Returns:
-    float64 array in [0, 1].
-  """
-  if not panels:
-    raise ValueError("panels is empty: give at least one name → images entry")
-  if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
-    raise ValueError(f"gap must be an int >= 0, got {gap!r}")
-  arrays = {name: np.asarray(images, np.float64) for name, images in panels.items()}
-  if value_range is None:
-    low = min(float(a.min()) for a in arrays.values())
-    high = max(float(a.max()) for a in arrays.values())
-    value_range = (low, high) if high > low else (low, low + 1.0)
-  grids = [image_grid(a, image_shape, columns, value_range, pad=pad) for a in arrays.values()]
-  height = max(g.shape[0] for g in grids)
-  parts = []
-  for i, g in enumerate(grids):
-    if i:
-      parts.append(np.ones((height, gap, *g.shape[2:])))
-    parts.append(np.concatenate([g, np.ones((height - g.shape[0], *g.shape[1:]))]))
-  return np.concatenate(parts, axis=1)
-
-
-def save_pooling(P: Any, path: str, title: str = "pooling Pᵀ", min_pixels: int = MIN_PIXELS) -> None:
-  """Writes `pooling_grid(P)` as a PNG (rows: covariance units, columns: factors)."""
-  P = _pooling_matrix(P)
-  save_grid(pooling_grid(P), path, f"{title} ({P.shape[1]} units × {P.shape[0]} factors)", min_pixels,
-            "rows: covariance units; columns: factors; black 0, white the largest weight")
-
-
-def save_pooled_filters(filters: Any, P: Any, image_shape: Sequence[int], path: str,
-                        title: str = "pooled factors", max_units: int | None = 16,
-                        max_per_unit: int | None = 9, min_pixels: int = MIN_PIXELS) -> None:
-  """Writes `pooled_filter_grid(filters, P, image_shape, max_units, max_per_unit)` as a PNG."""
-  grid = pooled_filter_grid(filters, P, image_shape, max_units, max_per_unit)
-  save_grid(grid, path, f"{title} (rows: units)", min_pixels,
-            "row k: the factors covariance unit k pools, largest pooling weight first")
-
-
-def save_sample_comparison(panels: Mapping[str, Any], image_shape: Sequence[int], path: str,
-                           columns: int | None = None, value_range: tuple[float, float] | None = None,
-                           min_pixels: int = MIN_PIXELS) -> None:
-  """Writes `comparison_grid(panels, ...)` as a PNG titled with the panel names, left to right."""
-  grid = comparison_grid(panels, image_shape, columns, value_range)
-  save_grid(grid, path, " | ".join(panels), min_pixels,
-            "panels left to right: " + ", ".join(panels) + "; one grey scale")
-
-
-def image_rows_grid(rows: Mapping[str, Any], image_shape: Sequence[int],
-                    value_range: tuple[float, float] | None = (0.0, 1.0), gap: int = 2,
-                    pad: int = 1) -> np.ndarray:
-  """Rows of images stacked top to bottom (e.g. original | occluded | fills), one grey scale.
-
-  Row r is `image_grid(rows[r], image_shape, columns=n_r, value_range)`: its n_r (n_r, V) images
-  side by side; rows are separated by `gap` white rows and padded on the right (white) to the widest.
-
-  Returns:
-    float64 array in [0, 1].
-  """
-  if not rows:
-    raise ValueError("rows is empty: give at least one name → images entry")
-  if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
-    raise ValueError(f"gap must be an int >= 0, got {gap!r}")
-  grids = [image_grid(images, image_shape, len(np.asarray(images)), value_range, pad=pad)
-           for images in rows.values()]
-  width = max(g.shape[1] for g in grids)
-  parts = []
-  for i, g in enumerate(grids):
-    if i:
-      parts.append(np.ones((gap, width, *g.shape[2:])))
-    parts.append(np.concatenate([g, np.ones((g.shape[0], width - g.shape[1], *g.shape[2:]))], axis=1))
-  return np.concatenate(parts, axis=0)
-
-
-def save_image_rows(rows: Mapping[str, Any], image_shape: Sequence[int], path: str, title: str = "",
-                    value_range: tuple[float, float] | None = (0.0, 1.0),
-                    min_pixels: int = MIN_PIXELS) -> None:
-  """Writes `image_rows_grid(rows, ...)` as a PNG; the row names, top to bottom, go in its description
-  and, without a `title`, in its title."""
-  save_grid(image_rows_grid(rows, image_shape, value_range), path, title or " / ".join(rows), min_pixels,
-            "rows top to bottom: " + ", ".join(rows) + "; one grey scale")
