@@ -59,7 +59,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from deepvision.data import datasets
-from deepvision.diagnostics import doctor, gradcheck, lr_search, overfit, probe, unit_stats
+from deepvision.diagnostics import doctor, gradcheck, overfit, unit_stats
+from deepvision.train import lr_search, probe
 from experiments.configs import lcn_convnet_digits
 
 workdir = WORKDIR or tempfile.mkdtemp(prefix="tricks_of_the_trade_")

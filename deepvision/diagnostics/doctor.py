@@ -29,8 +29,9 @@ import ml_collections
 import numpy as np
 
 from deepvision.data import pipeline
-from deepvision.diagnostics import flops, gradcheck, lr_search, overfit, unit_stats
-from deepvision.diagnostics import probe as probe_lib
+from deepvision.diagnostics import flops, gradcheck, overfit, unit_stats
+from deepvision.train import lr_search
+from deepvision.train import probe as probe_lib
 from deepvision.train import supervised
 from deepvision.train.loop import evaluate
 

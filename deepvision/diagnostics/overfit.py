@@ -13,7 +13,7 @@ import jax
 import ml_collections
 
 from deepvision import zoo
-from deepvision.diagnostics import probe as probe_lib
+from deepvision.train import probe as probe_lib
 from deepvision.train import supervised
 from deepvision.train.loop import evaluate, override_config
 

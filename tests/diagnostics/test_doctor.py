@@ -8,7 +8,7 @@ import jax
 import pytest
 
 from deepvision import zoo
-from deepvision.diagnostics import probe
+from deepvision.train import probe
 from deepvision.diagnostics.doctor import run_doctor
 from experiments.configs import lcn_convnet_digits
 

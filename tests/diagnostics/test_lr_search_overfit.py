@@ -6,8 +6,9 @@ import os
 import pytest
 
 from deepvision import zoo
-from deepvision.diagnostics import overfit, probe
-from deepvision.diagnostics.lr_search import search_learning_rate
+from deepvision.diagnostics import overfit
+from deepvision.train import probe
+from deepvision.train.lr_search import search_learning_rate
 from experiments.configs import lcn_convnet_digits
 
 

@@ -13,7 +13,7 @@ import dataclasses
 
 import ml_collections
 
-from deepvision.diagnostics import probe as probe_lib
+from deepvision.train import probe as probe_lib
 
 
 @dataclasses.dataclass(frozen=True)
