@@ -5,16 +5,14 @@ every family has a tiny variant for tests. `create(name, **overrides)` returns t
 `describe(name)` prints its per-layer parameter counts without computing anything (shapes
 only, via `jax.eval_shape`).
 
-Pretrained weights for four of them, trained on the embedded data sets, ship inside the package
-(`deepvision.pretrained`): `load_pretrained(name)` returns `(module, variables)` after checking the
-weights against the SHA-256 in their manifest, and `pretrained_names()` lists them. `markdown_table()`
-writes the README's zoo tables from the registry and the manifests.
+The zoo sits just above the model families: the FLOP counts (`deepvision.diagnostics.flops`) and the
+shipped weights (`deepvision.pretrained`: `load(name)`, `names()`, `describe(name)` with the data set,
+metric and FLOPs, and the README's zoo tables) are built on top of it.
 
 Example:
   >>> from deepvision import zoo
   >>> model = zoo.create("lenet5", num_classes=26)
-  >>> print(zoo.describe("lenet5_1998"))  # 60,000 parameters, layer by layer, paper, FLOPs
-  >>> module, variables = zoo.load_pretrained("lcn_convnet_digits")
+  >>> print(zoo.describe("lenet5_1998"))  # 60,000 parameters, layer by layer, activations, paper
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from deepvision.registry import Registry
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 # Importing the package loads every model family (families may register variants themselves).
-from deepvision.models import convnets, dbn, gated_mrf, rbm, tiled_gated_mrf  # noqa: E402
+from deepvision.models import autoencoder, convnets, dbn, gated_mrf, rbm, tiled_gated_mrf  # noqa: E402
 
 _variant = functools.partial
 
@@ -86,6 +84,9 @@ _ENERGY_MODELS = {
     # Gaussian-Bernoulli RBM on 8×8 natural-image patches (standardised, σ = 1).
     "grbm": _variant(rbm.GaussianRBM, n_visible=64, n_hidden=256),
     "grbm_tiny": _variant(rbm.GaussianRBM, n_visible=6, n_hidden=4),
+    # Denoising autoencoder on the 8×8 digits (not an energy model, but the same W, b_v, b_h and features).
+    "dae": _variant(autoencoder.DenoisingAutoencoder, n_visible=64, n_hidden=100),
+    "dae_tiny": _variant(autoencoder.DenoisingAutoencoder, n_visible=6, n_hidden=4),
 }
 _DBN = {
     # The recognition net of dbn_digits: a 64-256-256-10 sigmoid MLP, 85,002 parameters, initialised
@@ -136,6 +137,9 @@ PAPERS: dict[type, tuple[str, str]] = {
               "networks\", ICML 2008"),
     rbm.GaussianRBM: ("Hinton & Salakhutdinov 2006", "Hinton & Salakhutdinov, \"Reducing the dimensionality of "
                       "data with neural networks\", Science 2006"),
+    autoencoder.DenoisingAutoencoder: ("Vincent et al. 2008", "Vincent, Larochelle, Bengio & Manzagol, "
+                                       "\"Extracting and composing robust features with denoising "
+                                       "autoencoders\", ICML 2008"),
     dbn.DBNClassifier: ("Hinton et al. 2006", "Hinton, Osindero & Teh, \"A fast learning algorithm for deep "
                         "belief nets\", Neural Computation 2006"),
     gated_mrf.MCRBM: ("Ranzato & Hinton 2010", "Ranzato & Hinton, \"Modeling pixel means and covariances using "
@@ -265,62 +269,12 @@ def paper(name: str, full: bool = False) -> str:
   return reference if full else short
 
 
-def forward_flops(model: nn.Module | str, **overrides: Any) -> int:
-  """Floating-point operations of one example's forward pass, 2 × the multiply-adds that
-  `deepvision.diagnostics.flops` counts (the free energy for energy-based models, the logits else)."""
-  from deepvision.diagnostics import flops  # pylint: disable=g-import-not-at-top  (it imports the zoo)
-  return 2 * flops.total(flops.layer_table(model, **overrides)).macs_forward
-
-
-def _pretrained():
-  from deepvision import pretrained  # pylint: disable=g-import-not-at-top  (it imports the zoo lazily)
-  return pretrained
-
-
-def pretrained_names() -> list[str]:
-  """Names of the models whose trained weights ship with the package, sorted."""
-  return _pretrained().names()
-
-
-def load_pretrained(name: str) -> tuple[nn.Module, dict[str, Any]]:
-  """`(module, variables)` of a shipped pretrained model, its weights verified against their manifest.
-
-  Raises:
-    UnknownNameError: `name` is not one of `pretrained_names()` (the message lists them).
-    deepvision.pretrained.PretrainedIntegrityError: the weights are missing, damaged or altered.
-  """
-  return _pretrained().load(name)
-
-
-def pretrained_preprocessing(name: str) -> Any:
-  """The `PCAWhitening` a pretrained model's inputs go through (None when its inputs are raw)."""
-  return _pretrained().preprocessing(name)
-
-
-def _pretrained_line(manifest: dict) -> str:
-  metric = manifest["metric"]
-  return (f"pretrained: zoo.load_pretrained({manifest['name']!r}), trained by {manifest['config_file']} on "
-          f"{manifest['dataset']}; {metric['description']} {_metric_value(metric)}")
-
-
-def _metric_value(metric: dict) -> str:
-  value = metric["value"]
-  return f"{100 * value:.2f}%" if metric["name"].endswith("accuracy") else f"{value:.4g}"
-
-
 def describe(name: str, **overrides: Any) -> str:
-  """The parameters of each layer of `name`, their total, the activation shapes, the paper, the forward
-  FLOPs per example and the default input shape; for a pretrained name, also its data set and metric.
+  """The parameters of each layer of variant `name`, their total, the activation shapes, the output,
+  the default input shape and the paper, from shapes alone.
 
-  `name` is a variant (`names()`) or a pretrained model (`pretrained_names()`, described with the
-  fields it was trained with).
+  `deepvision.pretrained.describe` adds the forward FLOPs and, for a shipped model, its data set and metric.
   """
-  manifest = None
-  if name in pretrained_names():
-    manifest = _pretrained().manifest(name)
-    if name not in MODELS:
-      overrides = {**manifest["model_kwargs"], **overrides}
-      name = manifest["model"]
   model = create(name, **overrides)
   x = example_input(model)
   init_order: list = []
@@ -344,52 +298,5 @@ def describe(name: str, **overrides: Any) -> str:
     outputs = outputs[0]
   lines.append(f"output {jax.tree.map(lambda a: tuple(a.shape), outputs)}")
   lines.append(f"default input shape {tuple(x.shape[1:])} (one example)")
-  lines.append(f"forward FLOPs per example {forward_flops(model):,}"
-               + (" (of free_energy)" if hasattr(model, "free_energy") else ""))
   lines.append(f"paper: {paper(name, full=True)}")
-  if manifest is not None:
-    lines.append(_pretrained_line(manifest))
-  return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- the README's tables
-
-
-def _input(model: nn.Module) -> str:
-  shape = tuple(example_input(model).shape[1:])
-  return "×".join(map(str, shape))
-
-
-def _count(n: int) -> str:
-  for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-    if n >= scale:
-      return f"{n / scale:.3g} {suffix}"
-  return str(n)
-
-
-def _baseline(manifest: dict) -> str:
-  """', Gaussian (PCA) x' when the evaluation measured the Gaussian baseline of the same data, else ''."""
-  name = manifest["metric"]["name"]
-  key = "test/gaussian_log_likelihood" if name == "test/log_likelihood" else name.replace("_gmrf_", "_gaussian_")
-  value = (manifest.get("metrics") or {}).get(key)
-  return "" if value is None or key == name else f" (Gaussian (PCA) {value:.4g})"
-
-
-def markdown_table() -> str:
-  """The README's zoo tables: every variant (paper, input, parameters, forward FLOPs per example) and
-  every shipped pretrained model (its data set and recorded metric), from the registry and manifests."""
-  lines = ["| name | paper | input | parameters | FLOPs / example |", "|---|---|---|---:|---:|"]
-  for name in names():
-    model = create(name)
-    params = count_params(abstract_variables(model).get("params", {}))
-    lines.append(f"| `{name}` | {paper(name)} | {_input(model)} | {params:,} | {_count(forward_flops(model))} |")
-  lines += ["", "| pretrained | model | paper | parameters | FLOPs / example | data set | metric (test split) |",
-            "|---|---|---|---:|---:|---|---|"]
-  for name in pretrained_names():
-    manifest = _pretrained().manifest(name)
-    model = create(manifest["model"], **manifest["model_kwargs"])
-    metric = manifest["metric"]
-    lines.append(f"| `{name}` | `{manifest['model']}` | {paper(manifest['model'])} | {manifest['parameters']:,} | "
-                 f"{_count(forward_flops(model))} | {manifest['dataset']} | {metric['description']}: "
-                 f"{_metric_value(metric)}{_baseline(manifest)} |")
   return "\n".join(lines)

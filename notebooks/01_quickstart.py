@@ -53,8 +53,9 @@ import tempfile
 import matplotlib.pyplot as plt
 import numpy as np
 
-from deepvision import zoo
+from deepvision import pretrained, zoo
 from deepvision.data import datasets
+from deepvision.diagnostics import flops
 from deepvision.train.loop import train_and_evaluate, trained_model
 from deepvision.train.supervised import Preprocess
 from deepvision.train.writers import read_metrics
@@ -87,6 +88,7 @@ def show(path, title=None, width=7.0):
 
 # %%
 print(zoo.describe(config.model))
+print(flops.format_table(flops.layer_table(config.model)))
 
 # %% [markdown]
 # ## Train
@@ -129,14 +131,14 @@ show(os.path.join(workdir, "filters.png"), "first-layer filters")
 #
 # `trained_model` reads the run's newest verified checkpoint and returns the zoo module with its
 # parameters. The package also ships the weights of the full experiment, trained by the same config
-# (`zoo.load_pretrained`, verified against their SHA-256): at the small size this run's net is barely
+# (`pretrained.load`, verified against their SHA-256): at the small size this run's net is barely
 # trained, the shipped one classifies 99.17% of the test digits. Mistakes are shown in red.
 
 # %%
 images, labels = datasets.load_arrays(config.dataset, config.test_split)
 inputs = Preprocess(**config.augment.to_dict())(images, train=False)
 models = {"this run": trained_model(config, workdir),
-          "shipped weights": zoo.load_pretrained("lcn_convnet_digits")}
+          "shipped weights": pretrained.load("lcn_convnet_digits")}
 predictions = {}
 for name, (module, variables) in models.items():
   logits, _ = module.apply(variables, inputs, train=False)

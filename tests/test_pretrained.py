@@ -16,7 +16,7 @@ SHIPPED = ("gmrf_faces", "lcn_convnet_digits", "mcrbm_patches", "rbm_digits")
 
 
 def test_the_four_models_of_the_issue_are_shipped_with_manifests():
-  assert pretrained.names() == zoo.pretrained_names() == sorted(SHIPPED)
+  assert pretrained.names() == sorted(SHIPPED)
   for name in SHIPPED:
     manifest = pretrained.manifest(name)
     assert manifest["dataset"] in ("dv_digits", "dv_natural_images", "dv_faces")
@@ -27,7 +27,7 @@ def test_the_four_models_of_the_issue_are_shipped_with_manifests():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_load_pretrained_reproduces_the_recorded_metric(name):
-  module, variables = zoo.load_pretrained(name)
+  module, variables = pretrained.load(name)
   manifest = pretrained.manifest(name)
   # The weights fit the module the manifest names, leaf for leaf.
   expected = zoo.abstract_variables(module)["params"]
@@ -49,14 +49,14 @@ def test_load_pretrained_reproduces_the_recorded_metric(name):
 
 
 def test_whitened_models_ship_their_whitening():
-  whitening = zoo.pretrained_preprocessing("mcrbm_patches")
-  module, variables = zoo.load_pretrained("mcrbm_patches")
+  whitening = pretrained.preprocessing("mcrbm_patches")
+  module, variables = pretrained.load("mcrbm_patches")
   assert whitening.num_components == module.n_visible and whitening.patch_shape == (8, 8, 1)
   patches = np.random.default_rng(0).uniform(size=(5, 8, 8, 1))
   features = module.apply(variables, whitening.transform(patches - patches.mean((1, 2, 3), keepdims=True)),
                           method="hidden_probs")
   assert np.all(np.isfinite(np.concatenate([np.ravel(f) for f in jax.tree.leaves(features)])))
-  assert zoo.pretrained_preprocessing("lcn_convnet_digits") is None
+  assert pretrained.preprocessing("lcn_convnet_digits") is None
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_a_wrong_or_missing_manifest_is_refused(copied_weights):
   with pytest.raises(pretrained.PretrainedIntegrityError, match="no manifest"):
     pretrained.load("rbm_digits", copied_weights)
   with pytest.raises(UnknownNameError, match="mcrbm_patches"):
-    zoo.load_pretrained("mcrbm")  # a variant without shipped weights: the message lists the shipped ones
+    pretrained.load("mcrbm")  # a variant without shipped weights: the message lists the shipped ones
 
 
 def test_store_round_trip_is_exact_and_byte_reproducible(tmp_path):

@@ -1,13 +1,17 @@
 """The model zoo: names, creation with overrides, exact parameter counts, descriptions."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deepvision import zoo
+from deepvision import pretrained, zoo
+from deepvision.diagnostics import flops
 from deepvision.models import convnets
 from deepvision.registry import UnknownNameError
+from experiments import zoo_table
 
 CONVNET_VARIANTS = {
     "lenet5_1998", "lenet5", "lenet5_tiny", "jarrett", "jarrett_tiny", "cifar_convnet",
@@ -100,28 +104,27 @@ def test_wrong_input_message_names_expected_shape():
 
 def test_describe_gives_the_paper_the_forward_flops_and_the_input_shape():
   text = zoo.describe("rbm_tiny")
-  # F(v) = −b_vᵀv − Σ_j softplus(b_h,j + W_jᵀv): n_v·n_h + n_v + n_h multiply-adds, 2 FLOPs each.
-  assert f"forward FLOPs per example {2 * (6 * 4 + 6 + 4)} (of free_energy)" in text
-  assert zoo.forward_flops("rbm", n_visible=64, n_hidden=256) == 2 * (64 * 256 + 64 + 256)
   assert "default input shape (6,)" in text and "paper: Hinton" in text
+  # F(v) = −b_vᵀv − Σ_j softplus(b_h,j + W_jᵀv): n_v·n_h + n_v + n_h multiply-adds, 2 FLOPs each.
+  card = pretrained.describe("rbm_tiny")
+  assert card.startswith(text) and f"forward FLOPs per example {2 * (6 * 4 + 6 + 4)} (of free_energy)" in card
+  assert flops.forward_flops("rbm", n_visible=64, n_hidden=256) == 2 * (64 * 256 + 64 + 256)
   assert zoo.paper("mcrbm") == zoo.paper("mcrbm_tiny") == "Ranzato & Hinton 2010"
   assert all(zoo.paper(name) for name in zoo.names())  # every family cites its paper
 
 
 def test_describe_a_pretrained_name_uses_its_trained_fields_and_metric():
-  text = zoo.describe("rbm_digits")  # not a variant: the zoo's `rbm` with the experiment's 64 × 256
+  text = pretrained.describe("rbm_digits")  # not a variant: the zoo's `rbm` with the experiment's 64 × 256
   assert text.startswith("rbm (RBM), input (1, 64)") and f"total  {64 * 256 + 64 + 256:>10,}" in text
-  assert "pretrained: zoo.load_pretrained('rbm_digits'), trained by experiments/configs/rbm_digits.py" in text
-  assert "pretrained: zoo.load_pretrained('lcn_convnet_digits')" in zoo.describe("lcn_convnet_digits")
-  assert "pretrained" not in zoo.describe("lenet5")
+  assert "pretrained: pretrained.load('rbm_digits'), trained by experiments/configs/rbm_digits.py" in text
+  assert "pretrained: pretrained.load('lcn_convnet_digits')" in pretrained.describe("lcn_convnet_digits")
+  assert "pretrained" not in pretrained.describe("lenet5")
 
 
 def test_the_readme_zoo_tables_are_the_generated_ones():
-  import os  # pylint: disable=g-import-not-at-top
-  from experiments import zoo_table  # pylint: disable=g-import-not-at-top
   readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
-  expected = zoo_table.replace_tables(readme, zoo.markdown_table())
+  expected = zoo_table.replace_tables(readme, pretrained.markdown_table())
   assert readme == expected, "README.md's zoo tables are stale: run `python -m experiments.zoo_table --write`"
-  tables = zoo.markdown_table()
-  assert all(f"| `{name}` |" in tables for name in zoo.names() + zoo.pretrained_names())
+  tables = pretrained.markdown_table()
+  assert all(f"| `{name}` |" in tables for name in zoo.names() + pretrained.names())
   assert "| `lcn_convnet_digits` | `lcn_convnet_digits` | Jarrett et al. 2009 | 113,162 |" in tables

@@ -537,3 +537,14 @@ def layer_table(model: nn.Module | str, input_shape: Sequence[int] | None = None
   if method is not None and not callable(getattr(model, method, None)):
     raise ValueError(f"{type(model).__name__} has no method {method!r}")
   return [row.cost() for row in _rows(model, x, method)]
+
+
+def forward_flops(model: nn.Module | str, **overrides: Any) -> int:
+  """Floating-point operations of one example's forward pass: 2 × the multiply-adds `layer_table` counts
+  (of the free energy for energy-based models, of the logits otherwise).
+
+  Args:
+    model: a Linen module, or a name from `deepvision.zoo.names()`.
+    **overrides: fields of the zoo model when `model` is a name.
+  """
+  return 2 * total(layer_table(model, **overrides)).macs_forward

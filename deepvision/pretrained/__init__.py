@@ -16,14 +16,17 @@ and `{"params": ...}`, after checking the weights file against the SHA-256 in it
 whitening to see pixels: `preprocessing(name)` returns it (`PCAWhitening`). `evaluate(name)` recomputes
 the manifest's metrics from the loaded weights (`evaluation`), which the test suite compares with the
 recorded ones. `experiments/export_pretrained.py` trains the configs and writes the files.
+`describe(name)` is the model card of a zoo variant or a shipped model (layers, FLOPs, data set and
+metric); `markdown_table()` writes the README's zoo tables from the registry and the manifests.
 
 Example:
-  >>> from deepvision import zoo
-  >>> module, variables = zoo.load_pretrained("lcn_convnet_digits")
+  >>> from deepvision import pretrained
+  >>> module, variables = pretrained.load("lcn_convnet_digits")
   >>> logits, _ = module.apply(variables, images, train=False)     # images (N, 8, 8, 1) in [0, 1]
-  >>> mcrbm, v = zoo.load_pretrained("mcrbm_patches")
-  >>> features = mcrbm.apply(v, zoo.pretrained_preprocessing("mcrbm_patches").transform(patches),
+  >>> mcrbm, v = pretrained.load("mcrbm_patches")
+  >>> features = mcrbm.apply(v, pretrained.preprocessing("mcrbm_patches").transform(patches),
   ...                        method="hidden_probs")
+  >>> print(pretrained.describe("rbm_digits"))
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from deepvision import zoo
 from deepvision.data.whiten import PCAWhitening
-from deepvision.pretrained import store
+from deepvision.diagnostics.flops import forward_flops
+from deepvision.pretrained import evaluation, store
 from deepvision.pretrained.store import PretrainedIntegrityError  # noqa: F401  (re-exported)
 from deepvision.registry import Registry
 
@@ -82,7 +87,6 @@ def manifest(name: str, directory: str | None = None) -> dict[str, Any]:
 
 def load_with_preprocessing(name: str, directory: str | None = None) -> tuple[Any, dict, dict | None, dict]:
   """`(module, variables, preprocessing record or None, manifest)`, the weights verified first."""
-  from deepvision import zoo  # pylint: disable=g-import-not-at-top  (zoo imports this package)
   SHIPPED.get(name)
   variables, preprocessing, recorded = store.read_weights(name, directory)
   module = zoo.create(recorded["model"], **recorded["model_kwargs"])
@@ -114,6 +118,77 @@ def preprocessing(name: str, directory: str | None = None) -> PCAWhitening | Non
 
 def evaluate(name: str, directory: str | None = None) -> dict[str, float]:
   """The metrics of `name` recomputed from its verified weights on the embedded test split."""
-  from deepvision.pretrained import evaluation  # pylint: disable=g-import-not-at-top  (imports the trainers)
   module, variables, record, recorded = load_with_preprocessing(name, directory)
   return evaluation.evaluate(recorded, module, variables, record)
+
+
+# ----------------------------------------------------------------------------- model cards and the README's tables
+
+
+def _metric_value(metric: dict) -> str:
+  value = metric["value"]
+  return f"{100 * value:.2f}%" if metric["name"].endswith("accuracy") else f"{value:.4g}"
+
+
+def describe(name: str, **overrides: Any) -> str:
+  """`zoo.describe` of `name` with the forward FLOPs per example and, for a shipped model, its data set and
+  metric.
+
+  `name` is a zoo variant (`zoo.names()`) or a shipped model (`names()`, described with the model fields
+  it was trained with).
+  """
+  record = None
+  if name in SHIPPED:
+    record = manifest(name)
+    if name not in zoo.MODELS:
+      overrides = {**record["model_kwargs"], **overrides}
+      name = record["model"]
+  model = zoo.create(name, **overrides)
+  lines = [zoo.describe(name, **overrides),
+           f"forward FLOPs per example {forward_flops(model):,}"
+           + (" (of free_energy)" if hasattr(model, "free_energy") else "")]
+  if record is not None:
+    metric = record["metric"]
+    lines.append(f"pretrained: pretrained.load({record['name']!r}), trained by {record['config_file']} on "
+                 f"{record['dataset']}; {metric['description']} {_metric_value(metric)}")
+  return "\n".join(lines)
+
+
+def _input(model: Any) -> str:
+  return "×".join(map(str, zoo.example_input(model).shape[1:]))
+
+
+def _count(n: int) -> str:
+  for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+    if n >= scale:
+      return f"{n / scale:.3g} {suffix}"
+  return str(n)
+
+
+def _baseline(record: dict) -> str:
+  """' (Gaussian (PCA) x)' when the evaluation measured the Gaussian baseline of the same data, else ''."""
+  name = record["metric"]["name"]
+  key = "test/gaussian_log_likelihood" if name == "test/log_likelihood" else name.replace("_gmrf_", "_gaussian_")
+  value = (record.get("metrics") or {}).get(key)
+  return "" if value is None or key == name else f" (Gaussian (PCA) {value:.4g})"
+
+
+def markdown_table() -> str:
+  """The README's zoo tables: every variant (paper, input, parameters, forward FLOPs per example) and
+  every shipped pretrained model (its data set and recorded metric), from the registry and manifests."""
+  lines = ["| name | paper | input | parameters | FLOPs / example |", "|---|---|---|---:|---:|"]
+  for name in zoo.names():
+    model = zoo.create(name)
+    params = zoo.count_params(zoo.abstract_variables(model).get("params", {}))
+    lines.append(f"| `{name}` | {zoo.paper(name)} | {_input(model)} | {params:,} | "
+                 f"{_count(forward_flops(model))} |")
+  lines += ["", "| pretrained | model | paper | parameters | FLOPs / example | data set | metric (test split) |",
+            "|---|---|---|---:|---:|---|---|"]
+  for name in names():
+    record = manifest(name)
+    model = zoo.create(record["model"], **record["model_kwargs"])
+    metric = record["metric"]
+    lines.append(f"| `{name}` | `{record['model']}` | {zoo.paper(record['model'])} | {record['parameters']:,} | "
+                 f"{_count(forward_flops(model))} | {record['dataset']} | {metric['description']}: "
+                 f"{_metric_value(metric)}{_baseline(record)} |")
+  return "\n".join(lines)

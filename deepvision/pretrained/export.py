@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from deepvision import checkpoint, pretrained, zoo
+from deepvision.data import datasets
 from deepvision.pretrained import store
 from deepvision.samplers import hmc_chains
 from deepvision.train import loop
@@ -91,5 +92,4 @@ def export(name: str, config: ml_collections.ConfigDict, workdir: str, config_fi
 
 
 def _num_examples(config: ml_collections.ConfigDict) -> int:
-  from deepvision.data import datasets  # pylint: disable=g-import-not-at-top
   return len(datasets.get_source(config.dataset, config.test_split, data_dir=config.get("data_dir") or None))

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -120,7 +121,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, identity: tuple[str
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
   """sha256 of the config's canonical JSON (sorted keys): recorded in every checkpoint's manifest."""
-  import hashlib  # pylint: disable=g-import-not-at-top
   text = json.dumps(_as_json(config), sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()
 
