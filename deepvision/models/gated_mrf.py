@@ -4,51 +4,16 @@ Ranzato & Hinton, "Modeling pixel means and covariances using factorized third-o
 machines", CVPR 2010; Ranzato, Mnih & Hinton, "Generating more realistic images using gated MRF's",
 NIPS 2010; Ranzato, Mnih, Susskind & Hinton, "Modeling natural images using gated MRFs", PAMI 2013.
 
-Both model a visible vector x of D real units (PCA-whitened image patches) with two groups of hidden
-units: N covariance units h_c, which gate a precision matrix built from F factor filters, and M binary
-mean units h_m, which shift the mean as in a Gaussian-Bernoulli RBM. Parameters (reference/gated-mrf.md):
-`C` (D×F) factor filters, `P` (F×N) non-negative pooling of factors into covariance units, `W` (D×M)
-mean filters, `b_c` (N, mcRBM only), `b_m` (M) and `b_v` (D) biases. Notation: s = Cᵀx̃ (B×F) are the
-factor responses and u_k = ½ Σ_f P_fk s_f² the pooled squared responses.
-
-mcRBM (binary h_c):
-
-  E(x, h_c, h_m) = Σ_k h_c_k u_k − b_cᵀh_c + ½xᵀx − h_mᵀWᵀx − b_mᵀh_m − b_vᵀx
-  F(x)           = ½xᵀx − b_vᵀx − Σ_k softplus(b_c_k − u_k) − Σ_j softplus(W_jᵀx + b_m_j)
-  p(h_c_k = 1 | x) = σ(b_c_k − u_k),   p(h_m_j = 1 | x) = σ(W_jᵀx + b_m_j)
-
-with two forms of the covariance input x̃ (`input_norm`): 'paper', x̃ = x, for which
-p(x | h) = N(Σ(W h_m + b_v), Σ) with Σ⁻¹ = C diag(P h_c) Cᵀ + I; and 'original' (the default), the
-form the authors' code trains, x̃ = x / L with L = sqrt(‖x‖²/D + 1/2), for which p(x | h) is not
-Gaussian and samples are drawn by Hybrid Monte Carlo on F(x). The quadratic term, `b_v` and the mean
-branch always see the raw x.
-
-mPoT (h_c ∈ (0, ∞)^N, shape parameter γ shared by every unit):
-
-  E(x, h_c, h_m) = Σ_k [h_c_k a_k + (1 − γ) log h_c_k] + ½xᵀx − h_mᵀWᵀx − b_mᵀh_m − b_vᵀx,
-                   a_k = 1 + u_k (with x̃ = x)
-  F(x)           = Σ_k γ log a_k + ½xᵀx − b_vᵀx − Σ_j softplus(W_jᵀx + b_m_j)
-  p(h_c_k | x) = Gamma(shape γ, rate a_k),  E[h_c_k | x] = γ/a_k;  p(x | h) as the mcRBM's paper form.
-
-F here is the reference (published) form. Integrating h_c out exactly gives −log ∫ Σ_h exp(−E) =
-F(x) − N·log Γ(γ): the constant depends on no parameter but γ and is excluded from `free_energy`
-(it vanishes for γ = 1 and cancels in every contrastive gradient). The mPoT energy as published has
-no visible bias; `b_v` (with the −b_vᵀx term, initialised to 0) is kept so that both models share one
-parameter layout, sampler and trainer.
-
-Methods take flat batches (B, D) (images of D elements are flattened) and are called through
-`apply`, e.g. `model.apply(variables, x, method="free_energy")`; `__call__(x)` returns the features
-`(hidden_probs, {"cov": ..., "mean": ...})`. Samplers that need F and ∂F/∂x many times (HMC) use the
-closed forms `mcrbm_free_energy_and_grad` / `mpot_free_energy_and_grad` on the params dict.
-
-After every update the original recipe rescales the columns of C to a running common norm
-(`normalize_factor_columns`) and projects P onto non-negative, column-L1-normalised matrices, times a
-topographic mask if any (`project_pooling`, `topographic_mask`).
+Both model D real visibles x (PCA-whitened patches) with N covariance units h_c, which gate a precision
+matrix built from F factor filters, and M binary mean units h_m, as in a Gaussian-Bernoulli RBM.
+Parameters (reference/gated-mrf.md): `C` (D×F) factor filters, `P` (F×N) non-negative pooling, `W` (D×M)
+mean filters, `b_c` (N, mcRBM only), `b_m` (M), `b_v` (D). Free energies: `gated_mrf_energy`; pooling
+and the recipe's projections: `gated_mrf_pooling`. Methods take flat batches (B, D) through `apply`;
+`__call__(x)` returns `(hidden_probs, {"cov": ..., "mean": ...})`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -56,250 +21,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepvision.models.gated_mrf_energy import (INPUT_NORMS, MCRBM_PARAMS, MPOT_PARAMS, NORM_OFFSET,
+                                                check_choice, check_gamma, covariance_input,
+                                                mcrbm_free_energy_and_grad, mpot_free_energy_and_grad)
+from deepvision.models.gated_mrf_pooling import (POOLING_INITS, normalize_factor_columns, pooling_initializer,
+                                                 project_pooling, topographic_mask)
 from deepvision.models.rbm import _flat
 
+__all__ = ["INPUT_NORMS", "MCRBM", "MPoT", "NORM_OFFSET", "POOLING_INITS", "covariance_input",
+           "mcrbm_free_energy_and_grad", "mpot_free_energy_and_grad", "normalize_factor_columns",
+           "project_pooling", "topographic_mask"]
+
 Array = jax.Array
-
-INPUT_NORMS = ("original", "paper")
-POOLING_INITS = ("identity", "topographic")
-# L = sqrt(‖x‖²/D + NORM_OFFSET) in the original code's covariance-input normalisation.
-NORM_OFFSET = 0.5
-_MCRBM_PARAMS = ("C", "P", "W", "b_c", "b_m", "b_v")
-_MPOT_PARAMS = ("C", "P", "W", "b_m", "b_v")
-
-
-# ----------------------------------------------------------------------------------------------
-# Pooling and the training recipe's projections (pure functions on arrays).
-
-
-def _grid_side(count: int, what: str) -> int:
-  side = math.isqrt(count)
-  if side * side != count:
-    raise ValueError(f"a topographic pooling needs a square number of {what}, got {count}")
-  return side
-
-
-def topographic_mask(n_factors: int, n_cov: int, window: int = 3) -> np.ndarray:
-  """The 0/1 (n_factors, n_cov) mask of a topographic pooling on a torus.
-
-  Factors lie on a g_f × g_f grid (row-major, g_f² = n_factors) and covariance units on a
-  g_n × g_n grid (g_n² = n_cov, g_n ≤ g_f). Unit (i, j) pools the window × window block of factors
-  starting at (⌊i·g_f/g_n⌋, ⌊j·g_f/g_n⌋), wrapping around the grid's edges. When g_f = 2·g_n this is
-  the original code's 3×3 windows with stride 2, e.g. 576 factors (24×24) → 144 units (12×12);
-  other sizes space the windows evenly (256 factors → 144 units: stride 16/12).
-
-  Raises:
-    ValueError: n_factors or n_cov not a positive square, more units than factors, or windows
-      too sparse to pool every factor (g_f > window·g_n).
-  """
-  for name, value in (("n_factors", n_factors), ("n_cov", n_cov), ("window", window)):
-    if not isinstance(value, (int, np.integer)) or value < 1:
-      raise ValueError(f"topographic_mask: {name} must be a positive int, got {value!r}")
-  factor_side = _grid_side(n_factors, "factors")
-  unit_side = _grid_side(n_cov, "covariance units")
-  if unit_side > factor_side:
-    raise ValueError(f"topographic_mask: {n_cov} covariance units on a {unit_side}×{unit_side} grid "
-                     f"exceed the {factor_side}×{factor_side} grid of {n_factors} factors")
-  starts = (np.arange(unit_side) * factor_side) // unit_side
-  rows = (starts[:, None] + np.arange(window)[None]) % factor_side  # (g_n, window)
-  mask = np.zeros((factor_side, factor_side, unit_side, unit_side), np.float32)
-  for i in range(unit_side):
-    for j in range(unit_side):
-      mask[np.ix_(rows[i], rows[j], [i], [j])] = 1.0
-  mask = mask.reshape(n_factors, n_cov)
-  if not mask.any(axis=1).all():
-    raise ValueError(f"topographic_mask: {window}×{window} windows at {unit_side}×{unit_side} "
-                     f"positions leave factors of the {factor_side}×{factor_side} grid unpooled; "
-                     f"use at least {-(-factor_side // window)}² covariance units")
-  return mask
-
-
-def _is_concrete(a: Any) -> bool:
-  return not isinstance(a, jax.core.Tracer)
-
-
-def project_pooling(P: Array, mask: Any = None) -> Array:
-  """P clipped to ≥ 0, times `mask` if given, each column rescaled to unit L1 norm.
-
-  A column with no positive entry is left at zero (its unit then ignores the factors).
-
-  Args:
-    P: (F, N) pooling matrix.
-    mask: None or a non-negative (F, N) array (e.g. `topographic_mask(F, N)`).
-
-  Raises:
-    ValueError: P not 2-D, a mask of another shape, or (when it is not traced) a negative mask.
-  """
-  P = jnp.asarray(P)
-  if P.ndim != 2:
-    raise ValueError(f"project_pooling: P must be a (n_factors, n_cov) matrix, got shape {P.shape}")
-  P = jnp.maximum(P, 0)
-  if mask is not None:
-    if tuple(jnp.shape(mask)) != P.shape:
-      raise ValueError(f"project_pooling: mask shape {tuple(jnp.shape(mask))} differs from P's "
-                       f"shape {P.shape}")
-    if _is_concrete(mask) and np.any(np.asarray(mask) < 0):
-      raise ValueError(f"project_pooling: mask must be non-negative, got minimum value "
-                       f"{np.min(np.asarray(mask))}")
-    P = P * jnp.asarray(mask, P.dtype)
-  column_sums = jnp.sum(P, axis=0)
-  return P / jnp.where(column_sums > 0, column_sums, 1)
-
-
-def normalize_factor_columns(C: Array, running_norm: Any,
-                             decay: float = 0.95) -> tuple[Array, Array]:
-  """Rescales every column of C to a running common norm, as the original code does after updates.
-
-    n ← decay·n + (1 − decay)·mean_f ‖C_f‖,   C_f ← C_f · n / ‖C_f‖
-
-  (n starts at 1; all-zero columns stay zero).
-
-  Args:
-    C: (D, F) factor filters.
-    running_norm: n, a scalar.
-    decay: the running average's decay, in [0, 1].
-
-  Returns:
-    (C with columns of norm n_new, n_new).
-  """
-  C = jnp.asarray(C)
-  if C.ndim != 2:
-    raise ValueError(f"normalize_factor_columns: C must be a (n_visible, n_factors) matrix, got "
-                     f"shape {C.shape}")
-  if jnp.ndim(running_norm) != 0:
-    raise ValueError(f"normalize_factor_columns: running_norm must be a scalar, got shape "
-                     f"{jnp.shape(running_norm)}")
-  if _is_concrete(decay) and not 0.0 <= float(decay) <= 1.0:
-    raise ValueError(f"normalize_factor_columns: decay must lie in [0, 1], got {decay}")
-  norms = jnp.linalg.norm(C, axis=0)
-  new_norm = decay * running_norm + (1 - decay) * jnp.mean(norms)
-  scale = jnp.where(norms > 0, new_norm / jnp.where(norms > 0, norms, 1), 0)
-  return C * scale, jnp.asarray(new_norm, C.dtype)
-
-
-def _pooling_initializer(pooling_init: str, n_factors: int, n_cov: int):
-  """P's initialiser: the identity, or the projected (column-normalised) topographic mask."""
-
-  def init(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
-    del key
-    if pooling_init == "identity":
-      return jnp.eye(*shape, dtype=dtype)
-    return project_pooling(jnp.asarray(topographic_mask(n_factors, n_cov), dtype))
-
-  return init
-
-
-# ----------------------------------------------------------------------------------------------
-# Closed-form free energies and input gradients for samplers (pure functions on the params dict).
-
-
-def _norm_scale(x: Array) -> Array:
-  """L = sqrt(‖x‖²/D + 1/2) per example, (B,)."""
-  return jnp.sqrt(jnp.mean(x * x, axis=-1) + NORM_OFFSET)
-
-
-def covariance_input(x: Array, input_norm: str = "original") -> Array:
-  """x̃: x / sqrt(‖x‖²/D + 1/2) for 'original', x for 'paper'; (B, D)."""
-  _check_choice("input_norm", input_norm, INPUT_NORMS)
-  return x / _norm_scale(x)[:, None] if input_norm == "original" else x
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-  if value not in choices:
-    raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-
-def _checked_params(params: Any, names: tuple[str, ...], x: Any, fn: str) -> tuple[dict, Array]:
-  params = params.get("params", params) if hasattr(params, "get") else params
-  missing = [n for n in names if n not in params]
-  if missing:
-    raise ValueError(f"{fn}: params lack {', '.join(missing)}; expected the entries "
-                     f"{', '.join(names)} (the model's 'params' collection)")
-  x = jnp.asarray(x)
-  dim = params["C"].shape[0]
-  if x.ndim != 2 or x.shape[1] != dim or not jnp.issubdtype(x.dtype, jnp.floating):
-    raise ValueError(f"{fn}: x must be a float (batch, {dim}) array, got shape {tuple(x.shape)} "
-                     f"{x.dtype}")
-  return params, x
-
-
-def mcrbm_free_energy_and_grad(params: Any, x: Any,
-                               input_norm: str = "original") -> tuple[Array, Array]:
-  """mcRBM F(x) (B,) and ∂F/∂x (B, D) in closed form, without autodiff (for HMC).
-
-  With L = sqrt(‖x‖²/D + 1/2) ('original'; L = 1 and no second term for 'paper'), s = Cᵀx/L,
-  σ_c = σ(b_c − ½Pᵀs²), σ_m = σ(Wᵀx + b_m), r = s ⊙ (Pσ_c) and g = Cr:
-
-    ∂F/∂x = g/L − x(xᵀg)/(D L³) + x − b_v − Wσ_m,   where xᵀg = L·sᵀr.
-
-  s, σ_c and σ_m are shared by F and its gradient: one evaluation costs four products with the filters
-  (x by C and by W, r/L by Cᵀ, σ_m by Wᵀ) and two with P, 2B(2D(F + M) + 2FN) FLOPs. The products with
-  C and W are kept apart rather than concatenated into one with [C | W] (the same FLOPs): on XLA:CPU
-  the separate products ran the mcRBM's HMC trajectory about 10% faster (benchmarks/hmc_throughput.py,
-  `ablation_concatenated`), and no slice or concatenation of the batch is copied.
-
-  Args:
-    params: the model's 'params' collection (C, P, W, b_c, b_m, b_v), or {'params': ...}.
-    x: (B, D) float visible batch.
-    input_norm: 'original' or 'paper' (as `MCRBM.input_norm`).
-  """
-  _check_choice("input_norm", input_norm, INPUT_NORMS)
-  p, x = _checked_params(params, _MCRBM_PARAMS, x, "mcrbm_free_energy_and_grad")
-  sq_norm = jnp.sum(x * x, axis=-1)
-  s = x @ p["C"]  # (B, F)
-  if input_norm == "original":
-    inv_scale = jax.lax.rsqrt(sq_norm / x.shape[1] + NORM_OFFSET)[:, None]  # 1/L
-    s = s * inv_scale
-  mean_logits = x @ p["W"] + p["b_m"]
-  cov_logits = p["b_c"] - 0.5 * (s * s) @ p["P"]
-  free_energy = (0.5 * sq_norm - x @ p["b_v"] - jnp.sum(jax.nn.softplus(cov_logits), axis=-1)
-                 - jnp.sum(jax.nn.softplus(mean_logits), axis=-1))
-  r = s * (jax.nn.sigmoid(cov_logits) @ p["P"].T)  # ∂F/∂s, (B, F)
-  grad = x - p["b_v"] - jax.nn.sigmoid(mean_logits) @ p["W"].T
-  if input_norm == "original":
-    radial = jnp.sum(s * r, axis=-1, keepdims=True) * (inv_scale * inv_scale) / x.shape[1]
-    grad = grad + (r * inv_scale) @ p["C"].T - radial * x
-  else:
-    grad = grad + r @ p["C"].T
-  return free_energy, grad
-
-
-def mpot_free_energy_and_grad(params: Any, x: Any, gamma: float = 1.0) -> tuple[Array, Array]:
-  """mPoT F(x) (B,) (reference form, no N·log Γ(γ)) and ∂F/∂x (B, D) in closed form (for HMC).
-
-  With s = Cᵀx, a = 1 + ½Pᵀs², σ_m = σ(Wᵀx + b_m) and r = s ⊙ (P(γ/a)):
-
-    ∂F/∂x = Cr + x − b_v − Wσ_m,
-
-  computed with four products with the filters (x by C and by W, r by Cᵀ, σ_m by Wᵀ; kept apart as
-  in `mcrbm_free_energy_and_grad`) and two with P.
-
-  Args:
-    params: the model's 'params' collection (C, P, W, b_m, b_v), or {'params': ...}.
-    x: (B, D) float visible batch.
-    gamma: the shape parameter γ > 0 (as `MPoT.gamma`).
-  """
-  p, x = _checked_params(params, _MPOT_PARAMS, x, "mpot_free_energy_and_grad")
-  _check_gamma(gamma)
-  s = x @ p["C"]
-  mean_logits = x @ p["W"] + p["b_m"]
-  rates = 1 + 0.5 * (s * s) @ p["P"]
-  free_energy = (gamma * jnp.sum(jnp.log(rates), axis=-1) + 0.5 * jnp.sum(x * x, axis=-1)
-                 - x @ p["b_v"] - jnp.sum(jax.nn.softplus(mean_logits), axis=-1))
-  r = s * ((gamma / rates) @ p["P"].T)
-  grad = r @ p["C"].T - jax.nn.sigmoid(mean_logits) @ p["W"].T + x - p["b_v"]
-  return free_energy, grad
-
-
-def _check_gamma(gamma: Any) -> None:
-  if not _is_concrete(gamma):
-    return
-  if isinstance(gamma, (bool, str)) or not (np.ndim(gamma) == 0 and np.isfinite(gamma) and gamma > 0):
-    raise ValueError(f"gamma must be a finite positive number, got {gamma!r}")
-
-
-# ----------------------------------------------------------------------------------------------
-# The Linen modules.
 
 
 class _GatedMRF:
@@ -316,7 +49,7 @@ class _GatedMRF:
       value = getattr(self, field)
       if not isinstance(value, int) or value < 1:
         raise ValueError(f"{type(self).__name__}.{field} must be a positive int, got {value!r}")
-    _check_choice(f"{type(self).__name__}.pooling_init", self.pooling_init, POOLING_INITS)
+    check_choice(f"{type(self).__name__}.pooling_init", self.pooling_init, POOLING_INITS)
     if self.pooling_init == "identity" and self.n_factors != self.n_cov:
       raise ValueError(f"{type(self).__name__}: pooling_init 'identity' needs n_factors == n_cov, got "
                        f"n_factors={self.n_factors}, n_cov={self.n_cov}; use 'topographic'")
@@ -324,7 +57,7 @@ class _GatedMRF:
       topographic_mask(self.n_factors, self.n_cov)  # raises for sizes without a topography
     d, f, n, m = self.n_visible, self.n_factors, self.n_cov, self.n_mean
     self.C = self.param("C", nn.initializers.normal(self.factor_init_scale), (d, f))
-    self.P = self.param("P", _pooling_initializer(self.pooling_init, f, n), (f, n))
+    self.P = self.param("P", pooling_initializer(self.pooling_init, f, n), (f, n))
     self.W = self.param("W", nn.initializers.normal(self.mean_init_scale), (d, m))
     if cov_bias_init is not None:
       self.b_c = self.param("b_c", nn.initializers.constant(cov_bias_init), (n,))
@@ -396,7 +129,14 @@ class _GatedMRF:
 
 
 class MCRBM(_GatedMRF, nn.Module):
-  """Mean-covariance RBM (Ranzato & Hinton 2010); energy and conditionals in the module docstring.
+  r"""Mean-covariance RBM (Ranzato & Hinton 2010), binary h_c; with u_k = ½ Σ_f P_fk (Cᵀx̃)_f²:
+
+    E(x, h_c, h_m) = Σ_k h_c_k u_k − b_cᵀh_c + ½xᵀx − h_mᵀWᵀx − b_mᵀh_m − b_vᵀx
+    p(h_c_k = 1 | x) = σ(b_c_k − u_k),   p(h_m_j = 1 | x) = σ(W_jᵀx + b_m_j)
+
+  F(x) is in `gated_mrf_energy`. With x̃ = x ('paper'), p(x | h) = N(Σ(W h_m + b_v), Σ) with
+  Σ⁻¹ = C diag(P h_c) Cᵀ + I; with the normalised x̃ ('original') p(x | h) is not Gaussian and samples
+  are drawn by Hybrid Monte Carlo on F(x). The quadratic term, `b_v` and the mean branch see the raw x.
 
   Attributes:
     n_visible: D, visible units.
@@ -428,7 +168,7 @@ class MCRBM(_GatedMRF, nn.Module):
   visible_kind = "gaussian"
 
   def setup(self):
-    _check_choice("MCRBM.input_norm", self.input_norm, INPUT_NORMS)
+    check_choice("MCRBM.input_norm", self.input_norm, INPUT_NORMS)
     self._setup_params(self.cov_bias_init)
 
   def covariance_input(self, x: Any) -> Array:
@@ -474,7 +214,7 @@ class MCRBM(_GatedMRF, nn.Module):
 
   def free_energy_and_grad(self, x: Any) -> tuple[Array, Array]:
     """(F(x), ∂F/∂x) in closed form: `mcrbm_free_energy_and_grad` on this model's parameters."""
-    params = {name: getattr(self, name) for name in _MCRBM_PARAMS}
+    params = {name: getattr(self, name) for name in MCRBM_PARAMS}
     return mcrbm_free_energy_and_grad(params, self.visible(x), self.input_norm)
 
   def conditional_gaussian(self, h_c: Any, h_m: Any) -> tuple[Array, Array]:
@@ -502,7 +242,16 @@ class MCRBM(_GatedMRF, nn.Module):
 
 
 class MPoT(_GatedMRF, nn.Module):
-  """Mean-product of Student-t experts (Ranzato, Mnih & Hinton 2010); energy in the module docstring.
+  r"""Mean-product of Student-t experts (Ranzato, Mnih & Hinton 2010), h_c ∈ (0, ∞)^N:
+
+    E(x, h_c, h_m) = Σ_k [h_c_k a_k + (1 − γ) log h_c_k] + ½xᵀx − h_mᵀWᵀx − b_mᵀh_m − b_vᵀx,
+                     a_k = 1 + u_k (with x̃ = x)
+    p(h_c_k | x) = Gamma(shape γ, rate a_k),  E[h_c_k | x] = γ/a_k;  p(x | h) as the mcRBM's paper form.
+
+  F(x) (`gated_mrf_energy`) is the reference (published) form. Integrating h_c out exactly gives
+  F(x) − N·log Γ(γ): the constant depends on no parameter but γ and is excluded from `free_energy` (it
+  vanishes for γ = 1 and cancels in every contrastive gradient). The published mPoT has no visible bias;
+  `b_v` (initialised to 0) is kept so that both models share one parameter layout, sampler and trainer.
 
   Attributes:
     n_visible: D, visible units.
@@ -529,7 +278,7 @@ class MPoT(_GatedMRF, nn.Module):
   visible_kind = "gaussian"
 
   def setup(self):
-    _check_gamma(self.gamma)
+    check_gamma(self.gamma)
     self._setup_params(None)
 
   def covariance_input(self, x: Any) -> Array:
@@ -577,7 +326,7 @@ class MPoT(_GatedMRF, nn.Module):
 
   def free_energy_and_grad(self, x: Any) -> tuple[Array, Array]:
     """(F(x), ∂F/∂x) in closed form: `mpot_free_energy_and_grad` on this model's parameters."""
-    params = {name: getattr(self, name) for name in _MPOT_PARAMS}
+    params = {name: getattr(self, name) for name in MPOT_PARAMS}
     return mpot_free_energy_and_grad(params, self.visible(x), self.gamma)
 
   def conditional_gaussian(self, h_c: Any, h_m: Any) -> tuple[Array, Array]:

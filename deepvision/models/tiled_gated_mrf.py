@@ -86,7 +86,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepvision.models import gated_mrf
+from deepvision.models import gated_mrf, gated_mrf_energy, gated_mrf_pooling
 
 Array = jax.Array
 
@@ -198,7 +198,7 @@ class _TileResponses:
     self.scale = None
     s = responses[..., :n_factors]
     if input_norm == "original":
-      self.scale = jnp.sqrt(jnp.mean(tiles * tiles, axis=-1, keepdims=True) + gated_mrf.NORM_OFFSET)
+      self.scale = jnp.sqrt(jnp.mean(tiles * tiles, axis=-1, keepdims=True) + gated_mrf_energy.NORM_OFFSET)
       s = s / self.scale
     self.tiles, self.factor_responses, self.pooling = tiles, s, bank["P"]
     self.cov_logits = bank["b_c"] - 0.5 * _contract(s * s, bank["P"])
@@ -278,14 +278,14 @@ class TiledMCRBM(nn.Module):
     if self.tiling > min(rows, cols):
       raise ValueError(f"{name}.tiling={self.tiling} exceeds the {rows}×{cols} tile grid: some "
                        f"filter sets would never be used; use tiling <= {min(rows, cols)}")
-    gated_mrf._check_choice(f"{name}.input_norm", self.input_norm, gated_mrf.INPUT_NORMS)
-    gated_mrf._check_choice(f"{name}.visible_bias", self.visible_bias, VISIBLE_BIASES)
-    gated_mrf._check_choice(f"{name}.pooling_init", self.pooling_init, gated_mrf.POOLING_INITS)
+    gated_mrf_energy.check_choice(f"{name}.input_norm", self.input_norm, gated_mrf_energy.INPUT_NORMS)
+    gated_mrf_energy.check_choice(f"{name}.visible_bias", self.visible_bias, VISIBLE_BIASES)
+    gated_mrf_energy.check_choice(f"{name}.pooling_init", self.pooling_init, gated_mrf_pooling.POOLING_INITS)
     if self.pooling_init == "identity" and self.n_factors != self.n_cov:
       raise ValueError(f"{name}: pooling_init 'identity' needs n_factors == n_cov, got "
                        f"n_factors={self.n_factors}, n_cov={self.n_cov}; use 'topographic'")
     if self.pooling_init == "topographic":
-      gated_mrf.topographic_mask(self.n_factors, self.n_cov)
+      gated_mrf_pooling.topographic_mask(self.n_factors, self.n_cov)
 
   # Sizes -------------------------------------------------------------------------------------
 
@@ -314,7 +314,7 @@ class TiledMCRBM(nn.Module):
 
   def setup(self):
     d, f, n, m = self.patch_size ** 2, self.n_factors, self.n_cov, self.n_mean
-    pooling = gated_mrf._pooling_initializer(self.pooling_init, f, n)
+    pooling = gated_mrf_pooling.pooling_initializer(self.pooling_init, f, n)
 
     def bank_pooling(key, shape, dtype=jnp.float32):
       single = pooling(key, shape[-2:], dtype)
@@ -330,9 +330,9 @@ class TiledMCRBM(nn.Module):
     self.b_v = self.param("b_v", nn.initializers.zeros, bias_shape)
 
   def pooling_mask(self) -> np.ndarray | None:
-    """The mask `gated_mrf.project_pooling` should keep P under (per bank for tiling > 1)."""
+    """The mask `gated_mrf_pooling.project_pooling` should keep P under (per bank for tiling > 1)."""
     if self.pooling_init == "topographic":
-      return gated_mrf.topographic_mask(self.n_factors, self.n_cov)
+      return gated_mrf_pooling.topographic_mask(self.n_factors, self.n_cov)
     return None
 
   def _tile_bank(self) -> dict[str, Array]:
