@@ -4,24 +4,7 @@ Ranzato, Mnih, Susskind & Hinton, "Modeling natural images using gated MRFs", PA
 larger than their training patches from a gated MRF whose filters are replicated over the image at
 several offsets. This module is one such layout, designed here (the paper's exact layout is not
 reproduced); the patch-level model it tiles is `deepvision.models.gated_mrf.MCRBM` (Ranzato & Hinton,
-CVPR 2010). Tiled convolution with untied filter sets follows Ngiam, Chen, Chia, Koh, Le & Ng,
-"Tiled convolutional neural networks", NIPS 2010.
-
-Layout. An H × W grey image x is covered by p × p tiles (patches) whose top-left corners lie on a grid
-of stride s ≤ p, only where a tile fits fully ("valid"): tile t = (i, j) covers rows s·i … s·i + p − 1
-and columns s·j … s·j + p − 1, for i < T_h = (H − p)/s + 1 and j < T_w = (W − p)/s + 1. The image
-must be covered exactly, (H − p) and (W − p) multiples of s, so every pixel lies in some tile. With
-p = 8, s = 4 each interior pixel lies in (p/s)² = 4 tiles, at 4 different offsets within them; pixels
-near the border lie in fewer (an edge block in 2, a corner block in 1):
-
-         0    4    8   12            H = W = 12, p = 8, s = 4: a 2 × 2 grid of tiles
-       0 +----+----+----+              a = t(0, 0)   b = t(0, 1)
-         | a  | ab | b  |              c = t(1, 0)   d = t(1, 1)
-       4 +----+----+----+            each s × s block lists the tiles that cover it
-         | ac |abcd| bd |
-       8 +----+----+----+            tiling = 2: tile (i, j) uses filter set
-         | c  | cd | d  |              2·(i mod 2) + (j mod 2): a → 0, b → 1, c → 2, d → 3
-      12 +----+----+----+
+CVPR 2010); tiles and filter banks (Ngiam et al., NIPS 2010): `deepvision.models.tiling`.
 
 Free energy. With x_t the p² pixels of tile t (row-major) and the tile's covariance input
 x̃_t = x_t / sqrt(‖x_t‖²/p² + 1/2) ('original', the contrast normalisation of the original mcRBM code,
@@ -35,50 +18,12 @@ energy is that of one Gaussian-based MRF whose factor and mean filters are repli
 patch model: F_t(x_t) = F_MCRBM(x_t; b_v = 0) − ½‖x_t‖² (the patch model's free energy without its own
 visible terms). The energy is E(x, h) = ½‖x‖² − b_vᵀx + Σ_t E_t(x_t, h_t), so p(h | x) factorises over
 tiles: each tile's hidden units given x are the patch model's given x_t (`hidden_probs`).
-
-Filter sets (`tiling` = τ). τ = 1: one bank C (p², F), P (F, N), W (p², M), b_c (N), b_m (M) shared by
-every tile: a convolutional model, equivariant to shifts by s. τ > 1: τ² banks, a leading axis of
-size τ² on each of those parameters (C (τ², p², F) ...); tile (i, j) uses bank τ·(i mod τ) + (j mod τ),
-so the model is equivariant to shifts by τ·s only (Ngiam et al.'s tiled convolution with tile size τ).
-
-Visible bias (`visible_bias`). 'shared' (default): one scalar b_v, −b_vᵀx = −b_v Σ_i x_i, keeping the
-model stationary; 'per_pixel': b_v of H·W entries (row-major), −Σ_i b_v_i x_i.
-
-Pixel space. The model works on standardised pixels, x = (image − μ)/σ with one scalar μ and σ for the
-whole data set (stationary statistics; a per-pixel `Standardizer` would break the shift structure), not
-on PCA-whitened patches: PCA whitening is a linear map fitted to the covariance of p × p patches (often
-also reducing their dimension), defined on one patch at a time; overlapping tiles share pixels, and no
-image-level map whitens every tile at once, so a whitened tile model would not define one energy over
-the image. The per-tile contrast normalisation above plays the role it plays in the original mcRBM code
-(which normalised its whitened inputs the same way).
-
-Train small, sample large. `from_patch_model` builds a tiled model from a patch `MCRBM` trained on
-unwhitened standardised p × p patches (b_v: the mean of the patch b_v, or per pixel the mean over the
-tiles covering it of the patch entry at that offset). The result is exact for one tile (stride = p,
-H = W = p) but not a copy of the patch density on larger images: the overlapping tiles add up their
-covariance terms ((p/s)² per interior pixel) while the Gaussian term is counted once, so the imported
-model is a starting point for training at the image level (PCD with HMC on `free_energy`).
-
-Sampling: Hybrid Monte Carlo on F with the closed-form ∂F/∂x below
-(`deepvision.samplers.gated_mrf.sample_tiled`), from N(0, I) or from given images.
-
-Gradient. With L_t = sqrt(‖x_t‖²/p² + 1/2), s_t = Cᵀx_t/L_t, σ_c = σ(b_c − ½Pᵀs_t²),
-σ_m = σ(Wᵀx_t + b_m), r_t = s_t ⊙ (Pσ_c):
-
-  ∂F/∂x = x − b_v + Σ_t S_tᵀ[C r_t/L_t − x_t (s_tᵀr_t)/(p² L_t²) − W σ_m],
-
-('paper': L_t = 1 and no second term; C, P, W, b_c, b_m are tile t's bank), where S_tᵀ puts a tile's
-p² values back at its pixels (summing where tiles overlap): the adjoint of the tile extraction.
-Tiles are extracted by reshapes and slices of g × g blocks, g = gcd(p, s) (no gather, no
-convolution), and S_tᵀ is the transpose of that linear map (timings of both choices:
-benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import numbers
 from typing import Any
 
 import flax.linen as nn
@@ -86,106 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepvision.models import gated_mrf, gated_mrf_energy, gated_mrf_pooling
+from deepvision.models import gated_mrf_energy, gated_mrf_pooling
+from deepvision.models.tiling import (bank_index, contract, contract_transposed, extract_tiles, per_tile,
+                                      positive_int, tile_grid)
 
 Array = jax.Array
 
 VISIBLE_BIASES = ("shared", "per_pixel")
 _BANK_PARAMS = ("C", "P", "W", "b_c", "b_m")
-
-
-# ----------------------------------------------------------------------------------------------
-# Geometry and tile extraction (pure functions).
-
-
-def _positive_int(name: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-    raise ValueError(f"{name} must be a positive int, got {value!r}")
-  return int(value)
-
-
-def tile_grid(image_shape: Any, patch_size: Any, stride: Any) -> tuple[int, int]:
-  """(T_h, T_w): the tiles per column and per row of an exactly covered image.
-
-  Raises:
-    ValueError: image_shape not a pair of positive ints, patch_size or stride not positive ints,
-      a stride larger than the patch, a patch larger than the image, or an image that the tiles do
-      not cover exactly ((H − p) or (W − p) not a multiple of s); the message names the values and
-      the nearest sizes that work.
-  """
-  if (not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2):
-    raise ValueError(f"image_shape must be a pair (H, W) of positive ints, got {image_shape!r}")
-  height = _positive_int("image_shape[0] (H)", image_shape[0])
-  width = _positive_int("image_shape[1] (W)", image_shape[1])
-  patch = _positive_int("patch_size", patch_size)
-  if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or not 1 <= stride <= patch:
-    raise ValueError(f"stride must be an int in [1, patch_size={patch}] (tiles must touch or "
-                     f"overlap), got {stride!r}")
-  stride = int(stride)
-  if patch > min(height, width):
-    raise ValueError(f"patch_size {patch} is larger than the image {height}×{width}: the patch "
-                     f"must fit, patch_size <= {min(height, width)}")
-  for name, size in (("H", height), ("W", width)):
-    if (size - patch) % stride:
-      below = patch + (size - patch) // stride * stride
-      raise ValueError(f"image side {name}={size} is not covered exactly by {patch}×{patch} tiles "
-                       f"of stride {stride}: {name} − patch_size must be a multiple of the stride; "
-                       f"use {below} or {below + stride}")
-  return (height - patch) // stride + 1, (width - patch) // stride + 1
-
-
-def extract_tiles(images: Array, patch_size: int, stride: int) -> Array:
-  """The p × p tiles of exactly covered images on a grid of stride s, (B, T_h, T_w, p²) row-major.
-
-  Tile (i, j) holds `images[:, s·i : s·i + p, s·j : s·j + p]` flattened. The images are cut into
-  g × g blocks (g = gcd(p, s)) and each tile gathered as (p/g)² strided slices of the block grid:
-  reshapes and slices only, whose transpose (the fold back to pixels) XLA:CPU runs fast.
-
-  Args:
-    images: (B, H, W) with (H − p) and (W − p) multiples of s (`tile_grid` checks it).
-    patch_size: p.
-    stride: s, 1 ≤ s ≤ p.
-  """
-  batch, height, width = images.shape
-  rows, cols = tile_grid((height, width), patch_size, stride)
-  g = math.gcd(patch_size, stride)
-  span, step = patch_size // g, stride // g  # a tile spans `span` blocks; tiles start `step` apart
-  blocks = images.reshape(batch, height // g, g, width // g, g).transpose(0, 1, 3, 2, 4)
-  tiles = jnp.stack([
-      jnp.stack([blocks[:, a:a + step * (rows - 1) + 1:step, b:b + step * (cols - 1) + 1:step]
-                 for b in range(span)], axis=3)
-      for a in range(span)], axis=3)  # (B, T_h, T_w, span_a, span_b, g, g)
-  tiles = tiles.transpose(0, 1, 2, 3, 5, 4, 6)  # (..., span_a, g_row, span_b, g_col)
-  return tiles.reshape(batch, rows, cols, patch_size * patch_size)
-
-
-# ----------------------------------------------------------------------------------------------
-# Per-tile filter banks: shared (τ = 1) or chosen by the tile's position modulo τ.
-
-
-def _bank_index(rows: int, cols: int, tiling: int) -> np.ndarray:
-  """(T_h, T_w) int: the filter set of every tile, τ·(i mod τ) + (j mod τ)."""
-  i, j = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-  return tiling * (i % tiling) + (j % tiling)
-
-
-def _per_tile(value: Array, index: np.ndarray | None) -> Array:
-  """The bank parameter as used by every tile: itself (shared), or value[index] (T_h, T_w, ...)."""
-  return value if index is None else value[index]
-
-
-def _contract(x: Array, matrix: Array) -> Array:
-  """x (B, T_h, T_w, a) times matrix (a, b), or tile by tile for a per-tile (T_h, T_w, a, b)."""
-  if matrix.ndim == 2:
-    return x @ matrix
-  return jnp.einsum("bija,ijac->bijc", x, matrix)
-
-
-def _contract_transposed(y: Array, matrix: Array) -> Array:
-  """y (B, T_h, T_w, b) times matrixᵀ, shared (a, b) or per tile (T_h, T_w, a, b)."""
-  if matrix.ndim == 2:
-    return y @ matrix.T
-  return jnp.einsum("bijc,ijac->bija", y, matrix)
 
 
 class _TileResponses:
@@ -194,14 +47,14 @@ class _TileResponses:
   def __init__(self, tiles: Array, bank: dict[str, Array], input_norm: str):
     n_factors = bank["C"].shape[-1]
     self.filters = jnp.concatenate([bank["C"], bank["W"]], axis=-1)  # (…, p², F + M)
-    responses = _contract(tiles, self.filters)
+    responses = contract(tiles, self.filters)
     self.scale = None
     s = responses[..., :n_factors]
     if input_norm == "original":
       self.scale = jnp.sqrt(jnp.mean(tiles * tiles, axis=-1, keepdims=True) + gated_mrf_energy.NORM_OFFSET)
       s = s / self.scale
     self.tiles, self.factor_responses, self.pooling = tiles, s, bank["P"]
-    self.cov_logits = bank["b_c"] - 0.5 * _contract(s * s, bank["P"])
+    self.cov_logits = bank["b_c"] - 0.5 * contract(s * s, bank["P"])
     self.mean_logits = responses[..., n_factors:] + bank["b_m"]
 
   def free_energies(self) -> Array:
@@ -212,11 +65,11 @@ class _TileResponses:
   def tile_gradients(self) -> Array:
     """∂F_t/∂x_t per tile, (B, T_h, T_w, p²)."""
     s = self.factor_responses
-    r = s * _contract_transposed(jax.nn.sigmoid(self.cov_logits), self.pooling)  # ∂F_t/∂s_t
+    r = s * contract_transposed(jax.nn.sigmoid(self.cov_logits), self.pooling)  # ∂F_t/∂s_t
     mean_probs = jax.nn.sigmoid(self.mean_logits)
     if self.scale is None:
-      return _contract_transposed(jnp.concatenate([r, -mean_probs], axis=-1), self.filters)
-    back = _contract_transposed(jnp.concatenate([r / self.scale, -mean_probs], axis=-1),
+      return contract_transposed(jnp.concatenate([r, -mean_probs], axis=-1), self.filters)
+    back = contract_transposed(jnp.concatenate([r / self.scale, -mean_probs], axis=-1),
                                 self.filters)
     radial = jnp.sum(s * r, axis=-1, keepdims=True) / (self.tiles.shape[-1] * self.scale ** 2)
     return back - radial * self.tiles
@@ -227,7 +80,44 @@ class _TileResponses:
 
 
 class TiledMCRBM(nn.Module):
-  """An mcRBM tiled over H × W grey images; energy, layout and choices in the module docstring.
+  r"""An mcRBM tiled over H × W grey images; energy in the module docstring, layout in `tiling`.
+
+  Filter sets (`tiling` = τ). τ = 1: one bank C (p², F), P (F, N), W (p², M), b_c (N), b_m (M) shared by
+  every tile: a convolutional model, equivariant to shifts by s. τ > 1: τ² banks, a leading axis of
+  size τ² on each of those parameters (C (τ², p², F) ...); tile (i, j) uses bank τ·(i mod τ) + (j mod τ),
+  so the model is equivariant to shifts by τ·s only (Ngiam et al.'s tiled convolution with tile size τ).
+
+  Visible bias (`visible_bias`). 'shared' (default): one scalar b_v, −b_vᵀx = −b_v Σ_i x_i, keeping the
+  model stationary; 'per_pixel': b_v of H·W entries (row-major), −Σ_i b_v_i x_i.
+
+  Pixel space. The model works on standardised pixels, x = (image − μ)/σ with one scalar μ and σ for the
+  whole data set (stationary statistics; a per-pixel `Standardizer` would break the shift structure), not
+  on PCA-whitened patches: PCA whitening is a linear map fitted to the covariance of p × p patches (often
+  also reducing their dimension), defined on one patch at a time; overlapping tiles share pixels, and no
+  image-level map whitens every tile at once, so a whitened tile model would not define one energy over
+  the image. The per-tile contrast normalisation above plays the role it plays in the original mcRBM code
+  (which normalised its whitened inputs the same way).
+
+  Train small, sample large. `from_patch_model` builds a tiled model from a patch `MCRBM` trained on
+  unwhitened standardised p × p patches (b_v: the mean of the patch b_v, or per pixel the mean over the
+  tiles covering it of the patch entry at that offset). The result is exact for one tile (stride = p,
+  H = W = p) but not a copy of the patch density on larger images: the overlapping tiles add up their
+  covariance terms ((p/s)² per interior pixel) while the Gaussian term is counted once, so the imported
+  model is a starting point for training at the image level (PCD with HMC on `free_energy`).
+
+  Sampling: Hybrid Monte Carlo on F with the closed-form ∂F/∂x below
+  (`deepvision.samplers.gated_mrf.sample_tiled`), from N(0, I) or from given images.
+
+  Gradient. With L_t = sqrt(‖x_t‖²/p² + 1/2), s_t = Cᵀx_t/L_t, σ_c = σ(b_c − ½Pᵀs_t²),
+  σ_m = σ(Wᵀx_t + b_m), r_t = s_t ⊙ (Pσ_c):
+
+    ∂F/∂x = x − b_v + Σ_t S_tᵀ[C r_t/L_t − x_t (s_tᵀr_t)/(p² L_t²) − W σ_m],
+
+  ('paper': L_t = 1 and no second term; C, P, W, b_c, b_m are tile t's bank), where S_tᵀ puts a tile's
+  p² values back at its pixels (summing where tiles overlap): the adjoint of the tile extraction.
+  Tiles are extracted by reshapes and slices of g × g blocks, g = gcd(p, s) (no gather, no
+  convolution), and S_tᵀ is the transpose of that linear map (timings of both choices:
+  benchmarks/README.md).
 
   Attributes:
     image_shape: (H, W); (H − p) and (W − p) must be multiples of the stride.
@@ -274,7 +164,7 @@ class TiledMCRBM(nn.Module):
     name = type(self).__name__
     rows, cols = tile_grid(self.image_shape, self.patch_size, self.stride)
     for field in ("n_factors", "n_cov", "n_mean", "tiling"):
-      _positive_int(f"{name}.{field}", getattr(self, field))
+      positive_int(f"{name}.{field}", getattr(self, field))
     if self.tiling > min(rows, cols):
       raise ValueError(f"{name}.tiling={self.tiling} exceeds the {rows}×{cols} tile grid: some "
                        f"filter sets would never be used; use tiling <= {min(rows, cols)}")
@@ -337,8 +227,8 @@ class TiledMCRBM(nn.Module):
 
   def _tile_bank(self) -> dict[str, Array]:
     """C, P, W, b_c, b_m as every tile uses them: shared, or indexed per tile (T_h, T_w, ...)."""
-    index = None if self.tiling == 1 else _bank_index(*self.grid, self.tiling)
-    return {name: _per_tile(getattr(self, name), index) for name in _BANK_PARAMS}
+    index = None if self.tiling == 1 else bank_index(*self.grid, self.tiling)
+    return {name: per_tile(getattr(self, name), index) for name in _BANK_PARAMS}
 
   # Inputs ------------------------------------------------------------------------------------
 
@@ -389,7 +279,7 @@ class TiledMCRBM(nn.Module):
     return self._visible_terms(x) + jnp.sum(self._responses(x).free_energies(), axis=(1, 2))
 
   def free_energy_and_grad(self, x: Any) -> tuple[Array, Array]:
-    """(F(x) (B,), ∂F/∂x in x's shape) in closed form (module docstring), for HMC."""
+    """(F(x) (B,), ∂F/∂x in x's shape) in closed form (class docstring), for HMC."""
     shape = jnp.shape(x)
     x = self.images(x)
     tiles, fold = jax.vjp(functools.partial(extract_tiles, patch_size=self.patch_size,
