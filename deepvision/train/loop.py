@@ -24,9 +24,10 @@ import ml_collections
 from deepvision import config_blocks, optim, parallel, schema, zoo
 from deepvision.checkpoint import read_state
 from deepvision.registry import Registry, UnknownNameError
-from deepvision.train import contrastive_loop, fit, supervised
+from deepvision.train import autoencoder, contrastive_loop, fit, supervised
 from deepvision.train import workdir as workdirs
 from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted  # noqa: F401
+from deepvision.train.lr_search import search_learning_rate
 from deepvision.train.resolve import model_kwargs, override_config, replicas_for  # noqa: F401
 from deepvision.train.supervised import Plan, plan_supervised  # noqa: F401
 
@@ -93,7 +94,6 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
 
   The result is kept in `workdir/lr_search.json`, so a resumed run reuses it instead of searching again.
   """
-  from deepvision.diagnostics.lr_search import search_learning_rate  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, "lr_search.json")
   start = config.optimizer.learning_rate
   saved = None
@@ -150,3 +150,4 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 TRAINERS.register("contrastive")(contrastive_loop.train_contrastive)
+TRAINERS.register("autoencoder")(autoencoder.train_autoencoder)
