@@ -35,11 +35,26 @@ batch size and sums over the batch: the same update). Three measurements:
    `deepvision.train.loop.train_and_evaluate`, and of deepvision at scikit-learn's example settings;
    and on the raw pixels, for reference (on this split the pixels are a strong baseline).
 
+4. the trainer's real path: `train_and_evaluate` (the launcher's library call) on
+   `experiments/configs/rbm_digits.py` set to the `test_fit` settings (`run_timing.rbm_test_fit_config`:
+   all 1,797 digits, 64 hidden, rate 0.1, batch 10, 7 epochs, PCD-1, no momentum, no weight decay,
+   constant rate; held-out splits, log-likelihood, linear evaluation and figures off, one log record and
+   one checkpoint at the end; what stays is the final evaluation on 1,000 training examples, the
+   checkpoint and the metrics files) at each K of `--real-path-ks` (`config.steps_per_dispatch`), against
+   `BernoulliRBM` on the same float32 digits with numpy's BLAS at 1 and at 2 threads, in rounds (rotating
+   order). Every `train_and_evaluate` call builds its jitted functions afresh and so compiles them; JAX's
+   own compile events (trace, lowering, XLA compilation; `run_timing.py`) are summed and reported apart:
+   examples/s of the training loop and of the whole call, each without and with compilation. Then one
+   fresh process per contestant times the whole run from interpreter start (imports, data, compilation,
+   training, exit): `python benchmarks/run_timing.py --job rbm_test_fit --k K` against a `python -c`
+   that imports scikit-learn, loads the digits and fits.
+
 Results go to benchmarks/results/rbm_sklearn.json.
 
 Usage (about two minutes on 2 cores; --quick: under a minute, with fewer seeds and rounds and the
 `rbm_digits.py:smoke` config instead of the full one):
-  python benchmarks/rbm_sklearn.py [--quick] [--rounds 9] [--blas-threads 1] [--out PATH]
+  python benchmarks/rbm_sklearn.py [--quick] [--rounds 9] [--blas-threads 1] [--real-path-ks 1,64]
+      [--process-rounds 3] [--real-path-only] [--out PATH]
 """
 
 from __future__ import annotations
@@ -51,6 +66,7 @@ import os
 import pathlib
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +74,7 @@ import time
 import jax
 
 from cpu_load import cpu_busy_seconds  # benchmarks/cpu_load.py (the script's own folder)
+import run_timing  # benchmarks/run_timing.py: timing of one train_and_evaluate run
 
 jax.config.update("jax_platforms", "cpu")  # The comparison is defined on CPU.
 
@@ -414,6 +431,132 @@ def features_and_lr(quick: bool, seeds: tuple[int, ...]) -> dict:
   return out
 
 
+# ----------------------------------------------------------------------------- 4. the trainer's real path
+
+SKLEARN_PROCESS = """
+import time
+begin = time.perf_counter()
+import numpy as np, threadpoolctl
+from sklearn.datasets import load_digits
+from sklearn.neural_network import BernoulliRBM
+with threadpoolctl.threadpool_limits(limits={threads}):
+  x = (load_digits().data / 16.0).astype(np.float32)
+  BernoulliRBM(n_components={n_hidden}, learning_rate={learning_rate}, batch_size={batch_size},
+               n_iter={epochs}, random_state=0).fit(x)
+"""
+
+
+def _process_seconds(command: list[str]) -> float:
+  begin = time.perf_counter()
+  subprocess.run(command, check=True, capture_output=True, cwd=ROOT, timeout=900)
+  return time.perf_counter() - begin
+
+
+def real_path(x64: np.ndarray, ks: list[int], rounds: int, process_rounds: int) -> dict:
+  """examples/s of `train_and_evaluate` at test_fit (one per K) against scikit-learn float32 at 1 and 2
+  BLAS threads; then whole fresh processes (see the module docstring, part 4)."""
+  x32 = x64.astype(np.float32)
+  sklearn_examples = len(x32) * TEST_FIT["epochs"]
+
+  def sklearn_run(threads):
+    def run(seed):
+      with threadpoolctl.threadpool_limits(limits=threads):
+        begin = time.perf_counter()
+        rbm = sklearn_fit(x32, seed, **TEST_FIT)
+        return {"fit_seconds": time.perf_counter() - begin, "params": rbm}
+    return run
+
+  def trainer_run(k):
+    return lambda seed: run_timing.timed_run(run_timing.rbm_test_fit_config(k, seed))
+
+  contestants = {f"sklearn_float32_blas{t}": sklearn_run(t) for t in (1, 2)}
+  contestants.update({f"deepvision_trainer_K{k}": trainer_run(k) for k in ks})
+  for run in contestants.values():  # warm-up: first-call costs (imports, data loading, orbax)
+    run(0)
+  names = list(contestants)
+  runs = {name: [] for name in names}
+  for r in range(rounds):
+    for name in names[r % len(names):] + names[:r % len(names)]:
+      runs[name].append(contestants[name](r))
+  results = {}
+  for name in names:
+    if name.startswith("sklearn"):
+      median = statistics.median(x["fit_seconds"] for x in runs[name])
+      results[name] = {"fit_seconds_median": median, "examples_per_fit": sklearn_examples,
+                       "examples_per_s": sklearn_examples / median,
+                       "fit_seconds_rounds": [round(x["fit_seconds"], 4) for x in runs[name]],
+                       "exact_pl_of_last_fit": exact_pl(sklearn_params(runs[name][-1]["params"]), x32)}
+      continue
+    steps = runs[name][-1]["record"]["step"]
+    examples = steps * TEST_FIT["batch_size"]
+    med = lambda key, n=name: statistics.median(x[key] for x in runs[n])  # noqa: E731
+    seconds = {
+        "training_loop_excluding_compile": med("train_seconds_excluding_compile"),
+        "training_loop_with_compile": med("train_seconds"),
+        "train_and_evaluate_excluding_compile": med("run_seconds_excluding_compile"),
+        "train_and_evaluate_with_compile": med("run_seconds")}
+    results[name] = {
+        "steps": steps, "examples_per_fit": examples, "seconds_median": seconds,
+        "examples_per_s": {key: examples / value for key, value in seconds.items()},
+        "compile_seconds_median": {"training_loop": med("train_compile_seconds"),
+                                   "train_and_evaluate": med("compile_seconds")},
+        "final_record": runs[name][-1]["record"],
+        "rounds": [{key: round(v, 4) for key, v in x.items() if isinstance(v, float)} for x in runs[name]]}
+  best_threads = max((1, 2), key=lambda t: results[f"sklearn_float32_blas{t}"]["examples_per_s"])
+  reference = results[f"sklearn_float32_blas{best_threads}"]["examples_per_s"]
+  ratios = {f"deepvision_trainer_K{k}/sklearn_float32": {
+      key: value / reference for key, value in results[f"deepvision_trainer_K{k}"]["examples_per_s"].items()}
+      for k in ks}
+
+  # Whole runs from interpreter start, one fresh process each, in rounds.
+  sklearn_code = {t: SKLEARN_PROCESS.format(threads=t, **TEST_FIT) for t in (1, 2)}
+  processes = {f"sklearn_float32_blas{t}": (lambda c=sklearn_code[t]: _process_seconds([sys.executable, "-c", c]))
+               for t in (1, 2)}
+  processes.update({f"deepvision_trainer_K{k}": (lambda k=k: run_timing.child_run("rbm_test_fit", k, 0))
+                    for k in ks})
+  process_seconds = {name: [] for name in processes}
+  process_compile = {name: [] for name in processes}
+  pnames = list(processes)
+  for r in range(process_rounds):
+    for name in pnames[r % len(pnames):] + pnames[:r % len(pnames)]:
+      result = processes[name]()
+      if isinstance(result, dict):
+        process_seconds[name].append(result["process_seconds"])
+        process_compile[name].append(result["compile_seconds"])
+      else:
+        process_seconds[name].append(result)
+  whole = {name: {"process_seconds_median": statistics.median(v), "process_seconds_rounds": [round(s, 3) for s in v],
+                  **({"compile_seconds_median": statistics.median(process_compile[name])}
+                     if process_compile[name] else {})}
+           for name, v in process_seconds.items()}
+  best_process = min(whole[f"sklearn_float32_blas{t}"]["process_seconds_median"] for t in (1, 2))
+  for k in ks:
+    ratios[f"deepvision_trainer_K{k}/sklearn_float32"]["whole_process_from_start"] = (
+        best_process / whole[f"deepvision_trainer_K{k}"]["process_seconds_median"])
+  return {
+      "settings": {**TEST_FIT, "config": "experiments/configs/rbm_digits.py with the overrides of "
+                   "benchmarks/run_timing.py: rbm_test_fit_config", "ks": ks,
+                   "data": "deepvision: dv_digits train+validation+test (the 1,797 digits / 16, float32); "
+                           "scikit-learn: load_digits().data / 16 as float32",
+                   "updates_per_fit": {"sklearn": -(-len(x32) // TEST_FIT["batch_size"]) * TEST_FIT["epochs"],
+                                       "deepvision": results[f"deepvision_trainer_K{ks[0]}"]["steps"]},
+                   "left_in_the_run": "the final evaluation on 1,000 training examples (reconstruction error, "
+                                      "pseudo-likelihood, free energy), one log record, the final checkpoint "
+                                      "(orbax, verified), metrics.jsonl, TensorBoard events, config.json",
+                   "compile": "JAX's compile events (trace + lowering + XLA compile) during the call; every "
+                              "call builds its jitted functions afresh, so every call compiles"},
+      "rounds": rounds, "results": results, "sklearn_float32_fastest_blas_threads": best_threads,
+      "ratios_vs_fastest_sklearn_float32": ratios,
+      "target": {"examples_per_s_ratio_at_least": 3.0,
+                 "met_by_training_loop_excluding_compile": {
+                     f"K{k}": ratios[f"deepvision_trainer_K{k}/sklearn_float32"]["training_loop_excluding_compile"]
+                     >= 3.0 for k in ks}},
+      "whole_process": {"rounds": process_rounds, "results": whole,
+                        "what": "wall time of a fresh Python process: interpreter start, imports, data, "
+                                "compilation, training, evaluation, checkpoint, exit (sklearn: imports, "
+                                "load_digits, fit)"}}
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -437,6 +580,12 @@ def main(argv=None) -> dict:
   parser.add_argument("--rounds", type=int, default=None, help="timed rounds per speed setting")
   parser.add_argument("--blas-threads", type=int, default=1,
                       help="threads of numpy's BLAS (scikit-learn's compute); 0: the library default")
+  parser.add_argument("--real-path-ks", default="1,64",
+                      help="steps_per_dispatch values of the trainer's real path (part 4)")
+  parser.add_argument("--process-rounds", type=int, default=None,
+                      help="fresh-process rounds of part 4 (default 3; --quick: 1)")
+  parser.add_argument("--real-path-only", action="store_true",
+                      help="run part 4 only and replace its entry in the existing JSON record")
   parser.add_argument("--out", type=pathlib.Path, default=None, help="JSON output path")
   args = parser.parse_args(argv)
   rounds = args.rounds if args.rounds is not None else (3 if args.quick else 9)
@@ -457,6 +606,9 @@ def _run(args: argparse.Namespace, rounds: int, command: str) -> dict:
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
   x64 = all_digits()
+  ks = [int(k) for k in args.real_path_ks.split(",")]
+  if args.real_path_only:
+    return _run_real_path(args, rounds, command, out, x64, ks)
   start = time.perf_counter()
   busy_start, own_start = cpu_busy_seconds(), time.process_time()
   report = {"benchmark": "binary RBM (PCD-1) on the digits: deepvision vs scikit-learn BernoulliRBM, CPU"}
@@ -468,11 +620,14 @@ def _run(args: argparse.Namespace, rounds: int, command: str) -> dict:
   busy_speed, own_speed = cpu_busy_seconds(), time.process_time()
   print("3. features + logistic regression ...", flush=True)
   report["features_lr"] = features_and_lr(args.quick, example_seeds)
+  print("4. the trainer's real path ...", flush=True)
+  report["real_path"] = _real_path_part(x64, ks, rounds, args.process_rounds or (1 if args.quick else 3))
   elapsed = time.perf_counter() - start
   others = (None if busy_start is None else
             max(0.0, (busy_speed - busy_start - (own_speed - own_start)) / ((speed_end - start) * cores)))
   report.update({
       "versions": versions(),
+      "machine_details": run_timing.machine(),
       "threads": {"cores_available": cores, "jax": f"XLA:CPU, one device, intra-op pool over {cores} cores",
                   "blas_threads_option": args.blas_threads, "native_pools": blas_threads()},
       "machine": {"platform": platform.platform(), "processor": platform.processor(), "cores": cores,
@@ -507,11 +662,52 @@ def _run(args: argparse.Namespace, rounds: int, command: str) -> dict:
         f"{f['deepvision_rbm_digits']['test_feature_accuracy']:.4f}")
   print(f"  raw pixels: {f['pixels']['test_accuracy']:.4f} (trainer's own: "
         f"{f['deepvision_rbm_digits']['test_pixel_accuracy']:.4f})")
+  _print_real_path(report["real_path"])
   if others is not None and others > 0.1:
     print(f"warning: other processes used {100 * others:.0f}% of the {cores} cores during the timings; "
           "rerun on an idle machine for representative ratios.")
   print(f"{elapsed:.0f} s; wrote {out}")
   return report
+
+
+def _real_path_part(x64: np.ndarray, ks: list[int], rounds: int, process_rounds: int) -> dict:
+  """Part 4 with the machine's state around it (CPU model, load, XLA flags, BLAS)."""
+  before, start = run_timing.machine(), time.perf_counter()
+  part = real_path(x64, ks, rounds, process_rounds)
+  part.update({"machine_before": before, "machine_after": run_timing.machine(), "git": run_timing.git_state(),
+               "measured_seconds": round(time.perf_counter() - start, 1),
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+  return part
+
+
+def _run_real_path(args: argparse.Namespace, rounds: int, command: str, out: pathlib.Path, x64: np.ndarray,
+                   ks: list[int]) -> dict:
+  """`--real-path-only`: part 4 into the existing record (the other parts keep their own run)."""
+  report = json.loads(out.read_text()) if out.exists() else {}
+  print("4. the trainer's real path ...", flush=True)
+  report["real_path"] = _real_path_part(x64, ks, rounds, args.process_rounds or (1 if args.quick else 3))
+  report["real_path"]["command"] = command
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=2) + "\n")
+  _print_real_path(report["real_path"])
+  print(f"wrote {out}")
+  return report
+
+
+def _print_real_path(part: dict) -> None:
+  print("the trainer's real path at test_fit, examples/s (median of rounds):")
+  for name, r in part["results"].items():
+    if name.startswith("sklearn"):
+      print(f"  {name:24s} {r['examples_per_s']:9.0f}  fit {r['fit_seconds_median']:.3f} s")
+    else:
+      e, c = r["examples_per_s"], r["compile_seconds_median"]
+      print(f"  {name:24s} loop {e['training_loop_excluding_compile']:9.0f} (with compile "
+            f"{e['training_loop_with_compile']:7.0f}; compile {c['training_loop']:.2f} s)  whole call "
+            f"{e['train_and_evaluate_excluding_compile']:9.0f} (with compile {e['train_and_evaluate_with_compile']:7.0f})")
+  for name, ratio in part["ratios_vs_fastest_sklearn_float32"].items():
+    print(f"  {name}: " + ", ".join(f"{key} {value:.2f}×" for key, value in ratio.items()))
+  for name, r in part["whole_process"]["results"].items():
+    print(f"  whole process {name:24s} {r['process_seconds_median']:.2f} s")
 
 
 if __name__ == "__main__":

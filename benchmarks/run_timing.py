@@ -1,0 +1,260 @@
+r"""Timing one whole training run of the library's real path, `train_and_evaluate(config, workdir)`.
+
+Used by `main_job.py`, `steps_per_dispatch.py` and `rbm_sklearn.py`. A run is timed three ways:
+
+* `run_seconds`: wall time of the `train_and_evaluate` call (data, initial state, training, final
+  evaluation, checkpoint, metrics files);
+* `train_seconds`: wall time of the training loop alone (`deepvision.train.fit._train`, wrapped here without
+  changing it: every dispatch, the log records and the last checkpoint);
+* `compile_seconds`: what JAX itself reports through `jax.monitoring` while the run lasts (the durations of
+  its events `/jax/core/compile/jaxpr_trace_duration`, `jaxpr_to_mlir_module_duration` and
+  `backend_compile_duration`: tracing, lowering and XLA compilation; `train_compile_seconds` is the part
+  inside the training loop). Every run builds its jitted functions afresh, so every run compiles them and
+  `train_seconds - train_compile_seconds` is the loop without compilation.
+
+Run as a script it trains one job in this fresh process and prints one JSON line (the parent scripts time
+the whole process, start-up and imports included):
+
+  python benchmarks/run_timing.py --job main|rbm_test_fit --k K [--seed S] [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # experiments/ (the configs) is importable from a checkout, not installed.
+  sys.path.insert(0, str(ROOT))
+
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+TEST_FIT = {"n_hidden": 64, "learning_rate": 0.1, "batch_size": 10, "epochs": 7}
+_compile_total = [0.0]
+_listening = [False]
+
+
+def _listen() -> None:
+  """Adds the compile-duration listener once per process."""
+  if _listening[0]:
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+
+  def on_duration(event: str, seconds: float, **_) -> None:
+    if event in COMPILE_EVENTS:
+      _compile_total[0] += seconds
+
+  jax.monitoring.register_event_duration_secs_listener(on_duration)
+  _listening[0] = True
+
+
+def main_job_config(steps_per_dispatch: int, seed: int = 0, epochs: int | None = None):
+  """The default experiment, `experiments/configs/lcn_convnet_digits.py`, with K, the seed and (for quick
+  runs only) fewer epochs; figures off (they change no number)."""
+  from experiments.configs import lcn_convnet_digits  # pylint: disable=g-import-not-at-top
+  config = lcn_convnet_digits.get_config()
+  config.steps_per_dispatch = steps_per_dispatch
+  config.seed = seed
+  config.figures = False
+  if epochs:
+    config.num_epochs = epochs
+  return config
+
+
+def rbm_test_fit_config(steps_per_dispatch: int, seed: int = 0, epochs: int | None = None):
+  """`experiments/configs/rbm_digits.py` at scikit-learn's `test_fit` settings, evaluation at its minimum.
+
+  All 1,797 digits (`train+validation+test` of `dv_digits`: `load_digits().data / 16`, the same values as
+  scikit-learn's test, in another order), 64 hidden units, rate 0.1, batch 10, 7 epochs, PCD-1, no
+  momentum, no weight decay, constant rate. Turned off: the held-out splits, the log-likelihood, the
+  linear evaluation, the figures; one log record and one checkpoint, at the end. What the config cannot
+  turn off: the final evaluation on a training subset of 1,000 (reconstruction error, pseudo-likelihood,
+  free energy), the final checkpoint, `metrics.jsonl` / TensorBoard / `config.json`.
+  """
+  from experiments.configs import rbm_digits  # pylint: disable=g-import-not-at-top
+  config = rbm_digits.get_config()
+  config.model_kwargs.n_hidden = TEST_FIT["n_hidden"]
+  config.train_split, config.eval_split, config.test_split = "train+validation+test", "", ""
+  config.batch_size = TEST_FIT["batch_size"]
+  config.num_epochs = epochs or TEST_FIT["epochs"]
+  config.contrastive.method, config.contrastive.k = "pcd", 1
+  config.optimizer.learning_rate = TEST_FIT["learning_rate"]
+  config.optimizer.schedule = "constant"
+  config.optimizer.momentum = 0.0
+  config.optimizer.momentum_ramp_steps = 0
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 0.0
+  config.log_likelihood.method = "none"
+  config.linear_eval.enabled = False
+  total = (1797 // config.batch_size) * config.num_epochs
+  config.log_every_steps = total
+  config.eval_every_steps = total
+  config.checkpoint_every_steps = 0  # only at the end
+  config.figures = False
+  config.steps_per_dispatch = steps_per_dispatch
+  config.seed = seed
+  return config
+
+
+JOBS = {"main": main_job_config, "rbm_test_fit": rbm_test_fit_config}
+
+
+def timed_run(config, workdir: str | None = None) -> dict:
+  """Runs `train_and_evaluate(config, workdir)` (a fresh temporary work dir by default) and times it."""
+  _listen()
+  from deepvision.train import fit  # pylint: disable=g-import-not-at-top
+  from deepvision.train.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
+
+  inner = {}
+  original = fit._train  # pylint: disable=protected-access
+
+  def timed_train(*args, **kwargs):
+    compile_before, begin = _compile_total[0], time.perf_counter()
+    try:
+      return original(*args, **kwargs)
+    finally:
+      inner["train_seconds"] = time.perf_counter() - begin
+      inner["train_compile_seconds"] = _compile_total[0] - compile_before
+
+  with contextlib.ExitStack() as stack:
+    if workdir is None:
+      workdir = stack.enter_context(tempfile.TemporaryDirectory())
+    fit._train = timed_train  # pylint: disable=protected-access
+    try:
+      compile_before, begin = _compile_total[0], time.perf_counter()
+      record = train_and_evaluate(config, workdir)
+      run_seconds = time.perf_counter() - begin
+      compile_seconds = _compile_total[0] - compile_before
+    finally:
+      fit._train = original  # pylint: disable=protected-access
+  train = inner["train_seconds"]
+  return {"run_seconds": run_seconds, "compile_seconds": compile_seconds, **inner,
+          "train_seconds_excluding_compile": train - inner["train_compile_seconds"],
+          "run_seconds_excluding_compile": run_seconds - compile_seconds,
+          "record": {k: v for k, v in record.items() if isinstance(v, (int, float, str, bool))}}
+
+
+def child_run(job: str, k: int, seed: int, epochs: int | None = None, timeout: float = 900) -> dict:
+  """`timed_run` of `job` in a fresh Python process; adds `process_seconds`, the child's whole wall time
+  (interpreter start, imports, the run, exit)."""
+  command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--job", job, "--k", str(k),
+             "--seed", str(seed)] + (["--epochs", str(epochs)] if epochs else [])
+  begin = time.perf_counter()
+  done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
+  seconds = time.perf_counter() - begin
+  if done.returncode != 0:
+    raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  result["process_seconds"] = seconds
+  return result
+
+
+UNROLLED_CHILD = r"""
+import contextlib, json, sys
+import jax
+jax.config.update("jax_platforms", "cpu")
+sys.path[:0] = [{bench!r}, {root!r}]
+import run_timing
+from deepvision.train import dispatch
+
+def scan_steps(guarded_step):  # dispatch.scan_steps with the scan fully unrolled
+  def multi(state, fault, batches):
+    def body(carry, batch):
+      state, fault, metrics = guarded_step(*carry, batch)
+      return (state, fault), metrics
+    (state, fault), metrics = jax.lax.scan(body, (state, fault), batches, unroll=True)
+    return state, fault, metrics
+  return multi
+
+dispatch.scan_steps = scan_steps
+config = run_timing.main_job_config({k}, {seed}, {epochs})
+with contextlib.redirect_stdout(sys.stderr):
+  result = run_timing.timed_run(config)
+print(json.dumps(result))
+"""
+
+
+def unrolled_child_run(k: int, seed: int, epochs: int | None, timeout: float = 1800) -> dict:
+  """`child_run` of the main job with `dispatch.scan_steps` patched (in the child only) to unroll the scan
+  fully (`lax.scan(..., unroll=True)`): a candidate remedy measured against the library's path."""
+  code = UNROLLED_CHILD.format(bench=str(pathlib.Path(__file__).resolve().parent), root=str(ROOT),
+                               k=k, seed=seed, epochs=epochs)
+  begin = time.perf_counter()
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                        cwd=ROOT, check=False)
+  seconds = time.perf_counter() - begin
+  if done.returncode != 0:
+    raise RuntimeError(f"unrolled K={k} failed:\n{done.stderr[-3000:]}")
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  result["process_seconds"] = seconds
+  return result
+
+
+def machine() -> dict:
+  """CPU model, cores, load, XLA flags and the BLAS numpy uses (what every record carries)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  model = platform.processor()
+  with contextlib.suppress(OSError):
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        model = line.split(":", 1)[1].strip()
+        break
+  blas = None
+  with contextlib.suppress(Exception):
+    import threadpoolctl  # pylint: disable=g-import-not-at-top
+    blas = [{k: info.get(k) for k in ("internal_api", "prefix", "version", "threading_layer", "num_threads")}
+            for info in threadpoolctl.threadpool_info()]
+  numpy_blas = None
+  with contextlib.suppress(Exception):
+    numpy_blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+  return {"cpu_model": model, "platform": platform.platform(),
+          "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+          "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "xla_flags_note": "XLA_FLAGS as set for this process (empty: XLA:CPU defaults, multi-threaded Eigen)",
+          "numpy_blas_build": numpy_blas, "native_thread_pools": blas}
+
+
+def versions() -> dict:
+  import flax  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  return {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+          "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__}
+
+
+def git_state() -> dict:
+  """The commit measured and whether the library's files differed from it."""
+  def git(*args):
+    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT, check=False).stdout.strip()
+  return {"commit": git("rev-parse", "HEAD"),
+          "library_files_modified": git("status", "--porcelain", "--", "deepvision", "experiments").splitlines()}
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description="one timed training run (prints JSON)")
+  parser.add_argument("--job", choices=sorted(JOBS), required=True)
+  parser.add_argument("--k", type=int, required=True, help="steps_per_dispatch")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--epochs", type=int, default=None, help="fewer epochs (quick runs only)")
+  args = parser.parse_args(argv)
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_platforms", "cpu")
+  config = JOBS[args.job](args.k, args.seed, args.epochs)
+  with contextlib.redirect_stdout(sys.stderr):  # the run's progress lines; stdout carries the JSON only
+    result = timed_run(config)
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  main()
