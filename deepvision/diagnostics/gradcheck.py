@@ -14,48 +14,18 @@ and element i passes when error_i ≤ rtol. The floor makes elements whose gradi
 rounding noise. Everything runs in float64 inside `jax.enable_x64`, whatever the global flag:
 the leaves are cast to float64 there and the caller's arrays are left as they are.
 
-Tolerances. The defaults are h = 1e-5, rtol = 1e-5 and floor = 1e-3·max(1, |f(θ)|) (so an
-absolute error of 1e-8·max(1, |f|) on near-zero gradients). Central differences err by
-O(h²·f‴) from truncation and by about ε·M/h from rounding (ε = 2.2e-16), where M is the size
-of the terms summed into f rather than f itself: LeNet-5 1998's cross-entropy is 2.3 but its
-logits are −‖f − c_k‖² ≈ −84. Measured over the zoo at these defaults the worst relative error
-is 5e-7 (LeNet-5 1998; 1e-7 or less for the others), growing as 1/h below h = 1e-5; a gradient
-scaled by 1.01 errs by 1e-2. Kinks: ReLU, |x| and max pooling are not differentiable where a
-pre-activation crosses 0 or two window entries tie; with random continuous inputs these are hit
-only when some value lies within ~h of a kink (at h = 1e-4 they were, in the ReLU and |tanh|
-nets of the zoo). An element that fails at h is therefore evaluated again at h / 16 and
-accepted if that agrees within rtol (a kink within h of θ is then 16 times less likely to be
-inside the step, while a wrong backward pass disagrees at every step). The report counts these
-elements as `rescued` per leaf, so a rescue is visible, never silent.
-
-Which elements. Leaves with at most `elements_per_leaf` elements are checked completely; larger
-leaves on a random subset of that size drawn with the given key. Image leaves — NHWC arrays, by
-default every 4-D leaf outside a 'params' subtree — also get `border_elements` pixels on the
-image border: corners of every (example, channel) (up to half of that budget) and pixels from
-each of the four edges in turn. The talk stresses why: cuda-convnet once shipped a local
-contrast normalisation whose backward pass was wrong only at the image border, where a random
-subset rarely looks.
-
-Cost: two evaluations of f per element, batched with `jax.vmap` over `chunk_size` perturbations
-in one function compiled once (perturbations are inputs, not constants, so the retry at h / 16
-reuses it). Each call holds `chunk_size` perturbed copies of the flattened pytree and their
-activations: lower `chunk_size` for large models.
+Image leaves (NHWC, by default every 4-D leaf outside 'params') also get `border_elements` border pixels:
+cuda-convnet once shipped an LCN whose backward pass was wrong only at the image border.
 
 Example:
   >>> report = check_gradients(loss, {"params": params, "inputs": x}, key=jax.random.key(0))
   >>> print(report.format())
   >>> report = zoo_check("lenet5_tiny")       # the model's natural objective, params and inputs
   >>> assert report.ok, report.format()
-
-`zoo_check(name)` checks the natural scalar objective of any zoo model with respect to its
-parameters and inputs: for classifiers the mean softmax cross-entropy of `apply(...)[0]` on a
-small random batch (train=False, so no dropout); for energy-based models (a `free_energy(x)`
-method and an `n_visible` field) the mean free energy of the batch.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -67,128 +37,9 @@ import numpy as np
 import optax
 
 from deepvision import zoo
+from deepvision.diagnostics.gradcheck_report import RETRY_FACTOR, ElementCheck, GradCheckReport, LeafCheck
 
 Array = jax.Array
-
-RETRY_FACTOR = 16  # The retry step is step / RETRY_FACTOR.
-
-
-@dataclasses.dataclass(frozen=True)
-class ElementCheck:
-  """One checked element that failed.
-
-  Attributes:
-    index: its index in the leaf.
-    analytic: ∂f/∂θ_i from `jax.grad`.
-    numeric: the central difference at the step h.
-    numeric_retry: the central difference at h / 16.
-    rel_error: the smaller of the two relative errors.
-  """
-
-  index: tuple[int, ...]
-  analytic: float
-  numeric: float
-  numeric_retry: float
-  rel_error: float
-
-
-@dataclasses.dataclass(frozen=True)
-class LeafCheck:
-  """The check of one leaf of the pytree.
-
-  Attributes:
-    path: the leaf's key path, such as 'params/conv1/kernel' or 'inputs'.
-    shape: the leaf's shape.
-    checked: number of elements compared.
-    border: how many of them lie on the image border (0 for leaves that are not images).
-    max_rel_error: the worst relative error over the checked elements (an element retried at
-      h / 16 counts with the smaller of its two errors).
-    worst_index: the element with that error.
-    rescued: elements that failed at h and passed at h / 16 (a kink or tie within h).
-    failures: the elements that failed at both steps.
-  """
-
-  path: str
-  shape: tuple[int, ...]
-  checked: int
-  border: int
-  max_rel_error: float
-  worst_index: tuple[int, ...]
-  rescued: int
-  failures: tuple[ElementCheck, ...]
-
-  @property
-  def ok(self) -> bool:
-    return not self.failures
-
-
-@dataclasses.dataclass(frozen=True)
-class GradCheckReport:
-  """The result of `check_gradients`: one `LeafCheck` per leaf, in pytree order.
-
-  Attributes:
-    value: f(θ).
-    leaves: the per-leaf checks.
-    step: the finite-difference step h (the retry uses h / 16).
-    rtol: the largest relative error that passes.
-    floor: the floor of the relative error's denominator.
-  """
-
-  value: float
-  leaves: tuple[LeafCheck, ...]
-  step: float
-  rtol: float
-  floor: float
-
-  @property
-  def ok(self) -> bool:
-    """Whether every checked element of every leaf passed."""
-    return all(leaf.ok for leaf in self.leaves)
-
-  @property
-  def max_rel_error(self) -> float:
-    return max((leaf.max_rel_error for leaf in self.leaves), default=0.0)
-
-  def leaf(self, path: str) -> LeafCheck:
-    """The check of the leaf at `path`; KeyError naming the paths if there is none."""
-    for leaf in self.leaves:
-      if leaf.path == path:
-        return leaf
-    raise KeyError(f"no leaf {path!r}; leaves: {', '.join(l.path for l in self.leaves)}")
-
-  def failing_leaves(self) -> list[str]:
-    """Paths of the leaves with at least one failing element."""
-    return [leaf.path for leaf in self.leaves if not leaf.ok]
-
-  def format(self, max_failures: int = 10) -> str:
-    """A printable table: one row per leaf, then the failing elements (at most
-    `max_failures` per leaf)."""
-    checked = sum(leaf.checked for leaf in self.leaves)
-    status = "OK" if self.ok else f"FAILED in {len(self.failing_leaves())} leaves"
-    lines = [f"gradient check: f = {self.value:.6g}, step {self.step:g} (retry "
-             f"{self.step / RETRY_FACTOR:g}), rtol {self.rtol:g}, floor {self.floor:.3g}: "
-             f"{status} ({len(self.leaves)} leaves, {checked} elements)"]
-    rows = [("leaf", "shape", "checked", "border", "max rel err", "worst index", "rescued",
-             "status")]
-    rows += [(leaf.path, str(leaf.shape), str(leaf.checked), str(leaf.border),
-              f"{leaf.max_rel_error:.2e}", str(leaf.worst_index), str(leaf.rescued),
-              "ok" if leaf.ok else f"FAIL ({len(leaf.failures)})") for leaf in self.leaves]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines += ["  ".join(cell.ljust(w) if i in (0, 1, 5, 7) else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
-              for row in rows]
-    for leaf in self.leaves:
-      for failure in leaf.failures[:max_failures]:
-        lines.append(f"FAIL {leaf.path}{list(failure.index)}: analytic {failure.analytic:.6e}, "
-                     f"numeric {failure.numeric:.6e} (retry {failure.numeric_retry:.6e}), "
-                     f"rel error {failure.rel_error:.2e}")
-      if len(leaf.failures) > max_failures:
-        lines.append(f"  ... {len(leaf.failures) - max_failures} more in {leaf.path}")
-    return "\n".join(lines)
-
-  def __str__(self) -> str:
-    return self.format()
-
 
 def _path_string(path: tuple) -> str:
   return jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
@@ -266,7 +117,26 @@ def check_gradients(fn: Callable[..., Array], *args: Any, key: Array,
                     chunk_size: int = 64) -> GradCheckReport:
   """Compares the gradient of `fn(*args)` w.r.t. every leaf of `args` with central differences.
 
-  In float64; see the module docstring.
+  In float64; the error measure is in the module docstring.
+
+  Tolerances. Defaults h = 1e-5, rtol = 1e-5, floor = 1e-3·max(1, |f(θ)|). Central differences err by
+  O(h²·f‴) from truncation and by about ε·M/h from rounding (ε = 2.2e-16, M the size of the terms summed
+  into f, not f itself). Kinks (ReLU, |x|, max-pool ties) within ~h of θ can fail an element: one that fails
+  at h is evaluated again at h / 16 and accepted if that agrees within rtol (a wrong backward pass disagrees
+  at every step); the report counts these as `rescued` per leaf. Measured accuracy: benchmarks/README.md.
+
+  Which elements. Leaves with at most `elements_per_leaf` elements are checked completely; larger
+  leaves on a random subset of that size drawn with the given key. Image leaves — NHWC arrays, by
+  default every 4-D leaf outside a 'params' subtree — also get `border_elements` pixels on the
+  image border: corners of every (example, channel) (up to half of that budget) and pixels from
+  each of the four edges in turn. The talk stresses why: cuda-convnet once shipped a local
+  contrast normalisation whose backward pass was wrong only at the image border, where a random
+  subset rarely looks.
+
+  Cost: two evaluations of f per element, batched with `jax.vmap` over `chunk_size` perturbations
+  in one function compiled once (perturbations are inputs, not constants, so the retry at h / 16
+  reuses it). Each call holds `chunk_size` perturbed copies of the flattened pytree and their
+  activations: lower `chunk_size` for large models.
 
   Args:
     fn: scalar function of `args`; it must be traceable (it is jitted and vmapped).
