@@ -30,12 +30,32 @@ import numpy as np
 
 from deepvision.data import datasets
 from deepvision.data.whiten import PCAWhitening
-from deepvision.estimators.inpainting import INPAINT_METHODS, MASK_KINDS, InpaintSettings
+from deepvision.data.occlusion import OCCLUSION_KINDS
 from deepvision.registry import UnknownNameError
 from deepvision.data.energy import EnergyData, whiten_epsilon, whiten_variance
 from deepvision.errors import ConfigError
 
 FACE_LABEL = 1  # dv_faces: 0 = non_face, 1 = face
+
+
+MASK_KINDS = ("central_square",) + OCCLUSION_KINDS
+INPAINT_METHODS = ("hmc", "gibbs")
+
+
+@dataclasses.dataclass(frozen=True)
+class InpaintSettings:
+  """How the held-out images are occluded and filled (a checked `config.inpainting` block)."""
+
+  masks: tuple[str, ...]
+  square_size: int
+  method: str
+  num_steps: int
+  burn_in: int
+  num_leapfrog: int
+  step_size: float
+  gaussian_ridge: float
+  num_shown: int
+
 
 
 @dataclasses.dataclass(frozen=True)

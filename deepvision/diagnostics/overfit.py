@@ -15,7 +15,8 @@ import ml_collections
 from deepvision import zoo
 from deepvision.train import probe as probe_lib
 from deepvision.train import supervised
-from deepvision.train.loop import evaluate, override_config
+from deepvision.train.resolve import override_config
+from deepvision.train.supervised import evaluate_split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +62,7 @@ def overfit_check(config: ml_collections.ConfigDict, subset: int = 256, max_epoc
   reached: list[int] = []
 
   def on_epoch(step, state):
-    error = 1.0 - evaluate(eval_step, state, plan.train_source, 512, "train")["train/accuracy"]
+    error = 1.0 - evaluate_split(eval_step, state, plan.train_source, 512, "train")["train/accuracy"]
     errors.append(error)
     if error == 0.0:
       reached.append(step)

@@ -20,7 +20,6 @@ so an evaluation is reproducible.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -28,29 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepvision.data.occlusion import OCCLUSION_KINDS, occlusion_mask
+from deepvision.data.face_data import INPAINT_METHODS, MASK_KINDS, InpaintSettings  # noqa: F401
+from deepvision.data.occlusion import occlusion_mask
 from deepvision.data.whiten import PCAWhitening
 from deepvision.estimators.gaussian_baselines import GAUSSIANS, gaussian_baselines
 from deepvision.samplers import conditional
-
-MASK_KINDS = ("central_square",) + OCCLUSION_KINDS
-INPAINT_METHODS = ("hmc", "gibbs")
-
-
-@dataclasses.dataclass(frozen=True)
-class InpaintSettings:
-  """How the held-out images are occluded and filled (a checked `config.inpainting` block)."""
-
-  masks: tuple[str, ...]
-  square_size: int
-  method: str
-  num_steps: int
-  burn_in: int
-  num_leapfrog: int
-  step_size: float
-  gaussian_ridge: float
-  num_shown: int
-
 
 def central_square_mask(image_shape: tuple[int, ...], side: int, batch: int) -> np.ndarray:
   """(batch, *image_shape) bool, False on the side×side square in the middle (rounded up-left)."""
