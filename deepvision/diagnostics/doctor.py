@@ -33,7 +33,7 @@ from deepvision.diagnostics import flops, gradcheck, overfit, unit_stats
 from deepvision.train import lr_search
 from deepvision.train import probe as probe_lib
 from deepvision.train import supervised
-from deepvision.train.loop import evaluate
+from deepvision.train.supervised import evaluate_split as evaluate
 
 
 @dataclasses.dataclass(frozen=True)
