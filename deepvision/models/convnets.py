@@ -1,24 +1,19 @@
 """Convolutional networks of the talk: LeNet-5 (1998 and modern), Jarrett's multi-stage net, and
 Krizhevsky's cuda-convnet CIFAR-10 net.
 
-Every model is a Linen module with an `input_shape` (H, W, C) field; `__call__(x, *, train)`
-checks the images (NHWC, floating, that shape) before any compute and returns
-`(logits, intermediates)`, where `intermediates` maps names such as 'stage1/conv',
-'stage1/lcn', 'stage1/pool' and 'features' to activations, so features can be inspected without
-changing the model. Dropout draws from the 'dropout' RNG stream; no model keeps state besides
-`params`. Every convolution is a `deepvision.nn.conv.Conv`.
+LeCun, Bottou, Bengio & Haffner, "Gradient-based learning applied to document recognition", Proc. IEEE
+1998; Jarrett, Kavukcuoglu, Ranzato & LeCun, "What is the best multi-stage architecture for object
+recognition?", ICCV 2009. Every model has an `input_shape` (H, W, C) field; `__call__(x, *, train)` checks
+the images (NHWC, floating, that shape) before any compute and returns `(logits, intermediates)`, names
+such as 'stage1/conv', 'stage1/lcn', 'stage1/pool', 'features' mapped to activations. Dropout draws from
+the 'dropout' RNG stream; only `params` are kept. Every convolution is a `deepvision.nn.conv.Conv`.
 
-Mixed precision (flax's convention): every model has a `dtype` field, the compute dtype — None
-(float32), 'bfloat16' or 'float16'. The parameters stay float32; every convolution and dense
-layer casts its input and parameters to `dtype`, so the activations (and the intermediates) are
-in `dtype`, and so is the elementwise work between layers. Numerically delicate parts run in
-float32: the local statistics of LCN and response normalisation (`deepvision.nn.lcn`), LeNet-5's
-RBF distances, and the returned logits are float32, so the softmax and the loss are too.
-Per-map parameters applied at every pixel (convolution biases, the gains g, LeNet's S-layer
-coefficients) are applied in float32 and the result rounded to `dtype`: their gradients sum
-over every pixel of the batch, which in bfloat16 would stall. The gradients with respect to the
-float32 parameters are float32. With dtype=None nothing is cast: the computation is the float32
-one.
+Mixed precision (flax's convention): `dtype` is the compute dtype (None: float32, nothing cast; 'bfloat16',
+'float16'), to which convolutions and dense layers cast inputs and parameters, so activations are in
+`dtype`; parameters, their gradients, the local statistics of LCN and response normalisation, LeNet-5's
+RBF distances and the returned logits stay float32. Per-map parameters applied at every pixel (convolution
+biases, gains g, LeNet's S-layer coefficients) are applied in float32 and rounded to `dtype`: their
+gradients sum over every pixel of the batch, which in bfloat16 would stall.
 """
 
 from __future__ import annotations
