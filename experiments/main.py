@@ -11,7 +11,9 @@ the cluster itself (SLURM, Open MPI, Cloud TPU pods); see BUILD.md, "Scale-out".
 Re-running with the same work dir resumes from its newest valid checkpoint. Exit status: 0 done (or
 stopped by SIGTERM / SIGINT after saving a checkpoint), 1 training diverged (non-finite loss, gradients or
 parameters; nothing non-finite is saved), 2 bad flag, config field, value, work dir or data, named in the
-message, before any training.
+message, before any training, 75 another process of a multi-process run was lost (killed, crashed or stuck;
+rerun all of them to resume). A process that stops answering altogether is declared lost after
+--config.distributed_heartbeat_timeout_s, and then JAX itself aborts the others (SIGABRT).
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ def main(argv: list[str]) -> None:
     sys.exit(cli.USAGE_ERROR)
   logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
   explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  if _DISTRIBUTED.value or any(v is not None for v in explicit):
-    try:
-      parallel.initialize_distributed(*explicit)
-    except ValueError as e:
-      cli.usage_error(str(e), USAGE)
   try:
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    timeouts = parallel.distributed_timeouts(_CONFIG.value)
+    if _DISTRIBUTED.value or any(v is not None for v in explicit):
+      parallel.initialize_distributed(*explicit, **timeouts)
+  except ValueError as e:
+    cli.usage_error(str(e), USAGE)
+  try:
+    with parallel.exit_on_lost_peer():
+      train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, DatasetNotFoundError, DatasetCorruptedError, CheckpointCorruptedError,
           CheckpointRestoreError) as e:
     print(f"error: {e}", file=sys.stderr)
