@@ -88,7 +88,8 @@ class Run:
   allow_config_change: bool = spec(False, boolean, "resume with a changed config (a warning lists them)")
   debug_nans: bool = spec(False, boolean, "replay a non-finite step under jax_debug_nans")
   min_free_disk_mb: float = spec(100, real(0.0), "refuse to start with less free disk than this")
-  num_devices: int = spec(0, at_least(0), "local devices per process for data parallelism (0 = all)")
+  # Checked against the devices there are when the run starts (train.resolve.replicas_for).
+  num_devices: int = spec(0, None, "local devices per process for data parallelism (0 = all)")
   compute_dtype: str = spec("float32", one_of(COMPUTE_DTYPES), "bfloat16: fp32 parameters, bf16 compute")
   matmul_precision: str = spec("default", one_of(MATMUL_PRECISIONS))
   distributed_heartbeat_timeout_s: int = spec(100, at_least(1), "a silent process is declared lost after")

@@ -1,31 +1,12 @@
 r"""The contrastive trainer's pure step: CD-k, persistent CD and fast-weights PCD for any energy model.
 
-One update on a data batch v⁺ (B, V):
-  1. negatives: a sampler (`samplers.registry`: block Gibbs for RBMs, Hybrid Monte Carlo for continuous
-     models such as the gated MRFs) advances k steps from
-       CD-k  — the data batch itself (Hinton 2002);
-       PCD   — the persistent chains kept in the state (Tieleman 2008);
-       FPCD  — the persistent chains, sampled under θ + θ_fast (Tieleman & Hinton 2009);
-  2. gradient of ⟨F(v⁺)⟩ − ⟨F(sg(v⁻))⟩ (+ a sparsity penalty on p(h | v⁺)), applied by the optax
-     optimiser (momentum, its ramp, weight decay, delayed L1, per-parameter rates, the schedule);
-  3. FPCD only: θ_fast ← d·θ_fast − ε_fast·g with the same gradient g, d the fast decay (19/20 in
-     Tieleman & Hinton 2009);
-  4. gated MRFs (`GatedMRFRecipe`, Ranzato & Hinton 2010; Ranzato et al., PAMI 2013): the pooling
-     matrix P is frozen for the first updates, then projected after every update onto P ≥ 0 (times a
-     topographic mask) with unit-L1 columns; the columns of C are rescaled to a running common norm n,
-     n ← d·n + (1 − d)·mean_f ‖C_f‖ (n starts at 1 and is kept in the state).
-
-The state is a `TrainState` with the chains (the sampler's state pytree, checkpointed with the rest), the
-fast parameters and the running factor norm. Step t draws from `fold_in(state.key, t)`, so a resumed run
-draws the numbers an uninterrupted one would.
-
-Samplers are chosen by name from `deepvision.samplers.registry.SAMPLERS`. HMC's state is
-`samplers.hmc_chains.HMCChains(position, energy, step_size, rejection_avg)`, every leaf with a leading
-num_chains axis: with data parallelism (`deepvision.parallel`) the `chains` field of the train state is
-sharded over devices along axis 0, ε is adapted from the rejection rate of all chains, checkpoints hold
-the chains in the host layout and a run resumes on any number of devices. With CD and HMC the chains
-restart at the data every update, but ε and r̄ carry over (`keeps_chains`), as the original code's global
-step size does.
+One update on a data batch v⁺: a sampler (`samplers.registry`: block Gibbs, or HMC for continuous models)
+advances k steps from the batch (CD-k, Hinton 2002), from persistent chains (PCD, Tieleman 2008) or from
+them under θ + θ_fast (FPCD, Tieleman & Hinton 2009); the optimiser descends ⟨F(v⁺)⟩ − ⟨F(sg(v⁻))⟩ (+ a
+sparsity penalty); FPCD also moves θ_fast ← d·θ_fast − ε_fast·g. For gated MRFs (`GatedMRFRecipe`, Ranzato &
+Hinton 2010) P is frozen, then projected onto P ≥ 0 with unit-L1 columns, and C's columns are rescaled to a
+running norm n ← d·n + (1 − d)·mean_f ‖C_f‖. Step t draws from `fold_in(state.key, t)`; the chains are
+state (sharded over devices in data-parallel runs, `parallel.SHARDED_STATE_FIELDS`).
 """
 
 from __future__ import annotations

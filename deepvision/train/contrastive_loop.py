@@ -1,28 +1,11 @@
-"""The `contrastive` trainer: RBMs (and any energy model) trained with CD-k, PCD or FPCD from a config.
+"""The contrastive task: an energy model (RBM, GRBM, mcRBM, mPoT, tiled) trained by CD-k, PCD or FPCD.
 
-Same launcher, workdir layout and resume guarantees as the supervised trainer:
-  1. the whole config is checked before any compute: names, fields, values, the data's feature size and
-     value range against the model (binary visibles need data in [0, 1]);
-  2. the data become float arrays (`energy_data`): whole images (`dv_digits`, catalog sets) or random
-     patches (`patches.size > 0`, e.g. from `dv_natural_images`), optionally binarised, standardised per
-     feature or PCA-whitened (the fitted standardisation or whitening is saved as `preprocessing.json`,
-     and checked against the one fitted again when a run resumes);
-  3. training resumes from the newest checkpoint (parameters, optimiser, chains with their sampler state,
-     fast weights, the gated-MRF running norm, key and data position), so a resumed run ends bitwise
-     equal to an uninterrupted one;
-  4. every evaluation (`energy_metrics`) writes to `metrics.jsonl`: reconstruction error, pseudo-likelihood (binary
-     visibles), the free-energy gap between validation and training data (Hinton's overfitting monitor)
-     and, when log Z is computed (exactly for small models, by AIS at the end otherwise), the
-     log-likelihood; on whitened data also the Gaussian (PCA) baseline's log-likelihood;
-  5. figures: filters, sample chains, histograms of hidden activities and parameters, curves; for gated
-     MRFs the filters C and W and the pooling P in pixel space, and data beside Gaussian and HMC samples.
-
-Gated MRFs (mcRBM, mPoT) follow the original recipe when the config has a `gated_mrf` block
-(`gated_mrf_recipe`): HMC negatives (`contrastive.sampler='hmc'`), per-parameter rates
-(`optimizer.lr_multipliers`), a delayed L1 cost (`optimizer.l1_start_epoch`), P frozen for
-`gated_mrf.pooling_frozen_epochs` and projected after (onto `gated_mrf.pooling_mask`), C renormalised to a
-running norm, and an annealed rate (`optimizer.schedule='inverse_epoch'`); see
-experiments/configs/mcrbm_patches.py.
+`plan_contrastive` checks the config (`config_blocks.Contrastive`, then the model against the data, the
+log-likelihood method and the gated-MRF recipe) before any compute; `ContrastiveTask` is what `fit` runs:
+the step of `contrastive.py` on the arrays of `data.energy` (the fitted standardisation or whitening kept
+as `preprocessing.json` and checked on resume), evaluations from `estimators.energy_metrics` (exact log Z
+or AIS, Salakhutdinov & Murray 2008), figures from `figures.energy_figures`. Gated MRFs follow the original
+recipe of Ranzato & Hinton (2010) when the config has a `gated_mrf` block (`gated_mrf_recipe`).
 """
 
 from __future__ import annotations
