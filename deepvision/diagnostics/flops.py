@@ -1,53 +1,13 @@
 """Per-layer cost table: parameters, multiply-adds, activation memory and connections.
 
-The talk's answer to "the net underperforms" and "training is too slow" alike: count FLOPs and
-parameters, layer by layer. `layer_table(model)` returns one `LayerCost` per layer, per example,
-without computing anything: the model's `apply` is traced once to a jaxpr
-(`jax.make_jaxpr` on `jax.eval_shape`'d variables) under `flax.linen.intercept_methods`, which
-records every submodule call with its input and output shapes.
-
-Layers. Every direct submodule of the model is a layer (a container such as LeNet's partially
-connected C3 counts as one layer, the sum of its parts). Parameter-free operations the model
-applies as plain functions between its submodules (rectification, local contrast
-normalisation, pooling, the RBF output of LeNet-5) are attributed by the model's named
-intermediates — the zoo convnets return `(output, intermediates)`: the operations between two
-recorded points form a layer named after the intermediate they produce. An intermediate named
-like a submodule is that submodule's output after its non-linearity (LeNet-5 1998's 'C1' is
-the C1 convolution then the squashing function), so it joins that submodule's row; a stretch
-of purely elementwise or layout operations (ReLU, reshape) joins the row before it. Other
-operations that no intermediate names form a layer 'output' if they produce the model's output
-(LeNet-5 1998's RBF units), else 'ops after <previous layer>' (a model without intermediates
-gets one such row per stretch of pooling or matrix products between its submodules).
-
-Conventions (all per example):
-
-* **parameters**: trainable scalars of the layer ('params' collection); parameters the model
-  owns directly (such as the gains g of |g·tanh(x)|) count in the layer that reads them.
-* **multiply-adds (MACs)**: of a convolution `deepvision.nn.conv.Conv`, the direct
-  algorithm's: output elements × k_h·k_w·C_in (taps on 'SAME' zero padding included, as a
-  direct convolution computes them; the banded algorithm's extra zero products are not
-  counted). Elsewhere, counted from the jaxpr: a matrix product (`dot_general`) counts one per
-  product — but only the non-zero entries of a constant operand, so LCN's separable Gaussian
-  window, applied as products with banded matrices, counts the window taps that fall inside
-  the image, k per pixel and pass away from the border; `conv_general_dilated` output elements
-  × window × input features; a sum reduction one per input summed (a channel mean over C maps:
-  C per pixel; average pooling: the window per output; LeNet's S layers: 4 per output).
-  Elementwise operations, max reductions and operations on constants count 0.
-* **training MACs**: forward + backward ≈ 3 × forward for layers with weights (the input
-  gradient and the weight gradient each cost about one forward pass; the first layer's input
-  gradient is included although training does not need it), 2 × forward for layers without
-  (the input gradient only).
-* **activation memory**: the layer's output elements × bytes per element (what the backward
-  pass keeps per example, up to the temporaries inside a layer).
-* **connections** (LeCun et al. 1998, "Gradient-based learning applied to document
-  recognition"): for each output unit, its number of inputs plus 1 for a bias, summed over
-  output units; shared weights still count once per connection. For convolutions and dense
-  layers this is MACs + one per output unit of every submodule with a 'bias' parameter; for
-  function layers it is the MACs plus the inputs of max reductions (a 2×2 max pool: 4 per
-  output). LeNet-5 1998 gives exactly the paper's 340,908 connections and 60,000 parameters.
-
-Control flow: a `scan` body counts `length` times, a `cond` its most expensive branch, a
-`while` body once (its trip count is unknown at trace time).
+The talk's answer to "the net underperforms" and "training is too slow" alike: count FLOPs and parameters,
+layer by layer. `layer_table(model)` returns one `LayerCost` per layer, per example, without computing
+anything: the model is traced to a jaxpr and its primitives costed (`jaxpr_costs`). Every direct submodule
+is a layer; the parameter-free functions between submodules are attributed through the model's named
+intermediates (`_rows`). A convolution `deepvision.nn.conv.Conv` costs the direct algorithm's output
+elements × k_h·k_w·C_in MACs; training costs 3 × forward for layers with weights, 2 × without. Connections
+(LeCun et al. 1998, "Gradient-based learning applied to document recognition"): per output unit, its
+inputs + 1 for a bias, summed; LeNet-5 1998 gives exactly the paper's 340,908 and 60,000 parameters.
 
 Example:
   >>> print(format_table(layer_table("lenet5_1998")))
@@ -57,8 +17,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -68,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepvision import zoo
+from deepvision.diagnostics import jaxpr_costs
 from deepvision.nn.conv import Conv
 
 TRAINING_FACTOR_WITH_WEIGHTS = 3
@@ -76,7 +36,27 @@ TRAINING_FACTOR_WITHOUT_WEIGHTS = 2
 
 @dataclasses.dataclass(frozen=True)
 class LayerCost:
-  """The costs of one layer, per example (module docstring for the conventions).
+  """The costs of one layer, per example.
+
+  Conventions:
+
+  * parameters: trainable scalars of the layer ('params' collection); parameters the model owns
+    directly (such as the gains g of |g·tanh(x)|) count in the layer that reads them.
+  * multiply-adds (MACs): of a convolution `deepvision.nn.conv.Conv`, the direct algorithm's: output
+    elements × k_h·k_w·C_in (taps on 'SAME' zero padding included, as a direct convolution computes
+    them; the banded algorithm's extra zero products are not counted). Elsewhere counted from the jaxpr
+    (`jaxpr_costs`): a channel mean over C maps costs C per pixel, average pooling the window per
+    output, LeNet's S layers 4 per output, LCN's separable Gaussian window k per pixel and pass away
+    from the border.
+  * training MACs: forward + backward ≈ 3 × forward for layers with weights (the input gradient and
+    the weight gradient each cost about one forward pass; the first layer's input gradient is included
+    although training does not need it), 2 × forward for layers without (the input gradient only).
+  * activation memory: the layer's output elements × bytes per element (what the backward pass keeps
+    per example, up to the temporaries inside a layer).
+  * connections (LeCun et al. 1998): for each output unit, its number of inputs plus 1 for a bias,
+    summed over output units; shared weights still count once per connection. For convolutions and
+    dense layers this is MACs + one per output unit of every submodule with a 'bias' parameter; for
+    function layers the MACs plus the inputs of max reductions (a 2×2 max pool: 4 per output).
 
   Attributes:
     name: the submodule's name ('conv1', 'C3') or the intermediate's ('stage1/lcn').
@@ -136,193 +116,10 @@ def _conv_macs(module: Conv, inputs: Sequence[jax.ShapeDtypeStruct],
                outputs: Sequence[jax.ShapeDtypeStruct]) -> int:
   """Direct convolution: output elements × k_h·k_w·C_in."""
   kh, kw = module.kernel_size
-  return _size(outputs[0]) * kh * kw * inputs[0].shape[-1]
+  return jaxpr_costs.size(outputs[0]) * kh * kw * inputs[0].shape[-1]
 
 
 MODULE_RULES: dict[type, Callable[..., int]] = {Conv: _conv_macs}
-
-
-# ---------------------------------------------------------------------------------------------
-# Tracing.
-
-
-def _size(aval: Any) -> int:
-  return math.prod(aval.shape)
-
-
-def _avals(tree: Any) -> list[jax.ShapeDtypeStruct]:
-  return [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in jax.tree.leaves(tree)
-          if hasattr(leaf, "shape") and hasattr(leaf, "dtype")]
-
-
-@dataclasses.dataclass
-class _Call:
-  path: tuple[str, ...]
-  module: nn.Module
-  inputs: list[jax.ShapeDtypeStruct]
-  outputs: list[jax.ShapeDtypeStruct]
-
-
-def _trace(model: nn.Module, x: jax.ShapeDtypeStruct, method: str | None):
-  """(closed jaxpr of apply, output shapes, variables' shapes, submodule calls)."""
-  variables = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype), method=method))
-  calls: list[_Call] = []
-
-  def record(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    if context.method_name == "__call__" and context.module.path:
-      calls.append(_Call(tuple(context.module.path), context.module, _avals(args), _avals(out)))
-    return out
-
-  def apply(variables, x):
-    return model.apply(variables, x, method=method)
-
-  with nn.override_named_call(True), nn.intercept_methods(record):
-    closed, out_shape = jax.make_jaxpr(apply, return_shape=True)(variables, x)
-  return closed, out_shape, variables, calls
-
-
-# ---------------------------------------------------------------------------------------------
-# Counting on the jaxpr.
-
-_UNKNOWN = object()  # A constant whose value is not computed.
-_VALUE_RULES = {
-    "convert_element_type": lambda v, p: v.astype(p["new_dtype"]),
-    "reshape": lambda v, p: v.reshape(p["new_sizes"]),
-    "transpose": lambda v, p: np.transpose(v, p["permutation"]),
-    "broadcast_in_dim": lambda v, p: np.broadcast_to(
-        np.expand_dims(v, [d for d in range(len(p["shape"]))
-                           if d not in p["broadcast_dimensions"]]), p["shape"]),
-}
-_LAYOUT = frozenset({"reshape", "squeeze", "expand_dims", "transpose", "copy", "copy_p",
-                     "convert_element_type"})
-_STRUCTURAL_PREFIXES = ("reduce", "argm", "cum", "dot_general", "conv_general", "sort",
-                        "select_and", "scatter", "gather")
-
-
-@dataclasses.dataclass
-class _Leaf:
-  """One primitive equation (no sub-jaxpr), attributed to a top-level equation."""
-
-  position: int
-  stack: tuple[str, ...]
-  primitive: str
-  macs: int
-  connections: int
-
-
-def _const_value(var: Any, consts: dict) -> Any:
-  if isinstance(var, jex.Literal):
-    return np.asarray(var.val)
-  return consts.get(var)
-
-
-def _dot_general_macs(eqn: Any, consts: dict) -> int:
-  lhs, rhs = eqn.invars
-  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
-  out = eqn.outvars[0].aval
-  contracted = math.prod(lhs.aval.shape[d] for d in lhs_contract)
-  dense = _size(out) * contracted
-  for const, other, other_used in ((lhs, rhs, (*rhs_contract, *rhs_batch)),
-                                   (rhs, lhs, (*lhs_contract, *lhs_batch))):
-    value = _const_value(const, consts)
-    if isinstance(value, np.ndarray) and value.shape == const.aval.shape:
-      free = math.prod(s for d, s in enumerate(other.aval.shape) if d not in other_used)
-      return min(dense, int(np.count_nonzero(value)) * free)
-  return dense
-
-
-def _primitive_costs(eqn: Any, consts: dict) -> tuple[int, int]:
-  """(MACs, connections) of one primitive equation."""
-  name = eqn.primitive.name
-  if name == "dot_general":
-    macs = _dot_general_macs(eqn, consts)
-    return macs, macs
-  if name == "conv_general_dilated":
-    rhs = eqn.invars[1].aval
-    out_features = rhs.shape[eqn.params["dimension_numbers"].rhs_spec[0]]
-    macs = _size(eqn.outvars[0].aval) * (_size(rhs) // out_features)
-    return macs, macs
-  if name == "reduce_sum":
-    macs = _size(eqn.invars[0].aval)
-    return macs, macs
-  if name == "reduce_window_sum":
-    macs = _size(eqn.outvars[0].aval) * math.prod(eqn.params["window_dimensions"])
-    return macs, macs
-  if name in ("reduce_max", "reduce_min", "argmax", "argmin", "reduce"):
-    return 0, _size(eqn.invars[0].aval)
-  if name in ("reduce_window_max", "reduce_window_min", "reduce_window"):
-    return 0, _size(eqn.outvars[0].aval) * math.prod(eqn.params["window_dimensions"])
-  return 0, 0
-
-
-def _sub_jaxprs(eqn: Any) -> list[tuple[Any, int, list]]:
-  """(closed-or-open jaxpr, multiplicity, outer vars bound to its invars) of an equation."""
-  params = eqn.params
-  if "branches" in params:  # cond: the caller keeps the most expensive branch.
-    return [(branch, 1, list(eqn.invars[1:])) for branch in params["branches"]]
-  found = []
-  for key, value in params.items():
-    if isinstance(value, (jex.ClosedJaxpr, jex.Jaxpr)):
-      multiplier = int(params.get("length", 1)) if key == "jaxpr" else 1
-      found.append((value, multiplier, list(eqn.invars)))
-  return found
-
-
-def _walk(jaxpr: Any, consts: dict, stack: tuple[str, ...], position: int | None,
-          multiplier: int) -> Iterator[_Leaf]:
-  """The primitive equations of `jaxpr`, recursively, with their costs.
-
-  `consts` maps variables known to be constant (not derived from the model's inputs or
-  variables) to their value, or to _UNKNOWN; it is updated as equations are visited.
-  """
-  if isinstance(jaxpr, jex.ClosedJaxpr):
-    consts = dict(consts)
-    consts.update({v: np.asarray(c) if hasattr(c, "shape") else _UNKNOWN
-                   for v, c in zip(jaxpr.jaxpr.constvars, jaxpr.consts)})
-    jaxpr = jaxpr.jaxpr
-  for index, eqn in enumerate(jaxpr.eqns):
-    where = index if position is None else position
-    eqn_stack = stack + tuple(s for s in str(eqn.source_info.name_stack).split("/") if s)
-    inputs = [_const_value(v, consts) if isinstance(v, jex.Literal) or v in consts else None
-              for v in eqn.invars]
-    all_constant = all(value is not None for value in inputs)
-    subs = _sub_jaxprs(eqn)
-    if subs and not all_constant:
-      branches = []
-      for sub, times, outer in subs:
-        inner = sub.jaxpr if isinstance(sub, jex.ClosedJaxpr) else sub
-        bound = {}
-        if len(inner.invars) == len(outer):
-          for var, outer_var in zip(inner.invars, outer):
-            value = _const_value(outer_var, consts) if (
-                isinstance(outer_var, jex.Literal) or outer_var in consts) else None
-            if value is not None and (value is _UNKNOWN or (
-                isinstance(value, np.ndarray) and value.shape == var.aval.shape)):
-              bound[var] = value
-            elif value is not None:
-              bound[var] = _UNKNOWN
-        sub_consts = {**consts, **bound}
-        branches.append(list(_walk(sub, sub_consts, eqn_stack, where, multiplier * times)))
-      if "branches" in eqn.params:
-        branches = [max(branches, key=lambda leaves: sum(l.macs for l in leaves))]
-      for leaves in branches:
-        yield from leaves
-    elif not all_constant:
-      macs, connections = _primitive_costs(eqn, consts)
-      yield _Leaf(where, eqn_stack, eqn.primitive.name, macs * multiplier,
-                  connections * multiplier)
-    if all_constant:
-      rule = _VALUE_RULES.get(eqn.primitive.name)
-      value = _UNKNOWN
-      if rule is not None and isinstance(inputs[0], np.ndarray):
-        try:
-          value = np.asarray(rule(inputs[0], eqn.params))
-        except (TypeError, ValueError):
-          value = _UNKNOWN
-      for out in eqn.outvars:
-        consts[out] = value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,7 +140,7 @@ class _Row:
   def cost(self) -> LayerCost:
     factor = TRAINING_FACTOR_WITH_WEIGHTS if self.params else TRAINING_FACTOR_WITHOUT_WEIGHTS
     shape = tuple(self.outputs[0].shape[1:]) if self.outputs else ()
-    activation = sum(_size(a) // max(a.shape[0], 1) * np.dtype(a.dtype).itemsize
+    activation = sum(jaxpr_costs.size(a) // max(a.shape[0], 1) * np.dtype(a.dtype).itemsize
                      for a in self.outputs if a.shape)
     return LayerCost(name=self.name, kind=self.kind, output_shape=shape, params=self.params,
                      macs_forward=self.macs, macs_training=factor * self.macs,
@@ -355,7 +152,7 @@ def _strip(component: str) -> str:
 
 
 def _count(tree: Any) -> int:
-  return sum(_size(leaf) for leaf in jax.tree.leaves(tree))
+  return sum(jaxpr_costs.size(leaf) for leaf in jax.tree.leaves(tree))
 
 
 def _has_bias(variables: dict, path: tuple[str, ...]) -> bool:
@@ -368,7 +165,22 @@ def _has_bias(variables: dict, path: tuple[str, ...]) -> bool:
 
 
 def _rows(model: nn.Module, x: jax.ShapeDtypeStruct, method: str | None) -> list[_Row]:
-  closed, out_shape, variables, calls = _trace(model, x, method)
+  """The layers of `model`, in the order they run.
+
+  Every direct submodule of the model is a layer (a container such as LeNet's partially connected C3
+  counts as one layer, the sum of its parts). Parameter-free operations the model applies as plain
+  functions between its submodules (rectification, local contrast normalisation, pooling, the RBF
+  output of LeNet-5) are attributed by the model's named intermediates (the zoo convnets return
+  `(output, intermediates)`): the operations between two recorded points form a layer named after the
+  intermediate they produce. An intermediate named like a submodule is that submodule's output after
+  its non-linearity (LeNet-5 1998's 'C1' is the C1 convolution then the squashing function), so it
+  joins that submodule's row; a stretch of purely elementwise or layout operations (ReLU, reshape)
+  joins the row before it. Other operations that no intermediate names form a layer 'output' if they
+  produce the model's output (LeNet-5 1998's RBF units), else 'ops after <previous layer>' (a model
+  without intermediates gets one such row per stretch of pooling or matrix products between its
+  submodules).
+  """
+  closed, out_shape, variables, calls = jaxpr_costs.trace(model, x, method)
   jaxpr = closed.jaxpr
   root = type(model).__name__
   children = {}
@@ -381,7 +193,7 @@ def _rows(model: nn.Module, x: jax.ShapeDtypeStruct, method: str | None) -> list
   param_of = {var: (path, leaf) for var, (path, leaf) in zip(jaxpr.invars, var_paths)
               if getattr(path[0], "key", None) == "params"}
 
-  leaves = list(_walk(closed, {}, (), None, 1))
+  leaves = list(jaxpr_costs.walk(closed, {}, (), None, 1))
   for leaf in leaves:  # Drop the model's own scope.
     if leaf.stack and _strip(leaf.stack[0]) == _strip(root):
       leaf.stack = leaf.stack[1:]
@@ -409,7 +221,7 @@ def _rows(model: nn.Module, x: jax.ShapeDtypeStruct, method: str | None) -> list
     if not inside_rule:
       row.macs += leaf.macs
       row.connections += leaf.connections
-    row.structural |= leaf.primitive.startswith(_STRUCTURAL_PREFIXES)
+    row.structural |= leaf.primitive.startswith(jaxpr_costs.STRUCTURAL_PREFIXES)
   for path in ruled:
     calls_here = [c for c in calls if c.path == path]
     macs = sum(MODULE_RULES[type(c.module)](c.module, c.inputs, c.outputs) for c in calls_here)
@@ -418,7 +230,7 @@ def _rows(model: nn.Module, x: jax.ShapeDtypeStruct, method: str | None) -> list
     rows[path[0]].structural = True
   for call in calls:
     if _has_bias(variables, call.path):
-      rows[call.path[0]].connections += sum(_size(a) for a in call.outputs[:1])
+      rows[call.path[0]].connections += sum(jaxpr_costs.size(a) for a in call.outputs[:1])
   module_rows = [row for row in rows.values() if row.first >= 0 or row.params]
 
   # Function rows: root-level equations, cut at the model's intermediates and submodules.
@@ -432,7 +244,7 @@ def _rows(model: nn.Module, x: jax.ShapeDtypeStruct, method: str | None) -> list
         names_at.setdefault(producer[var], []).append(key)
   main_output = jaxpr.outvars[0] if jaxpr.outvars else None
   module_positions = set()
-  root_leaves: dict[int, list[_Leaf]] = {}
+  root_leaves: dict[int, list[jaxpr_costs.Leaf]] = {}
   for leaf in leaves:
     if owner(leaf.stack) is None:
       root_leaves.setdefault(leaf.position, []).append(leaf)
@@ -456,14 +268,14 @@ def _rows(model: nn.Module, x: jax.ShapeDtypeStruct, method: str | None) -> list
     for leaf in root_leaves.get(position, []):
       current.macs += leaf.macs
       current.connections += leaf.connections
-      current.structural |= leaf.primitive.startswith(_STRUCTURAL_PREFIXES)
+      current.structural |= leaf.primitive.startswith(jaxpr_costs.STRUCTURAL_PREFIXES)
     for v in eqn.invars:
       if not isinstance(v, jex.Literal) and v in param_of and v not in read:
         read.add(v)
-        current.params += _size(param_of[v][1])
+        current.params += jaxpr_costs.size(param_of[v][1])
     named = position in names_at or (main_output is not None and main_output in eqn.outvars)
-    if named or not current.outputs or eqn.primitive.name not in _LAYOUT:
-      current.outputs = _avals([v.aval for v in eqn.outvars])  # Glue reshapes aside.
+    if named or not current.outputs or eqn.primitive.name not in jaxpr_costs.LAYOUT_PRIMITIVES:
+      current.outputs = jaxpr_costs.avals([v.aval for v in eqn.outvars])  # Glue reshapes aside.
     if named:
       keys = names_at.get(position, ["output"])
       module_names = [k for k in keys if k in rows]
@@ -503,7 +315,7 @@ def _rows(model: nn.Module, x: jax.ShapeDtypeStruct, method: str | None) -> list
 def layer_table(model: nn.Module | str, input_shape: Sequence[int] | None = None, *,
                 method: str | None = None, dtype: Any = jnp.float32,
                 **overrides: Any) -> list[LayerCost]:
-  """The per-layer costs of a model, per example (module docstring).
+  """The per-layer costs of a model, per example (conventions: `LayerCost`; layers: `_rows`).
 
   Args:
     model: a Linen module, or a name from `deepvision.zoo.names()`.
