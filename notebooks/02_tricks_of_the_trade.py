@@ -59,7 +59,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from deepvision.data import datasets
-from deepvision.diagnostics import doctor, gradcheck, overfit, unit_stats
+from deepvision.diagnostics import doctor, gradcheck, overfit, unit_figures, unit_stats
 from deepvision.train import lr_search, probe
 from experiments.configs import lcn_convnet_digits
 
@@ -167,7 +167,7 @@ print(f"probe: loss {run.start_loss:.3f} → {run.end_loss:.3f} in {len(run.loss
 images = datasets.load_arrays(config.dataset, config.train_split)[0][:256]
 stats = unit_stats.unit_statistics(plan.model, run.state.params, plan.preprocess(images, train=False))
 print(unit_stats.format_table(stats))
-figures = unit_stats.save_unit_figures(stats, workdir, "units", params=run.state.params)
+figures = unit_figures.save_unit_figures(stats, workdir, "units", params=run.state.params)
 last = list(stats)[-1]
 for path in figures:
   if os.path.basename(path).startswith(f"units_{last.replace('/', '_')}_"):

@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from deepvision.data import pipeline
-from deepvision.diagnostics import flops, gradcheck, overfit, unit_stats
+from deepvision.diagnostics import flops, gradcheck, overfit, unit_figures, unit_stats
 from deepvision.train import lr_search
 from deepvision.train import probe as probe_lib
 from deepvision.train import supervised
@@ -190,7 +190,7 @@ def run_doctor(config: ml_collections.ConfigDict, workdir: str, *, model=None, s
   if dead_layers and not diverging:
     findings.append(Finding("alarm", "dead units", f"more than half the units never fire in "
                             f"{', '.join(dead_layers)}", "lower the learning rate or change the initialisation"))
-  figures = list(unit_stats.save_unit_figures(stats, workdir, "doctor", params=run.state.params))
+  figures = list(unit_figures.save_unit_figures(stats, workdir, "doctor", params=run.state.params))
 
   findings.append(Finding("note", "speed", f"{run.steps_per_second:.1f} steps/s of {config.batch_size} images; "
                           f"{total_macs:,} multiply-adds per example forward",

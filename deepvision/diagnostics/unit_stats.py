@@ -1,46 +1,26 @@
 """Unit statistics: are the hidden units sparse, alive, unsaturated and uncorrelated?
 
-The talk's check for a network that trains well: "hidden units are sparse across samples and
-across features"; a badly trained one has "many hidden units [that] ignore the input and/or
-exhibit strong correlations", and "feature maps need to be uncorrelated". `unit_statistics` runs
-a model over a set of images and measures exactly that for every intermediate activation;
-`format_table` prints it and `save_unit_figures` draws the samples × units picture of the talk,
-the correlation matrix of each layer and the convolution filters.
+The talk's check for a network that trains well: "hidden units are sparse across samples and across
+features"; a badly trained one has "many hidden units [that] ignore the input and/or exhibit strong
+correlations". `unit_statistics` measures it for every intermediate activation and `format_table`
+prints it (`unit_figures` draws it). A unit's activation x[n, u] is a dense unit's value, or a feature
+map's spatially averaged magnitude mean_{i,j} |a[n, i, j, c]|. With threshold t:
 
-Units. A dense layer's activation a ∈ R^{N×U} has U units and unit activation x[n, u] = a[n, u].
-A convolutional layer's activation a ∈ R^{N×H×W×C} (any number of spatial axes; the last axis
-holds the maps) has C units, one per feature map, and the activation of map c on sample n is its
-spatially averaged magnitude x[n, c] = mean_{i,j} |a[n, i, j, c]|. Unit u is *active* on sample n
-when |x[n, u]| > threshold. Then, with 1[·] the indicator:
-
-  activity across samples   p_u = (1/N) Σ_n 1[|x[n, u]| > t]   (sparse units: small p_u)
+  activity across samples   p_u = (1/N) Σ_n 1[|x[n, u]| > t]   (sparse units: small p_u; dead: p_u = 0)
   activity across units     q_n = (1/U) Σ_u 1[|x[n, u]| > t]   (sparse codes: small q_n)
-  dead unit                 p_u = 0 (never active on the given samples)
   constant unit             std_n x[n, u] ≤ 1e-6 · max_n |x[n, u]| (it ignores the input)
   saturated unit            (1/N) Σ_n 1[|x[n, u]| > 0.99 · B_u] > 0.95, for a layer with bound B
   correlation               ρ_uv = Pearson correlation of x[:, u] and x[:, v] across samples
-  mean |correlation|        mean of |ρ_uv| over pairs u ≠ v of non-constant units
-
-ρ involving a constant unit is undefined and stored as NaN. The mean and std of a layer are taken
-over every element of its raw activation (all samples, positions and units). The bound B of a
-bounded non-linearity comes from the layer's kind (`saturation_bounds`) or from `bounds=`, never
-from the observed range. Activity is most telling on rectified layers (ReLU, |tanh|, pooled
-maps): a signed layer (a convolution before rectification, an LCN output) is almost never below
-t in magnitude, so it reads as fully active whatever its quality.
 
 Example:
-  >>> model = zoo.create("lcn_convnet_digits_tiny")
-  >>> stats = unit_statistics(model, params, images)
+  >>> stats = unit_statistics(zoo.create("lcn_convnet_digits_tiny"), params, images)
   >>> print(format_table(stats))
-  >>> save_unit_figures(stats, workdir, "units", params=params)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -49,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepvision.figures import viz
 from deepvision.models import convnets
 
 FeaturesFn = Callable[[Any, jax.Array], Mapping[str, jax.Array]]
@@ -68,6 +47,12 @@ CONSTANT_TOLERANCE = 1e-6
 @dataclasses.dataclass(frozen=True, eq=False)
 class LayerStats:
   """Statistics of the units of one layer over a set of samples (formulas in the module doc).
+
+  A convolutional activation (N, ..., C) (any number of spatial axes) has one unit per map. ρ involving
+  a constant unit is NaN; mean |ρ| is over pairs u ≠ v of non-constant units; mean and std are over
+  every element of the raw activation. B comes from the layer's kind (`saturation_bounds`) or `bounds=`,
+  never from the observed range. Activity is most telling on rectified layers (ReLU, |tanh|, pooled
+  maps): a signed layer (a convolution before rectification, an LCN output) reads as fully active.
 
   Attributes:
     name: the layer's name (its key in the intermediates).
@@ -436,56 +421,3 @@ def format_table(stats: Mapping[str, LayerStats]) -> str:
   title = (f"unit statistics over {first.num_samples} samples; active: |x| > {first.threshold:g}, "
            "x = mean |a| per map for conv layers")
   return "\n".join([title, line(header), *map(line, rows)])
-
-
-def _file_stem(name: str) -> str:
-  return "".join(c if c.isalnum() or c in "-." else "_" for c in name)
-
-
-def save_unit_figures(stats_or_acts: Mapping[str, LayerStats | Any], workdir: str,
-                      prefix: str = "units", *, params: Any = None) -> list[str]:
-  """Writes, per layer, the samples × units activation image and the correlation matrix.
-
-  Files are `{workdir}/{prefix}_{layer}_activations.png` and `..._correlation.png` ('/' in layer
-  names becomes '_'; see `viz.save_activation_image` and `viz.save_correlation_image` for what
-  the pixels mean). Given `params`, every 4-D convolution kernel in them is also drawn as a
-  filter grid, `{prefix}_filters_{path}.png`.
-
-  Args:
-    stats_or_acts: {layer: LayerStats} from `unit_statistics`, or {layer: activation array}
-      with activations (N, U) or (N, ..., C).
-    workdir: folder for the figures (created if missing).
-    prefix: start of every file name.
-    params: optional parameters whose convolution kernels are drawn.
-
-  Returns:
-    The paths written.
-  """
-  if not stats_or_acts:
-    raise ValueError("no layers to draw")
-  stem = lambda *parts: os.path.join(  # noqa: E731
-      workdir, "_".join(p for p in (prefix, *map(_file_stem, parts)) if p) + ".png")
-  jobs = []  # (path, draw) pairs: every name is checked before anything is written.
-  for name, item in stats_or_acts.items():
-    if isinstance(item, LayerStats):
-      units, rho = item.activations, item.correlation
-    else:
-      units = unit_activations(item)
-      rho = correlation_matrix(units)
-    jobs.append((stem(name, "activations"), functools.partial(
-        viz.save_activation_image, units, title=f"{name}: samples × units")))
-    jobs.append((stem(name, "correlation"), functools.partial(
-        viz.save_correlation_image, rho, title=f"{name}: correlation of units")))
-  if params is not None:
-    for key_path, leaf in jax.tree_util.tree_leaves_with_path(params):
-      if np.ndim(leaf) == 4:
-        label = jax.tree_util.keystr(key_path, simple=True, separator="/")
-        jobs.append((stem("filters", label), functools.partial(
-            viz.save_conv_filters, np.asarray(leaf), title=label)))
-  paths = [path for path, _ in jobs]
-  if len(set(paths)) != len(paths):
-    raise ValueError(f"layer names collide once made into file names: {paths}")
-  os.makedirs(workdir, exist_ok=True)
-  for path, draw in jobs:
-    draw(path)
-  return paths

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from deepvision import zoo
-from deepvision.diagnostics import unit_stats
+from deepvision.diagnostics import unit_figures, unit_stats
 from deepvision.figures import viz
 
 
@@ -128,7 +128,7 @@ def test_tiny_zoo_model_table_rows_and_figures(tmp_path):
   assert len(lines) == 2 + len(names)
   assert [line.split()[0] for line in lines[2:]] == names
 
-  paths = unit_stats.save_unit_figures(stats, str(tmp_path / "figs"), "units", params=params)
+  paths = unit_figures.save_unit_figures(stats, str(tmp_path / "figs"), "units", params=params)
   assert len(paths) == 2 * len(names) + 3  # three convolution kernels
   for name in names:
     units = stats[name].num_units
