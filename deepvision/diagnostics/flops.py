@@ -1,13 +1,14 @@
 """Per-layer cost table: parameters, multiply-adds, activation memory and connections.
 
-The talk's answer to "the net underperforms" and "training is too slow" alike: count FLOPs and parameters,
-layer by layer. `layer_table(model)` returns one `LayerCost` per layer, per example, without computing
-anything: the model is traced to a jaxpr and its primitives costed (`jaxpr_costs`). Every direct submodule
-is a layer; the parameter-free functions between submodules are attributed through the model's named
-intermediates (`_rows`). A convolution `deepvision.nn.conv.Conv` costs the direct algorithm's output
-elements × k_h·k_w·C_in MACs; training costs 3 × forward for layers with weights, 2 × without. Connections
-(LeCun et al. 1998, "Gradient-based learning applied to document recognition"): per output unit, its
-inputs + 1 for a bias, summed; LeNet-5 1998 gives exactly the paper's 340,908 and 60,000 parameters.
+The talk's answer to "the net underperforms" and "training is too slow" alike: count FLOPs and
+parameters, layer by layer. `layer_table(model)` returns one `LayerCost` per layer, per example,
+without computing anything: the model is traced to a jaxpr and its primitives costed (`jaxpr_costs`).
+Every direct submodule is a layer; the parameter-free functions between submodules are attributed
+through the model's named intermediates (`_rows`). A convolution `deepvision.nn.conv.Conv` costs the
+direct algorithm's output elements × k_h·k_w·C_in MACs; training costs 3 × forward for layers with
+weights, 2 × without. Connections (LeCun et al. 1998, "Gradient-based learning applied to document
+recognition"): per output unit, its inputs + 1 for a bias, summed; LeNet-5 1998 gives exactly the
+paper's 340,908 connections and 60,000 parameters.
 
 Example:
   >>> print(format_table(layer_table("lenet5_1998")))

@@ -23,7 +23,7 @@ GAUSSIANS = ("gaussian", "gaussian_full")
 def residual_variance(whitener: PCAWhitening) -> float:
   """σ_r² = (Σ_{k>K} λ_k) / (D − K): the mean discarded eigenvalue (probabilistic PCA's ML estimate).
 
-  `samplers.conditional.pixel_space_energy`'s default, recomputed here for the Gaussian; 0 when K = D.
+  `samplers.pixel_space.pixel_space_energy`'s default, recomputed here for the Gaussian; 0 when K = D.
   """
   kept = float(np.sum(whitener.eigenvalues))
   dropped = whitener.input_dim - whitener.num_components

@@ -6,7 +6,7 @@ occluded images by sampling the missing pixels x_m from the model's conditional 
   * masks: each image is occluded by a kind of `MASK_KINDS` ('central_square' of side `square_size` in
     the middle, or a kind of `deepvision.data.occlusion`: halves, 'random_square'); True = observed;
   * the gated MRF's fill: the posterior mean E[x_m | x_o] estimated in pixel space
-    (`samplers.conditional.pixel_space_energy`: the model's density of the kept PCA coordinates times
+    (`samplers.pixel_space.pixel_space_energy`: the model's density of the kept PCA coordinates times
     the PCA residual N(0, σ_r² I)) by HMC ('hmc', any gated MRF) or Gibbs sampling of h and x_m
     ('gibbs', paper-form mcRBM or mPoT), the chains started at the PCA Gaussian's fill;
   * the baselines' fills: the conditional means of `gaussian_baselines` (the minimum-squared-error fill

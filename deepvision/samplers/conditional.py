@@ -1,58 +1,17 @@
 r"""Conditional sampling: fill the missing values of x given the observed ones (inpainting).
 
-With the coordinates of x ∈ R^D split into observed o (`observed_mask` True) and missing m, an
-energy-based model p(x) ∝ exp(−F(x)) defines the conditional p(x_m | x_o) ∝ exp(−F(x_m, x_o)).
-Two samplers of it, as in Ranzato, Mnih, Susskind & Hinton ("Modeling natural images using gated
-MRFs", PAMI 2013, inpainting and recognition under occlusion; reference/gated-mrf.md):
+With x ∈ R^D split into observed o (`observed_mask` True) and missing m, an energy-based model
+p(x) ∝ exp(−F(x)) defines p(x_m | x_o) ∝ exp(−F(x_m, x_o)), sampled as in Ranzato, Mnih, Susskind &
+Hinton ("Modeling natural images using gated MRFs", PAMI 2013; reference/gated-mrf.md) by
 
-* `inpaint_hmc`: Hybrid Monte Carlo on F with x_o clamped, for any model with a `free_energy`
-  (every gated MRF, including the original-form mcRBM whose p(x | h) is not Gaussian).
-* `inpaint_gibbs`: for models whose p(x | h) = N(μ, Λ⁻¹) is Gaussian (the paper-form mcRBM, the
-  mPoT), alternate h ~ p(h | x) and
+* `inpaint_hmc`: Hybrid Monte Carlo on F with x_o clamped, for any model with a `free_energy`;
+* `inpaint_gibbs`: for models with a Gaussian p(x | h) = N(μ, Λ⁻¹) (the paper-form mcRBM, the mPoT),
+  alternating h ~ p(h | x) and x_m | x_o, h ~ N(μ_m − Λ_mm⁻¹ Λ_mo (x_o − μ_o), Λ_mm⁻¹).
 
-    x_m | x_o, h ~ N(μ_m − Λ_mm⁻¹ Λ_mo (x_o − μ_o),  Λ_mm⁻¹).
-
-Both return the estimate E[x_m | x_o] ≈ the average over the transitions after `burn_in` (the
-posterior mean, the minimum-squared-error fill-in), or the last sample. Gibbs can average the
-conditional means E[x_m | x_o, h] instead of the samples (Rao-Blackwellisation: the same limit, a
-smaller variance). Observed values are returned bit for bit.
-
-Masks may differ between examples. HMC moves a position u ∈ R^D per example and evaluates the
-energy at x(u) = where(observed, x_o, start + L u) (L = I without preconditioning): the observed
-coordinates of u get a zero gradient, so they drift with their momentum without touching the
-energy and the Metropolis test, and the moves of the missing coordinates are exactly an HMC chain
-of p(x_m | x_o) (the `clamp_mask` of `hmc` is one mask for the whole batch). Gibbs solves the
-masked system (M Λ M + I − M) δ = M Λ (μ − x̃), M = diag(missing), x̃ = x_o on o and μ on m, whose
-solution on m is Λ_mm⁻¹ Λ_mo (μ_o − x_o) for every example at once, and draws the noise from the
-Cholesky factor of the same matrix.
-
-Transition t (0-based) draws its numbers from `jax.random.fold_in(key, t)`, so the same key gives
-the same result. Only the model and the number of leapfrog steps are compiled in: other step counts,
-step sizes and flags reuse the compiled chain.
-
-Whitened models. A model trained on PCA-whitened patches z = T(x) (`deepvision.data.whiten`) has
-its free energy over z, but missing *pixels* are not missing whitened coordinates: every z_k mixes
-all pixels. Pass the whitening (`whitening=...`) and the samplers work on pixel vectors with the
-**PCA-residual** density (as probabilistic PCA, Tipping & Bishop 1999, models the discarded
-directions):
-
-  −log p(x) = F(T(x)) + ‖(I − U Uᵀ)(x − m)‖² / (2σ_r²) + const,
-
-with U = `whitening.components` (D × K) and σ_r² the residual variance, by default the mean
-discarded eigenvalue (Σ_{k>K} λ_k)/(D − K) (the maximum-likelihood σ² of probabilistic PCA). The
-constant, −log_det_jacobian + ½(D − K) log(2πσ_r²) + log Z, does not depend on x. When the whitening
-keeps every component (K = D) the residual term vanishes and F(T(x)) is the exact pixel free energy
-up to the Jacobian constant. `pixel_space_energy` builds this energy and its gradient. In pixel
-space p(x | h) is still Gaussian (T is affine), so `inpaint_gibbs` works there too; `inpaint_hmc`
-preconditions pixel-space HMC by default with the covariance of the same PCA-residual Gaussian,
-U diag(λ + ε) Uᵀ + σ_r²(I − U Uᵀ), since pixel coordinates are badly scaled for a unit-mass HMC.
-
-Example:
-  >>> mask = occlusion_mask("left_half", (8, 8, 1), seed, batch=len(patches)).reshape(len(patches), -1)
-  >>> filled = inpaint_gibbs(model, variables, pixels, mask, key, num_steps=300, burn_in=50,
-  ...                        whitening=whitening)
-  >>> filled = inpaint_hmc(model, variables, pixels, mask, key, num_steps=500, burn_in=100,
-  ...                      whitening=whitening, init=gaussian_fill)
+Both return the average over the transitions after `burn_in` (the posterior mean E[x_m | x_o], the
+minimum-squared-error fill-in) or the last sample; observed values come back bit for bit. Masks may
+differ between examples. With `whitening=`, a model of PCA-whitened vectors fills in missing *pixels*
+(`pixel_space`).
 """
 
 from __future__ import annotations
@@ -67,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepvision.samplers import adaptation
+from deepvision.samplers import adaptation, pixel_space
 from deepvision.samplers.base import gaussian_mean_and_draw
-from deepvision.samplers.hmc import EnergyFunctions, hmc, model_energy
+from deepvision.samplers.hmc import hmc
+from deepvision.samplers.pixel_space import PixelSpace
 
 Array = jax.Array
 
@@ -80,128 +40,6 @@ class InpaintInfo(NamedTuple):
 
   acceptance_rate: Array
   step_size: Array
-
-
-class _PixelSpace(NamedTuple):
-  """The affine whitening T(x) = ((x − m) U) / s and the precision ρ = 1/σ_r² of the residual."""
-
-  mean: Any  # (D,)
-  components: Any  # (D, K)
-  scales: Any  # (K,)
-  residual_precision: Any  # scalar, 0 when K = D
-
-
-# ------------------------------------------------------------------------------------------------
-# Energies.
-
-
-def _model_energy_and_grad(model: nn.Module, variables: Any, x: Array) -> tuple[Array, Array]:
-  """(F(x), ∂F/∂x): the model's closed form when it has one, else autodiff of `free_energy`."""
-  return model_energy(model, variables).energy_and_grad_fn(x)
-
-
-def _whiten(space: _PixelSpace, x: Array) -> tuple[Array, Array, Array]:
-  """(z = T(x) (B, K), y = Uᵀ(x − m) (B, K), residual (I − UUᵀ)(x − m) (B, D))."""
-  centred = x - space.mean
-  y = centred @ space.components
-  return y / space.scales, y, centred - y @ space.components.T
-
-
-def _pixel_energy_and_grad(model: nn.Module, variables: Any, space: _PixelSpace,
-                           x: Array) -> tuple[Array, Array]:
-  """F(T(x)) + ½ρ‖r‖² and its gradient U diag(1/s) ∇_z F + ρ r, r = (I − UUᵀ)(x − m)."""
-  z, _, residual = _whiten(space, x)
-  energy, grad_z = _model_energy_and_grad(model, variables, z)
-  energy = energy + 0.5 * space.residual_precision * jnp.sum(residual * residual, axis=-1)
-  grad = (grad_z / space.scales) @ space.components.T + space.residual_precision * residual
-  return energy, grad
-
-
-def _cast(space: _PixelSpace | None, dtype: Any) -> _PixelSpace | None:
-  return None if space is None else _PixelSpace(*(jnp.asarray(a, dtype) for a in space))
-
-
-def _energy_and_grad(model: nn.Module, variables: Any, space: _PixelSpace | None, x: Array):
-  if space is None:
-    return _model_energy_and_grad(model, variables, x)
-  return _pixel_energy_and_grad(model, variables, _cast(space, x.dtype), x)
-
-
-def _pixel_space(model: nn.Module, whitening: Any, residual_variance: Any) -> _PixelSpace:
-  """The whitening's arrays and the residual precision, checked against the model (NumPy)."""
-  for attribute in ("mean", "components", "scales", "eigenvalues", "variance_kept", "input_dim",
-                    "num_components"):
-    if not hasattr(whitening, attribute):
-      raise ValueError(f"whitening must be a PCAWhitening (deepvision.data.whiten), got "
-                       f"{type(whitening).__name__} without {attribute!r}")
-  dim, kept = whitening.input_dim, whitening.num_components
-  n_visible = getattr(model, "n_visible", None)
-  if n_visible != kept:
-    raise ValueError(f"the model has n_visible={n_visible} but the whitening keeps K={kept} "
-                     "components: the model must be trained on this whitening's output")
-  if residual_variance is not None:
-    if (isinstance(residual_variance, bool) or not isinstance(residual_variance, numbers.Real)
-        or not (math.isfinite(residual_variance) and residual_variance > 0)):
-      raise ValueError(f"residual_variance must be a finite number > 0 or None, got {residual_variance!r}")
-  if kept == dim:
-    precision = 0.0  # nothing discarded: no residual term
-  elif residual_variance is not None:
-    precision = 1.0 / float(residual_variance)
-  else:
-    kept_variance = float(np.sum(whitening.eigenvalues))
-    discarded = kept_variance / whitening.variance_kept - kept_variance
-    if discarded <= 1e-12 * kept_variance / whitening.variance_kept:
-      raise ValueError(f"the whitening discards {dim - kept} directions with no variance (to rounding), "
-                       "so the PCA-residual variance would be 0; pass residual_variance > 0")
-    precision = (dim - kept) / discarded
-  return _PixelSpace(np.asarray(whitening.mean, np.float64), np.asarray(whitening.components, np.float64),
-                     np.asarray(whitening.scales, np.float64), np.float64(precision))
-
-
-def _pixel_covariance(space: _PixelSpace) -> np.ndarray:
-  """U diag(s²) Uᵀ + σ_r²(I − UUᵀ): the PCA-residual Gaussian's covariance (float64, D × D)."""
-  u = space.components
-  covariance = (u * space.scales ** 2) @ u.T
-  if space.residual_precision > 0:
-    covariance += (np.eye(u.shape[0]) - u @ u.T) / space.residual_precision
-  return (covariance + covariance.T) / 2
-
-
-def pixel_space_energy(model: nn.Module, variables: Any, whitening: Any,
-                       residual_variance: float | None = None) -> EnergyFunctions:
-  r"""The energy over pixel vectors of a model trained on whitened data, with a PCA residual.
-
-    E(x) = F(T(x)) + ‖(I − U Uᵀ)(x − m)‖² / (2σ_r²),   T(x) = diag(λ + ε)^(−1/2) Uᵀ (x − m),
-    ∂E/∂x = U diag(λ + ε)^(−1/2) ∂F/∂z + (I − U Uᵀ)(x − m) / σ_r²,
-
-  so that p(x) ∝ exp(−E(x)) is a density on R^D: the model's density of the kept PCA coordinates
-  times an isotropic Gaussian N(0, σ_r² I) of the D − K discarded ones (the residual model of
-  probabilistic PCA). −log p(x) = E(x) − log_det_jacobian + ½(D − K) log(2πσ_r²) + log Z.
-
-  Args:
-    model: a model of whitened vectors with `free_energy` and `n_visible` = K.
-    variables: its variables ({'params': ...}).
-    whitening: the `PCAWhitening` the model's data went through, (D pixels → K components).
-    residual_variance: σ_r² > 0; None: the mean discarded eigenvalue, (Σ_{k>K} λ_k) / (D − K),
-      recovered from `variance_kept`. Ignored when K = D (no residual term).
-
-  Returns:
-    `EnergyFunctions` over flat pixel batches (B, D).
-
-  Raises:
-    ValueError: a whitening whose K is not the model's n_visible, a bad residual_variance, or a
-      default σ_r² of 0 (the whitening dropped only zero-variance directions).
-  """
-  space = _pixel_space(model, whitening, residual_variance)
-
-  def energy_fn(x: Array) -> Array:
-    local = _cast(space, x.dtype)
-    z, _, residual = _whiten(local, x)
-    return (model.apply(variables, z, method="free_energy")
-            + 0.5 * local.residual_precision * jnp.sum(residual * residual, axis=-1))
-
-  return EnergyFunctions(energy_fn, lambda x: _pixel_energy_and_grad(model, variables,
-                                                                     _cast(space, x.dtype), x))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -288,7 +126,7 @@ def _checked_covariance(covariance: Any, batch: int, dim: int) -> np.ndarray:
   return covariance
 
 
-def _dimension(model: nn.Module, space: _PixelSpace | None) -> tuple[int, str]:
+def _dimension(model: nn.Module, space: PixelSpace | None) -> tuple[int, str]:
   if space is not None:
     return space.mean.size, "whitening (pixel space)"
   n_visible = getattr(model, "n_visible", None)
@@ -320,7 +158,13 @@ def _run_hmc(model, variables, space, x, observed, start, covariance, key, num_s
              step_size, adapt_step_size, *, num_leapfrog):
   """(average of x after burn-in, last x, mean acceptance after burn-in, final step size).
 
-  Only the model and L are static: other step counts, step sizes and flags reuse the compiled loop.
+  HMC moves a position u ∈ R^D per example and evaluates the energy at x(u) = where(observed, x_o,
+  start + L u) (L = I without preconditioning): the observed coordinates of u get a zero gradient, so
+  they drift with their momentum without touching the energy and the Metropolis test, and the moves of
+  the missing coordinates are exactly an HMC chain of p(x_m | x_o), with a mask per example (the
+  `clamp_mask` of `hmc` is one mask for the whole batch). Transition t (0-based) draws its numbers from
+  `jax.random.fold_in(key, t)`. Only the model and L are static: other step counts, step sizes and flags
+  reuse the compiled loop.
   """
   factor = None if covariance is None else _masked_factor(covariance.astype(x.dtype), observed)
 
@@ -328,12 +172,12 @@ def _run_hmc(model, variables, space, x, observed, start, covariance, key, num_s
     return jnp.where(observed, x, start + (u if factor is None else _batched_matvec(factor, u)))
 
   def energy_and_grad(u: Array) -> tuple[Array, Array]:
-    energy, grad = _energy_and_grad(model, variables, space, to_x(u))
+    energy, grad = pixel_space.energy_and_grad(model, variables, space, to_x(u))
     grad = jnp.where(observed, jnp.zeros((), grad.dtype), grad)
     return energy, grad if factor is None else jnp.einsum("bij,bi->bj", factor, grad)  # Lᵀ∇F
 
   def energy_fn(u: Array) -> Array:
-    return _energy_and_grad(model, variables, space, to_x(u))[0]
+    return pixel_space.energy_and_grad(model, variables, space, to_x(u))[0]
 
   # One compiled loop: the adapting sampler, whose ε is frozen from burn-in on (or always, without
   # adaptation), when each transition is exactly the fixed-step kernel's.
@@ -358,10 +202,11 @@ def _run_hmc(model, variables, space, x, observed, start, covariance, key, num_s
 
 
 def _checked_problem(model: nn.Module, x: Any, observed_mask: Any, init: Any, whitening: Any,
-                     residual_variance: Any) -> tuple[_PixelSpace | None, int, tuple[int, ...], tuple]:
+                     residual_variance: Any) -> tuple[PixelSpace | None, int, tuple[int, ...], tuple]:
   """What both samplers check first: the space they move in (pixels through `whitening`, or the model's
   own), its dimension, the input's shape, and `_checked_batch`'s (flat x, observed mask, start)."""
-  space = None if whitening is None else _pixel_space(model, whitening, residual_variance)
+  space = (None if whitening is None
+           else pixel_space.checked_pixel_space(model, whitening, residual_variance))
   if whitening is None and residual_variance is not None:
     raise ValueError("residual_variance needs a whitening (it is the PCA residual's variance)")
   dim, space_name = _dimension(model, space)
@@ -381,7 +226,13 @@ def inpaint_hmc(model: nn.Module, variables: Any, x: Any, observed_mask: Any, ke
   (as the original code does); it is then frozen, so the transitions that are kept are an exact
   MCMC kernel. With `covariance` Σ (or by default in pixel space) the missing coordinates move as
   x_m = start_m + (L u)_m, L Lᵀ = Σ_mm (a mass matrix Σ⁻¹ on x_m): HMC then sees a target of
-  roughly unit scale when Σ is close to the conditional covariance.
+  roughly unit scale when Σ is close to the conditional covariance. The same key gives the same result.
+
+  Example:
+    >>> mask = occlusion_mask("left_half", (8, 8, 1), seed, batch=len(patches))
+    >>> mask = mask.reshape(len(patches), -1)
+    >>> filled = inpaint_hmc(model, variables, pixels, mask, key, num_steps=500, burn_in=100,
+    ...                      whitening=whitening, init=gaussian_fill)
 
   Args:
     model: a model with `free_energy` (and `n_visible`), e.g. `MCRBM` (either form), `MPoT`,
@@ -433,7 +284,7 @@ def inpaint_hmc(model: nn.Module, variables: Any, x: Any, observed_mask: Any, ke
   if covariance is not None:
     covariance = _checked_covariance(covariance, flat.shape[0], dim)
   elif space is not None:
-    covariance = _pixel_covariance(space)
+    covariance = pixel_space.pixel_covariance(space)
   mean, last, acceptance, final_step_size = _run_hmc(
       model, variables, space, flat, observed, start, covariance, key, num_steps, burn_in,
       float(step_size), adapt_step_size, num_leapfrog=num_leapfrog)
@@ -443,19 +294,6 @@ def inpaint_hmc(model: nn.Module, variables: Any, x: Any, observed_mask: Any, ke
 
 # ------------------------------------------------------------------------------------------------
 # Gibbs.
-
-
-def _natural_to_pixels(space: _PixelSpace, natural: Array, precision: Array) -> tuple[Array, Array]:
-  """N(Λ_z⁻¹η_z, Λ_z⁻¹) over z = T(x) with the PCA residual, as N(Λ_x⁻¹η_x, Λ_x⁻¹) over pixels.
-
-  With W = U diag(1/s): Λ_x = W Λ_z Wᵀ + ρ (I − UUᵀ) and μ_x = m + U diag(s) μ_z, so (Wᵀ U diag(s) = I)
-  η_x = Λ_x μ_x = Λ_x m + W η_z: no solve needed.
-  """
-  u = space.components
-  weights = u / space.scales  # (D, K)
-  residual = space.residual_precision * (jnp.eye(u.shape[0], dtype=u.dtype) - u @ u.T)
-  precision_x = jnp.einsum("dk,bkl,el->bde", weights, precision, weights) + residual
-  return precision_x @ space.mean + natural @ weights.T, precision_x
 
 
 def _conditional_given_hidden(key: Array, natural: Array, precision: Array, x: Array,
@@ -480,16 +318,16 @@ def _conditional_given_hidden(key: Array, natural: Array, precision: Array, x: A
 @functools.partial(jax.jit, static_argnames=("model",))
 def _run_gibbs(model, variables, space, x, observed, start, key, num_steps, burn_in, rao_blackwell):
   """(average after burn-in of the conditional means or samples, last sample)."""
-  space = _cast(space, x.dtype)
+  space = pixel_space.cast(space, x.dtype)
 
   def transition(t, carry):
     current, total = carry
     hidden_key, visible_key = jax.random.split(jax.random.fold_in(key, t))
-    z = current if space is None else _whiten(space, current)[0]
+    z = current if space is None else pixel_space.whiten(space, current)[0]
     h_c, h_m = model.apply(variables, hidden_key, z, method="sample_hidden")
     natural, precision = model.apply(variables, h_c, h_m, method="conditional_natural")
     if space is not None:
-      natural, precision = _natural_to_pixels(space, natural, precision)
+      natural, precision = pixel_space.natural_to_pixels(space, natural, precision)
     conditional_mean, sample = _conditional_given_hidden(visible_key, natural, precision, x, observed)
     kept = jnp.where(rao_blackwell, conditional_mean, sample)
     return sample, total + jnp.where(t >= burn_in, kept, jnp.zeros((), x.dtype))
@@ -511,7 +349,12 @@ def inpaint_gibbs(model: nn.Module, variables: Any, x: Any, observed_mask: Any, 
 
   leaving x_o unchanged: a Gibbs chain of p(x_m, h | x_o) (reference/gated-mrf.md, "conditional
   sampling"). The estimate averages, over the transitions after burn-in, the conditional means
-  E[x_m | x_o, h] (`rao_blackwell=True`, lower variance) or the samples x_m.
+  E[x_m | x_o, h] (`rao_blackwell=True`: Rao-Blackwellisation, the same limit with a smaller variance)
+  or the samples x_m. Transition t draws its numbers from `jax.random.fold_in(key, t)`.
+
+  Example:
+    >>> filled = inpaint_gibbs(model, variables, pixels, mask, key, num_steps=300, burn_in=50,
+    ...                        whitening=whitening)
 
   Args:
     model: `MCRBM` with input_norm 'paper' or `MPoT` (any model with `sample_hidden(key, x)` and

@@ -18,8 +18,9 @@ from jax.test_util import check_grads
 from deepvision.data.whiten import PCAWhitening
 from deepvision.models.gated_mrf import MCRBM, MPoT
 from deepvision.models.gaussian import GaussianModel
-from deepvision.samplers.conditional import (inpaint_gibbs, inpaint_hmc, model_energy,
-                                             pixel_space_energy)
+from deepvision.samplers.conditional import inpaint_gibbs, inpaint_hmc
+from deepvision.samplers.hmc import model_energy
+from deepvision.samplers.pixel_space import pixel_space_energy
 from rbm_testing import binary_states, random_params
 
 SIZES = dict(n_visible=4, n_factors=3, n_cov=3, n_mean=2)
