@@ -4,42 +4,12 @@ Same parameter layout as `flax.linen.Conv` (`kernel` in HWIO, `bias`). Both algo
 
   y[b, h, w, d] = Σ_{i, j, c} x_pad[b, h·s_h + i, w·s_w + j, c] · k[i, j, c, d] + bias[d]
 
-for NHWC images x (zero-padded to x_pad) and a (k_h, k_w, C_in, C_out) kernel k:
-
-* 'xla': `lax.conv_general_dilated`, XLA's own convolution (Eigen on CPU, cuDNN on GPU).
-* 'banded': one matrix product per layer. For output row h of image b, let r_i be the padded
-  input row x_pad[b, h·s_h + i] flattened to (W_p·C_in,). Then the flattened output row is
-
-    y[b, h] = Σ_i r_i T_i,   T_i[(p, c), (w, d)] = k[i, p − w·s_w, c, d] if 0 ≤ p − w·s_w < k_w
-                                                  else 0,
-
-  a banded (Toeplitz) matrix per kernel row. Stacking the k_h rows r_i side by side gives
-  Y = R T with R of shape (B·H_o, k_h·W_p·C_in) and T the k_h matrices T_i stacked. To bound
-  the zeros of T the output width is cut into tiles of t columns: R gets one row per tile, of
-  the k_h·t_in·C_in inputs the tile reads (t_in = (t − 1)·s_w + k_w), and T shrinks to
-  (k_h·t_in·C_in, t·C_out). The cost is t_in / k_w times the direct multiply-add count, in
-  one large matrix product instead of XLA:CPU's convolution, which is slow for the few-channel
-  convolutions of small convnets (LeNet-5 on MNIST: see the benchmarks in BUILD.md). Gradients
-  are those of the product (R^T dY for T, dY T^T scattered back onto the rows for x), so no
-  convolution runs in the backward pass either.
-
-'auto' picks 'banded' on CPU for convolutions of few input channels (C_in at most
-`BANDED_MAX_IN_FEATURES`), where a training step of the layer (forward and both gradients,
-batch 64) measured 1.4-5× faster than with 'xla' (1 → 6 and 1 → 32 maps of 28×28, 3 → 32 of
-32×32, 6 → 16 of 14×14), and 'xla' otherwise and on every other backend: with 16-64 input
-channels 'xla' measured 1.1-4× faster, except about even for 32 → 64 maps of 12×12.
-
-Finite inputs give the same values with either algorithm up to float rounding. A NaN or an
-infinity in x reaches, through the zeros of T, the whole output tile row rather than only its
-k_h×k_w neighbourhood.
-
-Mixed precision follows flax's convention: `Conv(dtype=jnp.bfloat16)` stores its parameters in
-float32 and casts the input and kernel to bfloat16 for the product, so y is bfloat16 and the
-gradient with respect to the float32 parameters comes back in float32 (the transpose of the
-cast). One departure: for bfloat16 / float16 images the bias is added in float32 and the sum
-rounded once, because the bias gradient Σ_{b,h,w} ∂L/∂y[b, h, w, d] sums every output pixel,
-and XLA sums a bfloat16 array in bfloat16 (8 significant bits: a sum of thousands of terms
-stalls). `dtype=None` computes in the promoted dtype of the input and the parameters (float32).
+for NHWC images x (zero-padded to x_pad) and a (k_h, k_w, C_in, C_out) kernel k: 'xla' by
+`lax.conv_general_dilated` (Eigen on CPU, cuDNN on GPU), 'banded' as one matrix product against a
+banded (Toeplitz) matrix per kernel row (`banded_conv2d`), which is faster on CPU for the few-channel
+convolutions of small convnets (LeCun et al. 1998's LeNet-5; measurements in BUILD.md, "Benchmarks").
+'auto' picks 'banded' on CPU for C_in ≤ `BANDED_MAX_IN_FEATURES`, 'xla' otherwise and on every other
+backend. Mixed precision follows flax's convention, with the bias added in float32 (`add_bias`).
 """
 
 from __future__ import annotations
@@ -116,7 +86,7 @@ def choose_implementation(kernel_shape: Sequence[int], backend: str | None = Non
 
 
 def width_tile(out_width: int, kernel_width: int, out_features: int) -> int:
-  """Output columns per row of the banded product (t of the module docstring).
+  """Output columns per row of the banded product (t of `banded_conv2d`).
 
   Wider tiles copy each input into fewer rows of R (t_in / t times) but put more zeros in T
   (t_in / k_w times the direct multiply-adds). The rule: the smallest t with t ≥ k_w − 1 and
@@ -133,7 +103,7 @@ def width_tile(out_width: int, kernel_width: int, out_features: int) -> int:
 
 
 def banded_matrix(kernel: Array, tile: int, stride: int) -> Array:
-  """T of the module docstring: (k_h·t_in·C_in, tile·C_out), T[(i, p, c), (w, d)] = k[i, p − w·s, c, d]."""
+  """T of `banded_conv2d`: (k_h·t_in·C_in, tile·C_out), T[(i, p, c), (w, d)] = k[i, p − w·s, c, d]."""
   kh, kw, cin, cout = kernel.shape
   tile_in = (tile - 1) * stride + kw
   band = jnp.einsum("jpw,ijcd->ipcwd", _placement(kw, tile, stride, kernel.dtype), kernel)
@@ -152,7 +122,23 @@ def _placement(kernel_width: int, tile: int, stride: int, dtype) -> Array:
 def banded_conv2d(x: Array, kernel: Array, strides: tuple[int, int],
                   pads: tuple[tuple[int, int], ...], bias: Array | None = None,
                   tile: int | None = None) -> Array:
-  """The 'banded' algorithm (module docstring) on NHWC x with explicit ((top, bottom), (left, right)) pads."""
+  """The 'banded' algorithm on NHWC x with explicit ((top, bottom), (left, right)) pads.
+
+  For output row h of image b, let r_i be the padded input row x_pad[b, h·s_h + i] flattened to
+  (W_p·C_in,). Then the flattened output row is
+
+    y[b, h] = Σ_i r_i T_i,   T_i[(p, c), (w, d)] = k[i, p − w·s_w, c, d] if 0 ≤ p − w·s_w < k_w else 0,
+
+  a banded (Toeplitz) matrix per kernel row. Stacking the k_h rows r_i side by side gives Y = R T with
+  R of shape (B·H_o, k_h·W_p·C_in) and T the k_h matrices T_i stacked. To bound the zeros of T the
+  output width is cut into tiles of t columns: R gets one row per tile, of the k_h·t_in·C_in inputs the
+  tile reads (t_in = (t − 1)·s_w + k_w), and T shrinks to (k_h·t_in·C_in, t·C_out). The cost is
+  t_in / k_w times the direct multiply-add count, in one large matrix product. Gradients are those of
+  the product (R^T dY for T, dY T^T scattered back onto the rows for x), so no convolution runs in the
+  backward pass either. Finite inputs give the same values as 'xla' up to float rounding; a NaN or an
+  infinity in x reaches, through the zeros of T, the whole output tile row rather than only its
+  k_h×k_w neighbourhood.
+  """
   kh, kw, cin, cout = kernel.shape
   sh, sw = strides
   batch, height, width, _ = x.shape
@@ -183,7 +169,16 @@ def bias_dtype(dtype: jnp.dtype) -> jnp.dtype:
 
 
 def add_bias(y: Array, bias: Array) -> Array:
-  """y + bias in the bias's dtype, rounded back to y's (module docstring: mixed precision)."""
+  """y + bias in the bias's dtype, rounded back to y's.
+
+  Mixed precision follows flax's convention: `Conv(dtype=jnp.bfloat16)` stores its parameters in
+  float32 and casts the input and kernel to bfloat16 for the product, so y is bfloat16 and the gradient
+  with respect to the float32 parameters comes back in float32 (the transpose of the cast). One
+  departure: for bfloat16 / float16 images the bias is added in float32 and the sum rounded once,
+  because the bias gradient Σ_{b,h,w} ∂L/∂y[b, h, w, d] sums every output pixel, and XLA sums a
+  bfloat16 array in bfloat16 (8 significant bits: a sum of thousands of terms stalls). `dtype=None`
+  computes in the promoted dtype of the input and the parameters (float32).
+  """
   if y.dtype == bias.dtype:
     return y + bias
   return (y.astype(bias.dtype) + bias).astype(y.dtype)
@@ -199,11 +194,11 @@ def conv2d(x: Array, kernel: Array, strides: Sequence[int] = (1, 1), padding: Pa
     strides: (s_h, s_w).
     padding: 'SAME', 'VALID' or ((top, bottom), (left, right)).
     bias: optional (C_out,) added to every output pixel.
-    implementation: 'auto', 'xla' or 'banded' (module docstring).
+    implementation: 'auto', 'xla' or 'banded' (module docstring, `banded_conv2d`).
 
   Returns:
     (N, H_o, W_o, C_out) in x's dtype. The kernel is cast to x's dtype; the bias is added in
-    x's dtype, or in float32 for bfloat16 / float16 x (module docstring).
+    x's dtype, or in float32 for bfloat16 / float16 x (`add_bias`).
   """
   check_choice("convolution implementation", implementation, list(IMPLEMENTATIONS))
   if x.ndim != 4 or kernel.ndim != 4:
@@ -243,7 +238,7 @@ class Conv(nn.Module):
     bias_init: initialiser of the bias.
     implementation: 'auto' (banded on CPU for small kernels, else XLA's), 'xla' or 'banded'.
     dtype: compute dtype (None: float32; or 'bfloat16' / 'float16'): the input and kernel are
-      cast to it and so is the output; the bias is added in float32 (module docstring). The
+      cast to it and so is the output; the bias is added in float32 (`add_bias`). The
       parameters are stored in float32.
   """
 

@@ -1,48 +1,17 @@
 """Local contrast normalisation (LCN) and local response normalisation of NHWC feature maps.
 
-LCN is the "N" of the [filter → rectify → normalise → pool] stage: it removes the local mean
-of every pixel and divides by the local standard deviation, both measured with a Gaussian (or
-box) window that spans space *and* all feature maps. Two reference semantics are offered:
+LCN is the "N" of the [filter → rectify → normalise → pool] stage: with v = x − m, m the local mean of
+the channel mean x̄ under a separable (Gaussian or box) window k̂ of unit mass, coef = k̂ ⋆ 1 its mass
+inside the image and ⋆ a zero-padded 'SAME' correlation,
 
-* ``mode='torch7'`` — Torch7 ``nn.SpatialContrastiveNormalization`` (the implementation most
-  LeCun-era code used). Torch7 normalises its window to sum 1 over space *and* channels and
-  sums the filtered maps over channels; that is filtering the channel mean x̄ = (1/C) Σ_c x_c
-  with the spatial window k̂ normalised to Σ k̂ = 1:
+  m = (k̂ ⋆ x̄) / coef,   y = v / σ,   σ = sqrt(k̂ ⋆ mean_c v²) / coef               (mode 'torch7')
+  y = v / max(c, σ),     σ = sqrt((k̂ ⋆ mean_c v²) / coef), c = mean_{i,j} σ      (mode 'jarrett')
 
-      coef = k̂ ⋆ 1                       (the window's mass inside the image: border correction)
-      m    = (k̂ ⋆ x̄) / coef              (shared by all channels)
-      v    = x − m
-      σ    = sqrt(k̂ ⋆ mean_c v²) / coef
-      y    = v / σ   where σ > threshold,   v / thresval   elsewhere.
-
-  ⋆ is a zero-padded 'SAME' correlation. As in Torch7, σ is divided by `coef` *outside* the
-  square root, so at the border σ = sqrt(local mean of v²)/sqrt(coef). (Torch7's separable
-  path normalises each 1-D factor by sum·C, which multiplies its interior σ by √C; here the
-  window always has unit mass, so separable and 2-D Gaussians give the same output.)
-
-* ``mode='jarrett'`` — Jarrett, Kavukcuoglu, Ranzato & LeCun, "What is the best multi-stage
-  architecture for object recognition?", ICCV 2009: the same subtractive step, then
-
-      σ = sqrt((k̂ ⋆ mean_c v²) / coef)     (the window renormalised to the pixels inside),
-      y = v / max(c, σ),   c = mean of σ over the image (per example),
-
-  with the same `threshold`/`thresval` guard so that a flat image maps to 0, not 0/0.
-
-Both are differentiable everywhere: the square root is taken of max(s, tiny), whose gradient
-is finite at s = 0.
-
-The window is separable (Gaussian or box), so each ⋆ is two 1-D filters. They are applied as
-products with banded (H×H and W×W) matrices — zero padding is built into the band — which on
-CPU runs 15-30× faster than `lax.conv` with one input channel for images up to 128×128.
-
-`LocalResponseNorm` is the per-map divisive normalisation of cuda-convnet's ``rnorm`` layer
-(Krizhevsky's CIFAR-10 "layers-18pct" net): y = x / (k + α/n² Σ_{n×n window} x²)^β.
-
-Mixed precision: both normalisations take bfloat16 or float16 maps but compute their local
-statistics (means, variances, square roots, powers, the division) in float32 and cast the result
-back to the input's dtype. In bfloat16 (8 significant bits) x − m cancels, and the response
-normaliser's 1 + α/n² Σ x² rounds to 1 for the default α = 5e-5. float32 and float64 maps are
-computed in their own dtype.
+('torch7': Torch7's `nn.SpatialContrastiveNormalization`; 'jarrett': Jarrett, Kavukcuoglu, Ranzato &
+LeCun, "What is the best multi-stage architecture for object recognition?", ICCV 2009), with divisors
+≤ `threshold` replaced by `thresval`. `LocalResponseNorm` is cuda-convnet's per-map ``rnorm``
+(Krizhevsky's CIFAR-10 "layers-18pct" net): y = x / (k + α/n² Σ_{n×n window} x²)^β. bfloat16 / float16
+maps get their local statistics in float32.
 """
 
 from __future__ import annotations
@@ -136,7 +105,34 @@ def _safe_sqrt(s: Array) -> Array:
 def local_contrast_norm(x: Array, *, mode: str = "torch7", kernel: str = "gaussian",
                         kernel_size: int = 9, sigma: float | None = None,
                         threshold: float = 1e-4, thresval: float = 1e-4) -> Array:
-  """Local contrast normalisation of NHWC maps x; see the module docstring for the maths.
+  """Local contrast normalisation of NHWC maps x (module docstring).
+
+  Two reference semantics. ``mode='torch7'``: Torch7 ``nn.SpatialContrastiveNormalization`` (the
+  implementation most LeCun-era code used) normalises its window to sum 1 over space *and* channels and
+  sums the filtered maps over channels; that is filtering the channel mean x̄ = (1/C) Σ_c x_c with the
+  spatial window k̂ normalised to Σ k̂ = 1:
+
+      coef = k̂ ⋆ 1                       (the window's mass inside the image: border correction)
+      m    = (k̂ ⋆ x̄) / coef              (shared by all channels)
+      v    = x − m
+      σ    = sqrt(k̂ ⋆ mean_c v²) / coef
+      y    = v / σ   where σ > threshold,   v / thresval   elsewhere.
+
+  As in Torch7, σ is divided by `coef` *outside* the square root, so at the border
+  σ = sqrt(local mean of v²)/sqrt(coef). (Torch7's separable path normalises each 1-D factor by sum·C,
+  which multiplies its interior σ by √C; here the window always has unit mass, so separable and 2-D
+  Gaussians give the same output.) ``mode='jarrett'`` (Jarrett et al. 2009): the same subtractive step,
+  then σ = sqrt((k̂ ⋆ mean_c v²) / coef) (the window renormalised to the pixels inside) and
+  y = v / max(c, σ), c the mean of σ over the image (per example), with the same `threshold`/`thresval`
+  guard so that a flat image maps to 0, not 0/0.
+
+  Both are differentiable everywhere: the square root is taken of max(s, tiny), whose gradient is finite
+  at s = 0. The window is separable, so each ⋆ is two 1-D filters, applied as products with banded
+  (H×H and W×W) matrices, zero padding built into the band (faster on CPU than `lax.conv` with one input
+  channel: BUILD.md, "Benchmarks"). Mixed precision: bfloat16 or float16 maps get their local statistics
+  (means, variances, square roots, the division) in float32 and the result cast back to the input's
+  dtype: in bfloat16 (8 significant bits) x − m cancels. float32 and float64 maps are computed in their
+  own dtype.
 
   Args:
     x: (N, H, W, C) floating array.
@@ -206,7 +202,8 @@ def local_response_norm(x: Array, *, size: int = 3, alpha: float = 5e-5, beta: f
   The window is zero-padded at the border. The defaults (α = 5e-5, β = 0.75, n = 3) are those
   of cuda-convnet's layers-18pct CIFAR-10 net, tuned for mean-subtracted 0-255 pixels; with
   unit-scale inputs the layer is close to the identity unless α is raised. bfloat16 / float16
-  maps are normalised in float32 and the result cast back to their dtype.
+  maps are normalised in float32 (in bfloat16, 1 + α/n² Σ x² rounds to 1 for the default α) and the
+  result cast back to their dtype.
   """
   _check_kernel("box", size)
   if x.ndim != 4 or not jnp.issubdtype(x.dtype, jnp.floating):
