@@ -5,28 +5,12 @@ For an RBM with V visible and H binary hidden units
   log Z = log Σ_v exp(−F(v)) = log Σ_h exp(−F_h(h)),
 
 where F(v) sums the hiddens out and F_h(h) sums (or, for Gaussian visibles, integrates) the visibles
-out analytically (see `deepvision.models.rbm`). One of the two sums is enumerated over all 2^n binary
-states of a layer in log space (`logsumexp`), so the cost is 2^min(V, H) free energies for a binary RBM
-and 2^H for a Gaussian-Bernoulli RBM, whose visibles are continuous. The states are generated in chunks
-of `chunk_size` inside a `lax.map`, so memory stays bounded (chunk_size × layer size) however many
-states there are. These exact values are what the AIS estimates of `deepvision.estimators.ais` and the
-samplers are tested against (Salakhutdinov & Murray 2008 use the same trick for 20-25 hidden units).
-
-State order: row k of `all_binary_states(n)` holds the binary digits of k with unit 0 as the least
-significant bit, and `exact_visible_log_probs` uses the same order.
-
-Works for any module with `free_energy(v)` and `hidden_free_energy(h)` methods, integer fields
-`n_visible` and `n_hidden`, and a class attribute `visible_kind` ('binary' or 'gaussian').
-
-Gated MRFs: `exact_log_partition_paper_mcrbm` gives the exact log Z of a small paper-form mcRBM (each
-hidden state's x-integral is Gaussian); `log_likelihood` turns any log Z (exact or AIS) into
-per-example log-likelihoods −F(x) − log Z.
-
-Example:
-  >>> model = zoo.create("rbm_tiny")
-  >>> variables = model.init(jax.random.key(0), jnp.zeros((1, 6)), method="free_energy")
-  >>> log_z = log_partition(model, variables)                     # enumerates the 4 hidden units
-  >>> ll = exact_log_likelihood(model, variables, data)           # mean log p(v) of the data
+out analytically (`deepvision.models.rbm`). One sum is enumerated over the 2^n binary states of a layer
+in log space, in chunks inside a `lax.map`: 2^min(V, H) free energies for a binary RBM, 2^H for a
+Gaussian-Bernoulli one. These exact values are what AIS (`deepvision.estimators.ais`) and the samplers
+are tested against (Salakhutdinov & Murray 2008 use the same trick for 20-25 hidden units).
+`exact_log_partition_paper_mcrbm` does the same for a small paper-form mcRBM (each hidden state's
+x-integral is Gaussian); `log_likelihood` turns any log Z into per-example −F(x) − log Z.
 """
 
 from __future__ import annotations
@@ -48,6 +32,9 @@ DEFAULT_CHUNK_SIZE = 2 ** 14
 
 def all_binary_states(n: int, dtype: Any = jnp.float32) -> Array:
   """All 2^n binary vectors of length n, (2^n, n); row k holds the bits of k, unit 0 least significant.
+
+  State order: row k holds the binary digits of k with unit 0 as the least significant bit;
+  `exact_visible_log_probs` uses the same order.
 
   Args:
     n: number of units, 0 ≤ n ≤ 30 (2^30 rows would already take gigabytes).
@@ -151,6 +138,17 @@ def _log_partition(model, variables, layer, chunk_bits):
 def log_partition(model: nn.Module, variables: Any, *, layer: str | None = None,
                   max_units: int = DEFAULT_MAX_UNITS, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Array:
   """Exact log Z = log Σ_v exp(−F(v)) = log Σ_h exp(−F_h(h)), by enumerating one layer.
+
+  Works for any module with `free_energy(v)` and `hidden_free_energy(h)` methods, integer fields
+  `n_visible` and `n_hidden`, and a class attribute `visible_kind` ('binary' or 'gaussian'). States are
+  generated in chunks of `chunk_size`, so memory stays bounded (chunk_size × layer size) however many
+  states there are.
+
+  Example:
+    >>> model = zoo.create("rbm_tiny")
+    >>> variables = model.init(jax.random.key(0), jnp.zeros((1, 6)), method="free_energy")
+    >>> log_z = log_partition(model, variables)                     # enumerates the 4 hidden units
+    >>> ll = exact_log_likelihood(model, variables, data)           # mean log p(v) of the data
 
   Args:
     model: an RBM-like module (see the module docstring).

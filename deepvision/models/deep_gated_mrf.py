@@ -7,29 +7,11 @@ layer below (a DBN on top of the gated MRF; Hinton, Osindero & Teh 2006). The ge
 
   p(x, h¹, …, h^L) = p(h^{L−1}, h^L) · ∏_{l=2}^{L−1} p(h^{l−1} | h^l) · p(x | h¹),
 
-with p(h^{L−1}, h^L) the top RBM, p(h^{l−1} | h^l) the visible conditional of RBM l (a product of
-Bernoullis σ(b_v + W h^l)) and p(x | h¹) the gated MRF's conditional given h¹ = [h_c, h_m].
-
-Layer-1 codes. RBM 2 sees the layer-1 features as units in [0, 1], the *codes*
-
-  z = [E[h_c | x] / s, E[h_m | x]],   s = γ for the mPoT, s = 1 for the mcRBM
-
-(`layer_one_codes`). For the mcRBM z is `hidden_probs` itself. For the mPoT, E[h_c | x] = γ/a with
-a = 1 + ½Pᵀ(Cᵀx)² ≥ 1 lies in (0, γ], so z_c = 1/a ∈ (0, 1] (and z = `hidden_probs` for the default
-γ = 1): a binary RBM models the scaled posterior mean, and a code read back from the RBMs maps to the
-covariance hiddens h_c = s·z_c. A binary z_c = 1 is then h_c = γ (the posterior mean where no factor
-responds, a = 1: the unit keeps its constraint), z_c = 0 is h_c = 0 (the constraint dropped, an edge),
-as h_c ∈ {1, 0} does for the mcRBM. `features` returns the unscaled `hidden_probs` at depth 1 and
-pushes the codes up through the RBMs above.
-
-This module holds what a sampler needs from the stack: the layer-1 codes and features, the energy
-E(x, h) of the visibles given layer 1 (`conditional_energy`) and the natural parameters of p(x | h)
-(`conditional_natural`). Sampling the stack (top-level Gibbs, a top-down pass, then the visibles,
-exactly from the Gaussian p(x | h) or by HMC) is `deepvision.samplers.deep_gated_mrf.sample`.
-
-A gated layer is `(model, params)` with `model` an `MCRBM` or `MPoT` and `params` its parameter
-dict (`variables['params']`); RBM layers are `(RBM, params)` pairs as in `deepvision.models.dbn`,
-bottom first, RBM 2's `n_visible` equal to the gated MRF's n_cov + n_mean.
+with p(h^{L−1}, h^L) the top RBM, p(h^{l−1} | h^l) = ∏ Bernoulli σ(b_v + W h^l) (RBM l) and p(x | h¹)
+the gated MRF's conditional given h¹ = [h_c, h_m]. RBM 2 sees the layer-1 codes
+z = [E[h_c | x] / s, E[h_m | x]] ∈ [0, 1] (s = γ for the mPoT, 1 for the mcRBM; `layer_one_codes`).
+This module holds what a sampler needs (codes, features, `conditional_energy`, `conditional_natural`);
+sampling the stack is `deepvision.samplers.deep_gated_mrf.sample`. A layer is a `(model, params)` pair.
 """
 
 from __future__ import annotations
@@ -64,6 +46,10 @@ def _check_pair(layer: Any, name: str) -> None:
 
 def check_stack(gmrf_layer: Layer, rbm_layers: Sequence[Layer]) -> None:
   """ValueError unless `gmrf_layer` is an (MCRBM | MPoT, params) pair and the RBMs chain up on it.
+
+  A gated layer is `(model, params)` with `model` an `MCRBM` or `MPoT` and `params` its parameter
+  dict (`variables['params']`); RBM layers are `(RBM, params)` pairs as in `deepvision.models.dbn`,
+  bottom first, RBM 2's `n_visible` equal to the gated MRF's n_cov + n_mean.
 
   Layer 1 is the gated MRF, layer l ≥ 2 is `rbm_layers[l − 2]`, a binary `RBM`; layer 2's n_visible
   must be the gated MRF's n_cov + n_mean and layer l's n_visible layer l − 1's n_hidden.
@@ -108,7 +94,15 @@ def _variables(params: Any) -> dict[str, Any]:
 
 
 def layer_one_codes(gmrf_layer: Layer, x: Any) -> Array:
-  """z = [E[h_c | x]/s, E[h_m | x]] ∈ [0, 1], (B, N + M): what RBM 2 is trained on (see the module doc)."""
+  """z = [E[h_c | x]/s, E[h_m | x]] ∈ [0, 1], (B, N + M): what RBM 2 is trained on (see the module doc).
+
+  For the mcRBM z is `hidden_probs` itself. For the mPoT, E[h_c | x] = γ/a with a = 1 + ½Pᵀ(Cᵀx)² ≥ 1
+  lies in (0, γ], so z_c = 1/a ∈ (0, 1] (and z = `hidden_probs` for the default γ = 1): a binary RBM
+  models the scaled posterior mean, and a code read back from the RBMs maps to the covariance hiddens
+  h_c = s·z_c (`hiddens_from_codes`). A binary z_c = 1 is then h_c = γ (the posterior mean where no
+  factor responds, a = 1: the unit keeps its constraint), z_c = 0 is h_c = 0 (the constraint dropped,
+  an edge), as h_c ∈ {1, 0} does for the mcRBM.
+  """
   check_stack(gmrf_layer, [])
   model, params = gmrf_layer
   probs = model.apply(_variables(params), x, method="hidden_probs")
@@ -120,6 +114,10 @@ def layer_one_codes(gmrf_layer: Layer, x: Any) -> Array:
 
 def features(gmrf_layer: Layer, rbm_layers: Sequence[Layer], x: Any, depth: int | None = None) -> Array:
   """The posterior means of layer `depth`, pushed up from x: the recognition features.
+
+  Depth 1 returns the unscaled `hidden_probs`; deeper, the codes are pushed up through the RBMs
+  above (sampling the stack: top-level Gibbs, a top-down pass, then the visibles, exactly from the
+  Gaussian p(x | h) or by HMC, is `deepvision.samplers.deep_gated_mrf.sample`).
 
   Depth 0 is x flattened; depth 1 the gated MRF's `hidden_probs` ([σ_c, σ_m] for the mcRBM,
   [γ/a, σ_m] for the mPoT); depth l ≥ 2 is σ(b_h + h^{l−1}ᵀW) of RBM l applied to the layer below,

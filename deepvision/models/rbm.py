@@ -1,31 +1,19 @@
 r"""Restricted Boltzmann machines: binary (`RBM`) and Gaussian-Bernoulli (`GaussianRBM`).
 
-Both are Linen modules over flat visible vectors `v` of `n_visible` units (a batch `(B, n_visible)`;
-images `(B, H, W, C)` with H·W·C = n_visible are flattened), with `n_hidden` binary hidden units and the
-parameters of reference/gated-mrf.md: `W` (n_visible × n_hidden), `b_v` (n_visible), `b_h` (n_hidden).
+Linen modules over flat visible vectors v (`n_visible`) with `n_hidden` binary hiddens and the
+parameters of reference/gated-mrf.md: `W` (n_visible × n_hidden), `b_v`, `b_h`. Binary RBM (Smolensky
+1986; Hinton 2002), v ∈ {0,1}^V, h ∈ {0,1}^H:
 
-Binary RBM (Smolensky 1986; Hinton 2002):
-
-  E(v, h) = −b_vᵀv − b_hᵀh − vᵀWh,          v ∈ {0,1}^V, h ∈ {0,1}^H
-  F(v)    = −b_vᵀv − Σ_j softplus(b_h_j + (vᵀW)_j)        (free energy: h summed out)
-  F_h(h)  = −b_hᵀh − Σ_i softplus(b_v_i + (Wh)_i)          (v summed out)
+  E(v, h) = −b_vᵀv − b_hᵀh − vᵀWh,   F(v) = −b_vᵀv − Σ_j softplus(b_h_j + (vᵀW)_j)
   p(h_j = 1 | v) = σ(b_h_j + (vᵀW)_j),   p(v_i = 1 | h) = σ(b_v_i + (Wh)_i)
 
 Gaussian-Bernoulli RBM (Hinton & Salakhutdinov 2006; Cho, Ilin & Raiko 2011 for learned σ):
 
   E(v, h) = Σ_i (v_i − b_v_i)² / (2σ_i²) − b_hᵀh − Σ_ij (v_i/σ_i) W_ij h_j
-  F(v)    = Σ_i (v_i − b_v_i)² / (2σ_i²) − Σ_j softplus(b_h_j + Σ_i v_i W_ij / σ_i)
-  F_h(h)  = −b_hᵀh − Σ_i [b_v_i (Wh)_i / σ_i + (Wh)_i² / 2] − Σ_i log(√(2π) σ_i)
   p(h_j = 1 | v) = σ(b_h_j + Σ_i v_i W_ij / σ_i),   p(v | h) = N(b_v + σ ⊙ Wh, diag σ²)
 
-with σ = 1 (the data standardised per feature) or learned as `log_sigma`. In both, p(v) ∝ exp(−F(v)),
-p(h) ∝ exp(−F_h(h)), and log Z = log Σ_v exp(−F(v)) = log Σ_h exp(−F_h(h)) (an integral over v for the
-Gaussian one), which `deepvision.estimators.partition` enumerates for small models.
-
-Every method takes the visible (or hidden) batch and is called through `apply`, e.g.
-`model.apply(variables, v, method="free_energy")`; `__call__(v)` returns `(hidden_probs, {'hidden':
-hidden_probs})` like the other zoo models. Samplers take a key: `model.apply(variables, key, v,
-method="sample_hidden")`.
+with σ = 1 (data standardised per feature) or learned as `log_sigma`; p(v) ∝ exp(−F(v)),
+p(h) ∝ exp(−F_h(h)) (the free energies are written out in each class).
 """
 
 from __future__ import annotations
@@ -94,6 +82,15 @@ class _BinaryHiddenLayer:
 class RBM(_BinaryHiddenLayer, nn.Module):
   """Binary-binary RBM; see the module docstring for the energy and conditionals.
 
+    F(v)    = −b_vᵀv − Σ_j softplus(b_h_j + (vᵀW)_j)        (free energy: h summed out)
+    F_h(h)  = −b_hᵀh − Σ_i softplus(b_v_i + (Wh)_i)          (v summed out)
+
+  log Z = log Σ_v exp(−F(v)) = log Σ_h exp(−F_h(h)), which `deepvision.estimators.partition` enumerates
+  for small models. Every method takes the visible (or hidden) batch and is called through `apply`, e.g.
+  `model.apply(variables, v, method="free_energy")`; images (B, H, W, C) with H·W·C = n_visible are
+  flattened; `__call__(v)` returns `(hidden_probs, {'hidden': hidden_probs})` like the other zoo models.
+  Samplers take a key: `model.apply(variables, key, v, method="sample_hidden")`.
+
   Attributes:
     n_visible: number of visible units V.
     n_hidden: number of hidden units H.
@@ -146,6 +143,11 @@ class RBM(_BinaryHiddenLayer, nn.Module):
 
 class GaussianRBM(_BinaryHiddenLayer, nn.Module):
   """Gaussian visible, binary hidden RBM; see the module docstring for the energy.
+
+    F(v)    = Σ_i (v_i − b_v_i)² / (2σ_i²) − Σ_j softplus(b_h_j + Σ_i v_i W_ij / σ_i)
+    F_h(h)  = −b_hᵀh − Σ_i [b_v_i (Wh)_i / σ_i + (Wh)_i² / 2] − Σ_i log(√(2π) σ_i)
+
+  log Z = log Σ_h exp(−F_h(h)) (v integrated out).
 
   Attributes:
     n_visible: number of visible units V.

@@ -1,9 +1,8 @@
 r"""Hybrid (Hamiltonian) Monte Carlo on an energy: the fixed-step-size kernel.
 
 HMC (Duane, Kennedy, Pendleton & Roweth 1987; Neal 2011, "MCMC using Hamiltonian dynamics") samples
-p(x) ∝ exp(−E(x)) by adding a Gaussian momentum p and simulating the dynamics of
-H(x, p) = E(x) + ½‖p‖² with the leapfrog integrator. One transition of every particle (chain) of the
-batch, step size ε and L leapfrog steps, is the trajectory of the mcRBM code (Ranzato & Hinton, CVPR
+p(x) ∝ exp(−E(x)) by simulating H(x, p) = E(x) + ½‖p‖² with the leapfrog integrator. One transition of
+every chain of the batch, step size ε and L leapfrog steps, as in the mcRBM code (Ranzato & Hinton, CVPR
 2010; Ranzato, Mnih, Susskind & Hinton, PAMI 2013):
 
   p ~ N(0, I);  x₀ = x;  H₀ = E(x₀) + ½‖p‖²
@@ -12,21 +11,8 @@ batch, step size ε and L leapfrog steps, is the trajectory of the mcRBM code (R
   p ← p − ½ε∇E(x);  H₁ = E(x) + ½‖p‖²                 (the closing half step)
   accept each particle with probability min(1, exp(H₀ − H₁)); a rejected particle goes back to x₀
 
-With ε fixed every transition leaves p(x) invariant (leapfrog is volume-preserving and reversible and
-the Metropolis test corrects its discretisation error). The original code's adaptation of ε to a target
-rejection rate is a separate wrapper, `deepvision.samplers.adaptation.adapt_step_size`, which builds
-this kernel with the ε of its state at every transition (`step_size` may be a traced scalar).
-
-The state carries each particle's energy E(x) and gradient ∇E(x) (of the trajectory's end point if it
-was accepted, else the carried ones), so a trajectory evaluates the gradient L times, not L + 1. They
-belong to `energy_fn`: when the energy changes (parameters updated between transitions), start again
-with `init`, or build `HMCState(position, energy)` without `grad`: the gradient is then computed at the
-start of every trajectory (and the state stays without one), as the original code does.
-
-`clamp_mask` fixes coordinates (their momentum is zero and they are never written), so the chain
-samples the conditional of the free coordinates. `energy_and_grad_fn` replaces autodiff (`jax.vjp`) by
-a closed form (the gated MRFs have one); the Metropolis test uses the energies it returns. With
-`axis_name` the batch may be split over devices: the acceptance rate in the info is averaged over them.
+With ε fixed every transition leaves p(x) invariant; the original code's adaptation of ε is the wrapper
+`deepvision.samplers.adaptation.adapt_step_size`.
 """
 
 from __future__ import annotations
@@ -157,6 +143,19 @@ def hmc(energy_fn: EnergyFn, *, num_leapfrog: int, step_size: Any,
         energy_and_grad_fn: EnergyAndGradFn | None = None, clamp_mask: Any = None,
         axis_name: str | None = None) -> SamplingAlgorithm:
   """The fixed-step-size HMC kernel of an energy (the transition is in the module docstring).
+
+  Leapfrog is volume-preserving and reversible and the Metropolis test corrects its discretisation
+  error. `adapt_step_size` builds this kernel with the ε of its state at every transition (`step_size`
+  may be a traced scalar). The state carries each particle's energy E(x) and gradient ∇E(x) (of the
+  trajectory's end point if it was accepted, else the carried ones), so a trajectory evaluates the
+  gradient L times, not L + 1. They belong to `energy_fn`: when the energy changes (parameters updated
+  between transitions), start again with `init`, or build `HMCState(position, energy)` without `grad`:
+  the gradient is then computed at the start of every trajectory (and the state stays without one), as
+  the original code does. `clamp_mask` fixes coordinates (their momentum is zero and they are never
+  written), so the chain samples the conditional of the free coordinates. `energy_and_grad_fn` replaces
+  autodiff (`jax.vjp`) by a closed form (the gated MRFs have one); the Metropolis test uses the energies
+  it returns. With `axis_name` the batch may be split over devices: the acceptance rate in the info is
+  averaged over them.
 
   Args:
     energy_fn: `x (B, ...) -> E(x) (B,)`, one energy per particle; p(x) ∝ exp(−E(x)).
