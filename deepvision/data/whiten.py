@@ -1,31 +1,17 @@
 r"""PCA whitening: the preprocessing of gated MRFs on natural-image patches.
 
-The mcRBM and mPoT are trained on patches projected on their leading principal components and
-scaled to unit variance, keeping 99% of the variance (Ranzato & Hinton, "Modeling pixel means and
-covariances using factorized third-order Boltzmann machines", CVPR 2010; Ranzato, Mnih, Susskind &
-Hinton, "Modeling natural images using gated MRFs", PAMI 2013). With x ∈ R^D a flattened patch,
-m the data mean and Σ = (1/N) Σ_n (x_n − m)(x_n − m)ᵀ = U Λ Uᵀ the (maximum-likelihood)
-covariance, eigenvalues λ_1 ≥ … ≥ λ_D ≥ 0 and orthonormal eigenvectors u_k:
+The mcRBM and mPoT are trained on patches projected on their leading principal components and scaled
+to unit variance, keeping 99% of the variance (Ranzato & Hinton, "Modeling pixel means and covariances
+using factorized third-order Boltzmann machines", CVPR 2010; Ranzato, Mnih, Susskind & Hinton,
+"Modeling natural images using gated MRFs", PAMI 2013). With m the data mean and Σ = U Λ Uᵀ the
+(maximum-likelihood) covariance, λ_1 ≥ … ≥ λ_D ≥ 0:
 
   K     = the smallest k with (λ_1 + … + λ_k) / (λ_1 + … + λ_D) ≥ variance
   z     = T(x) = diag(λ_k + ε)^(−1/2) U_Kᵀ (x − m)                  (`transform`, R^D → R^K)
   x̂     = U_K diag(λ_k + ε)^(1/2) z + m = m + U_K U_Kᵀ (x − m)       (`inverse`, R^K → R^D)
 
-where U_K = `components` (D × K) and ε = `epsilon` ≥ 0 (0 by default: with ε = 0 the whitened
-training data has mean 0 and identity covariance exactly; ε > 0 damps the smallest components, their
-variance becomes λ_k / (λ_k + ε)). `inverse(transform(x))` is the orthogonal projection of x − m on
-the kept subspace, plus m: exact when every component is kept, and on the training data its mean
-squared error per pixel is (1/D) Σ_{k>K} λ_k, the discarded variance.
-
-Filters learned on whitened data (the columns of C and W of a gated MRF) are mapped back to pixels
-by `filters_to_pixels`; densities over z are turned into densities over patches with
-`log_det_jacobian`.
-
-Example:
-  >>> patches = natural_image_patches(8, 10_000, seed=0, remove_dc=True)   # (10000, 8, 8, 1)
-  >>> whitening = PCAWhitening.fit(patches, variance=0.99)
-  >>> z = whitening.transform(patches)                                   # (10000, K)
-  >>> json.dumps(whitening.to_dict())                                    # saved with the model
+Filters learned on whitened data map back to pixels by `filters_to_pixels`; densities over z become
+densities over patches with `log_det_jacobian`.
 """
 
 from __future__ import annotations
@@ -81,6 +67,18 @@ def _sign_fixed(vectors: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass(frozen=True, eq=False)
 class PCAWhitening:
   """PCA whitening x ↦ diag(λ + ε)^(−1/2) U_Kᵀ (x − m), fitted on data, saved as JSON.
+
+  U_K = `components` (D × K) and ε = `epsilon` ≥ 0 (0 by default: with ε = 0 the whitened training data
+  has mean 0 and identity covariance exactly; ε > 0 damps the smallest components, their variance becomes
+  λ_k / (λ_k + ε)). `inverse(transform(x))` is the orthogonal projection of x − m on the kept subspace,
+  plus m: exact when every component is kept, and on the training data its mean squared error per pixel
+  is (1/D) Σ_{k>K} λ_k, the discarded variance.
+
+  Example:
+    >>> patches = natural_image_patches(8, 10_000, seed=0, remove_dc=True)   # (10000, 8, 8, 1)
+    >>> whitening = PCAWhitening.fit(patches, variance=0.99)
+    >>> z = whitening.transform(patches)                                   # (10000, K)
+    >>> json.dumps(whitening.to_dict())                                    # saved with the model
 
   Data are batches of flat vectors (B, D) or, when fitted on patches, of patches (B, *patch_shape)
   (flattened in C order, as the RBMs flatten their visible vectors); `transform` accepts both and

@@ -3,28 +3,15 @@ r"""The Gaussian (PCA) model: the baseline that models of natural-image patches 
 A full-covariance multivariate normal fitted by maximum likelihood,
 
   p(x) = N(x; μ, Σ) = (2π)^(−D/2) |Σ|^(−1/2) exp(−½ (x − μ)ᵀ Σ⁻¹ (x − μ)),
-  μ = (1/N) Σ_n x_n,   Σ = (1/N) Σ_n (x_n − μ)(x_n − μ)ᵀ + ridge · I.
+  μ = (1/N) Σ_n x_n,   Σ = (1/N) Σ_n (x_n − μ)(x_n − μ)ᵀ + ridge · I,
 
-On PCA-whitened patches (`deepvision.data.whiten`) it is close to N(0, I) by construction, but mean
-and covariance are fitted anyway, so it is the best Gaussian in whatever space it is given. It captures
-exactly the second-order statistics that PCA sees; what a gated MRF (mcRBM, mPoT) gains over it in
-log-likelihood or inpainting is what it learns beyond them (Ranzato, Mnih, Susskind & Hinton,
-"Modeling natural images using gated MRFs", PAMI 2013, compare with a Gaussian/PCA model).
+with inpainting by Gaussian conditioning, o observed and m missing:
 
-Inpainting by Gaussian conditioning: with the indices split into observed o and missing m,
+  x_m | x_o ~ N(μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o),  Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om).
 
-  x_m | x_o ~ N(μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o),  Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om),
-
-equivalently, with the precision Λ = Σ⁻¹, N(μ_m − Λ_mm⁻¹ Λ_mo (x_o − μ_o), Λ_mm⁻¹).
-
-Everything is NumPy float64 (a baseline over tens to a few hundred dimensions); sampling takes a
-NumPy `Generator` or its seed, like `deepvision.data.patches`.
-
-Example:
-  >>> z = whitening.transform(patches)                     # (N, K)
-  >>> gaussian = GaussianModel.fit(z[:9000])
-  >>> gaussian.log_prob(z[9000:]).mean() + whitening.log_det_jacobian   # nats per patch
-  >>> filled = gaussian.inpaint(z_test, observed_mask)     # conditional mean in the holes
+It captures exactly the second-order statistics that PCA sees; what a gated MRF gains over it is what
+it learns beyond them (Ranzato, Mnih, Susskind & Hinton, "Modeling natural images using gated MRFs",
+PAMI 2013). NumPy float64 throughout.
 """
 
 from __future__ import annotations
@@ -50,6 +37,17 @@ def _real_batch(x: Any, what: str) -> np.ndarray:
 @dataclasses.dataclass(frozen=True, eq=False)
 class GaussianModel:
   """A multivariate normal N(μ, Σ) over flat vectors of D values.
+
+  On PCA-whitened patches (`deepvision.data.whiten`) it is close to N(0, I) by construction, but mean and
+  covariance are fitted anyway, so it is the best Gaussian in whatever space it is given. Everything is
+  NumPy float64 (a baseline over tens to a few hundred dimensions); sampling takes a NumPy `Generator` or
+  its seed, like `deepvision.data.patches`.
+
+  Example:
+    >>> z = whitening.transform(patches)                     # (N, K)
+    >>> gaussian = GaussianModel.fit(z[:9000])
+    >>> gaussian.log_prob(z[9000:]).mean() + whitening.log_det_jacobian   # nats per patch
+    >>> filled = gaussian.inpaint(z_test, observed_mask)     # conditional mean in the holes
 
   Methods take batches (B, D); `fit` and `log_prob` also take (B, ...) arrays of D elements per
   example, flattened in C order.
@@ -220,6 +218,8 @@ class GaussianModel:
 
   def inpaint(self, x: Any, observed_mask: Any) -> np.ndarray:
     """x with its missing values replaced by their conditional mean μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o).
+
+    Equivalently, with the precision Λ = Σ⁻¹, x_m | x_o ~ N(μ_m − Λ_mm⁻¹ Λ_mo (x_o − μ_o), Λ_mm⁻¹).
 
     Observed values are kept exactly (bit for bit). Same shape as x; floating x keeps its dtype,
     other x comes back float64. Arguments and errors as `conditional`.
