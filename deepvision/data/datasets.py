@@ -1,30 +1,14 @@
 """One loader for every data set: embedded ones (prepared on first use) and TFDS catalog ones.
 
-Data sets are chosen by name from `DATASETS`:
-
-| name                | images            | classes | splits (examples)                      |
-|---------------------|-------------------|---------|----------------------------------------|
-| `dv_digits`         | 8×8×1 float [0,1] | 10      | train 1077, validation 360, test 360   |
-| `dv_faces`          | 25×25×1 float     | 2       | train 120, validation 40, test 40      |
-| `dv_natural_images` | H×W×1 uint8       | none    | train 16                               |
-| `mnist`             | 28×28×1 uint8     | 10      | train 60000, test 10000                |
-| `fashion_mnist`     | 28×28×1 uint8     | 10      | train 60000, test 10000                |
-| `cifar10`           | 32×32×3 uint8     | 10      | train 50000, test 10000                |
-| `svhn_cropped`      | 32×32×3 uint8     | 10      | train 73257, test 26032, extra 531131  |
-
-The embedded sets (`dv_*`, see `deepvision.data.builders`) are built from data shipped in
-scikit-learn and scikit-image: they are prepared offline into the data directory the first
-time they are asked for, in about a second. Catalog sets are read from the data directory
-where the user prepared them; nothing is ever downloaded. All are read with random access
-(`tfds` array_record data sources), without TensorFlow.
-
-The data directory is the `data_dir` argument, else `$DEEPVISION_DATA_DIR`, else TFDS's
-default (`$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
+Data sets are chosen by name from `DATASETS`: the embedded `dv_digits` (8×8×1, 10 classes), `dv_faces`
+(25×25×1, 2 classes) and `dv_natural_images` (unlabelled), built from data shipped in scikit-learn and
+scikit-image (`deepvision.data.builders`) and prepared offline into the data directory the first time they
+are asked for; and the catalog sets `mnist`, `fashion_mnist`, `cifar10`, `svhn_cropped`, read from the
+data directory where the user prepared them (nothing is ever downloaded). All are read with random access
+(`tfds` array_record data sources), without TensorFlow. The data directory is the `data_dir` argument,
+else `$DEEPVISION_DATA_DIR`, else TFDS's default (`$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
 
 Example:
-  >>> source = get_source("dv_digits", "train")
-  >>> len(source), source[0]["image"].shape
-  (1077, (8, 8, 1))
   >>> images, labels = load_arrays("dv_digits", "test")   # float32 NHWC in [0, 1], int32
 """
 
@@ -200,6 +184,23 @@ def get_source(
     name: str, split: str, data_dir: str | os.PathLike | None = None, *, in_memory: bool = False
 ) -> Sequence[dict[str, Any]]:
   """A random-access source of the examples of one split.
+
+  | name                | images            | classes | splits (examples)                      |
+  |---------------------|-------------------|---------|----------------------------------------|
+  | `dv_digits`         | 8×8×1 float [0,1] | 10      | train 1077, validation 360, test 360   |
+  | `dv_faces`          | 25×25×1 float     | 2       | train 120, validation 40, test 40      |
+  | `dv_natural_images` | H×W×1 uint8       | none    | train 16                               |
+  | `mnist`             | 28×28×1 uint8     | 10      | train 60000, test 10000                |
+  | `fashion_mnist`     | 28×28×1 uint8     | 10      | train 60000, test 10000                |
+  | `cifar10`           | 32×32×3 uint8     | 10      | train 50000, test 10000                |
+  | `svhn_cropped`      | 32×32×3 uint8     | 10      | train 73257, test 26032, extra 531131  |
+
+  An embedded set is prepared in about a second on first use.
+
+  Example:
+    >>> source = get_source("dv_digits", "train")
+    >>> len(source), source[0]["image"].shape
+    (1077, (8, 8, 1))
 
   Args:
     name: a registered data set name (`DATASETS.names()`).

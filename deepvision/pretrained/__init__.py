@@ -1,32 +1,15 @@
 """Pretrained weights shipped inside the package, verified on load.
 
-Four models trained on the embedded data sets by their experiment configs, each small enough to ship
-(a few hundred kB at most) and each with the figure it is known by:
-
-  name                  model                data set            metric (test split)
-  lcn_convnet_digits    lcn_convnet_digits   dv_digits           accuracy (the main job, `make run`)
-  rbm_digits            rbm 64 × 256         dv_digits           log-likelihood by AIS, nats per digit
-  mcrbm_patches         mcrbm 52-D, 64 F     dv_natural_images   log-likelihood by AIS, nats per
-                                                                 whitened patch (vs the Gaussian's)
-  gmrf_faces            mcrbm 99-D, 256 F    dv_faces            inpainting MSE per missing pixel
-
-`load(name)` returns `(module, variables)`: the zoo module built with the experiment's model fields
-and `{"params": ...}`, after checking the weights file against the SHA-256 in its manifest
-(`store.PretrainedIntegrityError` otherwise). Models trained on PCA-whitened inputs need the fitted
-whitening to see pixels: `preprocessing(name)` returns it (`PCAWhitening`). `evaluate(name)` recomputes
-the manifest's metrics from the loaded weights (`evaluation`), which the test suite compares with the
-recorded ones. `experiments/export_pretrained.py` trains the configs and writes the files.
-`describe(name)` is the model card of a zoo variant or a shipped model (layers, FLOPs, data set and
-metric); `markdown_table()` writes the README's zoo tables from the registry and the manifests.
+Four models trained on the embedded data sets by their experiment configs (`SHIPPED`): lcn_convnet_digits
+(test accuracy), rbm_digits and mcrbm_patches (test log-likelihood by AIS), gmrf_faces (inpainting MSE per
+missing pixel). `load(name)` returns `(module, variables)` after checking the weights file against the
+SHA-256 in its manifest (`store`); `preprocessing(name)` the fitted whitening of models trained on
+PCA-whitened inputs; `evaluate(name)` recomputes the manifest's metrics (`evaluation`); `describe(name)`
+is a model card and `markdown_table()` the README's zoo tables.
 
 Example:
-  >>> from deepvision import pretrained
   >>> module, variables = pretrained.load("lcn_convnet_digits")
   >>> logits, _ = module.apply(variables, images, train=False)     # images (N, 8, 8, 1) in [0, 1]
-  >>> mcrbm, v = pretrained.load("mcrbm_patches")
-  >>> features = mcrbm.apply(v, pretrained.preprocessing("mcrbm_patches").transform(patches),
-  ...                        method="hidden_probs")
-  >>> print(pretrained.describe("rbm_digits"))
 """
 
 from __future__ import annotations
@@ -94,7 +77,28 @@ def load_with_preprocessing(name: str, directory: str | None = None) -> tuple[An
 
 
 def load(name: str, directory: str | None = None) -> tuple[Any, dict]:
-  """`(module, variables)` of pretrained `name`; see the module docstring.
+  """`(module, variables)` of pretrained `name`, the weights verified first.
+
+  The shipped models, each small enough to ship (a few hundred kB at most) and each with the figure it
+  is known by:
+
+    name                  model                data set            metric (test split)
+    lcn_convnet_digits    lcn_convnet_digits   dv_digits           accuracy (the main job, `make run`)
+    rbm_digits            rbm 64 × 256         dv_digits           log-likelihood by AIS, nats per digit
+    mcrbm_patches         mcrbm 52-D, 64 F     dv_natural_images   log-likelihood by AIS, nats per
+                                                                   whitened patch (vs the Gaussian's)
+    gmrf_faces            mcrbm 99-D, 256 F    dv_faces            inpainting MSE per missing pixel
+
+  The module is the zoo module built with the experiment's model fields, the variables
+  `{"params": ...}`; a file that fails its manifest's check raises `store.PretrainedIntegrityError`. The
+  test suite compares `evaluate(name)` with the recorded metrics; `experiments/export_pretrained.py`
+  trains the configs and writes the files.
+
+  Example:
+    >>> mcrbm, v = pretrained.load("mcrbm_patches")
+    >>> features = mcrbm.apply(v, pretrained.preprocessing("mcrbm_patches").transform(patches),
+    ...                        method="hidden_probs")
+    >>> print(pretrained.describe("rbm_digits"))
 
   Args:
     name: one of `names()`.
