@@ -2,21 +2,10 @@
 
 Every pretrained model carries one headline metric in its manifest, computed at export by the function
 here that matches its `evaluation.kind`, and the test suite recomputes it from the loaded weights:
-
-* 'classification': accuracy on the test split of the experiment's data set (the supervised trainer's
-  evaluation step: the config's preprocessing, no augmentation, dropout off).
-* 'log_likelihood': the mean log-likelihood of the test split in nats per example,
-  log p(x) = −F(x) − log Z, with log Z by annealed importance sampling (Neal 2001; Salakhutdinov &
-  Murray 2008 for RBMs, HMC transitions for continuous visibles) exactly as the experiment estimates it
-  at its end (`deepvision.estimators.energy_metrics.evaluate`), with the evaluation's own seed; for whitened
-  data the Gaussian (PCA) baseline's is reported alongside.
-* 'inpainting': mean squared error per missing pixel of the gated MRF's fill of the held-out faces
-  (`deepvision.estimators.inpainting.evaluate_inpainting` on the faces of `deepvision.data.face_data`,
-  the experiment's masks and chains), with the Gaussian baselines'.
-
-The data are rebuilt from the config (the embedded sets are deterministic), and the preprocessing
-fitted on them must equal the one shipped with the weights (else `ValueError`: the data or the code
-that prepares them changed since the export).
+'classification' (test accuracy), 'log_likelihood' (mean test log p(x) = −F(x) − log Z in nats, log Z by
+AIS: Neal 2001; Salakhutdinov & Murray 2008) and 'inpainting' (MSE per missing pixel of the held-out
+faces, Ranzato et al., PAMI 2013). The data are rebuilt from the config, and the preprocessing fitted on
+them must equal the one shipped with the weights.
 """
 
 from __future__ import annotations
@@ -39,6 +28,11 @@ KINDS = ("classification", "log_likelihood", "inpainting")
 
 
 def _check_preprocessing(name: str, shipped: dict | None, fitted: dict | None) -> None:
+  """ValueError unless the preprocessing fitted on today's data equals the shipped one.
+
+  The embedded sets are deterministic, so a difference means the data or the code that prepares them
+  changed since the export.
+  """
   if (shipped is None) != (fitted is None):
     raise ValueError(f"pretrained {name!r}: the weights were shipped {'with' if shipped else 'without'} "
                      f"preprocessing but the data prepare {'with' if fitted else 'without'} it")
@@ -51,7 +45,10 @@ def _check_preprocessing(name: str, shipped: dict | None, fitted: dict | None) -
 
 
 def classification(module: Any, variables: dict, config: ml_collections.ConfigDict) -> dict[str, float]:
-  """{'test/accuracy', 'test/loss'} on `config.test_split` of `config.dataset`."""
+  """{'test/accuracy', 'test/loss'} on `config.test_split` of `config.dataset`.
+
+  The supervised trainer's evaluation step: the config's preprocessing, no augmentation, dropout off.
+  """
   source = datasets.get_source(config.dataset, config.test_split, data_dir=config.get("data_dir") or None,
                                in_memory=True)
   state = TrainState.create(apply_fn=module.apply, params=variables["params"], tx=optax.identity(),
@@ -62,7 +59,13 @@ def classification(module: Any, variables: dict, config: ml_collections.ConfigDi
 
 def log_likelihood(name: str, module: Any, variables: dict, config: ml_collections.ConfigDict,
                    preprocessing: dict | None, seed: int, chain_step_size: float | None) -> dict[str, float]:
-  """The test split's mean log-likelihood by AIS (`energy_metrics.evaluate`), with log Z and its ±3σ."""
+  """The test split's mean log-likelihood by AIS (`energy_metrics.evaluate`), with log Z and its ±3σ.
+
+  Nats per example, log p(x) = −F(x) − log Z, with log Z by annealed importance sampling (Neal 2001;
+  Salakhutdinov & Murray 2008 for RBMs, HMC transitions for continuous visibles) exactly as the
+  experiment estimates it at its end, with the evaluation's own `seed`; for whitened data the Gaussian
+  (PCA) baseline's is reported alongside.
+  """
   data = energy_data.prepare_data(config)
   _check_preprocessing(name, preprocessing, energy_data.preprocessing_record(data))
   train = data.splits["train"]
@@ -79,7 +82,11 @@ def log_likelihood(name: str, module: Any, variables: dict, config: ml_collectio
 
 def inpainting(name: str, module: Any, variables: dict, config: ml_collections.ConfigDict,
                preprocessing: dict | None) -> dict[str, float]:
-  """Per mask, the gated MRF's and the Gaussians' MSE per missing pixel on the held-out faces."""
+  """Per mask, the gated MRF's and the Gaussians' MSE per missing pixel on the held-out faces.
+
+  `deepvision.estimators.inpainting.evaluate_inpainting` on the faces of `deepvision.data.face_data`,
+  with the experiment's masks and chains.
+  """
   faces = face_data.face_settings(config)
   settings = face_data.inpaint_settings(config, faces)
   train, test = face_data.load_faces(config, faces)

@@ -1,20 +1,9 @@
 """Exporting a trained experiment as shipped pretrained weights (`experiments/export_pretrained.py`).
 
-`export(name, config, workdir)`:
-  1. trains `config` in `workdir` with `train_and_evaluate` (the launcher's call; a finished run is
-     not repeated, an interrupted one resumes);
-  2. reads the parameters of the run's newest verified checkpoint (`loop.evaluated_params`) and the
-     preprocessing the trainer saved next to it (`preprocessing.json`);
-  3. writes the weights and a provisional manifest to a temporary directory and evaluates them through
-     `deepvision.pretrained.evaluate`, the very path users and tests load them by;
-  4. writes the final files with the measured metric and its tolerance.
-
-Tolerance of the recorded metric (what a re-evaluation elsewhere may differ by):
-  * accuracy: one test example (1/N): floating-point summation order may flip a borderline example;
-  * AIS log-likelihood: the estimate's own ±3σ half-width (a different floating-point path changes the
-    sampled chains, so another run is another draw of the estimator);
-  * inpainting MSE: `INPAINTING_RTOL` of the value; the fill is a posterior mean estimated from a few
-    hundred HMC transitions, and chains whose floating-point path differs are other draws.
+`export(name, config, workdir)` trains the experiment (or finds it trained), evaluates the written
+weights through `deepvision.pretrained.evaluate`, the very path users and tests load them by, and records
+the metric with a `tolerance`: what a re-evaluation elsewhere may differ by (one test example for
+accuracy, ±3σ for AIS log-likelihoods, `INPAINTING_RTOL` of the inpainting MSE).
 """
 
 from __future__ import annotations
@@ -43,7 +32,14 @@ def _json_ready(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def tolerance(kind: str, metric: float, metrics: dict[str, float], num_test: int | None) -> float:
-  """How far a re-evaluation of the recorded `metric` may land (module docstring)."""
+  """How far a re-evaluation of the recorded `metric` may land.
+
+  * accuracy: one test example (1/N): floating-point summation order may flip a borderline example;
+  * AIS log-likelihood: the estimate's own ±3σ half-width (a different floating-point path changes the
+    sampled chains, so another run is another draw of the estimator);
+  * inpainting MSE: `INPAINTING_RTOL` of the value; the fill is a posterior mean estimated from a few
+    hundred HMC transitions, and chains whose floating-point path differs are other draws.
+  """
   if kind == "classification":
     return 1.0 / num_test
   if kind == "log_likelihood":
@@ -53,7 +49,16 @@ def tolerance(kind: str, metric: float, metrics: dict[str, float], num_test: int
 
 def export(name: str, config: ml_collections.ConfigDict, workdir: str, config_file: str,
            output_dir: str | None = None, quiet: bool = False) -> dict[str, Any]:
-  """Trains (or finds trained) `config` in `workdir` and writes pretrained `name`; returns its manifest."""
+  """Trains (or finds trained) `config` in `workdir` and writes pretrained `name`; returns its manifest.
+
+  1. trains `config` in `workdir` with `train_and_evaluate` (the launcher's call; a finished run is
+     not repeated, an interrupted one resumes);
+  2. reads the parameters of the run's newest verified checkpoint (`loop.evaluated_params`) and the
+     preprocessing the trainer saved next to it (`preprocessing.json`);
+  3. writes the weights and a provisional manifest to a temporary directory and evaluates them through
+     `deepvision.pretrained.evaluate`, the very path users and tests load them by;
+  4. writes the final files with the measured metric and its `tolerance`.
+  """
   shipped = pretrained.SHIPPED.get(name)
   record = loop.train_and_evaluate(config, workdir)
   run_dir = loop.run_directory(config, workdir)

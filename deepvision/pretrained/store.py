@@ -1,28 +1,10 @@
 """Shipped weights on disk: one msgpack file per model and a JSON manifest that vouches for it.
 
 A pretrained model `NAME` is two files in a weights directory (by default the package's own
-`deepvision/pretrained/weights/`):
-
-    NAME.msgpack   flax.serialization.msgpack of {"params": the parameter tree (numpy arrays),
-                   "preprocessing": the JSON text of what the inputs went through before the
-                   model saw them (e.g. the fitted PCA whitening), or "" for none}
-    NAME.json      the manifest:
-                   {"format": "deepvision-pretrained", "format_version": 1, "name": NAME,
-                    "model": zoo variant, "model_kwargs": its overrides, "paper": ...,
-                    "config": the resolved experiment config, "config_file": where it lives,
-                    "dataset", "split", "metric": {"name", "value", "tolerance", "goal",
-                    "description"}, "metrics": every figure evaluated, "evaluation": what the
-                    evaluation needs besides the config (its seed, e.g. the chains' step size),
-                    "training": the training run's final record,
-                    "parameters": the count, "versions": python / jax / jaxlib / flax / optax /
-                    orbax-checkpoint / numpy of the export,
-                    "weights": {"file": NAME.msgpack, "size": bytes, "sha256": hex digest}}
-
-Loading verifies the weights before deserialising them: the file must exist, have the recorded size
-and SHA-256, and the manifest must be this format and name this model; otherwise
-`PretrainedIntegrityError` says which check failed and how to regenerate the files
-(`experiments/export_pretrained.py`). The manifest holds no time stamp, so re-exporting the same
-run writes byte-identical files.
+`deepvision/pretrained/weights/`): `NAME.msgpack`, the parameters and the inputs' preprocessing, and
+`NAME.json`, the manifest that records their size and SHA-256 (layout in `write`). Loading verifies the
+weights against the manifest before deserialising them (`read_weights`), and raises
+`PretrainedIntegrityError` otherwise.
 """
 
 from __future__ import annotations
@@ -87,6 +69,11 @@ def read_manifest(name: str, directory: str | None = None) -> dict[str, Any]:
 def read_weights(name: str, directory: str | None = None) -> tuple[dict[str, Any], dict[str, Any] | None, dict]:
   """`(variables, preprocessing, manifest)` of `name`, after checking the file against the manifest.
 
+  The weights are verified before they are deserialised: the file must exist, have the recorded size
+  and SHA-256, and the manifest must be this format and name this model; otherwise
+  `PretrainedIntegrityError` says which check failed and how to regenerate the files
+  (`experiments/export_pretrained.py`).
+
   Returns:
     variables: `{"params": tree of numpy arrays}`; preprocessing: the recorded preprocessing dict (e.g.
     `{"whitening": PCAWhitening.to_dict(), ...}`) or None; manifest: the verified manifest.
@@ -119,7 +106,27 @@ def read_weights(name: str, directory: str | None = None) -> tuple[dict[str, Any
 def write(name: str, params: Any, preprocessing: dict | None, manifest: dict[str, Any],
           directory: str | None = None) -> dict[str, Any]:
   """Writes `NAME.msgpack` and `NAME.json` (the manifest completed with format, name and the weights'
-  digest); returns the manifest written. Arrays are stored as numpy arrays of their own dtype."""
+  digest); returns the manifest written. Arrays are stored as numpy arrays of their own dtype.
+
+  The two files:
+
+      NAME.msgpack   flax.serialization.msgpack of {"params": the parameter tree (numpy arrays),
+                     "preprocessing": the JSON text of what the inputs went through before the
+                     model saw them (e.g. the fitted PCA whitening), or "" for none}
+      NAME.json      the manifest:
+                     {"format": "deepvision-pretrained", "format_version": 1, "name": NAME,
+                      "model": zoo variant, "model_kwargs": its overrides, "paper": ...,
+                      "config": the resolved experiment config, "config_file": where it lives,
+                      "dataset", "split", "metric": {"name", "value", "tolerance", "goal",
+                      "description"}, "metrics": every figure evaluated, "evaluation": what the
+                      evaluation needs besides the config (its seed, e.g. the chains' step size),
+                      "training": the training run's final record,
+                      "parameters": the count, "versions": python / jax / jaxlib / flax / optax /
+                      orbax-checkpoint / numpy of the export,
+                      "weights": {"file": NAME.msgpack, "size": bytes, "sha256": hex digest}}
+
+  The manifest holds no time stamp, so re-exporting the same run writes byte-identical files.
+  """
   tree = {"params": _as_numpy(flax.serialization.to_state_dict(params)),
           "preprocessing": "" if preprocessing is None else json.dumps(preprocessing, sort_keys=True)}
   data = flax.serialization.msgpack_serialize(tree)
