@@ -1,28 +1,15 @@
 r"""Deep belief nets: greedily stacked RBMs, their features, a classifier initialised from them.
 
-A DBN of L layers (Hinton, Osindero & Teh 2006) is a stack of RBMs trained one at a time, bottom first:
-RBM 1 on the data h⁰ = v, then RBM l on the posterior means of the layer below,
+A DBN of L layers (Hinton, Osindero & Teh 2006) is a stack of RBMs trained one at a time, bottom first,
+RBM l on the posterior means of the layer below (h⁰ = v; `feature_data`):
 
   h^l = p(h^l = 1 | h^{l−1}) = σ(b_h^l + (h^{l−1})ᵀ W^l),     l = 1 … L,
-
-(greedy layer-wise training: with the new layer initialised as the transpose of the one below, each added
-layer can only raise a variational lower bound on log p(v); Hinton et al. 2006, §4). The model they define
-is an undirected RBM over (h^{L−1}, h^L) at the top and directed sigmoid connections downwards,
-
   p(v, h¹, …, h^L) = p(h^{L−1}, h^L) · ∏_{l=1}^{L−1} p(h^{l−1} | h^l),
 
-where p(h^{l−1} | h^l) is the visible conditional p(v | h) of RBM l. A sample is drawn by running block
-Gibbs in the top RBM for a long time, then one top-down pass (`deepvision.samplers.dbn.sample`).
-
-For recognition, the upward pass of posterior means is a deterministic sigmoid network: W^l and b_h^l
-initialise the hidden layers of an MLP (`DBNClassifier`), a softmax output layer is added and the whole net
-is fine-tuned with back-propagation (Hinton & Salakhutdinov 2006, "Reducing the dimensionality of data with
-neural networks": pre-training, then fine-tuning).
-
-A stack is a list `[(model, params), ...]`, bottom layer first: `model` an RBM-like module with
-`hidden_probs`, `visible_mean`, `sample_visible` and `sample_hidden` (`RBM`; a `GaussianRBM` at the bottom
-for real-valued data) and `params` its parameter dict (`variables['params']`, as the contrastive trainer returns
-it). Layer l's `n_visible` must equal layer l−1's `n_hidden`.
+an RBM at the top and directed sigmoid layers below, p(h^{l−1} | h^l) the visible conditional of RBM l
+(sampled by `deepvision.samplers.dbn`). The upward pass initialises an MLP fine-tuned by back-propagation
+(`DBNClassifier`; Hinton & Salakhutdinov 2006). A stack is a list `[(model, params), ...]`, bottom first
+(`check_stack`).
 """
 
 from __future__ import annotations
@@ -43,7 +30,13 @@ Layer = tuple[nn.Module, Any]
 
 
 def check_stack(layers: Sequence[Layer]) -> None:
-  """ValueError unless `layers` is a non-empty list of (model, params) whose sizes chain up."""
+  """ValueError unless `layers` is a non-empty list of (model, params) whose sizes chain up.
+
+  A stack is a list `[(model, params), ...]`, bottom layer first: `model` an RBM-like module with
+  `hidden_probs`, `visible_mean`, `sample_visible` and `sample_hidden` (`RBM`; a `GaussianRBM` at the bottom
+  for real-valued data) and `params` its parameter dict (`variables['params']`, as the contrastive trainer
+  returns it). Layer l's `n_visible` must equal layer l−1's `n_hidden`.
+  """
   if not isinstance(layers, Sequence) or len(layers) == 0:
     raise ValueError(f"a DBN needs a non-empty list of (model, params) layers, got {layers!r}")
   for l, layer in enumerate(layers, start=1):
@@ -85,6 +78,11 @@ def features(layers: Sequence[Layer], x: Any, depth: int | None = None) -> Array
 
 class DBNClassifier(nn.Module):
   """The recognition network of a DBN: sigmoid hidden layers, then a linear (softmax) classifier.
+
+  For recognition, the DBN's upward pass of posterior means is a deterministic sigmoid network: W^l and
+  b_h^l initialise the hidden layers of this MLP, a softmax output layer is added and the whole net is
+  fine-tuned with back-propagation (Hinton & Salakhutdinov 2006, "Reducing the dimensionality of data with
+  neural networks": pre-training, then fine-tuning).
 
   h⁰ = x flattened, h^l = σ(kernel_lᵀ h^{l−1} + bias_l) for the Dense layers named 'layer_1' … 'layer_L'
   (`hidden` sizes), logits = Dense 'classifier'(h^L). Initialised from random weights (Glorot & Bengio
@@ -174,6 +172,10 @@ def feature_shape(n_hidden: int) -> tuple[int, int, int]:
 
 def feature_data(layer: Layer, data: EnergyData, batch: int = 1024) -> EnergyData:
   """The posterior means p(h = 1 | x) of `layer` for every split of `data` (labels kept).
+
+  These are the data the next RBM of the stack trains on (greedy layer-wise training: with the new layer
+  initialised as the transpose of the one below, each added layer can only raise a variational lower bound
+  on log p(v); Hinton, Osindero & Teh 2006, §4).
 
   Examples have shape `feature_shape(n_hidden)`; values are float32 in [0, 1].
   """

@@ -1,23 +1,13 @@
 r"""A tiled (convolutional) mean-covariance RBM over whole images: `TiledMCRBM`.
 
-Ranzato, Mnih, Susskind & Hinton, "Modeling natural images using gated MRFs", PAMI 2013, sample images
-larger than their training patches from a gated MRF whose filters are replicated over the image at
-several offsets. This module is one such layout, designed here (the paper's exact layout is not
-reproduced); the patch-level model it tiles is `deepvision.models.gated_mrf.MCRBM` (Ranzato & Hinton,
-CVPR 2010); tiles and filter banks (Ngiam et al., NIPS 2010): `deepvision.models.tiling`.
-
-Free energy. With x_t the p² pixels of tile t (row-major) and the tile's covariance input
-x̃_t = x_t / sqrt(‖x_t‖²/p² + 1/2) ('original', the contrast normalisation of the original mcRBM code,
-per tile) or x̃_t = x_t ('paper'):
+Ranzato, Mnih, Susskind & Hinton ("Modeling natural images using gated MRFs", PAMI 2013) sample images
+larger than their training patches from a gated MRF with filters replicated over the image; this is one
+such layout, designed here, of the patch mcRBM (Ranzato & Hinton, CVPR 2010) on the tiles of
+`deepvision.models.tiling` (Ngiam et al., NIPS 2010). With x_t the p² pixels of tile t and its covariance
+input x̃_t = x_t / sqrt(‖x_t‖²/p² + 1/2) ('original') or x̃_t = x_t ('paper'):
 
   F(x) = ½‖x‖² − b_vᵀx + Σ_t F_t(x_t),
   F_t(x_t) = −Σ_k softplus(b_c_k − ½ Σ_f P_fk (C_fᵀx̃_t)²) − Σ_j softplus(W_jᵀx_t + b_m_j).
-
-The quadratic term and the visible bias are counted once over the image, not once per tile, so the
-energy is that of one Gaussian-based MRF whose factor and mean filters are replicated. In terms of the
-patch model: F_t(x_t) = F_MCRBM(x_t; b_v = 0) − ½‖x_t‖² (the patch model's free energy without its own
-visible terms). The energy is E(x, h) = ½‖x‖² − b_vᵀx + Σ_t E_t(x_t, h_t), so p(h | x) factorises over
-tiles: each tile's hidden units given x are the patch model's given x_t (`hidden_probs`).
 """
 
 from __future__ import annotations
@@ -81,6 +71,14 @@ class _TileResponses:
 
 class TiledMCRBM(nn.Module):
   r"""An mcRBM tiled over H × W grey images; energy in the module docstring, layout in `tiling`.
+
+  Free energy. x̃_t's 'original' form is the contrast normalisation of the original mcRBM code, per tile.
+  The quadratic term and the visible bias are counted once over the image, not once per tile, so the
+  energy is that of one Gaussian-based MRF whose factor and mean filters are replicated. In terms of the
+  patch model: F_t(x_t) = F_MCRBM(x_t; b_v = 0) − ½‖x_t‖² (the patch model's free energy without its own
+  visible terms). The energy is E(x, h) = ½‖x‖² − b_vᵀx + Σ_t E_t(x_t, h_t), so p(h | x) factorises over
+  tiles: each tile's hidden units given x are the patch model's given x_t (`hidden_probs`). The paper's
+  exact layout is not reproduced.
 
   Filter sets (`tiling` = τ). τ = 1: one bank C (p², F), P (F, N), W (p², M), b_c (N), b_m (M) shared by
   every tile: a convolutional model, equivariant to shifts by s. τ > 1: τ² banks, a leading axis of

@@ -3,21 +3,10 @@ r"""Tiles of an image on a strided grid, and per-tile filter banks (tiled convol
 Tiled convolution with untied filter sets: Ngiam, Chen, Chia, Koh, Le & Ng, "Tiled convolutional neural
 networks", NIPS 2010; used by `deepvision.models.tiled_gated_mrf`.
 
-Layout. An H × W grey image x is covered by p × p tiles (patches) whose top-left corners lie on a grid
-of stride s ≤ p, only where a tile fits fully ("valid"): tile t = (i, j) covers rows s·i … s·i + p − 1
-and columns s·j … s·j + p − 1, for i < T_h = (H − p)/s + 1 and j < T_w = (W − p)/s + 1. The image
-must be covered exactly, (H − p) and (W − p) multiples of s, so every pixel lies in some tile. With
-p = 8, s = 4 each interior pixel lies in (p/s)² = 4 tiles, at 4 different offsets within them; pixels
-near the border lie in fewer (an edge block in 2, a corner block in 1):
-
-         0    4    8   12            H = W = 12, p = 8, s = 4: a 2 × 2 grid of tiles
-       0 +----+----+----+              a = t(0, 0)   b = t(0, 1)
-         | a  | ab | b  |              c = t(1, 0)   d = t(1, 1)
-       4 +----+----+----+            each s × s block lists the tiles that cover it
-         | ac |abcd| bd |
-       8 +----+----+----+            tiling = 2: tile (i, j) uses filter set
-         | c  | cd | d  |              2·(i mod 2) + (j mod 2): a → 0, b → 1, c → 2, d → 3
-      12 +----+----+----+
+An H × W grey image is covered exactly by p × p tiles on a grid of stride s ≤ p: tile t = (i, j) covers
+rows s·i … s·i + p − 1 and columns s·j … s·j + p − 1, for i < T_h = (H − p)/s + 1, j < T_w = (W − p)/s + 1
+(`tile_grid`, `extract_tiles`); with `tiling` = τ, tile (i, j) uses filter set τ·(i mod τ) + (j mod τ)
+(`bank_index`).
 """
 
 from __future__ import annotations
@@ -41,6 +30,22 @@ def positive_int(name: str, value: Any) -> int:
 
 def tile_grid(image_shape: Any, patch_size: Any, stride: Any) -> tuple[int, int]:
   """(T_h, T_w): the tiles per column and per row of an exactly covered image.
+
+  Layout. An H × W grey image x is covered by p × p tiles (patches) whose top-left corners lie on a grid
+  of stride s ≤ p, only where a tile fits fully ("valid"): tile t = (i, j) covers rows s·i … s·i + p − 1
+  and columns s·j … s·j + p − 1, for i < T_h = (H − p)/s + 1 and j < T_w = (W − p)/s + 1. The image
+  must be covered exactly, (H − p) and (W − p) multiples of s, so every pixel lies in some tile. With
+  p = 8, s = 4 each interior pixel lies in (p/s)² = 4 tiles, at 4 different offsets within them; pixels
+  near the border lie in fewer (an edge block in 2, a corner block in 1):
+
+           0    4    8   12            H = W = 12, p = 8, s = 4: a 2 × 2 grid of tiles
+         0 +----+----+----+              a = t(0, 0)   b = t(0, 1)
+           | a  | ab | b  |              c = t(1, 0)   d = t(1, 1)
+         4 +----+----+----+            each s × s block lists the tiles that cover it
+           | ac |abcd| bd |
+         8 +----+----+----+            tiling = 2: tile (i, j) uses filter set
+           | c  | cd | d  |              2·(i mod 2) + (j mod 2): a → 0, b → 1, c → 2, d → 3
+        12 +----+----+----+
 
   Raises:
     ValueError: image_shape not a pair of positive ints, patch_size or stride not positive ints,
