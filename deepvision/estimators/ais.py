@@ -3,19 +3,11 @@ r"""Annealed importance sampling (AIS) estimates of log partition functions: RBM
 Salakhutdinov & Murray, "On the quantitative analysis of deep belief networks", ICML 2008; the generic
 loop (Neal 2001) is `annealing`, the continuous-visible estimator (gated MRFs, HMC) `ais_continuous`,
 both re-exported here. Binary RBM: a "base-rate" base model with visible biases b_A = log(p / (1 − p)),
-p the smoothed data mean (Σ_n v_n + 0.05) / (N + 0.1), and the path (hiddens summed out)
+p the smoothed data mean (`base_rate_biases`), and the path (hiddens summed out)
 
-  log f_β(v) = (1−β) b_Aᵀv + β b_vᵀv + Σ_j softplus(β (b_h_j + (vᵀW)_j)),  log Z_0 = Σ_i softplus(b_A_i) + H log 2,
+  log f_β(v) = (1−β) b_Aᵀv + β b_vᵀv + Σ_j softplus(β (b_h_j + (vᵀW)_j)),  log Z_0 = Σ_i softplus(b_A_i) + H log 2;
 
-with Gibbs transitions h ~ σ(β (b_h + vᵀW)), v ~ σ((1−β) b_A + β (b_v + W h)). Gaussian-Bernoulli RBM:
-base N(b_v, diag σ²), log f_β(v) = −Σ_i (v_i − b_v_i)²/(2σ_i²) + Σ_j softplus(β (b_h_j + Σ_i v_i W_ij/σ_i)),
-log Z_0 = Σ_i log(√(2π) σ_i) + H log 2, transitions h ~ σ(β (b_h + (v/σ)ᵀW)), v ~ N(b_v + β σ ⊙ W h, diag σ²).
-Defaults: Salakhutdinov's 14,500 temperatures (`default_betas`) and 100 runs, one `lax.scan` in one jit;
-increments term by term (`softplus_increments`) with compensated summation, log Z_0 added in float64.
-
-Example:
-  >>> result = ais_log_partition(model, variables, jax.random.key(0), data=train_images)
-  >>> print(result.log_z, result.log_z_lower, result.log_z_upper)
+Gaussian-Bernoulli RBMs anneal from N(b_v, diag σ²) (`_gaussian_path`). Both run in `ais_log_partition`.
 """
 
 from __future__ import annotations
@@ -47,7 +39,10 @@ BASE_RATE_SMOOTHING = 0.05  # the p = (Σ v + 0.05) / (N + 0.1) of Salakhutdinov
 
 
 def base_rate_biases(data: Array, smoothing: float = BASE_RATE_SMOOTHING) -> Array:
-  """b_A = log(p / (1 − p)), p = (Σ_n v_n + smoothing) / (N + 2·smoothing), for (N, V) data in [0, 1]."""
+  """b_A = log(p / (1 − p)), p = (Σ_n v_n + smoothing) / (N + 2·smoothing), for (N, V) data in [0, 1].
+
+  With the default smoothing, p = (Σ_n v_n + 0.05) / (N + 0.1), Salakhutdinov's base-rate model.
+  """
   p = (jnp.sum(data, axis=0) + smoothing) / (data.shape[0] + 2 * smoothing)
   return jnp.log(p) - jnp.log1p(-p)
 
@@ -73,7 +68,11 @@ def softplus_increments(beta_prev: Array, beta: Array, logits: Array) -> Array:
 
 
 def _binary_path(model, variables, base_bias):
-  """(log f_β, its increments, Gibbs transition at β, initial sampler, log Z_0) of the base-rate path."""
+  """(log f_β, its increments, Gibbs transition at β, initial sampler, log Z_0) of the base-rate path.
+
+  log f_β and log Z_0 as in the module docstring; Gibbs transitions h ~ σ(β (b_h + vᵀW)),
+  v ~ σ((1−β) b_A + β (b_v + W h)).
+  """
   b_v = variables["params"]["b_v"]
   log_z_base = jnp.sum(jax.nn.softplus(base_bias)) + model.n_hidden * math.log(2.0)
 
@@ -103,7 +102,15 @@ def _binary_path(model, variables, base_bias):
 
 
 def _gaussian_path(model, variables):
-  """(log f_β, its increments, Gibbs transition at β, initial sampler, log Z_0) of the Gaussian path."""
+  """(log f_β, its increments, Gibbs transition at β, initial sampler, log Z_0) of the Gaussian path.
+
+  Gaussian-Bernoulli RBM: base N(b_v, diag σ²),
+
+    log f_β(v) = −Σ_i (v_i − b_v_i)²/(2σ_i²) + Σ_j softplus(β (b_h_j + Σ_i v_i W_ij/σ_i)),
+    log Z_0 = Σ_i log(√(2π) σ_i) + H log 2,
+
+  transitions h ~ σ(β (b_h + (v/σ)ᵀW)), v ~ N(b_v + β σ ⊙ W h, diag σ²).
+  """
   b_v = variables["params"]["b_v"]
   sigma = model.apply(variables, method=lambda module: module.sigma)
   log_z_base = (jnp.sum(jnp.log(jnp.sqrt(2 * jnp.pi) * sigma))
@@ -147,6 +154,13 @@ def _rbm_ais(model, variables, key, base_bias, betas, num_runs):
 def ais_log_partition(model: nn.Module, variables: Any, key: Array, data: Any = None,
                       betas: Any = None, num_runs: int = DEFAULT_NUM_RUNS) -> AISResult:
   """AIS estimate of log Z of an `RBM` or `GaussianRBM` (Salakhutdinov & Murray 2008).
+
+  Defaults: Salakhutdinov's 14,500 temperatures (`default_betas`) and 100 runs, one `lax.scan` in one jit;
+  increments term by term (`softplus_increments`) with compensated summation, log Z_0 added in float64.
+
+  Example:
+    >>> result = ais_log_partition(model, variables, jax.random.key(0), data=train_images)
+    >>> print(result.log_z, result.log_z_lower, result.log_z_upper)
 
   Args:
     model: an RBM-like module with `hidden_logits` and `visible_logits` (binary) or `visible_mean`

@@ -1,20 +1,12 @@
 """What the contrastive trainer measures: reconstruction error, free energies, pseudo-likelihood,
 log-likelihood (exact log Z or AIS), and the linear separability of the features.
 
-* Reconstruction error: ‖v − E[v | h = p(h | v)]‖² / V after one mean-field up-down pass (Hinton's
-  "Practical guide to training RBMs", 2010, §5): cheap, but not what the model optimises.
-* Free-energy gap ⟨F⟩_val − ⟨F⟩_train on equally large sets (ibid., §6): growing means overfitting.
-* Pseudo-likelihood Σ_i log p(v_i | v_−i) (Besag 1975), binary visibles only.
-* Log-likelihood ⟨−F(v)⟩ − log Z, with log Z exact (enumeration) or by AIS (Salakhutdinov & Murray 2008):
-  for RBMs from a base-rate model with Gibbs transitions, for models with continuous visibles and no
-  binary hidden layer to anneal (the gated MRFs) from N(b_v, I) with HMC transitions
-  (`ais.ais_log_partition_continuous`). With AIS the ±3σ bounds of log Z give
-  `{role}/log_likelihood_lower` and `_upper`.
-* The Gaussian baseline: for continuous visibles, the log-density of every split under the full-covariance
-  Gaussian fitted to the training data (`GaussianModel`), `{role}/gaussian_log_likelihood`, in the same
-  space as the model's (e.g. PCA-whitened patches): what a model gains over it is what it learns beyond
-  second-order statistics (Ranzato et al., PAMI 2013).
-* Linear evaluation: logistic regression on p(h | v) of the training split, tested on the test split.
+* reconstruction error ‖v − E[v | h = p(h | v)]‖² / V and the free-energy gap ⟨F⟩_val − ⟨F⟩_train
+  (Hinton's "Practical guide to training RBMs", 2010, §5-6);
+* pseudo-likelihood Σ_i log p(v_i | v_−i) (Besag 1975), binary visibles only;
+* log-likelihood ⟨−F(v)⟩ − log Z, log Z exact or by AIS (Salakhutdinov & Murray 2008), and the
+  full-covariance Gaussian's as a baseline (Ranzato et al., PAMI 2013);
+* linear evaluation: logistic regression on p(h | v). Details in `evaluate` and `linear_evaluation`.
 """
 
 from __future__ import annotations
@@ -152,6 +144,20 @@ def evaluate(model, params, splits: dict[str, np.ndarray], log_z_method: str,
              settings: ml_collections.ConfigDict, key: jax.Array, gaussian: GaussianModel | None = None,
              chain_step_size: float | None = None) -> dict[str, float]:
   """Metrics of every split in `splits`, the free-energy gap and the log-likelihoods.
+
+  * Reconstruction error: ‖v − E[v | h = p(h | v)]‖² / V after one mean-field up-down pass (Hinton's
+    "Practical guide to training RBMs", 2010, §5): cheap, but not what the model optimises.
+  * Free-energy gap ⟨F⟩_val − ⟨F⟩_train on equally large sets (ibid., §6): growing means overfitting.
+  * Pseudo-likelihood Σ_i log p(v_i | v_−i) (Besag 1975), binary visibles only.
+  * Log-likelihood ⟨−F(v)⟩ − log Z, with log Z exact (enumeration) or by AIS (Salakhutdinov & Murray
+    2008): for RBMs from a base-rate model with Gibbs transitions, for models with continuous visibles and
+    no binary hidden layer to anneal (the gated MRFs) from N(b_v, I) with HMC transitions
+    (`ais.ais_log_partition_continuous`). With AIS the ±3σ bounds of log Z give
+    `{role}/log_likelihood_lower` and `_upper`.
+  * The Gaussian baseline: for continuous visibles, the log-density of every split under the
+    full-covariance Gaussian fitted to the training data (`GaussianModel`),
+    `{role}/gaussian_log_likelihood`, in the same space as the model's (e.g. PCA-whitened patches): what a
+    model gains over it is what it learns beyond second-order statistics (Ranzato et al., PAMI 2013).
 
   Args:
     model, params: the energy model and its parameters.

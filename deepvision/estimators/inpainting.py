@@ -1,21 +1,10 @@
 r"""Inpainting as a measure: how well a gated MRF fills occluded pixels, against Gaussian baselines.
 
 Ranzato, Mnih, Susskind & Hinton ("Modeling natural images using gated MRFs", PAMI 2013) fill in
-occluded images by sampling the missing pixels x_m from the model's conditional p(x_m | x_o). Here:
-
-  * masks: each image is occluded by a kind of `MASK_KINDS` ('central_square' of side `square_size` in
-    the middle, or a kind of `deepvision.data.occlusion`: halves, 'random_square'); True = observed;
-  * the gated MRF's fill: the posterior mean E[x_m | x_o] estimated in pixel space
-    (`samplers.pixel_space.pixel_space_energy`: the model's density of the kept PCA coordinates times
-    the PCA residual N(0, σ_r² I)) by HMC ('hmc', any gated MRF) or Gibbs sampling of h and x_m
-    ('gibbs', paper-form mcRBM or mPoT), the chains started at the PCA Gaussian's fill;
-  * the baselines' fills: the conditional means of `gaussian_baselines` (the minimum-squared-error fill
-    under their own model); the gated MRF is compared against the better one;
-  * the measure: per image the squared error per missing pixel, Σ_m (x̂ − x)² / |m|, its mean over
-    images with the standard error, and the paired gain MSE(best Gaussian) − MSE(gated MRF).
-
-Masks of the i-th kind come from `fold_in(key, i)`, the chains' numbers from `fold_in(fold_in(key, i), 1)`,
-so an evaluation is reproducible.
+occluded images by sampling the missing pixels x_m from the model's conditional p(x_m | x_o). Here the
+gated MRF's fill is the posterior mean E[x_m | x_o] (`fill_with_model`), the baselines' the conditional
+means of `gaussian_baselines`, and the measure per image is the squared error per missing pixel,
+Σ_m (x̂ − x)² / |m|, with the paired gain MSE(best Gaussian) − MSE(gated MRF) (`evaluate_inpainting`).
 """
 
 from __future__ import annotations
@@ -69,7 +58,13 @@ def mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
 def fill_with_model(model: Any, params: Any, whitener: PCAWhitening, pixels: np.ndarray,
                     observed: np.ndarray, start: np.ndarray, key: jax.Array,
                     settings: InpaintSettings) -> tuple[np.ndarray, float]:
-  """(E[x_m | x_o] estimated by the gated MRF in pixel space (B, D) float32, HMC acceptance or NaN)."""
+  """(E[x_m | x_o] estimated by the gated MRF in pixel space (B, D) float32, HMC acceptance or NaN).
+
+  The pixel-space density is `samplers.pixel_space.pixel_space_energy`: the model's density of the kept
+  PCA coordinates times the PCA residual N(0, σ_r² I). The posterior mean is estimated by HMC ('hmc', any
+  gated MRF) or Gibbs sampling of h and x_m ('gibbs', paper-form mcRBM or mPoT), the chains started at
+  `start` (the PCA Gaussian's fill).
+  """
   x = jnp.asarray(np.where(observed, pixels, np.nan), jnp.float32)
   common = dict(num_steps=settings.num_steps, burn_in=settings.burn_in, init=jnp.asarray(start, jnp.float32),
                 whitening=whitener)
@@ -85,7 +80,18 @@ def fill_with_model(model: Any, params: Any, whitener: PCAWhitening, pixels: np.
 def evaluate_inpainting(model: Any, params: Any, whitener: PCAWhitening, train: np.ndarray,
                         test: np.ndarray, settings: InpaintSettings, key: jax.Array
                         ) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
-  """Every mask of `settings` on every held-out image: the records and the fills (module docstring).
+  """Every mask of `settings` on every held-out image: the records and the fills.
+
+  * masks: each image is occluded by a kind of `MASK_KINDS` ('central_square' of side `square_size` in
+    the middle, or a kind of `deepvision.data.occlusion`: halves, 'random_square'); True = observed;
+  * the gated MRF's fill: `fill_with_model`, the chains started at the PCA Gaussian's fill;
+  * the baselines' fills: the conditional means of `gaussian_baselines` (the minimum-squared-error fill
+    under their own model); the gated MRF is compared against the better one;
+  * the measure: per image the squared error per missing pixel, Σ_m (x̂ − x)² / |m|, its mean over
+    images with the standard error, and the paired gain MSE(best Gaussian) − MSE(gated MRF).
+
+  Masks of the i-th kind come from `fold_in(key, i)`, the chains' numbers from
+  `fold_in(fold_in(key, i), 1)`, so an evaluation is reproducible.
 
   Args:
     model, params: the trained gated MRF of the whitened images.

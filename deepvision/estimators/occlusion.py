@@ -1,28 +1,12 @@
 r"""Recognition under occlusion as a measure: a gated MRF's fill-in and features against pixel baselines.
 
 The measure of Ranzato, Susskind, Mnih & Hinton ("On deep generative models with applications to
-recognition", CVPR 2011) and of Ranzato, Mnih, Susskind & Hinton ("Modeling natural images using gated
-MRFs", PAMI 2013, §6.2; the talk's facial-expression experiment), on labelled whole images:
-
-  1. three linear classifiers (`fit_logistic_regression`, the L2 weight chosen on the clean validation
-     split from `settings.l2`) are fitted on CLEAN training images, on three inputs:
-       'pixels'         x itself,
-       'latent'         the posterior means f(x) = [E[h_c | T(x)], p(h_m = 1 | T(x))] of the gated MRF
-                        of the PCA-whitened images z = T(x) (mcRBM: [σ_c, σ_m]; mPoT: [γ/a, σ_m]),
-       'latent_pixels'  [f(x), x];
-  2. every test image is occluded (`settings.masks`: 'none' and the kinds of `deepvision.data.occlusion`;
-     True = observed) and the missing pixels x_m are filled in three ways:
-       'raw'       the value `settings.baseline_fill` ('mean': the training mean of each pixel, what a
-                   classifier trained on clean images expects when it knows nothing; or 'zero'),
-       'gaussian'  the conditional mean μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o) of the Gaussian of the training
-                   pixels (`gaussian_baselines.full_gaussian`, covariance + `gaussian_ridge`·I),
-       'gmrf'      E[x_m | x_o] under the gated MRF in pixel space (the whitened model with its PCA
-                   residual): the average of `inpaint_hmc` (or `inpaint_gibbs`) transitions after
-                   burn-in, the chains started at the Gaussian fill;
-     and each filled image is classified from each input; the 'raw'/'pixels' pair is the baseline.
-
-Observed pixels are never altered by any fill, and no fill reads the occluded pixels' values (the
-samplers and the Gaussian ignore them): a test image is seen only through its observed pixels.
+recognition", CVPR 2011) and Ranzato, Mnih, Susskind & Hinton ("Modeling natural images using gated MRFs",
+PAMI 2013, §6.2; the talk's facial-expression experiment): linear classifiers fitted on clean images from
+'pixels' x, 'latent' f(x) = [E[h_c | T(x)], p(h_m = 1 | T(x))] (the gated MRF's posterior means of the
+PCA-whitened z = T(x)) and 'latent_pixels' [f(x), x], tested on occluded images whose missing pixels x_m
+are filled as 'raw' (a constant), 'gaussian' (μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o)) or 'gmrf' (E[x_m | x_o]
+under the gated MRF, by MCMC); the 'raw'/'pixels' pair is the baseline (`evaluate_occlusion`).
 """
 
 from __future__ import annotations
@@ -148,9 +132,20 @@ def baseline_fill_value(task: OcclusionTask) -> np.ndarray:
 
 def fill_occluded(task: OcclusionTask, model: Any, params: Any, pixels: np.ndarray, observed: np.ndarray,
                   key: jax.Array) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-  """The occluded test images filled the three ways of the module docstring, and the sampler's info.
+  """The occluded test images filled three ways, and the sampler's info.
+
+  The fills of the missing pixels x_m:
+    'raw'       the value `settings.baseline_fill` ('mean': the training mean of each pixel, what a
+                classifier trained on clean images expects when it knows nothing; or 'zero'),
+    'gaussian'  the conditional mean μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o) of the Gaussian of the training
+                pixels (`gaussian_baselines.full_gaussian`, covariance + `gaussian_ridge`·I),
+    'gmrf'      E[x_m | x_o] under the gated MRF in pixel space (the whitened model with its PCA
+                residual): the average of `inpaint_hmc` (or `inpaint_gibbs`) transitions after
+                burn-in, the chains started at the Gaussian fill.
 
   Only `pixels[observed]` is read: every fill is a function of the observed values (and the key).
+  Observed pixels are never altered by any fill, and no fill reads the occluded pixels' values (the
+  samplers and the Gaussian ignore them): a test image is seen only through its observed pixels.
   """
   s = task.settings
   raw = np.where(observed, pixels, baseline_fill_value(task)).astype(np.float32)
@@ -172,7 +167,17 @@ def fill_occluded(task: OcclusionTask, model: Any, params: Any, pixels: np.ndarr
 
 def evaluate_occlusion(task: OcclusionTask, model: Any, params: Any, key: jax.Array,
                        test_pixels: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, dict]]:
-  """The accuracy of every (mask, fill, input) on the test split (module docstring, steps 1-2).
+  """The accuracy of every (mask, fill, input) on the test split.
+
+  1. three linear classifiers (`fit_logistic_regression`, the L2 weight chosen on the clean validation
+     split from `settings.l2`) are fitted on CLEAN training images, on three inputs:
+       'pixels'         x itself,
+       'latent'         the posterior means f(x) = [E[h_c | T(x)], p(h_m = 1 | T(x))] of the gated MRF
+                        of the PCA-whitened images z = T(x) (mcRBM: [σ_c, σ_m]; mPoT: [γ/a, σ_m]),
+       'latent_pixels'  [f(x), x];
+  2. every test image is occluded (`settings.masks`: 'none' and the kinds of `deepvision.data.occlusion`;
+     True = observed), its missing pixels are filled the three ways of `fill_occluded`, and each filled
+     image is classified from each input; the 'raw'/'pixels' pair is the baseline.
 
   Args:
     task: the images, labels, whitening and settings.

@@ -6,17 +6,8 @@ where ṽ^(i) is v with unit i flipped, v_i → 1 − v_i, because for binary v_
 
   p(v_i | v_−i) = exp(−F(v)) / (exp(−F(v)) + exp(−F(ṽ^(i)))) = σ(F(ṽ^(i)) − F(v)).
 
-The flip 1 − v_i also applies to data in [0, 1] (grey levels used as probabilities), as in
-scikit-learn's `BernoulliRBM.score_samples`, which then no longer scores a distribution but stays
-comparable. `pseudo_log_likelihood` evaluates all V flips (V + 1 free energies per example);
-`stochastic_pseudo_log_likelihood` flips one random unit per example and scales by V,
-V·log σ(F(ṽ^(i)) − F(v)), i uniform: scikit-learn's unbiased one-sample estimator of PL(v).
-
-Works for any module with `free_energy(v)`, `n_visible`, and `visible_kind == 'binary'`, at a cost of
-V + 1 free energies per example (O(B·V²·H) for an RBM-like model). For `RBM` modules the V flips are
-evaluated in closed form instead, O(B·V·H): with l = b_h + vᵀW and δ_i = 1 − 2v_i,
-
-  F(ṽ^(i)) − F(v) = −δ_i b_v_i − Σ_j [softplus(l_j + δ_i W_ij) − softplus(l_j)].
+`pseudo_log_likelihood` evaluates all V flips (for `RBM`s in closed form); the one-sample estimate
+V·log σ(F(ṽ^(i)) − F(v)), i uniform, is `stochastic_pseudo_log_likelihood` (scikit-learn's).
 """
 
 from __future__ import annotations
@@ -76,6 +67,16 @@ def _exact(model, variables, v):
 def pseudo_log_likelihood(model: nn.Module, variables: Any, v: Any) -> Array:
   """Exact pseudo-log-likelihood Σ_i log σ(F(ṽ^(i)) − F(v)) of each example, (B,).
 
+  Works for any module with `free_energy(v)`, `n_visible`, and `visible_kind == 'binary'`, at a cost of
+  V + 1 free energies per example (O(B·V²·H) for an RBM-like model). For `RBM` modules the V flips are
+  evaluated in closed form instead, O(B·V·H): with l = b_h + vᵀW and δ_i = 1 − 2v_i,
+
+    F(ṽ^(i)) − F(v) = −δ_i b_v_i − Σ_j [softplus(l_j + δ_i W_ij) − softplus(l_j)].
+
+  The flip 1 − v_i also applies to data in [0, 1] (grey levels used as probabilities), as in
+  scikit-learn's `BernoulliRBM.score_samples`, which then no longer scores a distribution but stays
+  comparable.
+
   Args:
     model: a binary RBM-like module.
     variables: its variables.
@@ -101,8 +102,9 @@ def _stochastic(model, variables, v, key):
 def stochastic_pseudo_log_likelihood(model: nn.Module, variables: Any, v: Any, key: Array) -> Array:
   """V·log σ(F(ṽ^(i)) − F(v)) with one uniformly drawn unit i flipped per example, (B,).
 
-  An unbiased estimate of `pseudo_log_likelihood` at the cost of two free energies per example:
-  scikit-learn's `BernoulliRBM.score_samples`.
+  An unbiased estimate of `pseudo_log_likelihood` at the cost of two free energies per example (the
+  flipped unit i uniform, the log-probability scaled by V): scikit-learn's one-sample estimator in
+  `BernoulliRBM.score_samples`.
 
   Args:
     model, variables, v: as for `pseudo_log_likelihood`.
