@@ -1,21 +1,9 @@
 """The doctor: the talk's checklist run on an experiment config, with a diagnosis and its evidence.
 
-Checks, in order: the per-layer parameters / FLOPs table; a float64 finite-difference gradient check of
-the loss on a real batch; a short probe at the configured learning rate on a subset (and, when it
-diverges, the halving learning-rate search); the overfit check on a small subset; train vs validation
-error after the probe; unit statistics of the probed network. The diagnosis follows "What if it does not
-work?" (Ranzato 2013):
-
-* diverging → lower the learning rate (a halved rate is proposed and shown to converge), or the
-  backward pass is buggy (the gradient check says which);
-* parameters collapse / low accuracy at low loss → check the loss for degenerate solutions;
-* underperforming (cannot even memorise a small subset) → more capacity: see the FLOPs / parameters
-  table, make the net larger, visualise the units;
-* overfitting (training error far below validation error) → regularise: dropout, weight decay,
-  augmentation;
-* too slow → count FLOPs and parameters: the table and the measured steps per second.
-
-`run_doctor` returns the findings as data and writes `doctor.md` (with figures) into the work dir.
+The diagnosis follows "What if it does not work?" (Ranzato 2013): diverging → a lower learning rate or a
+buggy backward pass; cannot memorise a small subset → more capacity; training error far below validation
+error → regularise; too slow → count FLOPs and parameters. `run_doctor` runs the checks, returns the
+findings as data and writes `doctor.md` (with figures) into the work dir.
 """
 
 from __future__ import annotations
@@ -90,6 +78,20 @@ def run_doctor(config: ml_collections.ConfigDict, workdir: str, *, model=None, s
                probe_steps: int = 300, overfit_subset: int = 256, overfit_epochs: int = 30,
                gradcheck_batch: int = 4, search_trials: int = 8) -> DoctorReport:
   """Runs the checklist on `config` and writes `workdir/doctor.md`.
+
+  Checks, in order: the per-layer parameters / FLOPs table; a float64 finite-difference gradient check of
+  the loss on a real batch; a short probe at the configured learning rate on a subset (and, when it
+  diverges, the halving learning-rate search); the overfit check on a small subset; train vs validation
+  error after the probe; unit statistics of the probed network. The diagnoses:
+
+  * diverging → lower the learning rate (a halved rate is proposed and shown to converge), or the
+    backward pass is buggy (the gradient check says which);
+  * parameters collapse / low accuracy at low loss → check the loss for degenerate solutions;
+  * underperforming (cannot even memorise a small subset) → more capacity: see the FLOPs / parameters
+    table, make the net larger, visualise the units;
+  * overfitting (training error far below validation error) → regularise: dropout, weight decay,
+    augmentation;
+  * too slow → count FLOPs and parameters: the table and the measured steps per second.
 
   Args:
     config: the experiment config (model, data, optimiser, batch size).

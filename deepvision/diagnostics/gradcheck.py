@@ -9,19 +9,7 @@ each checked element i of each leaf,
                checked — such as the max-pool gradient of `deepvision.nn.fastpool`),
   error_i    = |analytic_i − numeric_i| / max(|analytic_i|, |numeric_i|, floor),
 
-and element i passes when error_i ≤ rtol. The floor makes elements whose gradient is near zero
-(dead ReLUs, saturated softmax) pass or fail on their absolute error rtol·floor instead of on
-rounding noise. Everything runs in float64 inside `jax.enable_x64`, whatever the global flag:
-the leaves are cast to float64 there and the caller's arrays are left as they are.
-
-Image leaves (NHWC, by default every 4-D leaf outside 'params') also get `border_elements` border pixels:
-cuda-convnet once shipped an LCN whose backward pass was wrong only at the image border.
-
-Example:
-  >>> report = check_gradients(loss, {"params": params, "inputs": x}, key=jax.random.key(0))
-  >>> print(report.format())
-  >>> report = zoo_check("lenet5_tiny")       # the model's natural objective, params and inputs
-  >>> assert report.ok, report.format()
+and element i passes when error_i ≤ rtol (`check_gradients`; a model's own objective: `zoo_check`).
 """
 
 from __future__ import annotations
@@ -117,7 +105,16 @@ def check_gradients(fn: Callable[..., Array], *args: Any, key: Array,
                     chunk_size: int = 64) -> GradCheckReport:
   """Compares the gradient of `fn(*args)` w.r.t. every leaf of `args` with central differences.
 
-  In float64; the error measure is in the module docstring.
+  In float64; the error measure is in the module docstring. The floor makes elements whose gradient is
+  near zero (dead ReLUs, saturated softmax) pass or fail on their absolute error rtol·floor instead of on
+  rounding noise. Everything runs in float64 inside `jax.enable_x64`, whatever the global flag: the
+  leaves are cast to float64 there and the caller's arrays are left as they are.
+
+  Example:
+    >>> report = check_gradients(loss, {"params": params, "inputs": x}, key=jax.random.key(0))
+    >>> print(report.format())
+    >>> report = zoo_check("lenet5_tiny")       # the model's natural objective, params and inputs
+    >>> assert report.ok, report.format()
 
   Tolerances. Defaults h = 1e-5, rtol = 1e-5, floor = 1e-3·max(1, |f(θ)|). Central differences err by
   O(h²·f‴) from truncation and by about ε·M/h from rounding (ε = 2.2e-16, M the size of the terms summed
