@@ -2,20 +2,12 @@ r"""Faces to fill in, from a config: `config.faces` and `config.inpainting` chec
 
 The inpainting measure of `deepvision.estimators.inpainting` at the scale of the embedded faces
 (`dv_faces`: scikit-image's 25×25 LFW crops; Ranzato, Mnih, Susskind & Hinton, PAMI 2013, fill in
-occluded faces). The *face* images (label 1) of `faces.train_split` train the models; those of
-`faces.test_split` are held out. Every face is cropped to `faces.crop`² pixels and average-pooled by
-`faces.pool` (24 → 12×12 by default: 144 pixels, a size a gated MRF with a few hundred factors models in
-seconds per epoch, where 625-pixel faces would need far more factors than 80 faces can fit):
+occluded faces). Every face is cropped to `faces.crop`² pixels and average-pooled by `faces.pool`
+(`crop_and_pool`), the training faces augmented by shifts and flips (`augment_faces`):
 
     out[n, i, j] = (1/pool²) Σ_{a,b < pool} image[n, top + pool·i + a, left + pool·j + b]
 
-With so few faces the training set is augmented: every crop offset (top, left) in {0, …, faces.shifts}²
-and, with `faces.flips`, the mirror images (faces are nearly symmetric). Held-out faces are cropped at
-(0, 0), not mirrored (the default splits give 80 training faces, 8 examples each, and 20 held-out
-faces). PCA whitening (`whiten.variance`) is fitted on the augmented training faces.
-
-Both the experiment that trains the model and the evaluation of the shipped weights
-(`deepvision.pretrained.evaluation`) read the config through here, so they see the same pixels.
+The experiment and the evaluation of the shipped weights both read the config through here (`load_faces`).
 """
 
 from __future__ import annotations
@@ -164,7 +156,11 @@ def inpaint_settings(config: ml_collections.ConfigDict, faces: FaceSettings) -> 
 
 
 def crop_and_pool(images: np.ndarray, crop: int, pool: int, top: int = 0, left: int = 0) -> np.ndarray:
-  """(N, H, W, 1) images cropped to crop×crop at (top, left), then averaged over pool×pool blocks."""
+  """(N, H, W, 1) images cropped to crop×crop at (top, left), then averaged over pool×pool blocks.
+
+  By default 24 → 12×12: 144 pixels, a size a gated MRF with a few hundred factors models in seconds per
+  epoch, where 625-pixel faces would need far more factors than 80 faces can fit.
+  """
   patch = images[:, top:top + crop, left:left + crop]
   side = crop // pool
   return patch.reshape(len(images), side, pool, side, pool, -1).mean(axis=(2, 4))
@@ -172,6 +168,9 @@ def crop_and_pool(images: np.ndarray, crop: int, pool: int, top: int = 0, left: 
 
 def augment_faces(images: np.ndarray, faces: FaceSettings) -> np.ndarray:
   """Every crop offset in {0..shifts}² of every face and, with flips, their mirror images, float32.
+
+  With so few faces the training set is augmented: every crop offset (top, left) in {0, …, faces.shifts}²
+  and, with `faces.flips`, the mirror images (faces are nearly symmetric).
 
   Returns (N · (shifts + 1)² · (2 if flips else 1), h, w, 1), grouped by augmentation (all faces at
   offset (0, 0) first).
@@ -184,7 +183,14 @@ def augment_faces(images: np.ndarray, faces: FaceSettings) -> np.ndarray:
 
 
 def load_faces(config: ml_collections.ConfigDict, faces: FaceSettings) -> tuple[np.ndarray, np.ndarray]:
-  """(augmented training faces, held-out faces), float32 (N, h, w, 1) in [0, 1]; faces only."""
+  """(augmented training faces, held-out faces), float32 (N, h, w, 1) in [0, 1]; faces only.
+
+  The *face* images (label 1) of `faces.train_split` train the models (`augment_faces`); those of
+  `faces.test_split` are held out, cropped at (0, 0), not mirrored (the default splits give 80 training
+  faces, 8 examples each, and 20 held-out faces). Both the experiment that trains the model and the
+  evaluation of the shipped weights (`deepvision.pretrained.evaluation`) read the config through here,
+  so they see the same pixels.
+  """
   def read(split: str, role: str) -> np.ndarray:
     try:
       images, labels = datasets.load_arrays(config.dataset, split, data_dir=config.get("data_dir") or None)
@@ -200,7 +206,10 @@ def load_faces(config: ml_collections.ConfigDict, faces: FaceSettings) -> tuple[
 
 
 def face_data(config: ml_collections.ConfigDict, train: np.ndarray, test: np.ndarray) -> EnergyData:
-  """The whitened faces a gated MRF trains on: PCA fitted on the training faces, (N, K, 1, 1)."""
+  """The whitened faces a gated MRF trains on: PCA fitted on the training faces, (N, K, 1, 1).
+
+  The PCA whitening (`whiten.variance`) is fitted on the augmented training faces.
+  """
   try:
     whitener = PCAWhitening.fit(train.astype(np.float64), variance=whiten_variance(config),
                                 epsilon=whiten_epsilon(config))

@@ -1,26 +1,14 @@
 r"""Occlusion masks: which pixels of an image are seen, for recognition and inpainting under occlusion.
 
 The occlusion experiments of Ranzato, Mnih, Susskind & Hinton ("Modeling natural images using gated
-MRFs", PAMI 2013; after Ranzato, Susskind, Mnih & Hinton, "On deep generative models with
-applications to recognition", CVPR 2011) hide a region of every test face (a half of the image, or a
-block) and ask the model to recognise the expression from what is left, after filling the hidden
-pixels in by conditional sampling. A mask here is a bool array of the images' shape with True where
-the pixel is **observed** and False where it is occluded; the `kind` names the region that is
-occluded:
+MRFs", PAMI 2013; after Ranzato, Susskind, Mnih & Hinton, "On deep generative models with applications
+to recognition", CVPR 2011) hide a region of every test face and recognise the expression from what is
+left, filled in by conditional sampling. A mask is a bool array of the images' shape, True where the
+pixel is **observed**; the `kind` names the occluded region (`occlusion_mask`):
 
   "left_half"      columns [0, ⌊W/2⌋) occluded            "right_half"   columns [W − ⌊W/2⌋, W)
   "top_half"       rows    [0, ⌊H/2⌋) occluded            "bottom_half"  rows    [H − ⌊H/2⌋, H)
-  "random_square"  an s × s block at a position drawn uniformly among the (H − s + 1)(W − s + 1)
-                   positions where it lies wholly inside the image, independently for each image
-
-(for an odd side the middle row or column stays observed). Every channel of a pixel is occluded
-together. Masks are built with JAX from a typed PRNG key (or an int seed, `jax.random.key(seed)`),
-so the same key gives the same masks, and they plug into `GaussianModel.inpaint` and
-`deepvision.samplers.conditional` as `observed_mask`.
-
-Example:
-  >>> mask = occlusion_mask("random_square", (8, 8, 1), seed, batch=len(images), square_size=0.5)
-  >>> seen = occlude(images, mask)                  # occluded pixels set to 0
+  "random_square"  an s × s block at a uniformly drawn position wholly inside the image, per image
 """
 
 from __future__ import annotations
@@ -89,6 +77,16 @@ def square_side(square_size: Any, height: int, width: int) -> int:
 def occlusion_mask(kind: str, image_shape: Any, key_or_seed: Any, batch: int, *,
                    square_size: Any = 0.5) -> Array:
   """Bool masks (True = observed) of `batch` images of shape `image_shape`, occluded as `kind` says.
+
+  "random_square" draws its block's position uniformly among the (H − s + 1)(W − s + 1) positions where
+  it lies wholly inside the image, independently for each image; for the halves, an odd side leaves the
+  middle row or column observed. Every channel of a pixel is occluded together. Masks are built with JAX
+  from a typed PRNG key (or an int seed, `jax.random.key(seed)`), so the same key gives the same masks,
+  and they plug into `GaussianModel.inpaint` and `deepvision.samplers.conditional` as `observed_mask`.
+
+  Example:
+    >>> mask = occlusion_mask("random_square", (8, 8, 1), seed, batch=len(images), square_size=0.5)
+    >>> seen = occlude(images, mask)                  # occluded pixels set to 0
 
   Args:
     kind: the occluded region, one of `OCCLUSION_KINDS` (see the module docstring).

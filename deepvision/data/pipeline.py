@@ -4,22 +4,10 @@ Batches are dicts `{'image': float32 (B, H, W, C) in [0, 1], 'label': int32 (B,)
 (`eval_batches` adds a boolean `mask`). uint8 images are divided by 255.
 
 Training order. Epoch e visits the examples in the permutation
-  argsort(Philox(key=(seed, e)).random_raw(N))
-(stable sort of the raw output of numpy's Philox counter-based generator, whose bit stream
-numpy keeps fixed across releases), cut into N // B batches; the last N mod B examples of
-each epoch are dropped, so every batch has the same shape and each example appears at most
-once per epoch. The order is the same for the same seed and different for every epoch.
 
-Why not grain's `shuffle` and `batch`: they work one element at a time in Python, which
-measured ~75 µs per element here (10 ms for a batch of 128 8×8 digits), longer than a
-training step on small images. Here grain iterates over *batch numbers* (its
-`MapDataset.range(...).repeat(...)`, prefetching in one background thread and giving the
-checkpointable iterator state), and each batch is read with one vectorised gather when the
-source has `read_batch(indices)` (as `datasets.ArraySource` has: ~0.1 ms per batch of 128 digits),
-or record by record otherwise (TFDS sources: ~50 µs per record).
+  argsort(Philox(key=(seed, e)).random_raw(N)),
 
-The iterator's state is the number of batches already produced (plus the settings, checked on
-restore), so a restored iterator yields exactly the batches the original would have.
+cut into N // B batches, the last N mod B examples dropped (`epoch_permutation`, `BatchIterator`).
 """
 
 from __future__ import annotations
@@ -40,7 +28,11 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
 
 
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-  """The order in which epoch `epoch` of a training run with `seed` visits the examples."""
+  """The order in which epoch `epoch` of a training run with `seed` visits the examples.
+
+  A stable sort of the raw output of numpy's Philox counter-based generator, whose bit stream numpy
+  keeps fixed across releases: the order is the same for the same seed and different for every epoch.
+  """
   keys = np.random.Philox(key=[seed, epoch]).random_raw(num_examples)
   return np.argsort(keys, kind="stable")
 
@@ -62,6 +54,17 @@ class BatchIterator(Iterator[Batch]):
 
   `get_state()` returns a JSON-serialisable dict; `set_state(state)` moves this iterator
   (or a fresh one made with the same source, batch size and seed) to that position.
+
+  Each epoch is cut into N // B batches of `epoch_permutation`; the last N mod B examples are dropped,
+  so every batch has the same shape and each example appears at most once per epoch. grain iterates
+  over *batch numbers* (its `MapDataset.range(...).repeat(...)`, prefetching in one background thread
+  and giving the checkpointable iterator state) rather than using grain's `shuffle` and `batch`, which
+  work one element at a time in Python, slower than a training step on small images (measurements in
+  benchmarks/README.md). Each batch is read with one vectorised gather when the source has
+  `read_batch(indices)` (as `datasets.ArraySource` has), or record by record otherwise (TFDS sources).
+
+  The state is the number of batches already produced (plus the settings, checked on restore), so a
+  restored iterator yields exactly the batches the original would have.
   """
 
   def __init__(self, source, batch_size: int, seed: int, num_epochs: int | None,
@@ -120,7 +123,7 @@ def train_batches(
 
   Args:
     source: a random-access source (`datasets.get_source`; pass `in_memory=True` for small
-      sets, see the module docstring for the speed difference).
+      sets, see benchmarks/README.md for the speed difference).
     batch_size: examples per batch, at most `len(source)`.
     seed: a non-negative integer; the same seed gives the same batches.
     num_epochs: number of passes; None for an endless iterator.
