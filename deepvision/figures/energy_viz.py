@@ -1,25 +1,11 @@
 """Pictures of an energy-based model in training: filters, sample chains, histograms.
 
-Hinton's "A practical guide to training restricted Boltzmann machines" (2010) and the talk
-("visualise filters: good ones are structured and uncorrelated") both ask for these pictures:
-
-* the weights of each hidden unit drawn as an image (`save_weight_filters`): good filters are
-  smooth, localised and varied; noise or many identical filters mean trouble (§15 of the guide);
-* Gibbs (or HMC) sample chains (`save_sample_chains`) and samples beside data
-  (`save_image_grid`): samples should look like data and chains should move;
-* histograms of weights, biases and hidden probabilities (`save_histograms`): the guide (§15)
-  suggests weight updates about 1e-3 of the weights and hidden probabilities that are neither
-  all near 0.5 (the hiddens ignore the input) nor all at 0 or 1;
-* for gated MRFs, the pooling and samples of several models side by side: `gated_mrf_viz`.
-
-The tile pictures are built by pure functions returning arrays in [0, 1]
-(`weight_filter_grid`, `image_tile_grid`, `sample_chain_grid`, `image_grid`), and written by
-one PNG writer with a known size: a title band of `TITLE_PIXELS` rows above the grid
-enlarged by an integer zoom z = max(1, ⌈min_pixels / max(rows, columns)⌉), each grid pixel
-becoming a z × z block, drawn unresampled. The PNG is therefore
-(TITLE_PIXELS + z·rows) × (z·columns) pixels, and more tiles give a larger grid. Everything
-takes numpy (or jax) arrays; nothing here depends on jax. Figures are drawn on
-`matplotlib.figure.Figure` objects with the Agg renderer, never through pyplot's global state.
+Hinton's "A practical guide to training restricted Boltzmann machines" (2010, §15) and the talk
+("visualise filters: good ones are structured and uncorrelated") both ask for these pictures: the
+weights of each hidden unit as an image (`save_weight_filters`), Gibbs (or HMC) sample chains and
+samples beside data (`save_sample_chains`, `save_image_grid`), histograms of weights, biases and hidden
+probabilities (`save_histograms`); for gated MRFs, `gated_mrf_viz`. The grids are built by pure
+functions returning arrays in [0, 1] and written by one PNG writer of known size (`save_grid`).
 """
 
 from __future__ import annotations
@@ -233,7 +219,12 @@ def image_grid(images: Any, image_shape: Sequence[int], columns: int | None = No
 
 
 def grid_png_shape(grid_shape: Sequence[int], min_pixels: int = MIN_PIXELS) -> tuple[int, int]:
-  """(height, width) in pixels of the PNG that `save_grid` writes for a grid of this shape."""
+  """(height, width) in pixels of the PNG that `save_grid` writes for a grid of this shape.
+
+  A title band of `TITLE_PIXELS` rows above the grid enlarged by an integer zoom
+  z = max(1, ⌈min_pixels / max(rows, columns)⌉), each grid pixel becoming a z × z block: the PNG is
+  (TITLE_PIXELS + z·rows) × (z·columns) pixels, and more tiles give a larger grid.
+  """
   rows, cols = grid_shape[:2]
   zoom = max(1, math.ceil(min_pixels / max(rows, cols)))
   return TITLE_PIXELS + zoom * rows, zoom * cols
@@ -242,7 +233,12 @@ def grid_png_shape(grid_shape: Sequence[int], min_pixels: int = MIN_PIXELS) -> t
 def save_grid(grid: np.ndarray, path: str, title: str, min_pixels: int = MIN_PIXELS,
               description: str = "") -> None:
   """Writes a [0, 1] grey (r, c) or colour (r, c, 3) grid as a PNG of `grid_png_shape` pixels:
-  the title in a band on top, the grid below enlarged by the integer zoom, unresampled."""
+  the title in a band on top, the grid below enlarged by the integer zoom, unresampled.
+
+  The grid builders of this module (`weight_filter_grid`, `image_tile_grid`, `sample_chain_grid`,
+  `image_grid`) take numpy (or jax) arrays; nothing here depends on jax. Figures are drawn on
+  `matplotlib.figure.Figure` objects with the Agg renderer, never through pyplot's global state.
+  """
   grid = np.clip(np.asarray(grid, np.float64), 0.0, 1.0)
   height, width = grid_png_shape(grid.shape, min_pixels)
   zoom = width // grid.shape[1]
@@ -263,7 +259,8 @@ def save_weight_filters(W: Any, image_shape: Sequence[int], path: str,
                         min_pixels: int = MIN_PIXELS) -> None:
   """Writes `weight_filter_grid(W, image_shape, max_filters, to_pixels, columns)` as a PNG.
 
-  The title gets "(n of H filters, h×w)" appended. See the module docstring for the size.
+  The title gets "(n of H filters, h×w)" appended; the size is `grid_png_shape`'s. Good filters are
+  smooth, localised and varied; noise or many identical filters mean trouble (§15 of Hinton's guide).
   """
   grid = weight_filter_grid(W, image_shape, max_filters, to_pixels, columns)
   n, total = min(max_filters or np.shape(W)[1], np.shape(W)[1]), np.shape(W)[1]
@@ -277,7 +274,10 @@ def save_sample_chains(chains: Any, image_shape: Sequence[int], path: str,
                        value_range: tuple[float, float] | None = (0.0, 1.0),
                        to_pixels: ToPixels | None = None,
                        min_pixels: int = MIN_PIXELS) -> None:
-  """Writes `sample_chain_grid(chains, ...)` as a PNG: rows are chains, columns steps."""
+  """Writes `sample_chain_grid(chains, ...)` as a PNG: rows are chains, columns steps.
+
+  Samples should look like data and chains should move.
+  """
   grid = sample_chain_grid(chains, image_shape, value_range, to_pixels)
   steps, num_chains = np.shape(chains)[:2]
   save_grid(grid, path, f"{title} ({num_chains} chains × {steps} steps)", min_pixels,
@@ -317,7 +317,9 @@ def save_histograms(arrays: Mapping[str, Any], path: str, title: str = "histogra
 
   Each panel's title is `histogram_title(name, values)` (mean and std of the finite values);
   non-finite values are counted there and left out of the histogram. The PNG is
-  `histogram_png_shape(len(arrays))` pixels.
+  `histogram_png_shape(len(arrays))` pixels. Hinton's guide (§15) suggests weight updates about 1e-3
+  of the weights and hidden probabilities that are neither all near 0.5 (the hiddens ignore the input)
+  nor all at 0 or 1.
 
   Raises:
     ValueError: no entries, an empty array, or bins < 1 (checked before drawing).
