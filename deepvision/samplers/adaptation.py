@@ -7,14 +7,8 @@ rejection rate r̄ towards a target:
   r̄ ← d·r̄ + (1 − d)·(fraction of the batch rejected)                     (d = 0.9)
   ε ← min(g·ε, ε_max) if r̄ < target else max(s·ε, ε_min)                 (g = 1.01, s = 0.99)
 
-with target 0.1 and [ε_min, ε_max] = [0.001, 0.25]; r̄ starts at the target (a choice: the reference
-does not say). `adapt_step_size` wraps any kernel built from a step size (`lambda eps: hmc(energy,
-num_leapfrog=L, step_size=eps)`) into a sampler whose state holds the kernel's state, ε and r̄.
-Since ε depends on past acceptances, the adapted chain is only approximately invariant; freeze ε
-(`step(..., adapt=False)`, e.g. after a burn-in) to get the exact fixed-step kernel back.
-
-The batch's rejection rate is the kernel info's `rejection_rate`; a kernel with an `axis_name`
-averages it over devices, so every shard adapts the ε of the whole batch.
+with target 0.1 and [ε_min, ε_max] = [0.001, 0.25]. `adapt_step_size` wraps any kernel built from a step
+size into a sampler whose state holds the kernel's state, ε and r̄.
 """
 
 from __future__ import annotations
@@ -102,6 +96,13 @@ def adapt_step_size(kernel: Callable[[Array], SamplingAlgorithm], *,
                     step_size_grow: float = STEP_SIZE_GROW, step_size_shrink: float = STEP_SIZE_SHRINK,
                     rejection_decay: float = REJECTION_DECAY) -> SamplingAlgorithm:
   """Wraps a kernel built from a step size into the original code's adaptation (module docstring).
+
+  The kernel is built from ε, e.g. `lambda eps: hmc(energy, num_leapfrog=L, step_size=eps)`. r̄ starts
+  at the target (a choice: the reference does not say). Since ε depends on past acceptances, the adapted
+  chain is only approximately invariant; freeze ε (`step(..., adapt=False)`, e.g. after a burn-in) to
+  get the exact fixed-step kernel back. The batch's rejection rate is the kernel info's
+  `rejection_rate`; a kernel with an `axis_name` averages it over devices, so every shard adapts the ε
+  of the whole batch.
 
   Args:
     kernel: `step_size -> SamplingAlgorithm`, called with the state's ε (a traced scalar) at every

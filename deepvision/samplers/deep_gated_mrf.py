@@ -4,20 +4,8 @@ The model (`deepvision.models.deep_gated_mrf`; Ranzato, Mnih, Susskind & Hinton,
 images using gated MRFs", PAMI 2013, §4): a gated MRF (mcRBM or mPoT) at the bottom, binary RBMs on its
 layer-1 codes z = [E[h_c | x]/s, E[h_m | x]] above, a DBN (Hinton, Osindero & Teh 2006) on top of it.
 
-Sampling (`sample`), with `chain_key, down_key, visible_key = jax.random.split(key, 3)`:
-  1. block Gibbs for `top_gibbs_steps` transitions in the top RBM (`samplers.dbn.sample_top`,
-     `chain_key`), from uniformly random binary states or from `start`;
-  2. a top-down pass (`samplers.dbn.top_down`, `down_key`) to the layer-1 codes. Default
-     (`mean_field=False`): binary samples of every layer, h^{l−1} ~ p(h^{l−1} | h^l), i.e. ancestral
-     sampling of the model above, down to binary codes z ~ p(z | h²) — the exact generative model of
-     the stack. With
-     `mean_field=True` every layer below the top hidden layer, the codes included, is its conditional
-     mean E[h^{l−1} | h^l] instead (p(x | h) below is still defined for fractional h);
-  3. the visibles given h_c = s·z_c, h_m = z_m (`samplers.gated_mrf.sample_visible`, `visible_key`):
-     exactly from the Gaussian p(x | h) (paper-form mcRBM, mPoT) or by HMC on E(x, h) with h fixed,
-     the step size adapted during a burn-in, then frozen.
-With no RBMs the stack is the gated MRF alone: `start` then gives the layer-1 codes and step 3
-samples x given them.
+`sample` runs block Gibbs in the top RBM, a top-down pass h^{l−1} ~ p(h^{l−1} | h^l) to the layer-1
+codes z, then draws the visibles x ~ p(x | h_c = s·z_c, h_m = z_m) of the gated MRF.
 """
 
 from __future__ import annotations
@@ -116,7 +104,19 @@ def sample(key: Array, gmrf_layer: Layer, rbm_layers: Sequence[Layer], num_sampl
            hmc_step_size: float = 0.05, hmc_init: str = "gaussian") -> tuple[Array, DeepSampleInfo]:
   """Samples x from the deep gated MRF (jitted): top-level Gibbs, top-down pass, visibles.
 
-  The three steps and their keys are in the module docstring.
+  With `chain_key, down_key, visible_key = jax.random.split(key, 3)`:
+    1. block Gibbs for `top_gibbs_steps` transitions in the top RBM (`samplers.dbn.sample_top`,
+       `chain_key`), from uniformly random binary states or from `start`;
+    2. a top-down pass (`samplers.dbn.top_down`, `down_key`) to the layer-1 codes. Default
+       (`mean_field=False`): binary samples of every layer, h^{l−1} ~ p(h^{l−1} | h^l), i.e. ancestral
+       sampling of the model above, down to binary codes z ~ p(z | h²) — the exact generative model of
+       the stack. With `mean_field=True` every layer below the top hidden layer, the codes included, is
+       its conditional mean E[h^{l−1} | h^l] instead (p(x | h) below is still defined for fractional h);
+    3. the visibles given h_c = s·z_c, h_m = z_m (`samplers.gated_mrf.sample_visible`, `visible_key`):
+       exactly from the Gaussian p(x | h) (paper-form mcRBM, mPoT) or by HMC on E(x, h) with h fixed,
+       the step size adapted during a burn-in, then frozen.
+  With no RBMs the stack is the gated MRF alone: `start` then gives the layer-1 codes and step 3
+  samples x given them.
 
   Args:
     key: typed PRNG key.

@@ -2,21 +2,12 @@ r"""Sampling gated MRFs: the visibles given the hidden units, and images from a 
 
 Gated MRFs (mcRBM, Ranzato & Hinton, CVPR 2010; mPoT, Ranzato, Mnih & Hinton, 2010; both in Ranzato,
 Mnih, Susskind & Hinton, "Modeling natural images using gated MRFs", PAMI 2013). `sample_visible` draws
-x ~ p(x | h_c, h_m), one draw per row, with `key` split into a Gaussian key and an HMC key:
-  * 'gaussian' (paper-form mcRBM, mPoT): the energy is quadratic in x, so exactly
-      x ~ N(μ, Σ),  Σ⁻¹ = Λ = C diag(P h_c) Cᵀ + I,  μ = Σ(W h_m + b_v),
-    drawn as x = μ + L⁻ᵀε, L Lᵀ = Λ, ε ~ N(0, I);
-  * 'hmc' (any gated MRF; the only choice for the original-form mcRBM, whose covariance branch sees
-    x̃ = x / sqrt(‖x‖²/D + ½) so that p(x | h) is not Gaussian): Hybrid Monte Carlo (`samplers.hmc`)
-    on the energy E(x, h) with h fixed (`models.deep_gated_mrf.conditional_energy`), started from a
-    draw of the Gaussian N(μ, Σ) above computed as for the paper form (exact for the paper form and
-    the mPoT; for the original form an approximation, exact where ‖x‖²/D = ½) or from x = 0. The step
-    size adapts to a 0.1 rejection rate during `hmc_burn_in` transitions (`samplers.adaptation`, the
-    original code's rule), then is frozen so that the kept transitions are an exact MCMC kernel;
-  * 'auto': 'gaussian' where p(x | h) is Gaussian, else 'hmc'.
+x ~ p(x | h_c, h_m): exactly where the energy is quadratic in x (paper-form mcRBM, mPoT),
 
-`sample_tiled` draws images from a `TiledMCRBM` (`models.tiled_gated_mrf`) by HMC on its free energy F
-with the closed-form ∂F/∂x, from N(0, I) or from given images.
+  x ~ N(μ, Σ),  Σ⁻¹ = Λ = C diag(P h_c) Cᵀ + I,  μ = Σ(W h_m + b_v),
+
+else by Hybrid Monte Carlo on E(x, h) with h fixed. `sample_tiled` draws images from a `TiledMCRBM` by
+HMC on its free energy F with the closed-form ∂F/∂x.
 """
 
 from __future__ import annotations
@@ -186,7 +177,18 @@ _sample_visible_jit = jax.jit(visible_given_hiddens, static_argnums=(1, 5, 6))
 def sample_visible(key: Array, gmrf_layer: Layer, h_c: Any, h_m: Any, *, visible: str = "auto",
                    hmc_steps: int = 100, hmc_burn_in: int = 50, hmc_leapfrog: int = 20,
                    hmc_step_size: float = 0.05, hmc_init: str = "gaussian") -> tuple[Array, VisibleInfo]:
-  """x ~ p(x | h_c, h_m) of the gated MRF, one draw per row (jitted); see the module docstring.
+  """x ~ p(x | h_c, h_m) of the gated MRF, one draw per row (jitted); N(μ, Σ) in the module docstring.
+
+  * 'gaussian' (paper-form mcRBM, mPoT): the energy is quadratic in x, so exactly x ~ N(μ, Σ), drawn as
+    x = μ + L⁻ᵀε, L Lᵀ = Λ, ε ~ N(0, I);
+  * 'hmc' (any gated MRF; the only choice for the original-form mcRBM, whose covariance branch sees
+    x̃ = x / sqrt(‖x‖²/D + ½) so that p(x | h) is not Gaussian): Hybrid Monte Carlo (`samplers.hmc`)
+    on the energy E(x, h) with h fixed (`models.deep_gated_mrf.conditional_energy`), started from a
+    draw of the Gaussian N(μ, Σ) computed as for the paper form (exact for the paper form and the
+    mPoT; for the original form an approximation, exact where ‖x‖²/D = ½) or from x = 0. The step
+    size adapts to a 0.1 rejection rate during `hmc_burn_in` transitions (`samplers.adaptation`, the
+    original code's rule), then is frozen so that the kept transitions are an exact MCMC kernel;
+  * 'auto': 'gaussian' where p(x | h) is Gaussian, else 'hmc'.
 
   `key` is split into a Gaussian key (the draw of N(μ, Σ), or HMC's start) and an HMC key (burn-in
   and kept transitions use its two halves, step t `fold_in(., t)`).
@@ -258,6 +260,8 @@ def _sample_tiled(model: TiledMCRBM, key: Array, variables: Any, start: Array, n
 def sample_tiled(model: TiledMCRBM, key: Array, variables: Any, num_images: int | None = None,
                  num_steps: int = 100, start: Any = None, **hmc_options: Any) -> tuple[Array, hmc_lib.HMCInfo]:
   """Images drawn by HMC on a `TiledMCRBM`'s F: `num_steps` trajectories from N(0, I) or from `start`.
+
+  The gradient is the model's closed-form ∂F/∂x (`models.tiled_gated_mrf`).
 
   Args:
     model: the tiled model (its `image_shape` is the size of the images drawn).
