@@ -6,16 +6,9 @@ when the window divides the image), each output is the maximum of its k_h·k_w i
   y[b, h, w, c] = max_{a < k_h, e < k_w} x[b, h·k_h + a, w·k_w + e, c],
 
 and the gradient flows to one input per window: the first maximum in row-major (a, e) order,
-as XLA's select-and-scatter does for `nn.max_pool`. XLA:CPU runs that select-and-scatter as a
-reduce-window plus a scatter, about ten times slower than the forward pass (see the LeNet-5
-benchmark in BUILD.md). Here the forward pass also records the window position a·k_w + e
-of the first maximum (an `argmax`), and the backward pass writes each output gradient to that
-position with one elementwise select.
-
-Any other configuration (overlapping windows, padding that adds cells, integer maps) falls back
-to `nn.max_pool`. NaN propagates to the output as in `nn.max_pool`. The fast path defines its
-gradient with `jax.custom_vjp`, so it supports reverse mode (`grad`, `vjp`) but not forward mode
-(`jvp`, `jacfwd`); use `nn.max_pool` where forward-mode derivatives are needed.
+as XLA's select-and-scatter does for `nn.max_pool`. Here the forward pass records the position
+a·k_w + e of that maximum and the backward pass routes each output gradient there with one select
+(`max_pool`); other configurations fall back to `nn.max_pool`.
 """
 
 from __future__ import annotations
@@ -121,6 +114,16 @@ def is_tiled(shape: Sequence[int], window: Size, strides: Size | None = None,
 def max_pool(x: Array, window: Size = 2, strides: Size | None = None,
              padding: Padding = "VALID") -> Array:
   """`nn.max_pool(x, window, strides, padding)` for NHWC x, fast when the windows tile the image.
+
+  XLA:CPU runs `nn.max_pool`'s select-and-scatter gradient as a reduce-window plus a scatter, about ten
+  times slower than the forward pass (see the LeNet-5 benchmark in BUILD.md). The fast path's forward
+  pass also records the window position a·k_w + e of the first maximum (an `argmax`), and its backward
+  pass writes each output gradient to that position with one elementwise select.
+
+  Any other configuration (overlapping windows, padding that adds cells, integer maps) falls back
+  to `nn.max_pool`. NaN propagates to the output as in `nn.max_pool`. The fast path defines its
+  gradient with `jax.custom_vjp`, so it supports reverse mode (`grad`, `vjp`) but not forward mode
+  (`jvp`, `jacfwd`); use `nn.max_pool` where forward-mode derivatives are needed.
 
   Args:
     x: (N, H, W, C) maps.

@@ -3,17 +3,12 @@
 For a window W(p) of the input around output position p:
 
 * max:  y_p = max_{q ∈ W(p)} x_q
-* avg:  y_p = (1/|W(p)|) Σ_{q ∈ W(p)} x_q   (|W(p)| counts only cells inside the image unless
-  `count_include_pad`; Jarrett et al. 2009's P_A is this with 'VALID' windows)
+* avg:  y_p = (1/|W(p)|) Σ_{q ∈ W(p)} x_q   (Jarrett et al. 2009's P_A with 'VALID' windows)
 * l2:   y_p = sqrt(Σ_{q ∈ W(p)} x_q²)       (Hyvärinen's subspace energy; the p = 2 case of the
   L_p pooling of Sermanet, Chintala & LeCun, "Convolutional neural networks applied to house
-  numbers digit classification", ICPR 2012). Its gradient x_q / y_p is set to 0 where the
-  window is all zeros (the subgradient), so it is finite everywhere.
+  numbers digit classification", ICPR 2012).
 
-Every pool returns maps of its input's dtype, so a bfloat16 network stays in bfloat16.
-
-`window` and `strides` are an int (square) or a (height, width) pair; `strides` defaults to
-`window` (non-overlapping pooling); `padding` is 'VALID', 'SAME' or ((top, bottom), (left, right)).
+Every pool returns maps of its input's dtype (arguments: `pool`).
 """
 
 from __future__ import annotations
@@ -70,6 +65,8 @@ def avg_pool(x: Array, window: Size = 2, strides: Size | None = None,
              padding: Padding = "VALID", count_include_pad: bool = False) -> Array:
   """Mean over each window; padding cells are left out of the count unless `count_include_pad`.
 
+  In the module docstring's y_p = (1/|W(p)|) Σ x_q, |W(p)| is then the number of cells inside the image.
+
   The output has x's dtype (flax divides by a float32 count where padding cells are left out,
   which would turn bfloat16 maps into float32 ones).
   """
@@ -81,7 +78,11 @@ def avg_pool(x: Array, window: Size = 2, strides: Size | None = None,
 
 def l2_pool(x: Array, window: Size = 2, strides: Size | None = None,
             padding: Padding = "VALID") -> Array:
-  """sqrt of the sum of squares over each window (zero padding), with a finite gradient at 0."""
+  """sqrt of the sum of squares over each window (zero padding), with a finite gradient at 0.
+
+  The gradient x_q / y_p is set to 0 where the window is all zeros (the subgradient), so it is finite
+  everywhere.
+  """
   window, strides, padding = _arguments(x, window, strides, padding)
   energy = nn.pool(x * x, 0.0, jax.lax.add, window, strides, padding)
   positive = energy > 0
@@ -93,7 +94,12 @@ _POOL_FNS = {"max": max_pool, "avg": avg_pool, "l2": l2_pool}
 
 def pool(x: Array, kind: str, window: Size = 2, strides: Size | None = None,
          padding: Padding = "VALID") -> Array:
-  """Pooling chosen by name: 'max', 'avg' or 'l2'."""
+  """Pooling chosen by name: 'max', 'avg' or 'l2'.
+
+  `window` and `strides` are an int (square) or a (height, width) pair; `strides` defaults to
+  `window` (non-overlapping pooling); `padding` is 'VALID', 'SAME' or ((top, bottom), (left, right)).
+  Every pool returns maps of its input's dtype, so a bfloat16 network stays in bfloat16.
+  """
   check_choice("pooling kind", kind, list(POOLS))
   return _POOL_FNS[kind](x, window, strides, padding)
 
