@@ -52,7 +52,7 @@ class InpaintSettings:
 
 @dataclasses.dataclass(frozen=True)
 class FaceSettings:
-  """How faces become training and held-out pixels (`config.faces`; module docstring)."""
+  """How faces become training and held-out pixels (`config.faces`; `load_faces`, `augment_faces`)."""
 
   train_split: str
   test_split: str

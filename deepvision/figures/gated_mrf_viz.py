@@ -5,7 +5,7 @@ For gated MRFs (Ranzato & Hinton 2010; Ranzato et al., PAMI 2013): the pooling m
 topographic P pools neighbouring factors, which should look alike, e.g. similar orientation at nearby
 positions), and data beside samples of competing models on one grey scale (`comparison_grid`: data |
 Gaussian (PCA) samples | HMC samples of the gated MRF; `image_rows_grid`: original | occluded | fills).
-Grids are arrays in [0, 1] written by `energy_viz.save_grid` (its module docstring gives the PNG sizes).
+Grids are arrays in [0, 1] written by `energy_viz.save_grid` (`energy_viz.grid_png_shape` gives the PNG sizes).
 """
 
 from __future__ import annotations
