@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from deepvision import parallel
+from deepvision import distributed
 from deepvision.checkpoint_manifest import (MANIFEST_NAME, MANIFEST_TMP, ORBAX_TMP_DIR, STEP_DIR, fsync,
                                             library_versions, verify_step, write_manifest)
 
@@ -144,8 +144,8 @@ class Checkpointer:
     self._announced: set[tuple[int, str]] = set()
     os.makedirs(self.directory, exist_ok=True)
     # Several processes (multi-host): process 0 does the file operations, orbax writes from all of them.
-    self.removed_temporaries = self._remove_temporaries() if parallel.is_primary() else []
-    parallel.barrier("deepvision-checkpointer-init")
+    self.removed_temporaries = self._remove_temporaries() if distributed.is_primary() else []
+    distributed.barrier("deepvision-checkpointer-init")
     options = ocp.CheckpointManagerOptions(max_to_keep=int(keep), save_interval_steps=1, create=True,
                                            enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
@@ -209,7 +209,7 @@ class Checkpointer:
       NonFiniteStateError: if any floating leaf of the state is NaN or Inf (nothing is written).
     """
     tree = _to_saveable(state)
-    if parallel.process_count() > 1:  # host copies, equal in every process: orbax writes them from process 0
+    if distributed.process_count() > 1:  # host copies, equal in every process: orbax writes them from process 0
       tree = jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
     bad = _non_finite_leaves(tree)
     if bad:
@@ -223,20 +223,20 @@ class Checkpointer:
         if existing == step:
           return  # already saved and intact
         continue
-      if parallel.is_primary():
+      if distributed.is_primary():
         self._move_aside(existing, reason, saving=step)
       moved = True
     if moved:
-      parallel.barrier(f"deepvision-move-aside-{step}")
+      distributed.barrier(f"deepvision-move-aside-{step}")
       self._manager.reload()
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(tree), data=ocp.args.JsonSave(data_state or {})), force=True)
     self._manager.wait_until_finished()
     if not os.path.isdir(self.step_directory(step)):
       raise RuntimeError(f"orbax reported saving step {step} but {self.step_directory(step)} does not exist")
-    if parallel.is_primary():
+    if distributed.is_primary():
       self._write_manifest(step)
-    parallel.barrier(f"deepvision-manifest-{step}")
+    distributed.barrier(f"deepvision-manifest-{step}")
 
   def _move_aside(self, step: int, reason: str, saving: int) -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -326,7 +326,7 @@ class Checkpointer:
     return state, data_state, self.restored_step
 
   def _restore_step(self, template: Any, step: int) -> tuple[Any, dict]:
-    if parallel.process_count() > 1:  # restore host copies in every process (see `save`)
+    if distributed.process_count() > 1:  # restore host copies in every process (see `save`)
       target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), _to_saveable(template))
     else:
       target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(template))

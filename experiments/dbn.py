@@ -35,7 +35,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from deepvision import optim, parallel, zoo
+from deepvision import distributed, optim, zoo
 from deepvision.data import datasets
 from deepvision.figures import energy_viz, viz
 from deepvision.models import dbn
@@ -255,8 +255,8 @@ def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
   # A DBN run is resumable once any of its layers has started.
   started = os.path.isdir(os.path.abspath(os.path.join(workdir, "layer_1", "checkpoints")))
   workdir = workdirs.prepare(config, workdir, RUN_IDENTITY + ("dbn",), resumable=started,
-                             write=parallel.is_primary())
-  quiet = quiet or not parallel.is_primary()
+                             write=distributed.is_primary())
+  quiet = quiet or not distributed.is_primary()
 
   layers: list[dbn.Layer] = []
   summary: dict[str, Any] = {}
@@ -289,10 +289,10 @@ def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
     if not quiet:
       print(f"{workdir} already holds the finished run; nothing to do.")
     return record, layers
-  writer = MetricsWriter(workdir, enabled=parallel.is_primary())
+  writer = MetricsWriter(workdir, enabled=distributed.is_primary())
   record = writer.write(plan.finetune_steps, {**summary, "final": True})
   writer.close()
-  if config.get("figures", True) and parallel.is_primary():
+  if config.get("figures", True) and distributed.is_primary():
     save_figures(config, plan, layers, workdir)
   if not quiet:
     shown = [k for k in ("test/accuracy", "test/accuracy_scratch", "val/accuracy", "val/accuracy_scratch")

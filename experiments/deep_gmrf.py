@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deepvision import parallel, zoo
+from deepvision import distributed, zoo
 from deepvision.data import datasets
 from deepvision.data.patches import extract_patches
 from deepvision.figures import gated_mrf_viz
@@ -383,8 +383,8 @@ def run_deep_gmrf(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
   plan = plan_deep_gmrf(config)
   started = os.path.isdir(os.path.abspath(os.path.join(workdir, "layer_1", "checkpoints")))
   workdir = workdirs.prepare(config, workdir, RUN_IDENTITY + _GATED_BLOCKS, resumable=started,
-                             write=parallel.is_primary())
-  quiet = quiet or not parallel.is_primary()
+                             write=distributed.is_primary())
+  quiet = quiet or not distributed.is_primary()
   layers, tiled, summary = train_layers(plan, workdir, quiet)
   previous = read_metrics(workdir)
   if previous and previous[-1].get("final") and all(_same(previous[-1].get(k), v) for k, v in summary.items()):
@@ -392,10 +392,10 @@ def run_deep_gmrf(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
       print(f"{workdir} already holds the finished run; nothing to do.")
     return previous[-1], layers, tiled
   stats = {}
-  if config.get("figures", True) and parallel.is_primary():
+  if config.get("figures", True) and distributed.is_primary():
     stats = save_figures(config, plan, layers, tiled, workdir)
   total = sum(c.num_epochs for c in plan.layer_configs)
-  writer = MetricsWriter(workdir, enabled=parallel.is_primary())
+  writer = MetricsWriter(workdir, enabled=distributed.is_primary())
   record = writer.write(total, {**summary, **stats, "final": True})
   writer.close()
   if not quiet:

@@ -22,7 +22,7 @@ import sys
 
 from absl import app, flags, logging
 
-from deepvision import parallel
+from deepvision import distributed
 from deepvision.checkpoint import CheckpointCorruptedError, CheckpointRestoreError
 from deepvision.data.datasets import DatasetCorruptedError, DatasetNotFoundError
 from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted
@@ -50,13 +50,13 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
   explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
-    timeouts = parallel.distributed_timeouts(_CONFIG.value)
+    timeouts = distributed.distributed_timeouts(_CONFIG.value)
     if _DISTRIBUTED.value or any(v is not None for v in explicit):
-      parallel.initialize_distributed(*explicit, **timeouts)
+      distributed.initialize_distributed(*explicit, **timeouts)
   except ValueError as e:
     cli.usage_error(str(e), USAGE)
   try:
-    with parallel.exit_on_lost_peer():
+    with distributed.exit_on_lost_peer():
       train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, DatasetNotFoundError, DatasetCorruptedError, CheckpointCorruptedError,
           CheckpointRestoreError) as e:

@@ -30,7 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from deepvision import parallel, zoo
+from deepvision import distributed, zoo
 from deepvision.data import datasets
 from deepvision.data.occlusion import square_side
 from deepvision.estimators.occlusion import (
@@ -238,8 +238,8 @@ def run_occlusion(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
   task = plan.task
   started = os.path.isdir(os.path.abspath(os.path.join(workdir, MODEL_DIR, "checkpoints")))
   workdir = workdirs.prepare(config, workdir, RUN_IDENTITY + ("occlusion",), resumable=started,
-                             write=parallel.is_primary())
-  quiet = quiet or not parallel.is_primary()
+                             write=distributed.is_primary())
+  quiet = quiet or not distributed.is_primary()
   model_record, params = run_contrastive(plan.model_config, os.path.join(workdir, MODEL_DIR), data=plan.data,
                                          quiet=quiet)
   params = jax.device_get(params)
@@ -254,7 +254,7 @@ def run_occlusion(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
   previous = read_metrics(workdir)
   if previous and previous[-1] == {"step": step, **record, "final": True}:
     return previous[-1], params
-  if parallel.is_primary():
+  if distributed.is_primary():
     writer = MetricsWriter(workdir)
     record = writer.write(step, {**record, "final": True})
     writer.close()

@@ -21,14 +21,14 @@ sys.path.insert(0, ROOT)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from deepvision import parallel  # noqa: E402
+from deepvision import distributed  # noqa: E402
 
 
 def main() -> int:
   name, workdir, out_dir, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
   if len(sys.argv) > 5:
     port, num_processes, process_id = (int(a) for a in sys.argv[5:8])
-    parallel.initialize_distributed(f"127.0.0.1:{port}", num_processes, process_id, initialization_timeout=60)
+    distributed.initialize_distributed(f"127.0.0.1:{port}", num_processes, process_id, initialization_timeout=60)
   from deepvision.train import dispatch, fit, loop  # pylint: disable=g-import-not-at-top
   config = loop.override_config(importlib.import_module(f"experiments.configs.{name}").get_config("smoke"),
                                 overrides)
@@ -55,8 +55,8 @@ def main() -> int:
   params = jax.device_get(final["state"].params)
   flat = {jax.tree_util.keystr(path): np.asarray(leaf)
           for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
-  np.savez(os.path.join(out_dir, f"params_{parallel.process_index()}.npz"), **flat)
-  print(json.dumps({"process": parallel.process_index(), "sha256": parallel.tree_digest(params)}), flush=True)
+  np.savez(os.path.join(out_dir, f"params_{distributed.process_index()}.npz"), **flat)
+  print(json.dumps({"process": distributed.process_index(), "sha256": distributed.tree_digest(params)}), flush=True)
   return 0
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from deepvision import parallel
+from deepvision import distributed
 from deepvision.train.writers import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,7 +121,7 @@ def test_a_killed_process_stops_the_other_and_rerunning_both_resumes_bitwise(tmp
     run.reap()
   _finish(uninterrupted, "reference")
   out, err = run.output(0)
-  assert code == parallel.LOST_PEER_EXIT_CODE, f"exit {code}:\n{out}\n{err[-3000:]}"
+  assert code == distributed.LOST_PEER_EXIT_CODE, f"exit {code}:\n{out}\n{err[-3000:]}"
   assert waited < HEARTBEAT_S + 5, waited
   assert "error: lost contact with process 1 of this 2-process run" in err, err[-3000:]
   assert "Rerun all 2 processes with the same command to resume from the newest checkpoint" in err
@@ -147,7 +147,7 @@ def test_a_killed_process_stops_the_other_and_rerunning_both_resumes_bitwise(tmp
     # Alive but stuck (its heartbeats go on): the collective waiting for it times out.
     pytest.param("collective", ["--config.distributed_heartbeat_timeout_s=300",
                                 "--config.distributed_collective_timeout_s=20"],
-                 parallel.LOST_PEER_EXIT_CODE, "error: lost contact with process 1 of this 2-process run",
+                 distributed.LOST_PEER_EXIT_CODE, "error: lost contact with process 1 of this 2-process run",
                  id="collective"),
 ])
 def test_a_frozen_process_stops_the_other_within_the_configured_timeout(tmp_path, env, bound, settings, code,
@@ -171,14 +171,14 @@ def test_a_frozen_process_stops_the_other_within_the_configured_timeout(tmp_path
 def test_the_timeouts_come_from_the_config_and_bad_ones_are_errors_naming_the_field():
   from experiments.configs import lcn_convnet_digits  # pylint: disable=g-import-not-at-top
   config = lcn_convnet_digits.get_config("smoke")
-  assert parallel.distributed_timeouts(config) == {"heartbeat_timeout": 100, "collective_timeout": 600,
+  assert distributed.distributed_timeouts(config) == {"heartbeat_timeout": 100, "collective_timeout": 600,
                                                    "shutdown_timeout": 60}
   config.distributed_collective_timeout_s = 30
-  assert parallel.distributed_timeouts(config)["collective_timeout"] == 30
+  assert distributed.distributed_timeouts(config)["collective_timeout"] == 30
   for field, value in (("distributed_heartbeat_timeout_s", 0), ("distributed_collective_timeout_s", True),
                        ("distributed_shutdown_timeout_s", -5), ("distributed_shutdown_timeout_s", 1.5)):
     with pytest.raises(ValueError, match=rf"config.{field} must be an int >= 1 \(seconds\), got {value}"):
-      parallel.distributed_timeouts({field: value})
+      distributed.distributed_timeouts({field: value})
 
 
 def test_the_launcher_refuses_a_bad_timeout_with_exit_2(tmp_path):
@@ -207,40 +207,40 @@ def two_processes(monkeypatch):
 
 def test_a_failed_collective_is_a_lost_peer_even_when_another_error_follows(two_processes):
   del two_processes
-  message = parallel.lost_peer_message(_gloo_error())
+  message = distributed.lost_peer_message(_gloo_error())
   assert message.startswith("lost contact with process 1 of this 2-process run")
   assert "Connection reset by peer" in message and "Rerun all 2 processes" in message
   # JAX reports it as a ValueError when an input of the next computation already holds the error.
   later = ValueError("UNKNOWN: Gloo AllReduce failed: [pair.cc:547] Connection closed by peer [127.0.0.1]:1")
-  assert "Connection closed by peer" in parallel.lost_peer_message(later)
+  assert "Connection closed by peer" in distributed.lost_peer_message(later)
   try:  # a clean-up step failing in turn while the collective's error propagates
     try:
       raise _gloo_error()
     finally:
       raise RuntimeError("could not close the writer")
   except RuntimeError as e:
-    assert "Connection reset by peer" in parallel.lost_peer_message(e)
+    assert "Connection reset by peer" in distributed.lost_peer_message(e)
   try:
     try:
       raise _gloo_error()
     except jax.errors.JaxRuntimeError as e:
       raise RuntimeError("saving failed") from e
   except RuntimeError as e:
-    assert "Connection reset by peer" in parallel.lost_peer_message(e)
+    assert "Connection reset by peer" in distributed.lost_peer_message(e)
 
 
 def test_other_errors_and_single_process_runs_are_not_lost_peers(two_processes, monkeypatch):
   del two_processes
-  assert parallel.lost_peer_message(ValueError("config.batch_size must be positive")) is None
-  assert parallel.lost_peer_message(jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: out of memory")) is None
+  assert distributed.lost_peer_message(ValueError("config.batch_size must be positive")) is None
+  assert distributed.lost_peer_message(jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: out of memory")) is None
   monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
-  assert parallel.lost_peer_message(_gloo_error()) is None
+  assert distributed.lost_peer_message(_gloo_error()) is None
 
 
 def test_the_guard_passes_other_errors_through_and_returns_normally(two_processes, monkeypatch):
   del two_processes
-  monkeypatch.setattr(parallel, "barrier", lambda name: None)
-  with parallel.exit_on_lost_peer():
+  monkeypatch.setattr(distributed, "barrier", lambda name: None)
+  with distributed.exit_on_lost_peer():
     pass
-  with pytest.raises(KeyError), parallel.exit_on_lost_peer():
+  with pytest.raises(KeyError), distributed.exit_on_lost_peer():
     raise KeyError("not a peer")

@@ -25,6 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from deepvision import parallel
 from deepvision.train import loop
 from deepvision.train.errors import ConfigError
 from deepvision.xla_flags import with_cpu_devices
@@ -152,7 +153,7 @@ def test_pcd_chains_split_over_four_devices_checkpoint_whole_and_resume_on_four_
 
 def test_a_global_batch_the_devices_do_not_divide_is_a_config_error(monkeypatch):
   config = loop.override_config(lcn_convnet_digits.get_config("smoke"), {"batch_size": 30})
-  monkeypatch.setattr(loop.parallel.Replicas, "num_devices", property(lambda self: 4))
+  monkeypatch.setattr(parallel.Replicas, "num_devices", property(lambda self: 4))
   with pytest.raises(ConfigError, match=r"config.batch_size=30 must be a multiple of the 4 devices"):
     loop.plan_supervised(config)
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deepvision import config_blocks, optim, parallel, schema, zoo
+from deepvision import config_blocks, distributed, optim, schema, zoo
 from deepvision.data import datasets, pipeline
 from deepvision.data.energy import EnergyData, prepare_data
 from deepvision.errors import ConfigError
@@ -64,7 +64,7 @@ class AutoencoderTask(fit.Task):
   def train_batches(self):
     x = self.data.splits["train"]
     return pipeline.train_batches(datasets.ArraySource(x, np.zeros(len(x), np.int32)), self.run.batch_size,
-                                  seed=self.run.seed, shard=(parallel.process_index(), parallel.process_count()))
+                                  seed=self.run.seed, shard=(distributed.process_index(), distributed.process_count()))
 
   def make_step(self, axis_name):
     rate = self.run.corruption

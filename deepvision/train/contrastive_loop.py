@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deepvision import config_blocks, optim, parallel, schema, zoo
+from deepvision import config_blocks, distributed, optim, parallel, schema, zoo
 from deepvision.checkpoint import read_state
 from deepvision.data import datasets, pipeline
 from deepvision.data.energy import (EnergyData, check_model_data, prepare_data, preprocessing_differences,
@@ -256,7 +256,7 @@ class ContrastiveTask(fit.Task):
     labels = self.plan.data.labels.get("train", np.zeros(len(train_x), np.int32))
     return pipeline.train_batches(datasets.ArraySource(train_x, labels), self.config.batch_size,
                                   seed=self.config.seed,
-                                  shard=(parallel.process_index(), parallel.process_count()))
+                                  shard=(distributed.process_index(), distributed.process_count()))
 
   def make_step(self, axis_name):
     step = contrastive.make_train_step(self.plan.model, self.plan.spec, self.lr_fn, axis_name=axis_name,
@@ -266,10 +266,10 @@ class ContrastiveTask(fit.Task):
   def began(self, workdir, state, start):
     plan, config = self.plan, self.config
     record = preprocessing_record(plan.data)
-    if record is not None and parallel.is_primary() and not start:
+    if record is not None and distributed.is_primary() and not start:
       with open(os.path.join(workdir, PREPROCESSING_FILE), "w") as f:
         json.dump(record, f)
-    if not self.quiet and parallel.is_primary():
+    if not self.quiet and distributed.is_primary():
       print(f"{config.model}: {zoo.count_params(state.params):,} parameters, {plan.spec.method.upper()}-"
             f"{plan.spec.k}; {config.dataset}: {len(plan.data.splits['train'])} training examples of shape "
             f"{plan.data.image_shape}, {plan.total_steps} steps of {config.batch_size}.")

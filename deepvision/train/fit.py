@@ -20,7 +20,7 @@ from typing import Any
 
 import ml_collections
 
-from deepvision import parallel
+from deepvision import distributed, parallel
 from deepvision.checkpoint import Checkpointer
 from deepvision.train import dispatch, runner
 from deepvision.train import workdir as workdirs
@@ -126,7 +126,7 @@ def fit(task: Task, config: ml_collections.ConfigDict, workdir: str) -> tuple[Me
     TrainingPreempted: SIGTERM / SIGINT arrived; a checkpoint of the current step was saved.
     ConfigError / CheckpointCorruptedError: a work dir of another run, or no checkpoint verifies.
   """
-  primary = parallel.is_primary()
+  primary = distributed.is_primary()
   quiet = task.quiet or not primary  # only process 0 talks
   workdir = workdirs.prepare(config, workdir, task.identity, write=primary)
   schedule = task.schedule
@@ -156,10 +156,10 @@ def fit(task: Task, config: ml_collections.ConfigDict, workdir: str) -> tuple[Me
     checkpointer.close()
   if config.get("figures", True) and primary:
     task.save_figures(state, workdir)
-  if parallel.process_count() > 1:  # a collective: every process checks, process 0 reports
-    digest = parallel.check_replicas_agree(state.params)
+  if distributed.process_count() > 1:  # a collective: every process checks, process 0 reports
+    digest = distributed.check_replicas_agree(state.params)
     if not quiet:
-      print(f"parameters agree across {parallel.process_count()} processes: sha256 {digest}")
+      print(f"parameters agree across {distributed.process_count()} processes: sha256 {digest}")
   if not quiet:
     task.finished(workdir, record, state)
   return record, state
@@ -211,7 +211,7 @@ def _train(task: Task, state: Any, train_iter: Iterator, start: int, pending: li
           writer.write(step, record)
       if checkpoint_now:
         save()
-      elif parallel.any_process(preemption.requested is not None):  # all processes stop at the same step
+      elif distributed.any_process(preemption.requested is not None):  # all processes stop at the same step
         save()
         writer.close()
         message = (f"{preemption.requested or 'a stop request of another process'} received: saved the "

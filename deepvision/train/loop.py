@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from deepvision import config_blocks, optim, parallel, schema, zoo
+from deepvision import config_blocks, distributed, optim, schema, zoo
 from deepvision.checkpoint import read_state
 from deepvision.registry import Registry, UnknownNameError
 from deepvision.train import autoencoder, contrastive_loop, fit, supervised
@@ -111,7 +111,7 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
       raise ConfigError(f"learning-rate search from {config.optimizer.learning_rate} found no rate that "
                         "converges:\n" + result.format())
     rate = result.learning_rate
-    if parallel.is_primary():
+    if distributed.is_primary():
       with open(path + ".tmp", "w") as f:
         json.dump({"start": start, "learning_rate": rate,
                    "trail": [dataclasses.asdict(t) for t in result.trail]}, f, indent=2)
@@ -126,7 +126,7 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
   trained = config  # the config as requested is the run's (config.json); the optimiser may use a searched rate
   if config.optimizer.get("lr_search", False):
     # The work dir is checked before the search writes lr_search.json into it.
-    prepared = workdirs.prepare(config, workdir, RUN_IDENTITY, write=parallel.is_primary())
+    prepared = workdirs.prepare(config, workdir, RUN_IDENTITY, write=distributed.is_primary())
     trained = _searched_learning_rate(config, prepared)
   replicas = plan.replicas
   sources = {role: source for role, source in (("val", plan.eval_source), ("test", plan.test_source))

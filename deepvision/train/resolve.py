@@ -7,7 +7,7 @@ from typing import Any
 
 import ml_collections
 
-from deepvision import parallel, zoo
+from deepvision import distributed, parallel, zoo
 from deepvision.config_blocks import COMPUTE_DTYPES
 from deepvision.registry import UnknownNameError
 from deepvision.train.errors import ConfigError
@@ -27,7 +27,7 @@ def replicas_for(config: ml_collections.ConfigDict, global_batch: int, what: str
   if global_batch % replicas.num_devices:
     raise ConfigError(
         f"config.{what}={global_batch} must be a multiple of the {replicas.num_devices} devices "
-        f"({replicas.num_local_devices} per process × {parallel.process_count()} processes): each device "
+        f"({replicas.num_local_devices} per process × {distributed.process_count()} processes): each device "
         f"takes an equal share; set config.{what} to a multiple, or config.num_devices")
   return replicas
 

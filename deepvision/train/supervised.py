@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from deepvision import config_blocks, optim, parallel, schema, zoo
+from deepvision import config_blocks, distributed, optim, parallel, schema, zoo
 from deepvision.data import augment, datasets, pipeline
 from deepvision.figures import viz
 from deepvision.registry import UnknownNameError
@@ -310,13 +310,13 @@ class SupervisedTask(fit.Task):
 
   def train_batches(self):
     return pipeline.train_batches(self.train_source, self.batch_size, seed=self.seed,
-                                  shard=(parallel.process_index(), parallel.process_count()))
+                                  shard=(distributed.process_index(), distributed.process_count()))
 
   def make_step(self, axis_name):
     return make_train_step(self.preprocess, self.lr_fn, self.ema_decay, axis_name=axis_name)
 
   def began(self, workdir, state, start):
-    if self.describe and not self.quiet and parallel.is_primary():
+    if self.describe and not self.quiet and distributed.is_primary():
       print(self.describe.format(params=sum(np.size(x) for x in jax.tree.leaves(state.params))))
 
   def evaluate(self, state, step):
