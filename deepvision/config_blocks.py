@@ -8,6 +8,9 @@ the field, the value and what is accepted before any compute.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
+
+import numpy as np
 
 from deepvision import optim
 from deepvision.schema import at_least, boolean, numbers, one_of, real, spec, text
@@ -17,7 +20,30 @@ MATMUL_PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", 
 PREPROCESSING = ("none", "binarize", "standardize", "whiten")
 CONTRASTIVE_METHODS = ("cd", "pcd", "fpcd")
 LOG_LIKELIHOOD = ("auto", "exact", "ais", "none")
+POOLING_MASKS = ("model", "none", "identity", "topographic")
 _ANY = None
+
+
+def pooling_mask(value: Any) -> Any:
+  """A mask name of `POOLING_MASKS`, or a finite non-negative (n_factors, n_cov) array pooling every
+  covariance unit (its shape is checked against the model's by the trainer)."""
+  if isinstance(value, str):
+    if value not in POOLING_MASKS:
+      raise ValueError(f"must be one of {', '.join(map(repr, POOLING_MASKS))} or a non-negative "
+                       "(n_factors, n_cov) array")
+    return value
+  try:
+    mask = np.asarray(value, np.float64)
+  except (TypeError, ValueError):
+    mask = np.zeros(0)
+  if mask.ndim != 2 or not np.all(np.isfinite(mask)) or np.any(mask < 0):
+    raise ValueError(f"must be a mask name or a finite non-negative (n_factors, n_cov) array (P is kept >= 0 "
+                     f"under it); this one has shape {mask.shape}"
+                     + (f" and minimum {np.nanmin(mask)!r}" if mask.size else ""))
+  if not np.all(mask.any(axis=0)):
+    raise ValueError(f"leaves covariance units {np.flatnonzero(~mask.any(axis=0))[:10].tolist()} with no "
+                     "factor to pool")
+  return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +172,11 @@ class LogLikelihood:
   ais_temperatures: int = spec(0, at_least(0), "0: Salakhutdinov's 14,501-step schedule")
   ais_betas: tuple = spec((), numbers(0.0), "an explicit schedule from 0 to 1")
   ais_every_eval: bool = spec(False, boolean, "AIS at every evaluation (slow)")
+  # Continuous visibles (gated MRFs): AIS with HMC transitions (`energy_metrics.continuous_ais_settings`).
+  hmc_leapfrog: int = spec(10, at_least(1), optional=True)
+  hmc_trajectories: int = spec(1, at_least(1), "per temperature", optional=True)
+  hmc_step_size: float = spec(0.0, real(0.0, 10.0), "0: the step size the training chains adapted to",
+                              optional=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +185,26 @@ class LinearEval:
 
   enabled: bool = spec(True, boolean)
   l2: tuple = spec((1e-2, 1e-3, 1e-4, 1e-5, 1e-6), numbers(0.0, allow_empty=False))
+
+
+@dataclasses.dataclass(frozen=True)
+class GatedMRF:
+  """`gated_mrf`: the original recipe of Ranzato & Hinton (2010) around every update of a gated MRF
+  (`train.contrastive.GatedMRFRecipe`)."""
+
+  pooling_frozen_epochs: int = spec(10, at_least(0), "P keeps its initial value this long")
+  project_pooling: bool = spec(True, boolean, "then P ← max(P, 0) · mask, unit-L1 columns")
+  pooling_mask: Any = spec("model", pooling_mask, "'model' (its own), 'none', 'identity', 'topographic' or (F, N)")
+  normalize_factors: bool = spec(True, boolean, "rescale C's columns to their running norm")
+  factor_norm_decay: float = spec(0.95, real(0.0, 1.0), "d in n ← d·n + (1 − d)·mean_f ‖C_f‖")
+
+
+@dataclasses.dataclass(frozen=True)
+class Whiten:
+  """`whiten`: the PCA whitening of `preprocess='whiten'`."""
+
+  variance: float = spec(0.99, real(0.0, 1.0, low_open=True), "the fraction of the variance kept")
+  epsilon: float = spec(0.0, real(0.0), "added to the eigenvalues")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,3 +220,6 @@ class Contrastive(Run):
   optimizer: Optimizer = spec(Optimizer())
   log_likelihood: LogLikelihood = spec(LogLikelihood())
   linear_eval: LinearEval = spec(LinearEval())
+  # A gated MRF's extra blocks: checked when present, not in every config.
+  whiten: Whiten | None = spec(None, optional=True)
+  gated_mrf: GatedMRF | None = spec(None, optional=True)

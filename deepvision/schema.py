@@ -11,6 +11,10 @@ what is accepted, before any compute:
     batch_size: int = spec(32, at_least(1), "examples per step")
 
   run = schema.load(Run, config)   # ConfigError: config.batch_size must be an integer >= 1, got -3
+
+A check that relates fields lives in the block's `__post_init__`, raising ValueError whose message starts
+with the field it is about ("burn_in=6 must be smaller than num_steps=6"); `load` prefixes the block's path.
+A block typed `Block | None` (default None, `optional`) is a block that only some configs carry.
 """
 
 from __future__ import annotations
@@ -112,12 +116,31 @@ def numbers(low: float | None = None, *, allow_empty: bool = True) -> Check:
   return check
 
 
+def integers(low: int = 1, *, allow_empty: bool = True, each: str = "") -> Check:
+  """A tuple of integers >= `low` (a single integer is a 1-tuple); `each` says what one stands for."""
+  def check(value):
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if (not items and not allow_empty) or not all(_is_int(v) and v >= low for v in items):
+      raise ValueError(f"must be a {'' if allow_empty else 'non-empty '}tuple of integers >= {low}"
+                       + (f", {each}" if each else ""))
+    return items
+  return check
+
+
 def _hints(block: type) -> dict[str, Any]:
   return typing.get_type_hints(block)
 
 
 def _is_block(kind: Any) -> bool:
   return isinstance(kind, type) and dataclasses.is_dataclass(kind)
+
+
+def _block_of(kind: Any) -> type | None:
+  """The block type of a field typed `Block` or `Block | None`, else None."""
+  if _is_block(kind):
+    return kind
+  inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+  return inner[0] if len(inner) == 1 and _is_block(inner[0]) else None
 
 
 def defaults(block: type, **overrides: Any) -> ml_collections.ConfigDict:
@@ -173,8 +196,8 @@ def load(block: type, config: ml_collections.ConfigDict | dict, path: str = "con
     if f.name not in config:
       continue  # the default
     value = config[f.name]
-    kind = hints.get(f.name)
-    if _is_block(kind):
+    kind = _block_of(hints.get(f.name))
+    if kind is not None:
       if not isinstance(value, (ml_collections.ConfigDict, dict)):
         raise ConfigError(f"{where} must be a block of fields, got {value!r}")
       values[f.name] = load(kind, value, where)
@@ -188,4 +211,7 @@ def load(block: type, config: ml_collections.ConfigDict | dict, path: str = "con
     if isinstance(value, ml_collections.ConfigDict):
       value = value.to_dict()
     values[f.name] = value
-  return block(**values)
+  try:
+    return block(**values)
+  except ValueError as e:  # a check relating fields (`__post_init__`)
+    raise ConfigError(f"{path}.{e}") from None

@@ -15,11 +15,14 @@ range the model cannot take (binary visibles need [0, 1]; after whitening, n_vis
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 
 import ml_collections
 import numpy as np
 
+from deepvision import config_blocks, schema
 from deepvision.data import datasets
 from deepvision.data.patches import Standardizer, extract_patches
 from deepvision.data.whiten import PCAWhitening
@@ -27,7 +30,7 @@ from deepvision.registry import UnknownNameError
 from deepvision.errors import ConfigError
 
 PREPROCESSING = ("none", "binarize", "standardize", "whiten")
-DEFAULT_WHITEN_VARIANCE = 0.99
+PREPROCESSING_FILE = "preprocessing.json"  # the fitted preprocessing, kept in a run's work dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,21 +60,9 @@ class EnergyData:
     return None if self.whitening is None else PCAWhitening.from_dict(self.whitening)
 
 
-def whiten_variance(config: ml_collections.ConfigDict) -> float:
-  """`config.whiten.variance` (default 0.99), checked: ConfigError unless a number in (0, 1]."""
-  variance = config.get("whiten", {}).get("variance", DEFAULT_WHITEN_VARIANCE)
-  if isinstance(variance, bool) or not isinstance(variance, (int, float)) or not 0.0 < variance <= 1.0:
-    raise ConfigError(f"config.whiten.variance must be a number in (0, 1] (the fraction of the patches' "
-                      f"variance the PCA whitening keeps, e.g. 0.99), got {variance!r}")
-  return float(variance)
-
-
-def whiten_epsilon(config: ml_collections.ConfigDict) -> float:
-  """`config.whiten.epsilon` (default 0), checked: ConfigError unless a finite number >= 0."""
-  epsilon = config.get("whiten", {}).get("epsilon", 0.0)
-  if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon < float("inf"):
-    raise ConfigError(f"config.whiten.epsilon must be a finite number >= 0, got {epsilon!r}")
-  return float(epsilon)
+def whiten_settings(config: ml_collections.ConfigDict) -> config_blocks.Whiten:
+  """`config.whiten` (`config_blocks.Whiten`), checked; its defaults when the config has no such block."""
+  return schema.load(config_blocks.Whiten, config.get("whiten", None) or {}, "config.whiten")
 
 
 def preprocessing_record(data: EnergyData) -> dict | None:
@@ -131,7 +122,7 @@ def prepare_data(config: ml_collections.ConfigDict) -> EnergyData:
   if config.preprocess not in PREPROCESSING:
     raise ConfigError(f"config.preprocess must be one of {', '.join(map(repr, PREPROCESSING))}, got "
                       f"{config.preprocess!r}")
-  variance, epsilon = whiten_variance(config), whiten_epsilon(config)
+  whiten = whiten_settings(config)
   try:
     datasets.dataset_info(config.dataset, data_dir=config.get("data_dir") or None)
   except UnknownNameError as e:
@@ -171,7 +162,8 @@ def prepare_data(config: ml_collections.ConfigDict) -> EnergyData:
     standardizer = fitted.to_dict()
   elif config.preprocess == "whiten":
     try:
-      whitener = PCAWhitening.fit(splits["train"].astype(np.float64), variance=variance, epsilon=epsilon)
+      whitener = PCAWhitening.fit(splits["train"].astype(np.float64), variance=whiten.variance,
+                                  epsilon=whiten.epsilon)
     except ValueError as e:
       raise ConfigError(f"config.whiten (PCA whitening of the training data): {e}") from None
     # (N, K, 1, 1): the training pipeline reads (N, H, W, C) arrays; the models flatten them back.
@@ -204,3 +196,29 @@ def check_model_data(model, data: EnergyData, model_name: str) -> None:
           f"{type(model).__name__} has {model.visible_kind} visible units and needs data in "
           f"[{valid[0]:g}, {valid[1]:g}], but the {role} data range over [{low:g}, {high:g}]; use "
           "--config.preprocess=none or binarize with data in [0, 1], or a Gaussian model (grbm)")
+
+
+def check_preprocessing(workdir: str, data: EnergyData, resuming: bool) -> None:
+  """On resume, ConfigError unless `preprocessing.json` in `workdir` matches the preprocessing fitted now.
+
+  The standardisation or whitening is fitted again from the training data at every start; a resumed run
+  must continue in the space its parameters were learned in, so a saved record that differs (another data
+  version, a hand-edited file) or is missing stops the run before any training.
+  """
+  current = preprocessing_record(data)
+  path = os.path.join(workdir, PREPROCESSING_FILE)
+  if not resuming or current is None:
+    return
+  if not os.path.exists(path):
+    raise ConfigError(f"{workdir} holds checkpoints but no {PREPROCESSING_FILE}: the preprocessing its "
+                      "parameters were trained under cannot be checked; use a new --workdir")
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"{path} is unreadable ({e}); use a new --workdir") from None
+  differences = preprocessing_differences(saved, json.loads(json.dumps(current)))
+  if differences:
+    raise ConfigError(f"{path} differs from the preprocessing fitted now on the training data "
+                      f"({', '.join(differences[:6])}): the checkpoints were trained in another "
+                      "space; use a new --workdir (or restore the file)")

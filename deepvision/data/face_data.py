@@ -24,7 +24,7 @@ from deepvision.data import datasets
 from deepvision.data.whiten import PCAWhitening
 from deepvision.data.occlusion import OCCLUSION_KINDS
 from deepvision.registry import UnknownNameError
-from deepvision.data.energy import EnergyData, whiten_epsilon, whiten_variance
+from deepvision.data.energy import EnergyData, whiten_settings
 from deepvision.errors import ConfigError
 
 FACE_LABEL = 1  # dv_faces: 0 = non_face, 1 = face
@@ -210,9 +210,9 @@ def face_data(config: ml_collections.ConfigDict, train: np.ndarray, test: np.nda
 
   The PCA whitening (`whiten.variance`) is fitted on the augmented training faces.
   """
+  whiten = whiten_settings(config)
   try:
-    whitener = PCAWhitening.fit(train.astype(np.float64), variance=whiten_variance(config),
-                                epsilon=whiten_epsilon(config))
+    whitener = PCAWhitening.fit(train.astype(np.float64), variance=whiten.variance, epsilon=whiten.epsilon)
   except ValueError as e:
     raise ConfigError(f"config.whiten (PCA whitening of the training faces): {e}") from None
   shape = (whitener.num_components, 1, 1)

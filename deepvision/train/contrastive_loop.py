@@ -23,8 +23,8 @@ import numpy as np
 from deepvision import config_blocks, distributed, optim, parallel, schema, zoo
 from deepvision.checkpoint import read_state
 from deepvision.data import datasets, pipeline
-from deepvision.data.energy import (EnergyData, check_model_data, prepare_data, preprocessing_differences,
-                                    preprocessing_record, whiten_epsilon, whiten_variance)
+from deepvision.data.energy import (PREPROCESSING_FILE, EnergyData, check_model_data, check_preprocessing,
+                                    prepare_data, preprocessing_record)
 from deepvision.errors import ConfigError
 from deepvision.estimators import energy_metrics
 from deepvision.estimators.energy_metrics import evaluate, fit_gaussian_baseline, linear_evaluation
@@ -34,85 +34,41 @@ from deepvision.registry import UnknownNameError
 from deepvision.samplers.hmc_chains import chain_step_size
 from deepvision.train import contrastive, fit, resolve
 
-POOLING_MASKS = ("model", "none", "identity", "topographic")
-PREPROCESSING_FILE = "preprocessing.json"
 # Fields that shape the train state or the data: a resumed run must not change them.
 RUN_IDENTITY = ("trainer", "model", "model_kwargs", "dataset", "train_split", "patches", "preprocess",
                 "whiten", "batch_size", "seed", "num_epochs", "contrastive", "gated_mrf")
 
 
-def contrastive_spec(config: ml_collections.ConfigDict) -> contrastive.ContrastiveSpec:
-  """The `ContrastiveSpec` of `config.contrastive`; ConfigError on bad values."""
-  c = config.contrastive.to_dict()
-  options = tuple(sorted((c.pop("sampler_options", None) or {}).items()))
-  c.pop("num_chains", None)
-  try:
-    return contrastive.ContrastiveSpec(sampler_options=options, **c)
-  except (TypeError, ValueError, UnknownNameError) as e:
-    raise ConfigError(f"config.contrastive: {e}") from None
-
-
-def _as_tuple(value: Any) -> tuple:
-  return tuple(value) if isinstance(value, (tuple, list)) else (value,)
-
-
-def _pooling_mask(block: ml_collections.ConfigDict, model: Any) -> np.ndarray | None:
-  """The mask P is projected under: 'model' (the model's own: topographic or none), 'none', 'identity'
-  (P stays diagonal), 'topographic' (`gated_mrf.topographic_mask`) or an explicit (F, N) array."""
-  spec = block.get("pooling_mask", "model")
+def _pooling_mask(name_or_mask: Any, model: Any) -> np.ndarray | None:
+  """The mask P is projected under (`config_blocks.GatedMRF.pooling_mask`), checked against the model."""
   shape = (model.n_factors, model.n_cov)
-  if isinstance(spec, str):
-    if spec not in POOLING_MASKS:
-      raise ConfigError(f"config.gated_mrf.pooling_mask must be one of {', '.join(map(repr, POOLING_MASKS))} "
-                        f"or a non-negative {shape} array, got {spec!r}")
+  if isinstance(name_or_mask, str):
     try:
       return {"model": model.pooling_mask, "none": lambda: None,
               "identity": lambda: np.eye(*shape, dtype=np.float32),
-              "topographic": lambda: gated_mrf.topographic_mask(*shape)}[spec]()
+              "topographic": lambda: gated_mrf.topographic_mask(*shape)}[name_or_mask]()
     except ValueError as e:
-      raise ConfigError(f"config.gated_mrf.pooling_mask={spec!r}: {e}") from None
-  try:
-    mask = np.asarray(spec, np.float64)
-  except (TypeError, ValueError):
-    mask = np.zeros(0)
+      raise ConfigError(f"config.gated_mrf.pooling_mask={name_or_mask!r}: {e}") from None
+  mask = np.asarray(name_or_mask, np.float32)
   if mask.shape != shape:
     raise ConfigError(f"config.gated_mrf.pooling_mask must be (n_factors, n_cov) = {shape} for "
                       f"{type(model).__name__}, got an array of shape {mask.shape}")
-  if not np.all(np.isfinite(mask)) or np.any(mask < 0):
-    raise ConfigError(f"config.gated_mrf.pooling_mask must be finite and non-negative (P is kept >= 0 "
-                      f"under it), got minimum {np.nanmin(mask)!r}")
-  if not np.all(mask.any(axis=0)):
-    raise ConfigError(f"config.gated_mrf.pooling_mask leaves covariance units "
-                      f"{np.flatnonzero(~mask.any(axis=0))[:10].tolist()} with no factor to pool")
-  return mask.astype(np.float32)
+  return mask
 
 
-def gated_mrf_recipe(config: ml_collections.ConfigDict, model: Any,
+def gated_mrf_recipe(run: config_blocks.Contrastive, model: Any,
                      steps_per_epoch: int) -> contrastive.GatedMRFRecipe | None:
-  """The `GatedMRFRecipe` of `config.gated_mrf` (None without the block); ConfigError on bad values.
-
-  Fields: `pooling_frozen_epochs` (10), `project_pooling` (True), `pooling_mask` ('model', 'none',
-  'identity', 'topographic' or an (F, N) array), `normalize_factors` (True), `factor_norm_decay` (0.95).
-  """
-  block = config.get("gated_mrf", None)
+  """The `GatedMRFRecipe` of the checked `gated_mrf` block (None without one)."""
+  block = run.gated_mrf
   if block is None:
     return None
   if not all(hasattr(model, field) for field in ("n_factors", "n_cov")):
     raise ConfigError(f"config.gated_mrf constrains the factors C and pooling P of a gated MRF (mcrbm, "
-                      f"mpot); config.model {config.model!r} has none: remove the gated_mrf block")
-  frozen = block.get("pooling_frozen_epochs", 10)
-  if isinstance(frozen, bool) or not isinstance(frozen, int) or frozen < 0:
-    raise ConfigError(f"config.gated_mrf.pooling_frozen_epochs must be an int >= 0, got {frozen!r}")
-  for field in ("project_pooling", "normalize_factors"):
-    if not isinstance(block.get(field, True), bool):
-      raise ConfigError(f"config.gated_mrf.{field} must be True or False, got {block.get(field)!r}")
-  try:
-    return contrastive.GatedMRFRecipe(
-        pooling_frozen_steps=frozen * steps_per_epoch, project_pooling=block.get("project_pooling", True),
-        pooling_mask=_pooling_mask(block, model), normalize_factors=block.get("normalize_factors", True),
-        factor_norm_decay=block.get("factor_norm_decay", 0.95))
-  except ValueError as e:
-    raise ConfigError(f"config.gated_mrf: {e}") from None
+                      f"mpot); config.model {run.model!r} has none: remove the gated_mrf block")
+  return contrastive.GatedMRFRecipe(
+      pooling_frozen_steps=block.pooling_frozen_epochs * steps_per_epoch, project_pooling=block.project_pooling,
+      pooling_mask=_pooling_mask(block.pooling_mask, model), normalize_factors=block.normalize_factors,
+      factor_norm_decay=block.factor_norm_decay)
 
 
 def _check_optimizer(config: ml_collections.ConfigDict, model: Any, total_steps: int,
@@ -129,13 +85,39 @@ def _check_optimizer(config: ml_collections.ConfigDict, model: Any, total_steps:
     raise ConfigError(f"config.optimizer: {e}") from None
 
 
+def _log_likelihood_method(run: config_blocks.Contrastive, model: Any) -> str:
+  """'exact', 'ais' or 'none': `log_likelihood.method` with 'auto' resolved for `model`."""
+  ll, method = run.log_likelihood, run.log_likelihood.method
+  if energy_metrics.anneals_hidden_units(model):
+    enumerable = model.n_hidden if getattr(model, "visible_kind", "") == "gaussian" else min(
+        model.n_visible, model.n_hidden)
+    if method == "auto":
+      method = "exact" if enumerable <= ll.exact_max_units else "ais"
+    if method == "exact" and enumerable > ll.exact_max_units:
+      raise ConfigError(f"config.log_likelihood.method='exact' would enumerate 2^{enumerable} states of "
+                        f"{run.model!r}; the limit is log_likelihood.exact_max_units="
+                        f"{ll.exact_max_units}: use 'ais'")
+  elif method == "exact":  # continuous visibles without a binary hidden layer (gated MRFs): AIS with HMC
+    raise ConfigError(f"config.log_likelihood.method='exact' has no enumeration for {run.model!r} "
+                      "(continuous visibles): use 'ais' (or 'auto')")
+  else:
+    method = "ais" if method == "auto" else method
+  if method == "ais":
+    try:
+      energy_metrics.ais_schedule(dataclasses.asdict(ll))
+    except ValueError as e:
+      raise ConfigError(f"config.log_likelihood (ais_betas / ais_temperatures): {e}") from None
+  return method
+
+
 @dataclasses.dataclass(frozen=True)
 class ContrastivePlan:
   """Everything checked and resolved from the config before compute."""
 
+  run: config_blocks.Contrastive
   model: Any
   spec: contrastive.ContrastiveSpec
-  data: EnergyData
+  data: EnergyData | None  # None when planned from the number of training examples alone
   num_chains: int
   steps_per_epoch: int
   total_steps: int
@@ -144,25 +126,33 @@ class ContrastivePlan:
   recipe: contrastive.GatedMRFRecipe | None = None
 
 
-def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None = None) -> ContrastivePlan:
+def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None = None,
+                     n_train: int | None = None) -> ContrastivePlan:
   """Checks the config (`config_blocks.Contrastive`, then what depends on the model and the data) before
-  any compute; raises ConfigError naming the bad value."""
+  any compute; raises ConfigError naming the bad value.
+
+  Args:
+    config: a contrastive config.
+    data: the examples (default: `prepare_data(config)`).
+    n_train: instead of the data, only their number of training examples: every check but the data's
+      (the upper layers of a stack, trained on the features of the layer below); the plan holds no data.
+  """
   run = schema.load(config_blocks.Contrastive, config)
   try:
-    model = zoo.create(config.model, **resolve.model_kwargs(config))
+    model = zoo.create(run.model, **resolve.model_kwargs(config))
   except (UnknownNameError, ValueError, TypeError) as e:
     raise ConfigError(f"config.model / config.model_kwargs: {e}") from None
   if not hasattr(model, "free_energy"):
-    raise ConfigError(f"config.model {config.model!r} is not an energy model (no free_energy); the "
+    raise ConfigError(f"config.model {run.model!r} is not an energy model (no free_energy); the "
                       "contrastive trainer trains RBMs and gated MRFs")
-  spec = contrastive_spec(config)
+  settings = dataclasses.asdict(run.contrastive)
+  options = tuple(sorted(settings.pop("sampler_options").items()))
+  settings.pop("num_chains")
   try:
+    spec = contrastive.ContrastiveSpec(sampler_options=options, **settings)
     spec.make_sampler(model, {"params": {}})  # the sampler's options, checked without compute
-  except (TypeError, ValueError) as e:
-    raise ConfigError(f"config.contrastive.sampler_options (sampler {spec.sampler!r}): {e}") from None
-  if config.preprocess == "whiten":
-    whiten_variance(config)
-    whiten_epsilon(config)
+  except (TypeError, ValueError, UnknownNameError) as e:
+    raise ConfigError(f"config.contrastive (sampler {run.contrastive.sampler!r}): {e}") from None
   batch_size = run.batch_size
   num_chains = run.contrastive.num_chains or batch_size
   if not spec.persistent:  # CD's chains (an adaptive sampler's state) are the batch
@@ -170,47 +160,23 @@ def plan_contrastive(config: ml_collections.ConfigDict, data: EnergyData | None 
   replicas = resolve.replicas_for(config, batch_size)
   if spec.keeps_chains:  # every device advances an equal share of the chains
     resolve.replicas_for(config, num_chains, what="contrastive.num_chains")
-  ll = config.log_likelihood
-  method = run.log_likelihood.method
-  if energy_metrics.anneals_hidden_units(model):
-    enumerable = model.n_hidden if getattr(model, "visible_kind", "") == "gaussian" else min(
-        model.n_visible, model.n_hidden)
-    if method == "auto":
-      method = "exact" if enumerable <= ll.exact_max_units else "ais"
-    if method == "exact" and enumerable > ll.exact_max_units:
-      raise ConfigError(f"config.log_likelihood.method='exact' would enumerate 2^{enumerable} states of "
-                        f"{config.model!r}; the limit is log_likelihood.exact_max_units="
-                        f"{ll.exact_max_units}: use 'ais'")
-  else:  # continuous visibles without a binary hidden layer (gated MRFs): AIS with HMC transitions
-    if method == "exact":
-      raise ConfigError(f"config.log_likelihood.method='exact' has no enumeration for {config.model!r} "
-                        "(continuous visibles): use 'ais' (or 'auto')")
-    method = "ais" if method == "auto" else method
-    try:
-      energy_metrics.continuous_ais_settings(ll)
-    except ValueError as e:
-      raise ConfigError(f"config.{e}") from None
-  if method == "ais":
-    try:
-      energy_metrics.ais_schedule(ll)
-    except ValueError as e:
-      raise ConfigError(f"config.log_likelihood (ais_betas / ais_temperatures): {e}") from None
+  method = _log_likelihood_method(run, model)
+  gated_mrf_recipe(run, model, 1)  # the gated-MRF block, checked before the data are read
 
-  gated_mrf_recipe(config, model, 1)  # the gated-MRF block, checked before the data are read
-
-  data = prepare_data(config) if data is None else data
-  check_model_data(model, data, config.model)
-  n_train = len(data.splits["train"])
+  if n_train is None:
+    data = prepare_data(config) if data is None else data
+    check_model_data(model, data, run.model)
+    n_train = len(data.splits["train"])
   if batch_size > n_train:
     raise ConfigError(f"config.batch_size={batch_size} exceeds the {n_train} training examples")
   if spec.persistent and num_chains > n_train:
     raise ConfigError(f"config.contrastive.num_chains={num_chains} exceeds the {n_train} training "
                       "examples the chains start from")
   steps_per_epoch = n_train // batch_size
-  total_steps = steps_per_epoch * config.num_epochs
+  total_steps = steps_per_epoch * run.num_epochs
   _check_optimizer(config, model, total_steps, steps_per_epoch)
-  recipe = gated_mrf_recipe(config, model, steps_per_epoch)
-  return ContrastivePlan(model, spec, data, num_chains, steps_per_epoch, total_steps, method, replicas, recipe)
+  recipe = gated_mrf_recipe(run, model, steps_per_epoch)
+  return ContrastivePlan(run, model, spec, data, num_chains, steps_per_epoch, total_steps, method, replicas, recipe)
 
 
 # ----------------------------------------------------------------------------- training
@@ -237,7 +203,7 @@ class ContrastiveTask(fit.Task):
     self.final_splits = {**self.eval_splits,
                          **{r: plan.data.splits[r] for r in ("test",) if r in plan.data.splits}}
     # log Z at every evaluation when it is exact (cheap) or asked for; AIS otherwise only at the end.
-    every_eval = plan.log_likelihood == "exact" or config.log_likelihood.get("ais_every_eval", False)
+    every_eval = plan.log_likelihood == "exact" or plan.run.log_likelihood.ais_every_eval
     self.periodic_log_z = plan.log_likelihood if every_eval else "none"
 
   def start(self, workdir, resuming):
@@ -285,8 +251,8 @@ class ContrastiveTask(fit.Task):
     final = evaluate(plan.model, state.params, self.final_splits, plan.log_likelihood, config.log_likelihood,
                      jax.random.fold_in(self.eval_key, 0), gaussian=fit_gaussian_baseline(plan.data),
                      chain_step_size=chain_step_size(state.chains))
-    if config.linear_eval.enabled:
-      final.update(linear_evaluation(plan.model, state.params, plan.data, _as_tuple(config.linear_eval.l2)))
+    if plan.run.linear_eval.enabled:
+      final.update(linear_evaluation(plan.model, state.params, plan.data, plan.run.linear_eval.l2))
     return final
 
   def save_figures(self, state, workdir):
@@ -319,32 +285,6 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
     state, _ = read_state(os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints"))
     return record, state["params"]
   return record, state.params
-
-
-def check_preprocessing(workdir: str, data: EnergyData, resuming: bool) -> None:
-  """On resume, ConfigError unless `preprocessing.json` in `workdir` matches the preprocessing fitted now.
-
-  The standardisation or whitening is fitted again from the training data at every start; a resumed run
-  must continue in the space its parameters were learned in, so a saved record that differs (another data
-  version, a hand-edited file) or is missing stops the run before any training.
-  """
-  current = preprocessing_record(data)
-  path = os.path.join(workdir, PREPROCESSING_FILE)
-  if not resuming or current is None:
-    return
-  if not os.path.exists(path):
-    raise ConfigError(f"{workdir} holds checkpoints but no {PREPROCESSING_FILE}: the preprocessing its "
-                      "parameters were trained under cannot be checked; use a new --workdir")
-  try:
-    with open(path) as f:
-      saved = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ConfigError(f"{path} is unreadable ({e}); use a new --workdir") from None
-  differences = preprocessing_differences(saved, json.loads(json.dumps(current)))
-  if differences:
-    raise ConfigError(f"{path} differs from the preprocessing fitted now on the training data "
-                      f"({', '.join(differences[:6])}): the checkpoints were trained in another "
-                      "space; use a new --workdir (or restore the file)")
 
 
 def train_contrastive(config: ml_collections.ConfigDict, workdir: str) -> dict:
