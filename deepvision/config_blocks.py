@@ -197,6 +197,7 @@ class GatedMRF:
   pooling_mask: Any = spec("model", pooling_mask, "'model' (its own), 'none', 'identity', 'topographic' or (F, N)")
   normalize_factors: bool = spec(True, boolean, "rescale C's columns to their running norm")
   factor_norm_decay: float = spec(0.95, real(0.0, 1.0), "d in n ← d·n + (1 − d)·mean_f ‖C_f‖")
+  sample_trajectories: int = spec(200, at_least(0), "HMC trajectories of samples.png", optional=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -90,6 +90,16 @@ def one_of(choices: Sequence[Any]) -> Check:
   return check
 
 
+def distinct(choices: Sequence[str]) -> Check:
+  """A non-empty tuple of distinct names from `choices`."""
+  def check(value):
+    names = tuple(value) if isinstance(value, (tuple, list)) else None
+    if not names or any(n not in choices for n in names) or len(set(names)) != len(names):
+      raise ValueError(f"must be a non-empty tuple of distinct names from {', '.join(map(repr, choices))}")
+    return names
+  return check
+
+
 def boolean(value: Any) -> bool:
   if not isinstance(value, bool):
     raise ValueError("must be True or False")

@@ -35,7 +35,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from deepvision import distributed, optim, zoo
+from deepvision import distributed, optim, schema, zoo
 from deepvision.data import datasets
 from deepvision.figures import energy_viz, viz
 from deepvision.models import dbn
@@ -45,35 +45,22 @@ from deepvision.train import fit, loop, supervised
 from deepvision.train import workdir as workdirs
 from deepvision.train.contrastive_loop import RUN_IDENTITY, EnergyData, plan_contrastive, prepare_data, run_contrastive
 from deepvision.train.writers import MetricsWriter, read_metrics
+from experiments import blocks
 
 ConfigError = loop.ConfigError
 # A fine-tuning run resumes only with the same start, classifier, data order and length.
 FINETUNE_IDENTITY = ("init", "model_kwargs", "dataset", "train_split", "preprocess", "batch_size", "seed",
                      "num_epochs")
-INITS = ("stack", "random")
 
 
-def _int_tuple(field: str, value: Any, allow_empty: bool) -> tuple[int, ...]:
-  values = tuple(value) if isinstance(value, (tuple, list)) else None
-  if (values is None or (not values and not allow_empty)
-      or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in values)):
-    what = "a tuple of positive ints" + (" (or empty)" if allow_empty else ", one per layer")
-    raise ConfigError(f"config.{field} must be {what}, got {value!r}")
-  return values
-
-
-def layer_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+def layer_configs(config: ml_collections.ConfigDict, dbn_block: blocks.Dbn) -> list[ml_collections.ConfigDict]:
   """The contrastive config of each layer: the DBN config's settings, sizes from `config.dbn`.
 
   Layer 1: `config.model` with `config.model_kwargs` and n_hidden = dbn.hidden[0]. Layer l > 1: a binary
   'rbm' of dbn.hidden[l−2] × dbn.hidden[l−1] on the features below (no preprocessing, no figures of its
   own). `dbn.num_epochs[l−1]` (when given) replaces `num_epochs`.
   """
-  hidden = _int_tuple("dbn.hidden", config.dbn.get("hidden"), allow_empty=False)
-  epochs = _int_tuple("dbn.num_epochs", config.dbn.get("num_epochs", ()), allow_empty=True)
-  if epochs and len(epochs) != len(hidden):
-    raise ConfigError(f"config.dbn.num_epochs must be empty (config.num_epochs for every layer) or give one "
-                      f"value per layer ({len(hidden)} for hidden={hidden}), got {epochs!r}")
+  hidden, epochs = dbn_block.hidden, dbn_block.num_epochs
   kwargs = dict(config.get("model_kwargs", {}))
   if kwargs.get("n_hidden", hidden[0]) != hidden[0]:
     raise ConfigError(f"config.model_kwargs.n_hidden={kwargs['n_hidden']} contradicts config.dbn.hidden[0]="
@@ -113,10 +100,10 @@ def finetune_config(config: ml_collections.ConfigDict, init: str, input_shape: t
   for field in ("dataset", "data_dir", "train_split", "eval_split", "test_split", "preprocess", "seed",
                 "keep_checkpoints"):
     out[field] = config.get(field)
-  out.batch_size = ft.get("batch_size")
+  out.batch_size = ft.batch_size
   out.eval_batch_size = 512
-  out.num_epochs = ft.get("num_epochs")
-  out.checkpoint_every_steps = ft.get("checkpoint_every_steps", 0)
+  out.num_epochs = ft.num_epochs
+  out.checkpoint_every_steps = ft.checkpoint_every_steps
   out.optimizer = ml_collections.ConfigDict(ft.optimizer.to_dict())
   return out
 
@@ -125,6 +112,7 @@ def finetune_config(config: ml_collections.ConfigDict, init: str, input_shape: t
 class DBNPlan:
   """Everything checked and resolved from the config before compute."""
 
+  dbn: blocks.Dbn
   layer_configs: list[ml_collections.ConfigDict]
   data: EnergyData  # the first layer's data (with the labels for fine-tuning)
   finetune_configs: dict[str, ml_collections.ConfigDict]  # 'stack' (and 'random') → fine-tuning config
@@ -136,24 +124,9 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
   if "dbn" not in config or "finetune" not in config:
     raise ConfigError("a dbn config needs the blocks config.dbn (hidden sizes) and config.finetune; see "
                       "experiments/configs/dbn_digits.py")
-  configs = layer_configs(config)
-  ft = config.finetune
-  if not isinstance(ft.get("compare_scratch", True), bool):
-    raise ConfigError(f"config.finetune.compare_scratch must be True or False, got {ft.compare_scratch!r}")
-  if "optimizer" not in ft:
-    raise ConfigError("config.finetune.optimizer is missing (the fields of a supervised config's optimizer)")
-  for field in ("num_epochs", "batch_size"):
-    value = ft.get(field)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ConfigError(f"config.finetune.{field} must be an integer >= 1, got {value!r}")
-  value = ft.get("checkpoint_every_steps", 0)
-  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    raise ConfigError(f"config.finetune.checkpoint_every_steps must be an integer >= 0 (0: at the end), "
-                      f"got {value!r}")
-  for field, low in (("num_samples", 1), ("sample_gibbs_steps", 0)):
-    value = config.dbn.get(field, low)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-      raise ConfigError(f"config.dbn.{field} must be an integer >= {low}, got {value!r}")
+  dbn_block = schema.load(blocks.Dbn, config.dbn, "config.dbn")
+  ft = schema.load(blocks.Finetune, config.finetune, "config.finetune")
+  configs = layer_configs(config, dbn_block)
   if int(config.patches.get("size", 0)) > 0:
     raise ConfigError(f"config.patches.size={config.patches.size}: fine-tuning needs labelled whole images; "
                       "set config.patches.size=0")
@@ -170,15 +143,13 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
   if "train" not in data.labels:
     raise ConfigError(f"the training split {config.train_split!r} has no labels for fine-tuning")
   n_train = len(data.splits["train"])
-  for l, layer in enumerate(configs[1:], start=2):  # shapes, sizes and settings, on placeholder features
-    shape = dbn.feature_shape(layer.model_kwargs.n_visible)
-    placeholder = EnergyData({"train": np.zeros((n_train, *shape), np.float32)}, {}, shape)
+  for l, layer in enumerate(configs[1:], start=2):  # the upper layers train on features of every example
     try:
-      plan_contrastive(layer, placeholder)
+      plan_contrastive(layer, n_train=n_train)
     except ConfigError as e:
       raise ConfigError(f"DBN layer {l}: {e}") from None
 
-  inits = ("stack", "random") if ft.get("compare_scratch", True) else ("stack",)
+  inits = ("stack", "random") if ft.compare_scratch else ("stack",)
   finetune = {init: finetune_config(config, init, data.image_shape, info.num_classes) for init in inits}
   if ft.batch_size > n_train:
     raise ConfigError(f"config.finetune.batch_size={ft.batch_size} exceeds the {n_train} training examples")
@@ -188,7 +159,7 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
     optim.make_optimizer(finetune["stack"], steps)
   except (UnknownNameError, ValueError, AttributeError) as e:
     raise ConfigError(f"config.finetune.optimizer: {e}") from None
-  return DBNPlan(configs, data, finetune, steps)
+  return DBNPlan(dbn_block, configs, data, finetune, steps)
 
 
 # ----------------------------------------------------------------------------- stacking
@@ -318,8 +289,7 @@ def save_figures(config: ml_collections.ConfigDict, plan: DBNPlan, layers: list[
     std = np.asarray(plan.data.standardizer["std"])
     to_pixels = lambda x: np.asarray(x) * std + mean  # noqa: E731
     value_range = None
-  steps = int(config.dbn.get("sample_gibbs_steps", 1000))
-  num = int(config.dbn.get("num_samples", 100))
+  steps, num = plan.dbn.sample_gibbs_steps, plan.dbn.num_samples
   samples = dbn_sampling.sample(layers, jax.random.fold_in(jax.random.key(config.seed), 7), num, steps)
   energy_viz.save_image_grid(np.asarray(samples), shape, os.path.join(workdir, "samples.png"),
                              f"DBN samples ({steps} Gibbs steps)",

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deepvision import distributed, zoo
+from deepvision import distributed, schema, zoo
 from deepvision.data import datasets
 from deepvision.data.patches import extract_patches
 from deepvision.figures import gated_mrf_viz
@@ -48,39 +48,12 @@ from deepvision.train import contrastive, loop, workdir as workdirs
 from deepvision.train.contrastive_loop import RUN_IDENTITY, EnergyData, plan_contrastive, run_contrastive
 from deepvision.models.dbn import feature_data, feature_shape
 from deepvision.train.writers import MetricsWriter, read_metrics
+from experiments import blocks
 
 ConfigError = loop.ConfigError
 Layer = deep_gated_mrf.Layer
-# Sampling settings of `config.deep` (name → (default, lowest value)).
-SAMPLING_INTS = {"num_samples": (64, 1), "top_gibbs_steps": (1000, 0), "gmrf_trajectories": (200, 1),
-                 "hmc_steps": (100, 1), "hmc_burn_in": (50, 0), "hmc_leapfrog": (20, 1)}
-TILED_INTS = {"crop_size": (32, 1), "num_crops": (10000, 1), "num_eval_crops": (500, 1),
-              "num_large": (4, 1), "sample_trajectories": (1000, 0), "sample_leapfrog": (20, 1)}
 _GATED_BLOCKS = ("deep", "tiled")
 FIGURE_PIXELS = 512  # the larger side of the figures' image grids, before the title band
-
-
-def _is_int(value: Any, low: int) -> bool:
-  return not isinstance(value, bool) and isinstance(value, int) and value >= low
-
-
-def _int_tuple(field: str, value: Any, allow_empty: bool) -> tuple[int, ...]:
-  values = tuple(value) if isinstance(value, (tuple, list)) else None
-  if values is None or (not values and not allow_empty) or any(not _is_int(n, 1) for n in values):
-    what = "a tuple of positive ints" + (" (or empty)" if allow_empty else ", one per RBM layer")
-    raise ConfigError(f"config.{field} must be {what}, got {value!r}")
-  return values
-
-
-def _checked_ints(block: ml_collections.ConfigDict, name: str, fields: dict[str, tuple[int, int]]
-                  ) -> dict[str, int]:
-  values = {}
-  for field, (default, low) in fields.items():
-    value = block.get(field, default)
-    if not _is_int(value, low):
-      raise ConfigError(f"config.{name}.{field} must be an int >= {low}, got {value!r}")
-    values[field] = int(value)
-  return values
 
 
 def _base(config: ml_collections.ConfigDict) -> dict:
@@ -91,7 +64,7 @@ def _base(config: ml_collections.ConfigDict) -> dict:
   return base
 
 
-def layer_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+def layer_configs(config: ml_collections.ConfigDict, deep: blocks.Deep) -> list[ml_collections.ConfigDict]:
   """The contrastive config of each layer of the stack.
 
   Layer 1: the config itself (its model, data, recipe, optimiser) as a 'contrastive' run. Layer l ≥ 2: a
@@ -99,33 +72,17 @@ def layer_configs(config: ml_collections.ConfigDict) -> list[ml_collections.Conf
   gated-MRF recipe, no figures of its own; `batch_size`, `contrastive`, `optimizer`, `log_likelihood`
   from `deep.rbm`, `num_epochs` from `deep.rbm.num_epochs` (one value, or one per RBM).
   """
-  if "deep" not in config or "rbm" not in config.deep:
-    raise ConfigError("a deep_gmrf config needs the block config.deep with config.deep.hidden (RBM sizes) "
-                      "and config.deep.rbm (their training); see experiments/configs/deep_gmrf_patches.py")
-  hidden = _int_tuple("deep.hidden", config.deep.get("hidden"), allow_empty=False)
-  rbm = config.deep.rbm
-  epochs = rbm.get("num_epochs", 10)
-  epochs = _int_tuple("deep.rbm.num_epochs", epochs if isinstance(epochs, (tuple, list)) else (epochs,),
-                      allow_empty=False)
-  if len(epochs) not in (1, len(hidden)):
-    raise ConfigError(f"config.deep.rbm.num_epochs must be one int or one per RBM ({len(hidden)} for "
-                      f"hidden={hidden}), got {rbm.num_epochs!r}")
-  for field in ("contrastive", "optimizer", "log_likelihood"):
-    if field not in rbm:
-      raise ConfigError(f"config.deep.rbm.{field} is missing (the fields of a contrastive config's block)")
   if config.get("preprocess") != "whiten":
     raise ConfigError(f"config.preprocess={config.get('preprocess')!r}: the deep gated MRF models "
                       "PCA-whitened patches (preprocess='whiten'), whose inverse maps its samples to pixels")
-  layer_one_figures = config.deep.get("layer_one_figures", True)
-  if not isinstance(layer_one_figures, bool):
-    raise ConfigError(f"config.deep.layer_one_figures must be True or False, got {layer_one_figures!r}")
   first = ml_collections.ConfigDict(_base(config))
-  first.figures = bool(config.get("figures", True)) and layer_one_figures
+  first.figures = bool(config.get("figures", True)) and deep.layer_one_figures
   first.deep_input = "data"
   model = _gated_model(first)
   below = model.n_cov + model.n_mean
   configs = [first]
-  for l, n_hidden in enumerate(hidden, start=2):
+  epochs = deep.rbm.epochs(len(deep.hidden))
+  for l, n_hidden in enumerate(deep.hidden, start=2):
     layer = ml_collections.ConfigDict(_base(config))
     layer.model = "rbm"
     layer.model_kwargs = ml_collections.ConfigDict({"n_visible": below, "n_hidden": n_hidden})
@@ -133,10 +90,10 @@ def layer_configs(config: ml_collections.ConfigDict) -> list[ml_collections.Conf
     layer.figures = False  # features are not images
     if "gated_mrf" in layer:
       del layer["gated_mrf"]
-    layer.batch_size = rbm.get("batch_size", 100)
-    layer.num_epochs = epochs[0] if len(epochs) == 1 else epochs[l - 2]
+    layer.batch_size = deep.rbm.batch_size
+    layer.num_epochs = epochs[l - 2]
     for field in ("contrastive", "optimizer", "log_likelihood"):
-      layer[field] = ml_collections.ConfigDict(rbm[field].to_dict())
+      layer[field] = ml_collections.ConfigDict(config.deep.rbm[field].to_dict())
     layer.linear_eval.enabled = False
     layer.deep_input = "layer-1 codes" if l == 2 else f"layer_{l - 1} hidden probabilities"
     configs.append(layer)
@@ -157,51 +114,40 @@ def _gated_model(config: ml_collections.ConfigDict):
   return model
 
 
-def tiled_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:
+def tiled_config(config: ml_collections.ConfigDict, tiled: blocks.Tiled | None = None
+                 ) -> ml_collections.ConfigDict | None:
   """The contrastive config of the tiled model over crops (None when `tiled.enabled` is False).
 
   The base config's data and run fields, with `tiled.model` / `tiled.model_kwargs` (image_shape set to
   the crop), `patches` cut at `tiled.crop_size`, no preprocessing (the scalar standardisation is done by
   `crop_data`), no log-likelihood, and `tiled.batch_size`, `num_epochs`, `contrastive`, `optimizer`,
-  `gated_mrf` (the recipe; P, C of one shared bank).
+  `gated_mrf` (the recipe; P, C of one shared bank). `tiled`: the checked block (default: loaded here).
   """
-  block = config.get("tiled", None)
-  if block is None or not block.get("enabled", False):
+  tiled = schema.load(blocks.Tiled, config.tiled, "config.tiled") if tiled is None else tiled
+  if not tiled.enabled:
     return None
-  if not isinstance(block.get("enabled"), bool):
-    raise ConfigError(f"config.tiled.enabled must be True or False, got {block.enabled!r}")
-  ints = _checked_ints(block, "tiled", TILED_INTS)
-  for field in ("model", "model_kwargs", "contrastive", "optimizer", "batch_size", "num_epochs"):
-    if field not in block:
-      raise ConfigError(f"config.tiled.{field} is missing; see experiments/configs/deep_gmrf_patches.py")
-  crop = ints["crop_size"]
+  crop = tiled.crop_size
   layer = ml_collections.ConfigDict(_base(config))
-  layer.model = block.model
-  layer.model_kwargs = ml_collections.ConfigDict({**block.model_kwargs.to_dict(), "image_shape": (crop, crop)})
+  layer.model = tiled.model
+  layer.model_kwargs = ml_collections.ConfigDict({**tiled.model_kwargs, "image_shape": (crop, crop)})
   if int(layer.model_kwargs.get("tiling", 1)) != 1:
     raise ConfigError(f"config.tiled.model_kwargs.tiling={layer.model_kwargs.tiling}: the gated-MRF recipe "
                       "constrains one (D, F) C and one (F, N) P; train tiling = 1 (a shared bank)")
   layer.patches.size = crop
-  layer.patches.num_train = ints["num_crops"]
-  layer.patches.num_eval = ints["num_eval_crops"]
-  layer.patches.remove_dc = block.get("remove_dc", True)
-  if not isinstance(layer.patches.remove_dc, bool):
-    raise ConfigError(f"config.tiled.remove_dc must be True or False, got {block.remove_dc!r}")
-  pixel_std = block.get("pixel_std", 1.0)
-  if isinstance(pixel_std, bool) or not isinstance(pixel_std, (int, float)) or not 0.0 < pixel_std < 100.0:
-    raise ConfigError(f"config.tiled.pixel_std must be a number in (0, 100) (the standard deviation of "
-                      f"the scaled pixels), got {pixel_std!r}")
-  layer.tiled_pixel_std = float(pixel_std)
+  layer.patches.num_train = tiled.num_crops
+  layer.patches.num_eval = tiled.num_eval_crops
+  layer.patches.remove_dc = tiled.remove_dc
+  layer.tiled_pixel_std = float(tiled.pixel_std)
   layer.preprocess = "none"
   if "whiten" in layer:
     del layer["whiten"]
   layer.figures = False
-  layer.batch_size = block.batch_size
-  layer.num_epochs = block.num_epochs
-  layer.contrastive = ml_collections.ConfigDict(block.contrastive.to_dict())
-  layer.optimizer = ml_collections.ConfigDict(block.optimizer.to_dict())
-  if "gated_mrf" in block:
-    layer.gated_mrf = ml_collections.ConfigDict(block.gated_mrf.to_dict())
+  layer.batch_size = tiled.batch_size
+  layer.num_epochs = tiled.num_epochs
+  for field in ("contrastive", "optimizer"):
+    layer[field] = ml_collections.ConfigDict(config.tiled[field].to_dict())
+  if "gated_mrf" in config.tiled:
+    layer.gated_mrf = ml_collections.ConfigDict(config.tiled.gated_mrf.to_dict())
   elif "gated_mrf" in layer:
     del layer["gated_mrf"]
   layer.log_likelihood.method = "none"
@@ -213,66 +159,50 @@ def tiled_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 class DeepGMRFPlan:
   """Everything checked and resolved from the config before compute."""
 
+  deep: blocks.Deep
+  tiled: blocks.Tiled
   layer_configs: list[ml_collections.ConfigDict]
   data: EnergyData  # the whitened patches of layer 1
-  sampling: dict[str, Any]
   tiled_config: ml_collections.ConfigDict | None
   tiled_data: EnergyData | None
   large_shape: tuple[int, int] | None
 
 
-def _sampling_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  block = config.deep
-  settings = _checked_ints(block, "deep", SAMPLING_INTS)
-  step_size = block.get("hmc_step_size", 0.05)
-  if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not 0.001 <= step_size <= 0.25:
-    raise ConfigError(f"config.deep.hmc_step_size must be a number in [0.001, 0.25], got {step_size!r}")
-  if settings["hmc_burn_in"] >= settings["hmc_steps"]:
-    raise ConfigError(f"config.deep.hmc_burn_in must be < hmc_steps={settings['hmc_steps']}, got "
-                      f"{settings['hmc_burn_in']}")
-  mean_field = block.get("mean_field", False)
-  if not isinstance(mean_field, bool):
-    raise ConfigError(f"config.deep.mean_field must be True or False, got {mean_field!r}")
-  return {**settings, "hmc_step_size": float(step_size), "mean_field": mean_field}
-
-
-def _large_shape(config: ml_collections.ConfigDict, layer: ml_collections.ConfigDict) -> tuple[int, int]:
-  shape = config.tiled.get("sample_shape", (64, 64))
-  kwargs = layer.model_kwargs
+def _large_shape(tiled: blocks.Tiled) -> tuple[int, int]:
+  kwargs = tiled.model_kwargs
   try:
-    tiled_gated_mrf.tile_grid(tuple(shape) if isinstance(shape, (tuple, list)) else shape,
-                              kwargs.get("patch_size"), kwargs.get("stride"))
+    tiled_gated_mrf.tile_grid(tiled.sample_shape, kwargs.get("patch_size"), kwargs.get("stride"))
   except (ValueError, TypeError) as e:
-    raise ConfigError(f"config.tiled.sample_shape={shape!r}: {e}") from None
-  return int(shape[0]), int(shape[1])
+    raise ConfigError(f"config.tiled.sample_shape={tiled.sample_shape!r}: {e}") from None
+  return tiled.sample_shape
 
 
 def plan_deep_gmrf(config: ml_collections.ConfigDict) -> DeepGMRFPlan:
   """Checks the whole config before compute (reading the data); ConfigError naming the bad field."""
-  configs = layer_configs(config)
-  sampling = _sampling_settings(config)
-  tiled = tiled_config(config)
-  large = _large_shape(config, tiled) if tiled is not None else None
-  if tiled is not None:  # model, geometry, sampler and recipe, on placeholder crops (no data read yet)
-    crop = tiled.patches.size
-    placeholder = EnergyData({"train": np.zeros((tiled.patches.num_train, crop, crop, 1), np.float32)}, {},
-                             (crop, crop, 1))
+  if "deep" not in config:
+    raise ConfigError("a deep_gmrf config needs the block config.deep (the RBMs above the gated MRF and the "
+                      "sampling); see experiments/configs/deep_gmrf_patches.py")
+  deep = schema.load(blocks.Deep, config.deep, "config.deep")
+  tiled = schema.load(blocks.Tiled, config.tiled, "config.tiled") if "tiled" in config else blocks.Tiled(
+      enabled=False)
+  configs = layer_configs(config, deep)
+  tiled_layer = tiled_config(config, tiled)
+  large = _large_shape(tiled) if tiled_layer is not None else None
+  if tiled_layer is not None:  # model, geometry, sampler and recipe, before the crops are read
     try:
-      plan_contrastive(tiled, placeholder)
+      plan_contrastive(tiled_layer, n_train=tiled.num_crops)
     except ConfigError as e:
       raise ConfigError(f"config.tiled: {e}") from None
-  for l, layer in enumerate(configs[1:], start=2):  # sizes and settings, on placeholder features
-    shape = feature_shape(layer.model_kwargs.n_visible)
-    placeholder = EnergyData({"train": np.zeros((config.patches.num_train, *shape), np.float32)}, {}, shape)
+  for l, layer in enumerate(configs[1:], start=2):  # the RBMs train on codes of every patch
     try:
-      plan_contrastive(layer, placeholder)
+      plan_contrastive(layer, n_train=config.patches.num_train)
     except ConfigError as e:
       raise ConfigError(f"deep gated MRF layer {l}: {e}") from None
   data = plan_contrastive(configs[0]).data
-  tiled_data = crop_data(tiled) if tiled is not None else None
-  if tiled is not None:
-    plan_contrastive(tiled, tiled_data)
-  return DeepGMRFPlan(configs, data, sampling, tiled, tiled_data, large)
+  tiled_data = crop_data(tiled_layer) if tiled_layer is not None else None
+  if tiled_layer is not None:
+    plan_contrastive(tiled_layer, tiled_data)
+  return DeepGMRFPlan(deep, tiled, configs, data, tiled_layer, tiled_data, large)
 
 
 # ----------------------------------------------------------------------------- data of the layers
@@ -445,26 +375,26 @@ def gated_mrf_samples(gmrf_layer: Layer, start: np.ndarray, trajectories: int, n
 def save_figures(config: ml_collections.ConfigDict, plan: DeepGMRFPlan, layers: list[Layer],
                  tiled: tuple[Any, Any] | None, workdir: str) -> dict[str, float]:
   """samples_compared.png and large_sample.png (module docstring); returns the samplers' statistics."""
-  settings = plan.sampling
+  settings = plan.deep
   key = jax.random.fold_in(jax.random.key(config.seed), 11)
   gaussian_key, gmrf_key, deep_key, tiled_key = jax.random.split(key, 4)
   data = plan.data
   train = data.splits["train"]
-  count = min(settings["num_samples"], len(train))
+  count = min(settings.num_samples, len(train))
   gaussian = GaussianModel.fit(np.asarray(train, np.float64).reshape(len(train), -1))
   gaussian_samples = gaussian.sample(np.random.default_rng(int(jax.random.randint(gaussian_key, (), 0, 2**31 - 1))),
                                      count).astype(np.float32)
-  gmrf, acceptance = gated_mrf_samples(layers[0], gaussian_samples, settings["gmrf_trajectories"],
-                                       settings["hmc_leapfrog"], gmrf_key)
+  gmrf, acceptance = gated_mrf_samples(layers[0], gaussian_samples, settings.gmrf_trajectories,
+                                       settings.hmc_leapfrog, gmrf_key)
   deep, info = deep_gmrf_sampling.sample(
-      deep_key, layers[0], layers[1:], count, top_gibbs_steps=settings["top_gibbs_steps"],
-      mean_field=settings["mean_field"], hmc_steps=settings["hmc_steps"], hmc_burn_in=settings["hmc_burn_in"],
-      hmc_leapfrog=settings["hmc_leapfrog"], hmc_step_size=settings["hmc_step_size"])
+      deep_key, layers[0], layers[1:], count, top_gibbs_steps=settings.top_gibbs_steps,
+      mean_field=settings.mean_field, hmc_steps=settings.hmc_steps, hmc_burn_in=settings.hmc_burn_in,
+      hmc_leapfrog=settings.hmc_leapfrog, hmc_step_size=settings.hmc_step_size)
   name = type(layers[0][0]).__name__
   depth = len(layers)
   shown = np.random.default_rng(config.seed).permutation(len(train))[:count]
   panels = {"data": train[shown].reshape(count, -1), "Gaussian (PCA)": gaussian_samples,
-            f"{name} HMC×{settings['gmrf_trajectories']}": gmrf,
+            f"{name} HMC×{settings.gmrf_trajectories}": gmrf,
             f"deep ({depth} layers)": np.asarray(deep)}
   whitener = data.whitener
   panels = {title: np.asarray(whitener.inverse(np.asarray(z, np.float64)), np.float64).reshape(count, -1)
@@ -487,12 +417,9 @@ def save_large_sample(config: ml_collections.ConfigDict, plan: DeepGMRFPlan, til
   """large_sample.png: real crops of the training photographs | HMC samples of the tiled model at that
   size (from N(0, I)); returns the samples' and the crops' mean, contrast and neighbour correlation."""
   model, params = tiled
-  block = config.tiled
   height, width = plan.large_shape
   large = model.clone(image_shape=(height, width))
-  count = int(block.get("num_large", TILED_INTS["num_large"][0]))
-  trajectories = int(block.get("sample_trajectories", TILED_INTS["sample_trajectories"][0]))
-  leapfrog = int(block.get("sample_leapfrog", TILED_INTS["sample_leapfrog"][0]))
+  count, trajectories, leapfrog = plan.tiled.num_large, plan.tiled.sample_trajectories, plan.tiled.sample_leapfrog
   images, info = gated_mrf_sampling.sample_tiled(large, key, {"params": params}, count, trajectories,
                                                  num_leapfrog=leapfrog)
   images = np.asarray(images)

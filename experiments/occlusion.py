@@ -21,8 +21,6 @@ Re-running the command skips the finished model and redoes the (deterministic) e
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import os
 from typing import Any
 
@@ -30,11 +28,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from deepvision import distributed, zoo
+from deepvision import distributed, schema, zoo
 from deepvision.data import datasets
 from deepvision.data.occlusion import square_side
 from deepvision.estimators.occlusion import (
-    BASELINE_FILLS, MASKS, SAMPLERS, OcclusionSettings, OcclusionTask, accuracy_table, evaluate_occlusion)
+    OcclusionSettings, OcclusionTask, accuracy_table, evaluate_occlusion)
 from deepvision.figures import energy_viz, gated_mrf_viz
 from deepvision.registry import UnknownNameError
 from deepvision.train import loop, workdir as workdirs
@@ -42,6 +40,7 @@ from deepvision.train.contrastive_loop import RUN_IDENTITY, plan_contrastive, ru
 from deepvision.data.energy import EnergyData, prepare_data
 from deepvision.train.errors import ConfigError
 from deepvision.train.writers import MetricsWriter, read_metrics
+from experiments import blocks
 
 TABLE_FILE = "occlusion_table.md"
 FIGURE_FILE = "occlusion.png"
@@ -50,80 +49,17 @@ MODEL_DIR = "model"  # the gated MRF's own run, inside the work dir
 SPLIT_FIELDS = {"train": "train_split", "val": "eval_split", "test": "test_split"}
 
 
-def _int_at_least(block: ml_collections.ConfigDict, field: str, low: int, default: int) -> int:
-  value = block.get(field, default)
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-    raise ConfigError(f"config.occlusion.{field} must be an int >= {low}, got {value!r}")
-  return int(value)
-
-
-def _choice(block: ml_collections.ConfigDict, field: str, choices: tuple[str, ...], default: str) -> str:
-  value = block.get(field, default)
-  if value not in choices:
-    raise ConfigError(f"config.occlusion.{field} must be one of {', '.join(map(repr, choices))}, got "
-                      f"{value!r}")
-  return value
-
-
-def _positive_real(value: Any, field: str, allow_zero: bool) -> float:
-  ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0))
-  if not ok:
-    raise ConfigError(f"config.occlusion.{field} must be a finite number {'>=' if allow_zero else '>'} 0, "
-                      f"got {value!r}")
-  return float(value)
-
-
-def occlusion_settings(config: ml_collections.ConfigDict) -> OcclusionSettings:
-  """The `config.occlusion` block, checked; ConfigError naming the bad field and the valid values.
-
-  Fields (defaults): masks (('none', 'left_half', 'random_square'); any of `MASKS`, no repeats),
-  square_size (0.5: `random_square`'s side, int pixels or a fraction of the shorter side),
-  baseline_fill ('mean' | 'zero'), sampler ('hmc' | 'gibbs'), num_steps (300) and burn_in (100)
-  transitions of the sampler, num_leapfrog (20) and step_size (0.1, adapted during burn-in) for HMC,
-  gaussian_ridge (1e-3), l2 (the classifiers' L2 grid), num_shown (8 digits per row of the figure),
-  model_figures (True: the gated MRF's own figures in `workdir/model`).
-  """
-  block = config.get("occlusion", None)
-  if block is None:
+def occlusion_settings(config: ml_collections.ConfigDict) -> tuple[blocks.Occlusion, OcclusionSettings]:
+  """The `config.occlusion` block (`blocks.Occlusion`), checked, and the settings the evaluation reads."""
+  if "occlusion" not in config:
     raise ConfigError("an occlusion config needs the block config.occlusion; see "
                       "experiments/configs/gmrf_digits.py")
-  masks = block.get("masks", ("none", "left_half", "random_square"))
-  masks = tuple(masks) if isinstance(masks, (tuple, list)) else masks
-  if (not isinstance(masks, tuple) or not masks or any(m not in MASKS for m in masks)
-      or len(set(masks)) != len(masks)):
-    raise ConfigError(f"config.occlusion.masks must be a non-empty tuple of distinct names from "
-                      f"{', '.join(map(repr, MASKS))}, got {masks!r}")
-  square_size = block.get("square_size", 0.5)
-  if isinstance(square_size, bool) or not isinstance(square_size, numbers.Real):
-    raise ConfigError(f"config.occlusion.square_size must be an int (pixels) or a float fraction of the "
-                      f"shorter side, got {square_size!r}")
-  num_steps = _int_at_least(block, "num_steps", 1, 300)
-  burn_in = _int_at_least(block, "burn_in", 0, 100)
-  if burn_in >= num_steps:
-    raise ConfigError(f"config.occlusion.burn_in={burn_in} must be smaller than num_steps={num_steps} (the "
-                      "transitions in all, the first burn_in discarded)")
-  step_size = _positive_real(block.get("step_size", 0.1), "step_size", allow_zero=False)
-  if not 0.001 <= step_size <= 0.25:
-    raise ConfigError(f"config.occlusion.step_size must lie in [0.001, 0.25] (HMC's adaptation bounds), "
-                      f"got {step_size!r}")
-  l2 = block.get("l2", (1e-2, 1e-3, 1e-4, 1e-5))
-  l2 = tuple(l2) if isinstance(l2, (tuple, list)) else (l2,)
-  if not l2:
-    raise ConfigError("config.occlusion.l2 must hold at least one L2 weight >= 0, got ()")
-  l2 = tuple(_positive_real(value, "l2", allow_zero=True) for value in l2)
-  if not isinstance(block.get("model_figures", True), bool):
-    raise ConfigError(f"config.occlusion.model_figures must be True or False, got {block.model_figures!r}")
-  return OcclusionSettings(
-      masks=masks, square_size=square_size,
-      baseline_fill=_choice(block, "baseline_fill", BASELINE_FILLS, "mean"),
-      sampler=_choice(block, "sampler", SAMPLERS, "hmc"), num_steps=num_steps, burn_in=burn_in,
-      num_leapfrog=_int_at_least(block, "num_leapfrog", 1, 20), step_size=step_size,
-      gaussian_ridge=_positive_real(block.get("gaussian_ridge", 1e-3), "gaussian_ridge", allow_zero=True),
-      l2=l2, num_shown=_int_at_least(block, "num_shown", 1, 8))
+  block = schema.load(blocks.Occlusion, config.occlusion, "config.occlusion")
+  fields = {f.name: getattr(block, f.name) for f in dataclasses.fields(OcclusionSettings)}
+  return block, OcclusionSettings(**fields)
 
 
-def model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def model_config(config: ml_collections.ConfigDict, block: blocks.Occlusion) -> ml_collections.ConfigDict:
   """The contrastive config of the gated MRF: the occlusion config without its `occlusion` block, its own
   linear probe off (the classifiers here replace it), its figures (filters, samples in `workdir/model`)
   drawn when `figures` and `occlusion.model_figures` (default True) are both on."""
@@ -132,7 +68,7 @@ def model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   base["trainer"] = "contrastive"
   out = ml_collections.ConfigDict(base)
   out.linear_eval.enabled = False
-  out.figures = bool(config.get("figures", True)) and bool(config.occlusion.get("model_figures", True))
+  out.figures = bool(config.get("figures", True)) and block.model_figures
   return out
 
 
@@ -154,8 +90,8 @@ class OcclusionPlan:
 
 def plan_occlusion(config: ml_collections.ConfigDict) -> OcclusionPlan:
   """Checks the whole config (and reads the data) before compute; ConfigError naming the bad field."""
-  settings = occlusion_settings(config)
-  mc = model_config(config)
+  block, settings = occlusion_settings(config)
+  mc = model_config(config, block)
   try:
     model = zoo.create(mc.model, **loop.model_kwargs(mc))
   except (UnknownNameError, ValueError, TypeError) as e:

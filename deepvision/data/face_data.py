@@ -13,19 +13,19 @@ The experiment and the evaluation of the shipped weights both read the config th
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from typing import Any
 
 import ml_collections
 import numpy as np
 
+from deepvision import schema
 from deepvision.data import datasets
 from deepvision.data.whiten import PCAWhitening
 from deepvision.data.occlusion import OCCLUSION_KINDS
 from deepvision.registry import UnknownNameError
 from deepvision.data.energy import EnergyData, whiten_settings
 from deepvision.errors import ConfigError
+from deepvision.schema import at_least, boolean, distinct, one_of, real, spec
 
 FACE_LABEL = 1  # dv_faces: 0 = non_face, 1 = face
 
@@ -34,32 +34,53 @@ MASK_KINDS = ("central_square",) + OCCLUSION_KINDS
 INPAINT_METHODS = ("hmc", "gibbs")
 
 
+def _split(value: Any) -> str:
+  if not isinstance(value, str) or not value:
+    raise ValueError("must name a split of dv_faces (e.g. 'train+validation', 'test')")
+  return value
+
+
 @dataclasses.dataclass(frozen=True)
 class InpaintSettings:
-  """How the held-out images are occluded and filled (a checked `config.inpainting` block)."""
+  """`inpainting`: how the held-out faces are occluded and filled (a schema block)."""
 
-  masks: tuple[str, ...]
-  square_size: int
-  method: str
-  num_steps: int
-  burn_in: int
-  num_leapfrog: int
-  step_size: float
-  gaussian_ridge: float
-  num_shown: int
+  masks: tuple[str, ...] = spec(("central_square", "bottom_half", "random_square"), distinct(MASK_KINDS))
+  square_size: int = spec(6, at_least(1), "the square masks' side, smaller than the faces")
+  method: str = spec("hmc", one_of(INPAINT_METHODS), "gibbs needs a Gaussian p(x | h)")
+  num_steps: int = spec(300, at_least(1), "the sampler's transitions in all")
+  burn_in: int = spec(100, at_least(0), "the first ones, discarded")
+  num_leapfrog: int = spec(20, at_least(1))
+  step_size: float = spec(0.05, real(0.0, low_open=True), "HMC: in [0.001, 0.25], adapted during burn-in")
+  gaussian_ridge: float = spec(1e-4, real(0.0))
+  num_shown: int = spec(10, at_least(1), "faces shown in inpainted_faces.png")
 
+  def __post_init__(self):
+    if self.burn_in >= self.num_steps:
+      raise ValueError(f"burn_in={self.burn_in} must be smaller than num_steps={self.num_steps}")
+    if self.method == "hmc" and not 0.001 <= self.step_size <= 0.25:
+      raise ValueError(f"step_size must lie in [0.001, 0.25] (the adapted HMC range), got {self.step_size!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class FaceSettings:
-  """How faces become training and held-out pixels (`config.faces`; `load_faces`, `augment_faces`)."""
+  """`faces`: how faces become training and held-out pixels (`load_faces`, `augment_faces`; a schema block)."""
 
-  train_split: str
-  test_split: str
-  crop: int
-  pool: int
-  shifts: int
-  flips: bool
+  train_split: str = spec("train+validation", _split)
+  test_split: str = spec("test", _split, "held out: never trained on")
+  crop: int = spec(24, at_least(2), "crop² pixels of the 25×25 faces")
+  pool: int = spec(2, at_least(1), "then averaged over pool² blocks")
+  shifts: int = spec(1, at_least(0), "training crops shifted by up to this many pixels")
+  flips: bool = spec(True, boolean, "and mirrored")
+
+  def __post_init__(self):
+    if self.train_split == self.test_split:
+      raise ValueError(f"train_split and test_split are both {self.test_split!r}: the held-out faces must "
+                       "not be trained on")
+    if self.crop > 25 or self.crop + self.shifts > 25:
+      raise ValueError(f"crop: a {self.crop}×{self.crop} crop shifted by up to {self.shifts} pixels does not "
+                       "fit in the 25×25 faces (crop + shifts must be <= 25)")
+    if self.crop % self.pool or self.crop // self.pool < 2:
+      raise ValueError(f"pool={self.pool} must divide crop={self.crop} into images of at least 2×2 pixels")
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -67,92 +88,33 @@ class FaceSettings:
     return (side, side, 1)
 
 
-def _int(block: str, field: str, value: Any, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-    raise ConfigError(f"config.{block}.{field} must be an int >= {minimum}, got {value!r}")
-  return int(value)
-
-
-def _real(block: str, field: str, value: Any, minimum: float, inclusive: bool = True) -> float:
-  ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-        and (value >= minimum if inclusive else value > minimum))
-  if not ok:
-    raise ConfigError(f"config.{block}.{field} must be a finite number {'>=' if inclusive else '>'} "
-                      f"{minimum:g}, got {value!r}")
-  return float(value)
-
-
 def face_settings(config: ml_collections.ConfigDict) -> FaceSettings:
   """`config.faces`, checked; ConfigError naming the bad value. The faces are 25×25."""
-  block = config.get("faces", None)
-  if block is None:
+  if "faces" not in config:
     raise ConfigError("the inpainting trainer needs a config.faces block (train_split, test_split, crop, "
                       "pool, shifts, flips); see experiments/configs/gmrf_faces.py")
   if config.dataset != "dv_faces":
     raise ConfigError(f"the inpainting trainer fills in faces of 'dv_faces'; config.dataset is "
                       f"{config.dataset!r}")
-  splits = {}
-  for field in ("train_split", "test_split"):
-    value = block.get(field, None)
-    if not isinstance(value, str) or not value:
-      raise ConfigError(f"config.faces.{field} must name a split of dv_faces (e.g. 'train+validation', "
-                        f"'test'), got {value!r}")
-    splits[field] = value
-  if splits["train_split"] == splits["test_split"]:
-    raise ConfigError(f"config.faces.train_split and test_split are both {splits['test_split']!r}: the "
-                      "held-out faces must not be trained on")
-  crop = _int("faces", "crop", block.get("crop", 24), 2)
-  pool = _int("faces", "pool", block.get("pool", 2), 1)
-  shifts = _int("faces", "shifts", block.get("shifts", 1), 0)
-  if crop > 25 or crop + shifts > 25:
-    raise ConfigError(f"config.faces: a {crop}×{crop} crop shifted by up to {shifts} pixels does not fit "
-                      "in the 25×25 faces (crop + shifts must be <= 25)")
-  if crop % pool or crop // pool < 2:
-    raise ConfigError(f"config.faces.pool={pool} must divide config.faces.crop={crop} into images of at "
-                      "least 2×2 pixels")
-  flips = block.get("flips", True)
-  if not isinstance(flips, bool):
-    raise ConfigError(f"config.faces.flips must be True or False, got {flips!r}")
-  return FaceSettings(splits["train_split"], splits["test_split"], crop, pool, shifts, flips)
+  return schema.load(FaceSettings, config.faces, "config.faces")
 
 
 def inpaint_settings(config: ml_collections.ConfigDict, faces: FaceSettings) -> InpaintSettings:
   """`config.inpainting`, checked against the face size and the model; ConfigError naming the bad value."""
-  block = config.get("inpainting", None)
-  if block is None:
+  if "inpainting" not in config:
     raise ConfigError("the inpainting trainer needs a config.inpainting block; see "
                       "experiments/configs/gmrf_faces.py")
-  masks = block.get("masks", ())
-  masks = tuple(masks) if isinstance(masks, (tuple, list)) else (masks,)
-  if not masks or len(set(masks)) != len(masks) or any(m not in MASK_KINDS for m in masks):
-    raise ConfigError(f"config.inpainting.masks must be distinct kinds among {', '.join(MASK_KINDS)}, "
-                      f"got {block.get('masks')!r}")
+  settings = schema.load(InpaintSettings, config.inpainting, "config.inpainting")
   side = faces.image_shape[0]
-  square = _int("inpainting", "square_size", block.get("square_size", side // 2), 1)
-  if square >= side:
-    raise ConfigError(f"config.inpainting.square_size={square} must be smaller than the {side}×{side} faces")
-  method = block.get("method", "hmc")
-  if method not in INPAINT_METHODS:
-    raise ConfigError(f"config.inpainting.method must be one of {', '.join(INPAINT_METHODS)}, got {method!r}")
-  if method == "gibbs":
+  if settings.square_size >= side:
+    raise ConfigError(f"config.inpainting.square_size={settings.square_size} must be smaller than the "
+                      f"{side}×{side} faces")
+  if settings.method == "gibbs":
     kwargs = dict(config.get("model_kwargs", {}))
     if config.model.startswith("mcrbm") and kwargs.get("input_norm", "original") != "paper":
       raise ConfigError("config.inpainting.method='gibbs' needs a Gaussian p(x | h): an mpot or an mcrbm with "
                         "model_kwargs.input_norm='paper'; use method='hmc' for the original-form mcRBM")
-  num_steps = _int("inpainting", "num_steps", block.get("num_steps", 300), 1)
-  burn_in = _int("inpainting", "burn_in", block.get("burn_in", 100), 0)
-  if burn_in >= num_steps:
-    raise ConfigError(f"config.inpainting.burn_in={burn_in} must be smaller than num_steps={num_steps}")
-  step_size = _real("inpainting", "step_size", block.get("step_size", 0.05), 0.0, inclusive=False)
-  if method == "hmc" and not 0.001 <= step_size <= 0.25:
-    raise ConfigError(f"config.inpainting.step_size must lie in [0.001, 0.25] (the adapted HMC range), got "
-                      f"{step_size!r}")
-  return InpaintSettings(
-      masks=masks, square_size=square, method=method, num_steps=num_steps, burn_in=burn_in,
-      num_leapfrog=_int("inpainting", "num_leapfrog", block.get("num_leapfrog", 20), 1),
-      step_size=step_size,
-      gaussian_ridge=_real("inpainting", "gaussian_ridge", block.get("gaussian_ridge", 1e-4), 0.0),
-      num_shown=_int("inpainting", "num_shown", block.get("num_shown", 10), 1))
+  return settings
 
 
 def crop_and_pool(images: np.ndarray, crop: int, pool: int, top: int = 0, left: int = 0) -> np.ndarray:

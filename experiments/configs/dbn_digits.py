@@ -13,8 +13,8 @@ Seeds 0, 1, 2: test accuracy 0.986 / 0.983 / 0.981 fine-tuned from the DBN, 0.97
 random weights; validation accuracy 0.961 / 0.961 / 0.964 vs 0.950 / 0.956 / 0.958.
 """
 
-import ml_collections
-
+from deepvision import schema
+from experiments import blocks
 from experiments.configs import common
 
 
@@ -35,22 +35,10 @@ def get_config(arg: str | None = None):
   config.optimizer.weight_decay = 2e-4
   config.log_likelihood.method = "ais"
 
-  config.dbn = ml_collections.ConfigDict()
-  config.dbn.hidden = (256, 256)  # n_hidden of each RBM, bottom first
-  config.dbn.num_epochs = ()  # one per layer; () = config.num_epochs for every layer
-  config.dbn.num_samples = 100  # samples.png
-  config.dbn.sample_gibbs_steps = 1000  # Gibbs transitions in the top RBM per sample
-
-  config.finetune = ml_collections.ConfigDict()
-  config.finetune.num_epochs = 50
-  config.finetune.batch_size = 32
-  config.finetune.compare_scratch = True  # also train the same classifier from random weights
-  config.finetune.checkpoint_every_steps = 0  # 0 = only at the end
-  config.finetune.optimizer = common.supervised_config().optimizer
-  # 0.1 trains both starts; from 0.2 up the randomly initialised net often stalled near chance for 30-50
-  # epochs (saturated sigmoids) while the DBN-initialised one did not.
-  config.finetune.optimizer.learning_rate = 0.1
-  config.finetune.optimizer.weight_decay = 1e-4
+  config.dbn = schema.defaults(blocks.Dbn)  # hidden (256, 256); num_samples 100 of 1,000 Gibbs steps
+  # Fine-tuning at rate 0.1 trains both starts; from 0.2 up the randomly initialised net often stalled near
+  # chance for 30-50 epochs (saturated sigmoids) while the DBN-initialised one did not.
+  config.finetune = schema.defaults(blocks.Finetune)
 
   if smoke:
     config.dbn.hidden = (12, 8)

@@ -39,63 +39,18 @@ tiled model on 8×8 crops sampled at 12×12) runs in about 1 to 1.5 minutes, mos
 
 import ml_collections
 
+from deepvision import schema
+from experiments import blocks
 from experiments.configs import common
 from experiments.configs.mcrbm_patches import MCRBM_RATES, gated_mrf_config
 
 
-def rbm_block(smoke: bool) -> ml_collections.ConfigDict:
-  """How the binary RBMs above the gated MRF train (`deep.rbm`)."""
-  rbm = ml_collections.ConfigDict()
-  rbm.batch_size = 100
-  rbm.num_epochs = 10
-  rbm.contrastive = ml_collections.ConfigDict(dict(method="pcd", k=1, num_chains=0, sampler="gibbs",
-                                                   sampler_options={}, fast_learning_rate=0.0, fast_decay=0.95,
-                                                   sparsity_target=0.0, sparsity_cost=0.0))
-  rbm.optimizer = common.sgd_optimizer(schedule="constant", nesterov=False, weight_decay=2e-4)
-  rbm.optimizer.learning_rate = 0.01
-  rbm.log_likelihood = ml_collections.ConfigDict(dict(method="ais", exact_max_units=20, ais_runs=100,
-                                                      ais_temperatures=1000, ais_betas=(),
-                                                      ais_every_eval=False))
-  if smoke:
-    rbm.batch_size = 50
-    rbm.num_epochs = 2
-    rbm.log_likelihood.ais_runs = 16
-    rbm.log_likelihood.ais_temperatures = 50
-  return rbm
-
-
 def tiled_block(smoke: bool) -> ml_collections.ConfigDict:
-  """The tiled mcRBM trained on crops and sampled at a larger size (`tiled`)."""
-  tiled = ml_collections.ConfigDict()
-  tiled.enabled = True
-  tiled.model = "tiled_mcrbm"
-  tiled.model_kwargs = ml_collections.ConfigDict(dict(patch_size=8, stride=4, n_factors=64, n_cov=16,
-                                                      n_mean=32, pooling_init="topographic",
-                                                      input_norm="original"))
-  tiled.crop_size = 32
-  tiled.remove_dc = True  # each crop's mean removed
-  tiled.pixel_std = 0.3  # pixels scaled to this standard deviation (the precision of the model is >= I)
-  tiled.num_crops = 5000
-  tiled.num_eval_crops = 500
-  tiled.batch_size = 50
-  tiled.num_epochs = 10
-  tiled.contrastive = ml_collections.ConfigDict(dict(
-      method="pcd", k=1, num_chains=0, sampler="hmc",
-      sampler_options=dict(num_leapfrog=20, initial_step_size=0.01, target_rejection=0.1),
-      fast_learning_rate=0.0, fast_decay=0.95, sparsity_target=0.0, sparsity_cost=0.0))
-  tiled.optimizer = common.sgd_optimizer(schedule="inverse_epoch", nesterov=False, weight_decay=0.0)
-  tiled.optimizer.learning_rate = 0.001
+  """The tiled mcRBM trained on crops and sampled at a larger size (`tiled`; `blocks.Tiled`)."""
+  tiled = schema.defaults(blocks.Tiled)
   tiled.optimizer.anneal_epochs = 5
-  tiled.optimizer.l1 = 0.001
   tiled.optimizer.l1_start_epoch = 3
   tiled.optimizer.lr_multipliers = dict(MCRBM_RATES)
-  tiled.gated_mrf = ml_collections.ConfigDict(dict(pooling_frozen_epochs=3, project_pooling=True,
-                                                   pooling_mask="model", normalize_factors=True,
-                                                   factor_norm_decay=0.95))
-  tiled.sample_shape = (64, 64)
-  tiled.num_large = 4
-  tiled.sample_trajectories = 1000
-  tiled.sample_leapfrog = 20
   if smoke:
     tiled.model_kwargs.update(dict(patch_size=4, stride=2, n_factors=4, n_cov=4, n_mean=2,
                                    pooling_init="identity"))
@@ -119,17 +74,11 @@ def get_config(arg: str | None = None):
   smoke = common.check_arg(arg, "deep_gmrf_patches")
   config = gated_mrf_config("mcrbm", MCRBM_RATES, smoke)
   config.trainer = "deep_gmrf"
-  config.deep = ml_collections.ConfigDict()
-  config.deep.hidden = (8, 6) if smoke else (128, 64)
-  config.deep.rbm = rbm_block(smoke)
-  config.deep.num_samples = 16 if smoke else 64
-  config.deep.top_gibbs_steps = 20 if smoke else 1000
-  config.deep.mean_field = False
-  config.deep.layer_one_figures = True  # layer 1 draws its own figures (filters, pooling, samples)
-  config.deep.gmrf_trajectories = 10 if smoke else 200
-  config.deep.hmc_steps = 10 if smoke else 100
-  config.deep.hmc_burn_in = 5 if smoke else 50
-  config.deep.hmc_leapfrog = 5 if smoke else 20
-  config.deep.hmc_step_size = 0.05
+  config.deep = schema.defaults(blocks.Deep)
+  if smoke:
+    config.deep.update(dict(hidden=(8, 6), num_samples=16, top_gibbs_steps=20, gmrf_trajectories=10,
+                            hmc_steps=10, hmc_burn_in=5, hmc_leapfrog=5))
+    config.deep.rbm.update(dict(batch_size=50, num_epochs=2))
+    config.deep.rbm.log_likelihood.update(dict(ais_runs=16, ais_temperatures=50))
   config.tiled = tiled_block(smoke)
   return common.locked(config)

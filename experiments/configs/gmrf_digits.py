@@ -31,6 +31,8 @@ good (0.900 ± 0.022, 0.920 ± 0.007 with [latent, pixels]); the mcRBM's fill ha
 error (0.040 vs 0.042, 0.052 vs 0.055). The README's occlusion table has every cell.
 """
 
+from deepvision import schema
+from experiments import blocks
 from experiments.configs import common, mcrbm_patches, mpot_patches
 
 VARIANTS = ("smoke", "mpot")
@@ -67,10 +69,7 @@ def get_config(arg: str | None = None):
   config.gated_mrf.pooling_frozen_epochs = 10
   config.log_likelihood.method = "none"
 
-  config.occlusion = dict(masks=("none", "left_half", "random_square"), square_size=0.5,
-                          baseline_fill="mean", sampler="hmc", num_steps=300, burn_in=100, num_leapfrog=20,
-                          step_size=0.1, gaussian_ridge=1e-3, l2=(1e-2, 1e-3, 1e-4, 1e-5), num_shown=8,
-                          model_figures=True)
+  config.occlusion = schema.defaults(blocks.Occlusion)
   if smoke:
     config.model_kwargs.n_factors = 8
     config.model_kwargs.n_cov = 8

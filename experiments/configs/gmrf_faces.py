@@ -36,6 +36,8 @@ then figures); about a minute of wall time on a loaded machine. `:smoke` (4×4 f
 epochs, short chains) runs in seconds of CPU time.
 """
 
+from deepvision import schema
+from deepvision.data import face_data
 from experiments.configs import common, mcrbm_patches
 
 
@@ -49,8 +51,7 @@ def get_config(arg: str | None = None):
   config.test_split = "test"
   config.patches.size = 0
   config.whiten = dict(variance=0.99, epsilon=0.0)
-  config.faces = dict(train_split="train+validation", test_split="test", crop=24, pool=2, shifts=1,
-                      flips=True)
+  config.faces = schema.defaults(face_data.FaceSettings)  # 24×24 crops pooled to 12×12, shifted, mirrored
   config.model_kwargs.n_visible = 99
   config.model_kwargs.n_factors = 256
   config.model_kwargs.n_cov = 64
@@ -61,9 +62,7 @@ def get_config(arg: str | None = None):
   config.optimizer.anneal_epochs = 50
   config.log_likelihood.method = "none"
   config.gated_mrf.sample_trajectories = 200
-  config.inpainting = dict(masks=("central_square", "bottom_half", "random_square"), square_size=6,
-                           method="hmc", num_steps=300, burn_in=100, num_leapfrog=20, step_size=0.05,
-                           gaussian_ridge=1e-4, num_shown=10)
+  config.inpainting = schema.defaults(face_data.InpaintSettings)  # three masks, 300 HMC transitions
   if smoke:
     config.faces.update(crop=16, pool=4, shifts=0, flips=True)  # 4×4 faces
     config.whiten.variance = 0.95

@@ -78,12 +78,12 @@ def test_smoke_run_stacks_fine_tunes_writes_everything_and_resumes(tmp_path, mon
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"dbn.hidden": ()}, r"config.dbn.hidden must be a tuple of positive ints, one per layer, got \(\)"),
+    ({"dbn.hidden": ()}, r"config.dbn.hidden must be a non-empty tuple of integers >= 1, one per layer, got \(\)"),
     ({"dbn.hidden": (12, -3)}, r"config.dbn.hidden must be .* got \(12, -3\)"),
     ({"dbn.num_epochs": (2,)}, r"config.dbn.num_epochs must be empty .* one value per layer \(2 for"),
     ({"model_kwargs.n_hidden": 30}, "config.model_kwargs.n_hidden=30 contradicts config.dbn.hidden"),
     ({"finetune.batch_size": 0}, "config.finetune.batch_size must be an integer >= 1, got 0"),
-    ({"finetune.optimizer.learning_rate": -1.0}, "config.finetune.optimizer: .*learning_rate must be > 0"),
+    ({"finetune.optimizer.learning_rate": -1.0}, r"config.finetune.optimizer.learning_rate must be a number in \(0, inf\), got -1.0"),
     ({"patches.size": 4}, "fine-tuning needs labelled whole images"),
     ({"contrastive.k": 0}, r"config.contrastive.k must be an integer >= 1, got 0"),
 ])

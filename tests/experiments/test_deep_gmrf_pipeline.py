@@ -125,7 +125,7 @@ def test_smoke_run_stacks_samples_writes_figures_and_resumes(tmp_path, monkeypat
     ({"tiled.sample_shape": (13, 13)}, "sample_shape"),
     ({"tiled.pixel_std": 0.0}, "tiled.pixel_std"),
     ({"tiled.crop_size": 0}, "tiled.crop_size"),
-    ({"deep.rbm.optimizer.learning_rate": -1.0}, "layer 2"),
+    ({"deep.rbm.optimizer.learning_rate": -1.0}, "config.deep.rbm.optimizer.learning_rate"),
     ({"model": "rbm"}, "config.model"),
     ({"preprocess": "none"}, "whiten"),
 ])
