@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -225,3 +225,20 @@ def load(block: type, config: ml_collections.ConfigDict | dict, path: str = "con
     return block(**values)
   except ValueError as e:  # a check relating fields (`__post_init__`)
     raise ConfigError(f"{path}.{e}") from None
+
+
+def override_config(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
+                    ) -> ml_collections.ConfigDict:
+  """A copy of `config` with dotted fields set; unknown fields (outside model_kwargs) are an error."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for dotted, value in overrides.items():
+    *path, leaf = dotted.split(".")
+    target = config
+    for part in path:
+      if part not in target:
+        raise ValueError(f"unknown config field {dotted!r}")
+      target = target[part]
+    if leaf not in target and path != ["model_kwargs"]:
+      raise ValueError(f"unknown config field {dotted!r}")
+    target[leaf] = value
+  return config

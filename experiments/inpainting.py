@@ -114,4 +114,4 @@ def train_inpainting(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return run_inpainting(config, workdir)
 
 
-train_inpainting.model_subdir = MODEL_DIR  # where `loop.run_directory` finds the model's checkpoints
+train_inpainting.model_subdir = MODEL_DIR  # where `pretrained.runs.run_directory` finds the model's checkpoints

@@ -213,4 +213,4 @@ def train_occlusion(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return run_occlusion(config, workdir)[0]
 
 
-train_occlusion.model_subdir = MODEL_DIR  # where `loop.run_directory` finds the model's checkpoints
+train_occlusion.model_subdir = MODEL_DIR  # where `pretrained.runs.run_directory` finds the model's checkpoints

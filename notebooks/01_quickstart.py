@@ -56,7 +56,8 @@ import numpy as np
 from deepvision import pretrained, zoo
 from deepvision.data import datasets
 from deepvision.diagnostics import flops
-from deepvision.train.loop import train_and_evaluate, trained_model
+from deepvision.pretrained.runs import trained_model
+from deepvision.train.loop import train_and_evaluate
 from deepvision.train.supervised import Preprocess
 from deepvision.train.writers import read_metrics
 from experiments.configs import lcn_convnet_digits

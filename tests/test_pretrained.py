@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deepvision import pretrained, zoo
-from deepvision.pretrained import export, store
+from deepvision.pretrained import export, runs, store
 from deepvision.registry import UnknownNameError
 
 SHIPPED = ("gmrf_faces", "lcn_convnet_digits", "mcrbm_patches", "rbm_digits")
@@ -144,7 +144,7 @@ def test_trained_model_of_a_run_without_checkpoints_says_where_it_looked(tmp_pat
   from experiments import pipelines  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from experiments.configs import gmrf_faces  # pylint: disable=g-import-not-at-top
   config = gmrf_faces.get_config("smoke")  # the inpainting trainer keeps its model's run in workdir/model
-  assert loop.run_directory(config, str(tmp_path)) == str(tmp_path / "model")
+  assert runs.run_directory(config, str(tmp_path)) == str(tmp_path / "model")
   with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path / 'model' / 'checkpoints'}"):
-    loop.trained_model(config, str(tmp_path))
+    runs.trained_model(config, str(tmp_path))
   assert not os.listdir(tmp_path)  # looking created nothing

@@ -15,7 +15,7 @@ import ml_collections
 from deepvision import zoo
 from deepvision.train import probe as probe_lib
 from deepvision.train import supervised
-from deepvision.train.resolve import override_config
+from deepvision.schema import override_config
 from deepvision.train.supervised import evaluate_split
 
 

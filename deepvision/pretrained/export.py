@@ -18,7 +18,7 @@ import numpy as np
 
 from deepvision import checkpoint, pretrained, zoo
 from deepvision.data import datasets
-from deepvision.pretrained import store
+from deepvision.pretrained import runs, store
 from deepvision.samplers import hmc_chains
 from deepvision.train import loop
 
@@ -53,7 +53,7 @@ def export(name: str, config: ml_collections.ConfigDict, workdir: str, config_fi
 
   1. trains `config` in `workdir` with `train_and_evaluate` (the launcher's call; a finished run is
      not repeated, an interrupted one resumes);
-  2. reads the parameters of the run's newest verified checkpoint (`loop.evaluated_params`) and the
+  2. reads the parameters of the run's newest verified checkpoint (`runs.evaluated_params`) and the
      preprocessing the trainer saved next to it (`preprocessing.json`);
   3. writes the weights and a provisional manifest to a temporary directory and evaluates them through
      `deepvision.pretrained.evaluate`, the very path users and tests load them by;
@@ -61,9 +61,9 @@ def export(name: str, config: ml_collections.ConfigDict, workdir: str, config_fi
   """
   shipped = pretrained.SHIPPED.get(name)
   record = loop.train_and_evaluate(config, workdir)
-  run_dir = loop.run_directory(config, workdir)
+  run_dir = runs.run_directory(config, workdir)
   state, _ = checkpoint.read_state(os.path.join(run_dir, "checkpoints"))
-  params = loop.evaluated_params(state)
+  params = runs.evaluated_params(state)
   preprocessing_file = os.path.join(run_dir, "preprocessing.json")
   preprocessing = None
   if os.path.exists(preprocessing_file):

@@ -1,13 +1,6 @@
 """`train_and_evaluate(config, workdir)`: the one library call behind the launcher and the notebooks.
 
-The trainer named by `config.trainer` runs the experiment. The supervised trainer:
-  1. checks the whole config (names, fields, values, data on disk) before any compute;
-  2. builds the model from the zoo, the optimiser, the input pipeline and the train state;
-  3. resumes from the newest checkpoint in `workdir/checkpoints` if there is one (parameters, optimiser,
-     step and the data iterator's position, so the run ends bitwise equal to an uninterrupted one);
-  4. trains with a jitted pure step, logging to `metrics.jsonl` and TensorBoard, evaluating on the
-     validation split, checkpointing (keep N, the final step always), with a progress line;
-  5. evaluates on the test split (the last record carries `test/accuracy`) and draws the figures.
+The trainer named by `config.trainer` (`TRAINERS`) runs the experiment; the supervised trainer is here.
 """
 
 from __future__ import annotations
@@ -15,24 +8,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import jax
 import ml_collections
 
-from deepvision import config_blocks, distributed, optim, schema, zoo
-from deepvision.checkpoint import read_state
+from deepvision import config_blocks, distributed, optim, schema
 from deepvision.registry import Registry, UnknownNameError
 from deepvision.train import autoencoder, contrastive_loop, fit, supervised
 from deepvision.train import workdir as workdirs
 from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted  # noqa: F401
 from deepvision.train.lr_search import search_learning_rate
-from deepvision.train.resolve import model_kwargs, override_config, replicas_for  # noqa: F401
+from deepvision.schema import override_config  # noqa: F401
+from deepvision.train.resolve import model_kwargs, replicas_for  # noqa: F401
 from deepvision.train.supervised import Plan, plan_supervised  # noqa: F401
 
 TRAINERS: Registry[Callable[[ml_collections.ConfigDict, str], dict]] = Registry("trainer")
-
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -50,35 +41,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return trainer(config, workdir)
   with jax.default_matmul_precision(precision):
     return trainer(config, workdir)
-
-
-def run_directory(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Where the run of `config` keeps its model's checkpoints (and `preprocessing.json`): `workdir`, or
-  `workdir/<model_subdir>` for a trainer that trains its model in a sub-directory and then uses it (it
-  names the sub-directory in its attribute `model_subdir`)."""
-  subdir = getattr(TRAINERS.get(config.trainer), "model_subdir", None) if config.trainer in TRAINERS else None
-  return os.path.join(workdir, subdir) if subdir else workdir
-
-
-def trained_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[Any, dict[str, Any]]:
-  """`(module, variables)` of the run of `config` in `workdir`, from its newest verified checkpoint.
-
-  The module is the zoo model of the config; the parameters are those the run evaluates with (the
-  moving average when `ema_decay` > 0). Works for every trainer, finished or not (a trainer may keep its
-  model's run in a sub-directory: `run_directory`).
-
-  Raises:
-    FileNotFoundError: no checkpoint yet. checkpoint.CheckpointCorruptedError: none verifies.
-  """
-  state, _ = read_state(os.path.join(run_directory(config, workdir), "checkpoints"))
-  return zoo.create(config.model, **model_kwargs(config)), {"params": evaluated_params(state)}
-
-
-def evaluated_params(state: Mapping[str, Any]) -> Any:
-  """The parameters a run evaluates with, from its state as `read_state` returns it: the moving average
-  when the run keeps one (`TrainState.eval_params`), else the parameters."""
-  ema = state.get("ema_params")
-  return ema if isinstance(ema, dict) and ema else state["params"]
 
 
 # ----------------------------------------------------------------------------- supervised
@@ -121,7 +83,8 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
 
 @TRAINERS.register("supervised")
 def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains a zoo classifier on a data set with SGD; see the module docstring for the steps."""
+  """Trains a zoo classifier on a data set with SGD: checks the config and opens the data before any
+  compute, finds the rate by the talk's halving search when `optimizer.lr_search`, then `fit`s."""
   plan = plan_supervised(config)
   trained = config  # the config as requested is the run's (config.json); the optimiser may use a searched rate
   if config.optimizer.get("lr_search", False):
@@ -145,8 +108,6 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 f"training examples, {plan.total_steps} steps of {config.batch_size}"
                 + (f" over {replicas.num_devices} devices." if replicas.parallel else ".")))
   return fit.fit(task, config, workdir)[0]
-
-
 
 
 TRAINERS.register("contrastive")(contrastive_loop.train_contrastive)

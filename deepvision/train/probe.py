@@ -18,7 +18,7 @@ import numpy as np
 from deepvision import optim
 from deepvision.data import pipeline
 from deepvision.train import supervised
-from deepvision.train.resolve import override_config
+from deepvision.schema import override_config
 from deepvision.train.supervised import Plan, plan_supervised
 from deepvision.train.state import TrainState, create_train_state
 

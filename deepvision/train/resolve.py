@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
@@ -48,20 +47,3 @@ def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
                         "the convnets do); use float32")
     kwargs["dtype"] = dtype
   return kwargs
-
-
-def override_config(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
-                    ) -> ml_collections.ConfigDict:
-  """A copy of `config` with dotted fields set; unknown fields (outside model_kwargs) are an error."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  for dotted, value in overrides.items():
-    *path, leaf = dotted.split(".")
-    target = config
-    for part in path:
-      if part not in target:
-        raise ValueError(f"unknown config field {dotted!r}")
-      target = target[part]
-    if leaf not in target and path != ["model_kwargs"]:
-      raise ValueError(f"unknown config field {dotted!r}")
-    target[leaf] = value
-  return config

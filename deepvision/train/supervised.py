@@ -234,9 +234,6 @@ def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
               preprocess, replicas)
 
 
-
-
-
 def evaluate_split(eval_step, state: TrainState, source, batch_size: int, prefix: str) -> dict[str, float]:
   """Mean loss and accuracy of `state` over a whole split, as `{prefix}/loss`, `{prefix}/accuracy`."""
   state = jax.device_put(state)  # host copies (from a data-parallel run) go to the device once, not per batch
