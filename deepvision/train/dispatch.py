@@ -75,7 +75,10 @@ class Dispatcher:
     if n == 1:
       state, fault, metrics = self._single(state, fault, next(self._batches))
       return state, fault, metrics, 1
-    stacked = jax.tree.map(lambda *xs: np.stack(xs), *[next(self._batches) for _ in range(n)])
+    if hasattr(self._batches, "next_many"):  # one gather for the n batches (`pipeline.BatchIterator`)
+      stacked = self._batches.next_many(n)
+    else:
+      stacked = jax.tree.map(lambda *xs: np.stack(xs), *[next(self._batches) for _ in range(n)])
     if self.replicas.parallel:
       local = self.replicas.num_local_devices
       # (n, B, ...) → (devices, n, B / devices, ...): each device scans over its own rows of every batch.
