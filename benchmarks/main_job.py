@@ -2,9 +2,9 @@ r"""The default experiment's training time and test accuracy at K = 1 and at oth
 
 `experiments/configs/lcn_convnet_digits.py` (5,340 steps of 16 images, 60 epochs, test split at the end),
 trained through the library's real path (`train_and_evaluate`, figures off) in a fresh process per run, for
-seeds 0, 1, 2 at each K (`config.steps_per_dispatch`); optionally (`--unrolled-ks`) also with the
-dispatcher's `lax.scan` fully unrolled, patched in the child process only (a candidate remedy, not the
-library's path). Per run (`run_timing.py`): the training loop's wall time (every dispatch, the per-epoch log
+seeds 0, 1, 2 at each K (`config.steps_per_dispatch`). (The record of 2026-12-07 also has K = 4 with the
+dispatcher's scan fully unrolled, a candidate remedy patched into the child process at commit 2317896 and
+dropped: slower than K = 1 once compilation counts.) Per run (`run_timing.py`): the training loop's wall time (every dispatch, the per-epoch log
 records, the checkpoints every 500 steps), the compile time inside it (JAX's own compile events), the
 `train_and_evaluate` wall time, the whole process's wall time (interpreter start and imports included), and
 `test/accuracy` of the final record. The contestants take turns inside every seed (rotating order), so load
@@ -16,8 +16,7 @@ the mean test accuracy of the 3 seeds within 0.3 points.
 Results go to benchmarks/results/main_job.json (`--quick`: main_job_quick.json, 2 epochs, one seed).
 
 Usage (each run about 40 s at K = 1 on 2 idle cores):
-  python benchmarks/main_job.py [--quick] [--ks 1,4] [--unrolled-ks 4] [--seeds 0,1,2] [--epochs N]
-      [--out PATH]
+  python benchmarks/main_job.py [--quick] [--ks 1,4] [--seeds 0,1,2] [--epochs N] [--out PATH]
 """
 
 from __future__ import annotations
@@ -43,15 +42,12 @@ def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--ks", default="1,4", help="comma-separated K values; the first is the reference")
-  parser.add_argument("--unrolled-ks", default="",
-                      help="K values also run with the dispatcher's scan fully unrolled (a candidate remedy, "
-                           "patched in the child process only; run_timing.unrolled_child_run)")
   parser.add_argument("--seeds", default=None)
   parser.add_argument("--epochs", type=int, default=None, help="fewer epochs (quick runs only; full: 60)")
   parser.add_argument("--out", type=pathlib.Path, default=None)
   args = parser.parse_args(argv)
   ks = [int(k) for k in args.ks.split(",")]
-  contestants = [(k, False) for k in ks] + [(int(k), True) for k in args.unrolled_ks.split(",") if k]
+  contestants = ks
   seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
   epochs = args.epochs or (2 if args.quick else None)
   out_path = args.out or RESULTS / ("main_job_quick.json" if args.quick or epochs else "main_job.json")
@@ -62,20 +58,19 @@ def main(argv=None) -> dict:
   busy, wall = cpu_busy_seconds(), time.perf_counter()
   runs = {c: [] for c in contestants}
   for i, seed in enumerate(seeds):
-    for k, unroll in contestants[i % len(contestants):] + contestants[:i % len(contestants)]:
-      print(f"K={k}{' unrolled' if unroll else ''} seed {seed} ...", flush=True)
-      result = (run_timing.unrolled_child_run(k, seed, epochs, timeout=3600) if unroll
-                else run_timing.child_run("main", k, seed, epochs, timeout=3600))
+    for k in contestants[i % len(contestants):] + contestants[:i % len(contestants)]:
+      print(f"K={k} seed {seed} ...", flush=True)
+      result = run_timing.child_run("main", k, seed, epochs, timeout=3600)
       result["seed"] = seed
-      runs[(k, unroll)].append(result)
+      runs[k].append(result)
       print(f"  train {result['train_seconds']:.1f} s (compile {result['train_compile_seconds']:.1f} s), "
             f"process {result['process_seconds']:.1f} s, test accuracy {result['record'].get('test/accuracy')}",
             flush=True)
   per_k = {}
-  for (k, unroll), results in runs.items():
+  for k, results in runs.items():
     results.sort(key=lambda r: r["seed"])
     mean = lambda key: statistics.fmean(r[key] for r in results)  # noqa: E731
-    per_k[f"K={k}" + (" unrolled" if unroll else "")] = {
+    per_k[f"K={k}"] = {
         "per_seed": [{"seed": r["seed"], "test_accuracy": r["record"].get("test/accuracy"),
                       "train_seconds": round(r["train_seconds"], 3),
                       "train_compile_seconds": round(r["train_compile_seconds"], 3),
@@ -109,9 +104,6 @@ def main(argv=None) -> dict:
   report.update({
       "settings": {"config": "experiments/configs/lcn_convnet_digits.py", "figures": False,
                    "epochs": epochs or 60, "seeds": seeds, "ks": ks,
-                   "unrolled_ks": [k for k, unroll in contestants if unroll],
-                   "unrolled": "the dispatcher's lax.scan with unroll=True, patched in the child process only "
-                               "(not the library's path)",
                    "readme_K1_training_seconds_mean": K1_README_SECONDS,
                    "timing": "benchmarks/run_timing.py: train = deepvision.train.fit._train wall time, compile "
                              "= JAX compile events inside it, run = train_and_evaluate, process = the whole "

@@ -6,6 +6,8 @@ Two jobs, each trained through the library's real path (`train_and_evaluate`) in
 * `main`: the default experiment, `experiments/configs/lcn_convnet_digits.py` (89 steps of 16 images per
   epoch; a log record every epoch and a checkpoint every 500 steps cut the dispatches), shortened to
   `--main-epochs` epochs (the full job is 60: `main_job.py` times it);
+* `rbm_digits`: `experiments/configs/rbm_digits.py` as the launcher runs it (3,180 steps of 20, a log record
+  and an evaluation every epoch), AIS, the linear evaluation and the figures off (`--jobs rbm_digits`);
 * `rbm_test_fit`: `experiments/configs/rbm_digits.py` at scikit-learn's `test_fit` settings (1,797 digits, 64
   hidden, batch 10, 7 epochs, PCD-1, plain SGD; 1,253 steps), one log record and one checkpoint at the end
   (`run_timing.rbm_test_fit_config`).
@@ -14,15 +16,13 @@ For each K: training steps/s without compilation (`train_seconds - train_compile
 loop's wall time with compilation, the compile time, the `train_and_evaluate` wall time and the whole
 process's wall time (interpreter start and imports included); medians over `--rounds` rounds, the K values
 taking turns in rotating order inside every round. The final records of all K are compared: K > 1 must give
-the numbers of K = 1. Optionally (`--unrolled-ks`), the main job also runs with the dispatcher's `lax.scan`
-fully unrolled (`unroll=True`, patched in this benchmark's child process only): a candidate remedy for the
-slow convolutions inside XLA:CPU loops, not the library's path.
+the numbers of K = 1.
 
 Results go to benchmarks/results/steps_per_dispatch.json (`--quick`: steps_per_dispatch_quick.json).
 
 Usage (about 10 minutes on 2 idle cores; --quick: 1 round, 1 epoch of the main job, K in {1, 16}):
   python benchmarks/steps_per_dispatch.py [--quick] [--ks 1,4,16,64,256] [--rounds 3] [--main-rounds 1]
-      [--main-epochs 3] [--unrolled-ks 4] [--out PATH]
+      [--main-epochs 3] [--jobs rbm_test_fit,rbm_digits,main] [--out PATH]
 """
 
 from __future__ import annotations
@@ -55,20 +55,17 @@ def summarise(runs: list[dict], steps: int) -> dict:
   }
 
 
-def sweep(job: str, ks: list[int], rounds: int, epochs: int | None, unrolled: list[int]) -> dict:
-  contestants = [(k, False) for k in ks] + [(k, True) for k in unrolled]
-  runs = {c: [] for c in contestants}
+def sweep(job: str, ks: list[int], rounds: int, epochs: int | None) -> dict:
+  runs = {k: [] for k in ks}
   for r in range(rounds):
-    order = contestants[r % len(contestants):] + contestants[:r % len(contestants)]
-    for k, unroll in order:
-      print(f"  {job} K={k}{' unrolled' if unroll else ''} round {r + 1}/{rounds} ...", flush=True)
-      result = (run_timing.unrolled_child_run(k, 0, epochs) if unroll else run_timing.child_run(job, k, 0, epochs))
-      runs[(k, unroll)].append(result)
-  steps = runs[contestants[0]][0]["record"]["step"]
+    for k in ks[r % len(ks):] + ks[:r % len(ks)]:
+      print(f"  {job} K={k} round {r + 1}/{rounds} ...", flush=True)
+      runs[k].append(run_timing.child_run(job, k, 0, epochs))
+  steps = runs[ks[0]][0]["record"]["step"]
   out = {}
-  reference = runs[(ks[0], False)][-1]["record"]
-  for (k, unroll), results in runs.items():
-    name = f"K={k}" + (" unrolled" if unroll else "")
+  reference = runs[ks[0]][-1]["record"]
+  for k, results in runs.items():
+    name = f"K={k}"
     out[name] = summarise(results, steps)
     record = results[-1]["record"]
     out[name]["final_record"] = record
@@ -89,12 +86,10 @@ def main(argv=None) -> dict:
   parser.add_argument("--rounds", type=int, default=None, help="rounds of the RBM job")
   parser.add_argument("--main-rounds", type=int, default=1, help="rounds of the main job")
   parser.add_argument("--main-epochs", type=int, default=None, help="epochs of the main job (of 60)")
-  parser.add_argument("--unrolled-ks", default="", help="K values of the main job with the scan unrolled")
   parser.add_argument("--jobs", default="rbm_test_fit,main")
   parser.add_argument("--out", type=pathlib.Path, default=None)
   args = parser.parse_args(argv)
   ks = [int(k) for k in (args.ks or ("1,16" if args.quick else "1,4,16,64,256")).split(",")]
-  unrolled = [int(k) for k in args.unrolled_ks.split(",") if k]
   rounds = args.rounds or (1 if args.quick else 3)
   main_epochs = args.main_epochs or (1 if args.quick else 3)
   out_path = args.out or RESULTS / ("steps_per_dispatch_quick.json" if args.quick else "steps_per_dispatch.json")
@@ -111,12 +106,17 @@ def main(argv=None) -> dict:
       jobs[job] = {"settings": {"config": "experiments/configs/lcn_convnet_digits.py", "epochs": main_epochs,
                                 "of_epochs": 60, "seed": 0, "figures": False,
                                 "log_every": "one epoch (89 steps)", "checkpoint_every": 500},
-                   "results": sweep(job, ks, args.main_rounds, main_epochs, unrolled)}
+                   "results": sweep(job, ks, args.main_rounds, main_epochs)}
+    elif job == "rbm_digits":
+      jobs[job] = {"settings": {"config": "experiments/configs/rbm_digits.py without AIS, linear evaluation and "
+                                          "figures (benchmarks/run_timing.py: rbm_digits_config)",
+                                "seed": 0, "log_and_eval": "every epoch (53 steps)"},
+                   "results": sweep(job, ks, rounds, None)}
     else:
       jobs[job] = {"settings": {"config": "experiments/configs/rbm_digits.py at scikit-learn's test_fit settings "
                                           "(benchmarks/run_timing.py: rbm_test_fit_config)",
                                 **run_timing.TEST_FIT, "seed": 0, "log_and_eval": "once, at the end"},
-                   "results": sweep(job, ks, rounds, None, [])}
+                   "results": sweep(job, ks, rounds, None)}
   elapsed = time.perf_counter() - wall
   cores = report["machine_before"]["cores"]
   busy_share = None if busy is None else (cpu_busy_seconds() - busy) / (elapsed * cores)

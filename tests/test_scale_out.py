@@ -114,6 +114,28 @@ def test_two_processes_end_with_identical_parameters_equal_to_one_process_with_t
   assert not np.allclose(multi[first], 0.0)
 
 
+def test_two_devices_train_bitwise_alike_one_or_four_steps_per_dispatch(tmp_path, cache_dir):
+  """Data-parallel K > 1 stages (K, B) batches as (devices, K, B / devices): the same rows per device, the
+  same numbers as the per-step path."""
+  runs = {}
+  for k in (1, 4):
+    workdir, out_dir = tmp_path / f"k{k}", tmp_path / f"k{k}_out"
+    out_dir.mkdir()
+    settings = {"figures": False, "num_devices": 2, "steps_per_dispatch": k, "num_epochs": 1, "log_every_steps": 6,
+                "checkpoint_every_steps": 9, "linear_eval.enabled": False}
+    runs[k] = [sys.executable, DRIVER, "rbm_digits", str(workdir), str(out_dir), json.dumps(settings)]
+  results = _run_all(list(runs.values()), _env(2, cache_dir))
+  for (code, out, err) in results:
+    assert code == 0, f"{out}\n{err[-3000:]}"
+    assert "PCD" in out
+  read = lambda k: [{key: v for key, v in json.loads(line).items() if key != "steps_per_second"}  # noqa: E731
+                    for line in open(tmp_path / f"k{k}" / "metrics.jsonl")]
+  assert read(1) == read(4) and len(read(1)) > 3
+  one, four = _params(tmp_path / "k1_out"), _params(tmp_path / "k4_out")
+  for name in one:
+    np.testing.assert_array_equal(one[name], four[name], err_msg=name)
+
+
 @pytest.mark.slow  # four runs in subprocesses: ~55 s
 def test_pcd_chains_split_over_four_devices_checkpoint_whole_and_resume_on_four_or_one(tmp_path, cache_dir):
   """Preempted at step 30 on four devices, then resumed on four: bitwise the uninterrupted run. The

@@ -76,6 +76,8 @@ class BatchIterator(Iterator[Batch]):
     self.num_epochs = num_epochs
     self.steps_per_epoch = self.num_examples // batch_size
     self._cached_permutation = (-1, np.empty(0, np.int64))  # (epoch, its permutation)
+    self._source = source
+    self._bulk_position = None  # the position after `next_many`, until `__next__` moves grain's iterator there
     steps = grain.MapDataset.range(self.steps_per_epoch).repeat(num_epochs)
     batches = steps.map_with_index(lambda step, _: self._batch(source, step))
     self._iterator = batches.to_iter_dataset(_READ_OPTIONS).__iter__()
@@ -87,25 +89,52 @@ class BatchIterator(Iterator[Batch]):
       self._cached_permutation = (epoch, permutation)
     return permutation
 
-  def _batch(self, source, step: int) -> Batch:
+  def _indices(self, step: int) -> np.ndarray:
+    """The rows of `source` that batch `step` reads (this process's block of the global batch)."""
     epoch, index_in_epoch = divmod(step, self.steps_per_epoch)
     start = index_in_epoch * self.batch_size
     indices = self._permutation(epoch)[start:start + self.batch_size]
     index, count = self.shard
-    if count > 1:  # this process's block of the global batch
+    if count > 1:
       per_shard = self.batch_size // count
       indices = indices[index * per_shard:(index + 1) * per_shard]
-    return read_batch(source, indices)
+    return indices
+
+  def _batch(self, source, step: int) -> Batch:
+    return read_batch(source, self._indices(step))
 
   def __next__(self) -> Batch:
+    if self._bulk_position is not None:
+      self._iterator.set_state({"next_index": self._bulk_position})
+      self._bulk_position = None
     return next(self._iterator)
+
+  def next_many(self, n: int) -> Batch:
+    """The next `n` batches stacked along a new leading axis (`(n, B, ...)`), read with one gather.
+
+    The same batches as `n` calls of `next` (and the same position afterwards), without grain's
+    per-batch cost (about 0.1 ms, more than a small model's step): for K steps per dispatch.
+
+    Raises:
+      StopIteration: fewer than `n` batches are left.
+    """
+    start = self._bulk_position if self._bulk_position is not None else self.get_state()["next_step"]
+    if self.num_epochs is not None and start + n > self.num_epochs * self.steps_per_epoch:
+      raise StopIteration
+    indices = np.stack([self._indices(step) for step in range(start, start + n)])
+    batch = read_batch(self._source, indices.reshape(-1))
+    self._bulk_position = start + n
+    return {k: v.reshape(n, -1, *v.shape[1:]) for k, v in batch.items()}
 
   def _settings(self) -> dict[str, Any]:
     return {"num_examples": self.num_examples, "batch_size": self.batch_size, "seed": self.seed}
 
   def get_state(self) -> dict[str, Any]:
     """{'next_step': batches produced so far, plus the settings}, JSON-serialisable."""
-    return {"next_step": int(self._iterator.get_state()["next_index"]), **self._settings()}
+    position = self._bulk_position
+    if position is None:
+      position = self._iterator.get_state()["next_index"]
+    return {"next_step": int(position), **self._settings()}
 
   def set_state(self, state: dict[str, Any]) -> None:
     """Continues from `state` (from `get_state`); the settings must match this iterator's."""
@@ -114,6 +143,7 @@ class BatchIterator(Iterator[Batch]):
       details = ", ".join(f"{k}: saved {saved!r}, here {here!r}" for k, (saved, here) in mismatched.items())
       raise ValueError(f"iterator state does not match this pipeline ({details})")
     self._iterator.set_state({"next_index": int(state["next_step"])})
+    self._bulk_position = None
 
 
 def train_batches(

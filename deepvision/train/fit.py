@@ -3,7 +3,7 @@
 A `Task` says what differs between training kinds (its state, batches, pure step, evaluations, figures);
 `fit` owns the rest: the work dir, verified checkpoints and bitwise resume, the one "finished" rule,
 `metrics.jsonl` / TensorBoard, the progress line, SIGTERM, the non-finite guard, replicas, and K steps per
-dispatch (`dispatch.py`: one jitted `lax.scan` over K staged minibatches, the host touched only at log,
+dispatch (`dispatch.py`: one jitted loop over up to K staged minibatches, the host touched only at log,
 evaluation and checkpoint boundaries).
 
 The finished rule: a run is finished when its newest valid checkpoint is at the last step and the last
@@ -39,7 +39,7 @@ class Schedule:
     log_every: steps per `metrics.jsonl` training record.
     eval_every: steps between calls of `Task.evaluate` (0: only at the last step).
     checkpoint_every: steps between checkpoints.
-    steps_per_dispatch: K, the steps one jitted call runs (`lax.scan` over K staged minibatches).
+    steps_per_dispatch: K, the most steps one jitted call runs (a loop over up to K staged minibatches).
   """
 
   total_steps: int

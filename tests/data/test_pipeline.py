@@ -91,6 +91,32 @@ def test_restored_iterator_continues_exactly():
     np.testing.assert_array_equal(next(restored)["label"], want)
 
 
+@pytest.mark.parametrize("shard", [(0, 1), (1, 2)])
+def test_next_many_reads_the_batches_of_next_in_any_interleaving(shard):
+  source = _indexed_source(23)
+  make = lambda: data.train_batches(source, 4, seed=11, num_epochs=3, shard=shard)  # 5 batches per epoch
+  expected = [b["label"] for b in make()]
+  iterator, got = make(), []
+  for how, n in [("next", 2), ("many", 4), ("next", 1), ("many", 6), ("state", 0), ("many", 1), ("next", 1)]:
+    if how == "next":
+      got += [next(iterator)["label"] for _ in range(n)]
+    elif how == "many":
+      stacked = iterator.next_many(n)
+      assert stacked["image"].shape == (n, 4 // shard[1], 2, 3, 1) and stacked["label"].dtype == np.int32
+      np.testing.assert_allclose(stacked["image"][:, :, 0, 0, 0], stacked["label"] / 100, rtol=1e-6)
+      got += list(stacked["label"])
+    else:  # the saved position counts the bulk reads, and a restored iterator continues from it
+      assert iterator.get_state()["next_step"] == len(got)
+      restored = make()
+      restored.set_state(iterator.get_state())
+      np.testing.assert_array_equal(restored.next_many(2)["label"], expected[len(got):len(got) + 2])
+  assert len(got) == 15
+  for want, have in zip(expected, got):
+    np.testing.assert_array_equal(have, want)
+  with pytest.raises(StopIteration):  # 15 of 15 read
+    iterator.next_many(1)
+
+
 def test_state_from_another_pipeline_is_refused():
   state = data.train_batches(_indexed_source(23), 5, seed=11).get_state()
   with pytest.raises(ValueError, match="seed: saved 11, here 12"):

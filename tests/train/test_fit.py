@@ -20,21 +20,21 @@ def test_the_host_acts_at_every_log_eval_and_checkpoint_boundary_and_at_the_end(
   assert fit.Schedule(7, 0, 0, 0).next_boundary(3) == 7  # intervals of 0: only the end
 
 
-@pytest.mark.parametrize("remaining,k,expected", [(100, 16, 16), (16, 16, 16), (15, 16, 8), (5, 16, 4), (1, 16, 1),
-                                                  (3, 1, 1), (40, 24, 24), (23, 24, 16)])
-def test_a_short_chunk_is_the_largest_power_of_two_that_fits(remaining, k, expected):
-  assert dispatch.chunk_size(remaining, k) == expected
-
-
 def test_stacked_metrics_come_back_one_record_per_step():
-  pending = [{"a": np.float32(1.0)}, {"a": np.arange(3, dtype=np.float32)}]
+  pending = [{"a": np.float32(1.0)}, ({"a": np.arange(4, dtype=np.float32)}, 3)]
   assert [float(m["a"]) for m in dispatch.per_step_metrics(pending)] == [1.0, 0.0, 1.0, 2.0]
 
 
-def test_scanning_k_steps_is_the_k_fold_step():
-  step = lambda state, fault, batch: (state * 2 + batch, fault, {"x": state})  # noqa: E731
-  state, fault, metrics = dispatch.scan_steps(step)(1.0, 0, np.arange(3.0))
-  assert state == ((1 * 2 + 0) * 2 + 1) * 2 + 2 and list(np.asarray(metrics["x"])) == [1.0, 2.0, 5.0]
+@pytest.mark.parametrize("n", [1, 3, 4])
+def test_a_chunk_of_n_steps_is_the_n_fold_step_whatever_its_padding(n):
+  step = lambda state, fault, batch: (state * 2 + batch, fault + 1, {"x": state})  # noqa: E731
+  state, fault, metrics = jax.jit(dispatch.loop_steps(step))(1.0, 0, np.arange(4.0), n)
+  expected_state, expected_x = 1.0, []
+  for batch in range(n):
+    expected_x.append(expected_state)
+    expected_state = expected_state * 2 + batch
+  assert float(state) == expected_state and int(fault) == n
+  assert list(np.asarray(metrics["x"])[:n]) == expected_x
 
 
 def test_one_finished_rule():
