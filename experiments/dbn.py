@@ -53,7 +53,8 @@ FINETUNE_IDENTITY = ("init", "model_kwargs", "dataset", "train_split", "preproce
 INITS = ("stack", "random")
 
 
-def _int_tuple(field: str, value: Any, allow_empty: bool) -> tuple[int, ...]:
+def int_tuple(field: str, value: Any, allow_empty: bool) -> tuple[int, ...]:
+  """`value` as a tuple of positive ints (one per layer), or ConfigError naming `config.<field>`."""
   values = tuple(value) if isinstance(value, (tuple, list)) else None
   if (values is None or (not values and not allow_empty)
       or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in values)):
@@ -69,8 +70,8 @@ def layer_configs(config: ml_collections.ConfigDict) -> list[ml_collections.Conf
   'rbm' of dbn.hidden[l−2] × dbn.hidden[l−1] on the features below (no preprocessing, no figures of its
   own). `dbn.num_epochs[l−1]` (when given) replaces `num_epochs`.
   """
-  hidden = _int_tuple("dbn.hidden", config.dbn.get("hidden"), allow_empty=False)
-  epochs = _int_tuple("dbn.num_epochs", config.dbn.get("num_epochs", ()), allow_empty=True)
+  hidden = int_tuple("dbn.hidden", config.dbn.get("hidden"), allow_empty=False)
+  epochs = int_tuple("dbn.num_epochs", config.dbn.get("num_epochs", ()), allow_empty=True)
   if epochs and len(epochs) != len(hidden):
     raise ConfigError(f"config.dbn.num_epochs must be empty (config.num_epochs for every layer) or give one "
                       f"value per layer ({len(hidden)} for hidden={hidden}), got {epochs!r}")
@@ -101,14 +102,17 @@ def layer_configs(config: ml_collections.ConfigDict) -> list[ml_collections.Conf
 
 
 def finetune_config(config: ml_collections.ConfigDict, init: str, input_shape: tuple[int, ...],
-                    num_classes: int) -> ml_collections.ConfigDict:
-  """A supervised-style config of one fine-tuning run ('stack': from the DBN; 'random': the baseline)."""
+                    num_classes: int, hidden: tuple[int, ...] | None = None) -> ml_collections.ConfigDict:
+  """A supervised-style config of one fine-tuning run ('stack': from the stack; 'random': the baseline).
+
+  `hidden` is the stack's layer sizes (default `config.dbn.hidden`).
+  """
   ft = config.finetune
   out = ml_collections.ConfigDict()
   out.init = init
   out.model = "dbn_classifier"
   out.model_kwargs = ml_collections.ConfigDict({"input_shape": list(input_shape),
-                                                "hidden": list(config.dbn.hidden),
+                                                "hidden": list(config.dbn.hidden if hidden is None else hidden),
                                                 "num_classes": num_classes})
   for field in ("dataset", "data_dir", "train_split", "eval_split", "test_split", "preprocess", "seed",
                 "keep_checkpoints"):
@@ -131,12 +135,8 @@ class DBNPlan:
   finetune_steps: int
 
 
-def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
-  """Checks the whole config before compute; raises ConfigError naming the bad field."""
-  if "dbn" not in config or "finetune" not in config:
-    raise ConfigError("a dbn config needs the blocks config.dbn (hidden sizes) and config.finetune; see "
-                      "experiments/configs/dbn_digits.py")
-  configs = layer_configs(config)
+def check_finetune(config: ml_collections.ConfigDict) -> None:
+  """ConfigError unless `config.finetune` is complete and `config` names labelled whole images."""
   ft = config.finetune
   if not isinstance(ft.get("compare_scratch", True), bool):
     raise ConfigError(f"config.finetune.compare_scratch must be True or False, got {ft.compare_scratch!r}")
@@ -150,10 +150,6 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
   if isinstance(value, bool) or not isinstance(value, int) or value < 0:
     raise ConfigError(f"config.finetune.checkpoint_every_steps must be an integer >= 0 (0: at the end), "
                       f"got {value!r}")
-  for field, low in (("num_samples", 1), ("sample_gibbs_steps", 0)):
-    value = config.dbn.get(field, low)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-      raise ConfigError(f"config.dbn.{field} must be an integer >= {low}, got {value!r}")
   if int(config.patches.get("size", 0)) > 0:
     raise ConfigError(f"config.patches.size={config.patches.size}: fine-tuning needs labelled whole images; "
                       "set config.patches.size=0")
@@ -165,21 +161,18 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
     raise ConfigError(f"config.dataset {config.dataset!r} has no labels: the fine-tuning stage needs a "
                       "labelled data set")
 
-  data = prepare_data(configs[0])
-  plan_contrastive(configs[0], data)
+
+def plan_finetune(config: ml_collections.ConfigDict, data: EnergyData, hidden: tuple[int, ...]
+                  ) -> tuple[dict[str, ml_collections.ConfigDict], int]:
+  """The fine-tuning configs ('stack', and 'random' for the baseline) of a stack of `hidden` sizes trained
+  on `data`, and the fine-tuning steps; ConfigError for labels, batch size, devices or optimiser."""
   if "train" not in data.labels:
     raise ConfigError(f"the training split {config.train_split!r} has no labels for fine-tuning")
+  ft = config.finetune
+  info = datasets.dataset_info(config.dataset, data_dir=config.get("data_dir") or None)
   n_train = len(data.splits["train"])
-  for l, layer in enumerate(configs[1:], start=2):  # shapes, sizes and settings, on placeholder features
-    shape = dbn.feature_shape(layer.model_kwargs.n_visible)
-    placeholder = EnergyData({"train": np.zeros((n_train, *shape), np.float32)}, {}, shape)
-    try:
-      plan_contrastive(layer, placeholder)
-    except ConfigError as e:
-      raise ConfigError(f"DBN layer {l}: {e}") from None
-
   inits = ("stack", "random") if ft.get("compare_scratch", True) else ("stack",)
-  finetune = {init: finetune_config(config, init, data.image_shape, info.num_classes) for init in inits}
+  finetune = {init: finetune_config(config, init, data.image_shape, info.num_classes, hidden) for init in inits}
   if ft.batch_size > n_train:
     raise ConfigError(f"config.finetune.batch_size={ft.batch_size} exceeds the {n_train} training examples")
   loop.replicas_for(config, ft.batch_size, what="finetune.batch_size")
@@ -188,6 +181,32 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
     optim.make_optimizer(finetune["stack"], steps)
   except (UnknownNameError, ValueError, AttributeError) as e:
     raise ConfigError(f"config.finetune.optimizer: {e}") from None
+  return finetune, steps
+
+
+def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
+  """Checks the whole config before compute; raises ConfigError naming the bad field."""
+  if "dbn" not in config or "finetune" not in config:
+    raise ConfigError("a dbn config needs the blocks config.dbn (hidden sizes) and config.finetune; see "
+                      "experiments/configs/dbn_digits.py")
+  configs = layer_configs(config)
+  check_finetune(config)
+  for field, low in (("num_samples", 1), ("sample_gibbs_steps", 0)):
+    value = config.dbn.get(field, low)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      raise ConfigError(f"config.dbn.{field} must be an integer >= {low}, got {value!r}")
+
+  data = prepare_data(configs[0])
+  plan_contrastive(configs[0], data)
+  finetune, steps = plan_finetune(config, data, tuple(config.dbn.hidden))
+  n_train = len(data.splits["train"])
+  for l, layer in enumerate(configs[1:], start=2):  # shapes, sizes and settings, on placeholder features
+    shape = dbn.feature_shape(layer.model_kwargs.n_visible)
+    placeholder = EnergyData({"train": np.zeros((n_train, *shape), np.float32)}, {}, shape)
+    try:
+      plan_contrastive(layer, placeholder)
+    except ConfigError as e:
+      raise ConfigError(f"DBN layer {l}: {e}") from None
   return DBNPlan(configs, data, finetune, steps)
 
 
@@ -244,6 +263,40 @@ def _finetune_summary(record: dict, suffix: str) -> dict[str, float]:
           if k.startswith(("val/", "test/")) and k not in ("step", "final")}
 
 
+def finetune_stack(configs: dict[str, ml_collections.ConfigDict], workdir: str, data: EnergyData,
+                   layers: list[dbn.Layer], quiet: bool, what: str) -> dict[str, float]:
+  """Runs each fine-tuning of `configs` ('stack' in `workdir/finetune`, 'random' in `workdir/scratch`);
+  returns their validation and test metrics, the baseline's with `_scratch` appended."""
+  summary = {}
+  for init, suffix, name in (("stack", "", "finetune"), ("random", "_scratch", "scratch")):
+    if init not in configs:
+      continue
+    if not quiet:
+      print(f"Fine-tuning the {what + '-initialised' if init == 'stack' else 'randomly initialised'} "
+            f"classifier in {os.path.join(workdir, name)}.")
+    record = run_finetune(configs[init], os.path.join(workdir, name), data, layers, quiet)
+    summary.update(_finetune_summary(record, suffix))
+  return summary
+
+
+def write_final_record(workdir: str, step: int, summary: dict[str, Any], quiet: bool) -> tuple[dict, bool]:
+  """Appends the pipeline's final record to `workdir/metrics.jsonl` unless it is there already.
+
+  Returns:
+    `(record, done)`: done when the work dir already held this finished run (its figures stand).
+  """
+  previous = read_metrics(workdir)
+  record = {"step": step, **summary, "final": True}
+  if previous and previous[-1] == record:
+    if not quiet:
+      print(f"{workdir} already holds the finished run; nothing to do.")
+    return record, True
+  writer = MetricsWriter(workdir, enabled=distributed.is_primary())
+  record = writer.write(step, {**summary, "final": True})
+  writer.close()
+  return record, False
+
+
 def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
             ) -> tuple[dict, list[dbn.Layer]]:
   """Trains the DBN of `config` in `workdir` (see the module docstring); resumable.
@@ -274,24 +327,10 @@ def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
     layers.append((model, jax.device_get(params)))
     summary.update(_layer_summary(l, record))
 
-  for init, suffix, name in (("stack", "", "finetune"), ("random", "_scratch", "scratch")):
-    if init not in plan.finetune_configs:
-      continue
-    if not quiet:
-      print(f"Fine-tuning the {'DBN-initialised' if init == 'stack' else 'randomly initialised'} "
-            f"classifier in {os.path.join(workdir, name)}.")
-    record = run_finetune(plan.finetune_configs[init], os.path.join(workdir, name), plan.data, layers, quiet)
-    summary.update(_finetune_summary(record, suffix))
-
-  previous = read_metrics(workdir)
-  record = {"step": plan.finetune_steps, **summary, "final": True}
-  if previous and previous[-1] == record:  # a finished run, re-run: its record and figures stand
-    if not quiet:
-      print(f"{workdir} already holds the finished run; nothing to do.")
+  summary.update(finetune_stack(plan.finetune_configs, workdir, plan.data, layers, quiet, "DBN"))
+  record, done = write_final_record(workdir, plan.finetune_steps, summary, quiet)
+  if done:
     return record, layers
-  writer = MetricsWriter(workdir, enabled=distributed.is_primary())
-  record = writer.write(plan.finetune_steps, {**summary, "final": True})
-  writer.close()
   if config.get("figures", True) and distributed.is_primary():
     save_figures(config, plan, layers, workdir)
   if not quiet:

@@ -46,7 +46,7 @@ def _records(workdir):
 @pytest.mark.parametrize("name", ["sparse_ae_digits", "contractive_ae_digits", "ae_patches"])
 def test_each_config_smoke_run_lowers_its_loss(name, tmp_path):
   config = importlib.import_module(f"experiments.configs.{name}").get_config("smoke")
-  config = loop.override_config(config, {"figures": name == "ae_patches"})
+  config = loop.override_config(config, {"figures": name == "ae_patches", "steps_per_dispatch": 1})
   record = loop.train_and_evaluate(config, str(tmp_path))
   records = _records(tmp_path)
   assert record["final"] and record["test/recon_loss"] < records[0]["train/recon_loss"]
