@@ -108,12 +108,17 @@ class TiedAutoencoder(nn.Module):
 
   def reconstruction_logits(self, x: Array) -> Array:
     """h Wᵀ + b_v for h = `hidden_probs(x)`: x̂ itself for the linear decoder, σ of it for the sigmoid one."""
-    return self.hidden_probs(x) @ self.W.T + self.b_v
+    return self._decode(self.hidden_probs(x))
+
+  def _decode(self, h: Array) -> Array:
+    return h @ self.W.T + self.b_v
+
+  def _output(self, logits: Array) -> Array:
+    return jax.nn.sigmoid(logits) if self.decoder == "sigmoid" else logits
 
   def reconstruct(self, x: Array) -> Array:
     """x̂ of `x`, flattened (B, n_visible)."""
-    logits = self.reconstruction_logits(x)
-    return jax.nn.sigmoid(logits) if self.decoder == "sigmoid" else logits
+    return self._output(self.reconstruction_logits(x))
 
   def reconstruction_loss(self, clean: Array, corrupted: Array) -> Array:
     """Per example, L(clean) for the reconstruction of `corrupted`: cross-entropy or ½ squared error."""
@@ -135,7 +140,8 @@ class TiedAutoencoder(nn.Module):
   def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
     """The reconstruction x̂ of `x` (uncorrupted), with the features as the intermediate 'hidden'."""
     del train
-    return self.reconstruct(x), {"hidden": self.hidden_probs(x)}
+    h = self.hidden_probs(x)
+    return self._output(self._decode(h)), {"hidden": h}
 
 
 class DenoisingAutoencoder(TiedAutoencoder):
