@@ -1,6 +1,6 @@
 """The autoencoder task end to end: each config's smoke run, K steps per dispatch, bad inputs refused.
 
-The losses, penalties, gradients and noise are tested in tests/models/test_autoencoder.py."""
+The losses, penalties, gradients and noise are tested in tests/models/test_autoencoder_math.py."""
 
 import json
 import os
