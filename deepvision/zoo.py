@@ -84,9 +84,22 @@ _ENERGY_MODELS = {
     # Gaussian-Bernoulli RBM on 8×8 natural-image patches (standardised, σ = 1).
     "grbm": _variant(rbm.GaussianRBM, n_visible=64, n_hidden=256),
     "grbm_tiny": _variant(rbm.GaussianRBM, n_visible=6, n_hidden=4),
-    # Denoising autoencoder on the 8×8 digits (not an energy model, but the same W, b_v, b_h and features).
+}
+_AUTOENCODERS = {
+    # Tied-weight autoencoders (not energy models, but the same W, b_v, b_h and features as an RBM).
+    # On the 8×8 digits (pixels in [0, 1]: sigmoid decoder, cross-entropy):
+    "ae": _variant(autoencoder.TiedAutoencoder, n_visible=64, n_hidden=100),
+    "ae_tiny": _variant(autoencoder.TiedAutoencoder, n_visible=6, n_hidden=4),
     "dae": _variant(autoencoder.DenoisingAutoencoder, n_visible=64, n_hidden=100),
     "dae_tiny": _variant(autoencoder.DenoisingAutoencoder, n_visible=6, n_hidden=4),
+    "sparse_ae": _variant(autoencoder.SparseAutoencoder, n_visible=64, n_hidden=100),
+    "sparse_ae_tiny": _variant(autoencoder.SparseAutoencoder, n_visible=6, n_hidden=4),
+    "contractive_ae": _variant(autoencoder.ContractiveAutoencoder, n_visible=64, n_hidden=100),
+    "contractive_ae_tiny": _variant(autoencoder.ContractiveAutoencoder, n_visible=6, n_hidden=4),
+    # Linear decoder, squared error: real-valued inputs such as whitened 8×8 patches (n_visible = the
+    # number of components the whitening keeps; the trainer sets it from the data).
+    "ae_linear": _variant(autoencoder.TiedAutoencoder, n_visible=64, n_hidden=100, decoder="linear"),
+    "ae_linear_tiny": _variant(autoencoder.TiedAutoencoder, n_visible=6, n_hidden=4, decoder="linear"),
 }
 _DBN = {
     # The recognition net of dbn_digits: a 64-256-256-10 sigmoid MLP, 85,002 parameters, initialised
@@ -119,7 +132,8 @@ _TILED_GATED_MRFS = {
     "tiled_mcrbm_tiny": _variant(tiled_gated_mrf.TiledMCRBM, image_shape=(6, 6), patch_size=4, stride=2,
                                  n_factors=3, n_cov=3, n_mean=2),
 }
-for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_GATED_MRFS, **_TILED_GATED_MRFS, **_DBN}.items():
+for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_AUTOENCODERS, **_GATED_MRFS, **_TILED_GATED_MRFS,
+                        **_DBN}.items():
   MODELS.register(_name, _factory)
 
 # The paper of each family, by module class: (short citation for tables, full reference).
@@ -137,6 +151,14 @@ PAPERS: dict[type, tuple[str, str]] = {
               "networks\", ICML 2008"),
     rbm.GaussianRBM: ("Hinton & Salakhutdinov 2006", "Hinton & Salakhutdinov, \"Reducing the dimensionality of "
                       "data with neural networks\", Science 2006"),
+    autoencoder.TiedAutoencoder: ("Bengio et al. 2007", "Bengio, Lamblin, Popovici & Larochelle, \"Greedy "
+                                  "layer-wise training of deep networks\", NIPS 2007"),
+    autoencoder.SparseAutoencoder: ("Ng 2011", "Ng, \"Sparse autoencoder\", CS294A lecture notes, Stanford "
+                                    "2011; Lee, Ekanadham & Ng, \"Sparse deep belief net model for visual area "
+                                    "V2\", NIPS 2008"),
+    autoencoder.ContractiveAutoencoder: ("Rifai et al. 2011", "Rifai, Vincent, Muller, Glorot & Bengio, "
+                                         "\"Contractive auto-encoders: explicit invariance during feature "
+                                         "extraction\", ICML 2011"),
     autoencoder.DenoisingAutoencoder: ("Vincent et al. 2008", "Vincent, Larochelle, Bengio & Manzagol, "
                                        "\"Extracting and composing robust features with denoising "
                                        "autoencoders\", ICML 2008"),

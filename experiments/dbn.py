@@ -53,6 +53,16 @@ FINETUNE_IDENTITY = ("init", "model_kwargs", "dataset", "train_split", "preproce
                      "num_epochs")
 
 
+def int_tuple(field: str, value: Any, allow_empty: bool) -> tuple[int, ...]:
+  """`value` as a tuple of positive ints (one per layer), or ConfigError naming `config.<field>`."""
+  values = tuple(value) if isinstance(value, (tuple, list)) else None
+  if (values is None or (not values and not allow_empty)
+      or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in values)):
+    what = "a tuple of positive ints" + (" (or empty)" if allow_empty else ", one per layer")
+    raise ConfigError(f"config.{field} must be {what}, got {value!r}")
+  return values
+
+
 def layer_configs(config: ml_collections.ConfigDict, dbn_block: blocks.Dbn) -> list[ml_collections.ConfigDict]:
   """The contrastive config of each layer: the DBN config's settings, sizes from `config.dbn`.
 
@@ -88,14 +98,17 @@ def layer_configs(config: ml_collections.ConfigDict, dbn_block: blocks.Dbn) -> l
 
 
 def finetune_config(config: ml_collections.ConfigDict, init: str, input_shape: tuple[int, ...],
-                    num_classes: int) -> ml_collections.ConfigDict:
-  """A supervised-style config of one fine-tuning run ('stack': from the DBN; 'random': the baseline)."""
+                    num_classes: int, hidden: tuple[int, ...] | None = None) -> ml_collections.ConfigDict:
+  """A supervised-style config of one fine-tuning run ('stack': from the stack; 'random': the baseline).
+
+  `hidden` is the stack's layer sizes (default `config.dbn.hidden`).
+  """
   ft = config.finetune
   out = ml_collections.ConfigDict()
   out.init = init
   out.model = "dbn_classifier"
   out.model_kwargs = ml_collections.ConfigDict({"input_shape": list(input_shape),
-                                                "hidden": list(config.dbn.hidden),
+                                                "hidden": list(config.dbn.hidden if hidden is None else hidden),
                                                 "num_classes": num_classes})
   for field in ("dataset", "data_dir", "train_split", "eval_split", "test_split", "preprocess", "seed",
                 "keep_checkpoints"):
@@ -119,14 +132,9 @@ class DBNPlan:
   finetune_steps: int
 
 
-def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
-  """Checks the whole config before compute; raises ConfigError naming the bad field."""
-  if "dbn" not in config or "finetune" not in config:
-    raise ConfigError("a dbn config needs the blocks config.dbn (hidden sizes) and config.finetune; see "
-                      "experiments/configs/dbn_digits.py")
-  dbn_block = schema.load(blocks.Dbn, config.dbn, "config.dbn")
+def check_finetune(config: ml_collections.ConfigDict) -> blocks.Finetune:
+  """`config.finetune` loaded by the schema; ConfigError unless `config` names labelled whole images."""
   ft = schema.load(blocks.Finetune, config.finetune, "config.finetune")
-  configs = layer_configs(config, dbn_block)
   if int(config.patches.get("size", 0)) > 0:
     raise ConfigError(f"config.patches.size={config.patches.size}: fine-tuning needs labelled whole images; "
                       "set config.patches.size=0")
@@ -137,20 +145,20 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
   if not info.num_classes:
     raise ConfigError(f"config.dataset {config.dataset!r} has no labels: the fine-tuning stage needs a "
                       "labelled data set")
+  return ft
 
-  data = prepare_data(configs[0])
-  plan_contrastive(configs[0], data)
+
+def plan_finetune(config: ml_collections.ConfigDict, data: EnergyData, hidden: tuple[int, ...]
+                  ) -> tuple[dict[str, ml_collections.ConfigDict], int]:
+  """The fine-tuning configs ('stack', and 'random' for the baseline) of a stack of `hidden` sizes trained
+  on `data`, and the fine-tuning steps; ConfigError for labels, batch size, devices or optimiser."""
   if "train" not in data.labels:
     raise ConfigError(f"the training split {config.train_split!r} has no labels for fine-tuning")
+  ft = schema.load(blocks.Finetune, config.finetune, "config.finetune")
+  info = datasets.dataset_info(config.dataset, data_dir=config.get("data_dir") or None)
   n_train = len(data.splits["train"])
-  for l, layer in enumerate(configs[1:], start=2):  # the upper layers train on features of every example
-    try:
-      plan_contrastive(layer, n_train=n_train)
-    except ConfigError as e:
-      raise ConfigError(f"DBN layer {l}: {e}") from None
-
   inits = ("stack", "random") if ft.compare_scratch else ("stack",)
-  finetune = {init: finetune_config(config, init, data.image_shape, info.num_classes) for init in inits}
+  finetune = {init: finetune_config(config, init, data.image_shape, info.num_classes, hidden) for init in inits}
   if ft.batch_size > n_train:
     raise ConfigError(f"config.finetune.batch_size={ft.batch_size} exceeds the {n_train} training examples")
   loop.replicas_for(config, ft.batch_size, what="finetune.batch_size")
@@ -159,6 +167,26 @@ def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
     optim.make_optimizer(finetune["stack"], steps)
   except (UnknownNameError, ValueError, AttributeError) as e:
     raise ConfigError(f"config.finetune.optimizer: {e}") from None
+  return finetune, steps
+
+
+def plan_dbn(config: ml_collections.ConfigDict) -> DBNPlan:
+  """Checks the whole config before compute; raises ConfigError naming the bad field."""
+  if "dbn" not in config or "finetune" not in config:
+    raise ConfigError("a dbn config needs the blocks config.dbn (hidden sizes) and config.finetune; see "
+                      "experiments/configs/dbn_digits.py")
+  dbn_block = schema.load(blocks.Dbn, config.dbn, "config.dbn")
+  configs = layer_configs(config, dbn_block)
+  check_finetune(config)
+  data = prepare_data(configs[0])
+  plan_contrastive(configs[0], data)
+  finetune, steps = plan_finetune(config, data, dbn_block.hidden)
+  n_train = len(data.splits["train"])
+  for l, layer in enumerate(configs[1:], start=2):  # the upper layers train on features of every example
+    try:
+      plan_contrastive(layer, n_train=n_train)
+    except ConfigError as e:
+      raise ConfigError(f"DBN layer {l}: {e}") from None
   return DBNPlan(dbn_block, configs, data, finetune, steps)
 
 
@@ -215,6 +243,40 @@ def _finetune_summary(record: dict, suffix: str) -> dict[str, float]:
           if k.startswith(("val/", "test/")) and k not in ("step", "final")}
 
 
+def finetune_stack(configs: dict[str, ml_collections.ConfigDict], workdir: str, data: EnergyData,
+                   layers: list[dbn.Layer], quiet: bool, what: str) -> dict[str, float]:
+  """Runs each fine-tuning of `configs` ('stack' in `workdir/finetune`, 'random' in `workdir/scratch`);
+  returns their validation and test metrics, the baseline's with `_scratch` appended."""
+  summary = {}
+  for init, suffix, name in (("stack", "", "finetune"), ("random", "_scratch", "scratch")):
+    if init not in configs:
+      continue
+    if not quiet:
+      print(f"Fine-tuning the {what + '-initialised' if init == 'stack' else 'randomly initialised'} "
+            f"classifier in {os.path.join(workdir, name)}.")
+    record = run_finetune(configs[init], os.path.join(workdir, name), data, layers, quiet)
+    summary.update(_finetune_summary(record, suffix))
+  return summary
+
+
+def write_final_record(workdir: str, step: int, summary: dict[str, Any], quiet: bool) -> tuple[dict, bool]:
+  """Appends the pipeline's final record to `workdir/metrics.jsonl` unless it is there already.
+
+  Returns:
+    `(record, done)`: done when the work dir already held this finished run (its figures stand).
+  """
+  previous = read_metrics(workdir)
+  record = {"step": step, **summary, "final": True}
+  if previous and previous[-1] == record:
+    if not quiet:
+      print(f"{workdir} already holds the finished run; nothing to do.")
+    return record, True
+  writer = MetricsWriter(workdir, enabled=distributed.is_primary())
+  record = writer.write(step, {**summary, "final": True})
+  writer.close()
+  return record, False
+
+
 def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
             ) -> tuple[dict, list[dbn.Layer]]:
   """Trains the DBN of `config` in `workdir` (see the module docstring); resumable.
@@ -245,24 +307,10 @@ def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
     layers.append((model, jax.device_get(params)))
     summary.update(_layer_summary(l, record))
 
-  for init, suffix, name in (("stack", "", "finetune"), ("random", "_scratch", "scratch")):
-    if init not in plan.finetune_configs:
-      continue
-    if not quiet:
-      print(f"Fine-tuning the {'DBN-initialised' if init == 'stack' else 'randomly initialised'} "
-            f"classifier in {os.path.join(workdir, name)}.")
-    record = run_finetune(plan.finetune_configs[init], os.path.join(workdir, name), plan.data, layers, quiet)
-    summary.update(_finetune_summary(record, suffix))
-
-  previous = read_metrics(workdir)
-  record = {"step": plan.finetune_steps, **summary, "final": True}
-  if previous and previous[-1] == record:  # a finished run, re-run: its record and figures stand
-    if not quiet:
-      print(f"{workdir} already holds the finished run; nothing to do.")
+  summary.update(finetune_stack(plan.finetune_configs, workdir, plan.data, layers, quiet, "DBN"))
+  record, done = write_final_record(workdir, plan.finetune_steps, summary, quiet)
+  if done:
     return record, layers
-  writer = MetricsWriter(workdir, enabled=distributed.is_primary())
-  record = writer.write(plan.finetune_steps, {**summary, "final": True})
-  writer.close()
   if config.get("figures", True) and distributed.is_primary():
     save_figures(config, plan, layers, workdir)
   if not quiet:

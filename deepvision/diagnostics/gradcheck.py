@@ -288,7 +288,9 @@ def natural_objective(model: nn.Module, key: Array, batch_size: int = 2,
   """The scalar objective a model is trained on, on a small random batch.
 
   Energy-based models (a `free_energy` method): mean free energy of inputs uniform in [0, 1)
-  (valid for binary and real-valued visible units alike). Classifiers: mean softmax
+  (valid for binary and real-valued visible units alike). Autoencoders (an `objective` method): their
+  training objective, reconstruction of the inputs (uniform in [0, 1)) plus the variant's penalty, with the
+  inputs as both the target and the encoded input (so their gradient has both paths). Classifiers: mean softmax
   cross-entropy of `model.apply(variables, x, train=False)[0]` against random labels, x
   standard normal of the model's input shape.
 
@@ -304,8 +306,9 @@ def natural_objective(model: nn.Module, key: Array, batch_size: int = 2,
   if not isinstance(batch_size, int) or batch_size < 1:
     raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
   shape = (batch_size, *zoo.example_input(model).shape[1:])
-  energy = hasattr(model, "free_energy")
-  method = "free_energy" if energy else None
+  autoencoder = hasattr(model, "objective")
+  energy = hasattr(model, "free_energy") or autoencoder
+  method = "free_energy" if hasattr(model, "free_energy") else None
 
   def draw(key: Array, params: Any) -> tuple[Any, Array, Array | None]:
     """Inputs, labels and (unless given) parameters, in one compiled function."""
@@ -322,7 +325,13 @@ def natural_objective(model: nn.Module, key: Array, batch_size: int = 2,
     return params, x, jax.random.randint(label_key, (batch_size,), 0, logits.shape[-1])
 
   params, x, labels = jax.jit(draw)(key, params)
-  if energy:
+  if autoencoder:
+
+    def objective(tree: dict[str, Any]) -> Array:
+      x = tree["inputs"]
+      return model.apply({"params": tree["params"]}, x, x, method="objective")[0]
+
+  elif energy:
 
     def objective(tree: dict[str, Any]) -> Array:
       return jnp.mean(model.apply({"params": tree["params"]}, tree["inputs"], method=method))

@@ -1,17 +1,20 @@
-"""The denoising autoencoder family: its loss and gradient, its noise, and its task run end to end."""
+"""The autoencoder task end to end: each config's smoke run, K steps per dispatch, bad inputs refused.
+
+The losses, penalties, gradients and noise are tested in tests/models/test_autoencoder_math.py."""
 
 import json
 import os
 
+import importlib
+
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.test_util import check_grads
+import pytest
 
 from deepvision import zoo
-from deepvision.models.autoencoder import DenoisingAutoencoder, corrupt
+from deepvision.errors import ConfigError
 from deepvision.train import loop
-from experiments.configs import dae_digits
+from experiments.configs import ae_patches, dae_digits
 
 
 def test_parameter_count_and_tied_decoder():
@@ -19,26 +22,6 @@ def test_parameter_count_and_tied_decoder():
   params = model.init(jax.random.key(0), jnp.zeros((1, 64)))["params"]
   assert zoo.count_params(params) == 64 * 100 + 64 + 100
   assert set(params) == {"W", "b_v", "b_h"}
-
-
-def test_loss_is_the_closed_form_cross_entropy_and_its_gradient_matches_finite_differences():
-  with jax.enable_x64(True):
-    model = DenoisingAutoencoder(n_visible=5, n_hidden=3)
-    x = jax.random.uniform(jax.random.key(1), (4, 5), jnp.float64)
-    params = jax.tree.map(lambda p: p.astype(jnp.float64) + 0.3,
-                          model.init(jax.random.key(2), x)["params"])
-    h = jax.nn.sigmoid(x @ params["W"] + params["b_h"])
-    r = jax.nn.sigmoid(h @ params["W"].T + params["b_v"])
-    expected = -(x * jnp.log(r) + (1 - x) * jnp.log(1 - r)).sum(-1)
-    loss = lambda p: model.apply({"params": p}, x, x, method="reconstruction_loss")  # noqa: E731
-    np.testing.assert_allclose(loss(params), expected, rtol=1e-10)
-    check_grads(lambda p: loss(p).sum(), (params,), order=1, modes=("rev",), eps=1e-6)
-
-
-def test_masking_noise_zeroes_the_given_fraction():
-  x = jnp.ones((200, 500))
-  kept = float(jnp.mean(corrupt(jax.random.key(3), x, 0.25)))
-  assert abs(kept - 0.75) < 5 * np.sqrt(0.25 * 0.75 / x.size)
 
 
 def test_smoke_run_learns_features_and_k_steps_per_dispatch_change_no_number(tmp_path):
@@ -53,3 +36,36 @@ def test_smoke_run_learns_features_and_k_steps_per_dispatch_change_no_number(tmp
     assert record["test/feature_accuracy"] > 0.5  # 4 features of the digits, read out linearly
   assert records[1] == records[16]
   assert os.path.exists(tmp_path / "k1" / "checkpoints")
+
+
+def _records(workdir):
+  with open(workdir / "metrics.jsonl") as f:
+    return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("name", ["sparse_ae_digits", "contractive_ae_digits", "ae_patches"])
+def test_each_config_smoke_run_lowers_its_loss(name, tmp_path):
+  config = importlib.import_module(f"experiments.configs.{name}").get_config("smoke")
+  config = loop.override_config(config, {"figures": name == "ae_patches", "steps_per_dispatch": 1})
+  record = loop.train_and_evaluate(config, str(tmp_path))
+  records = _records(tmp_path)
+  assert record["final"] and record["test/recon_loss"] < records[0]["train/recon_loss"]
+  train = [r["train/recon_loss"] for r in records if "train/recon_loss" in r]
+  assert len(train) >= 2 and train[-1] < train[0]
+  if name == "ae_patches":  # whitened patches: n_visible is K; the filters are drawn in pixel space
+    with open(tmp_path / "config.json") as f:
+      assert json.load(f)["preprocess"] == "whiten"
+    assert "test/feature_accuracy" not in record and os.path.exists(tmp_path / "filters.png")
+  else:  # the penalty is logged, positive, and the features read out linearly above chance (10 classes)
+    assert all(r["train/penalty"] > 0 for r in records if "train/penalty" in r)
+    assert "train/penalty" in records[0] and record["test/feature_accuracy"] > 0.3
+
+
+def test_a_sigmoid_decoder_on_whitened_data_is_refused_before_training(tmp_path):
+  config = loop.override_config(ae_patches.get_config("smoke"), {"model": "dae_tiny"})
+  with pytest.raises(ConfigError, match="sigmoid decoder.*linear decoder"):
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+  config = loop.override_config(dae_digits.get_config("smoke"), {"model": "rbm_tiny"})
+  with pytest.raises(ConfigError, match="not an autoencoder.*contractive_ae"):
+    loop.train_and_evaluate(config, str(tmp_path / "run2"))

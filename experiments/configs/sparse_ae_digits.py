@@ -1,0 +1,34 @@
+r"""A sparse autoencoder on the embedded 8×8 digits: a KL penalty pulls each unit's mean activation to ρ.
+
+  python -m experiments.main --config=experiments/configs/sparse_ae_digits.py --workdir=runs/sparse_ae_digits
+
+64 inputs in [0, 1], 100 tied-weight sigmoid units, no corruption; the objective adds β Σ_j KL(ρ ‖ ρ̂_j)
+with ρ = 0.05, β = 0.1 (ρ̂_j the batch mean of unit j; `models.autoencoder.kl_sparsity`). SGD with momentum
+0.9 at rate 0.1 in batches of 20 for 30 epochs; the final record has the test reconstruction loss and the
+accuracy of logistic regression on the features against the pixels. Cost on a 2-core CPU: seconds;
+`:smoke` runs in seconds.
+"""
+
+from deepvision import schema
+from deepvision.train import autoencoder
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+  smoke = common.check_arg(arg, "sparse_ae_digits")
+  config = schema.defaults(autoencoder.AutoencoderConfig)
+  config.model = "sparse_ae"
+  config.model_kwargs.sparsity_target = 0.05
+  config.model_kwargs.sparsity_weight = 0.1
+  config.corruption = 0.0
+  config.dataset = "dv_digits"
+  config.batch_size = 20
+  config.num_epochs = 30
+  config.optimizer.schedule = "cosine"
+  config.steps_per_dispatch = 16
+  if smoke:
+    config.model = "sparse_ae_tiny"
+    config.model_kwargs.n_visible = 64
+    config.num_epochs = 2
+    config.linear_eval.l2 = (1e-3,)
+  return common.locked(config)
