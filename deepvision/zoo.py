@@ -33,7 +33,7 @@ from deepvision.registry import Registry
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 # Importing the package loads every model family (families may register variants themselves).
-from deepvision.models import autoencoder, convnets, dbn, gated_mrf, rbm, tiled_gated_mrf  # noqa: E402
+from deepvision.models import autoencoder, convnets, dbn, gated_mrf, rbm, sparse_coding, tiled_gated_mrf  # noqa: E402
 
 _variant = functools.partial
 
@@ -101,6 +101,16 @@ _AUTOENCODERS = {
     "ae_linear": _variant(autoencoder.TiedAutoencoder, n_visible=64, n_hidden=100, decoder="linear"),
     "ae_linear_tiny": _variant(autoencoder.TiedAutoencoder, n_visible=6, n_hidden=4, decoder="linear"),
 }
+_SPARSE_CODING = {
+    # 128 unit-norm atoms for 8×8 natural-image patches PCA-whitened to 52 components (2.5× overcomplete).
+    "sparse_coding": _variant(sparse_coding.SparseCoding, n_visible=52, n_atoms=128, lam=0.5, tol=1e-3),
+    # A complete dictionary (52 atoms) with a shrinkage encoder trained to predict its codes.
+    "psd": _variant(sparse_coding.PSD, n_visible=52, n_atoms=52, lam=0.5, tol=1e-3),
+    # Tiny: FISTA to float64 precision (the gradient check differentiates at the codes).
+    "sparse_coding_tiny": _variant(sparse_coding.SparseCoding, n_visible=6, n_atoms=4, lam=0.1, tol=1e-10,
+                                   max_iter=2000),
+    "psd_tiny": _variant(sparse_coding.PSD, n_visible=6, n_atoms=4, lam=0.1, tol=1e-10, max_iter=2000),
+}
 _DBN = {
     # The recognition net of dbn_digits: a 64-256-256-10 sigmoid MLP, 85,002 parameters, initialised
     # from a stack of RBMs (deepvision.models.dbn.classifier_params_from_stack).
@@ -133,7 +143,7 @@ _TILED_GATED_MRFS = {
                                  n_factors=3, n_cov=3, n_mean=2),
 }
 for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_AUTOENCODERS, **_GATED_MRFS, **_TILED_GATED_MRFS,
-                        **_DBN}.items():
+                        **_DBN, **_SPARSE_CODING}.items():
   MODELS.register(_name, _factory)
 
 # The paper of each family, by module class: (short citation for tables, full reference).
@@ -162,6 +172,12 @@ PAPERS: dict[type, tuple[str, str]] = {
     autoencoder.DenoisingAutoencoder: ("Vincent et al. 2008", "Vincent, Larochelle, Bengio & Manzagol, "
                                        "\"Extracting and composing robust features with denoising "
                                        "autoencoders\", ICML 2008"),
+    sparse_coding.SparseCoding: ("Olshausen & Field 1996", "Olshausen & Field, \"Emergence of simple-cell "
+                                 "receptive field properties by learning a sparse code for natural images\", "
+                                 "Nature 1996; codes by FISTA (Beck & Teboulle, SIAM J. Imaging Sci. 2009), "
+                                 "atoms by online dictionary learning (Mairal et al., ICML 2009)"),
+    sparse_coding.PSD: ("Kavukcuoglu et al. 2008", "Kavukcuoglu, Ranzato & LeCun, \"Fast inference in sparse "
+                        "coding algorithms with applications to object recognition\", CBLL-TR-2008-12-01, 2008"),
     dbn.DBNClassifier: ("Hinton et al. 2006", "Hinton, Osindero & Teh, \"A fast learning algorithm for deep "
                         "belief nets\", Neural Computation 2006"),
     gated_mrf.MCRBM: ("Ranzato & Hinton 2010", "Ranzato & Hinton, \"Modeling pixel means and covariances using "

@@ -15,7 +15,7 @@ import ml_collections
 
 from deepvision import config_blocks, distributed, optim, schema
 from deepvision.registry import Registry, UnknownNameError
-from deepvision.train import autoencoder, contrastive_loop, fit, supervised
+from deepvision.train import autoencoder, contrastive_loop, fit, sparse_coding, supervised
 from deepvision.train import workdir as workdirs
 from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted  # noqa: F401
 from deepvision.train.lr_search import search_learning_rate
@@ -112,3 +112,4 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 TRAINERS.register("contrastive")(contrastive_loop.train_contrastive)
 TRAINERS.register("autoencoder")(autoencoder.train_autoencoder)
+TRAINERS.register("sparse_coding")(sparse_coding.train_sparse_coding)
