@@ -37,8 +37,10 @@ DRIVER = os.path.join(ROOT, "tests", "fault_driver.py")
 RUNS = {
     "lcn_convnet_digits": {"figures": False, "num_epochs": 4, "checkpoint_every_steps": 2,
                            "keep_checkpoints": 3},
+    # One step per dispatch: the signals land between steps, as the tests' step counts assume (K > 1 is
+    # killed and resumed in tests/test_kill_each_task.py).
     "rbm_digits": {"figures": False, "linear_eval.enabled": False, "num_epochs": 1, "batch_size": 50,
-                   "checkpoint_every_steps": 2, "keep_checkpoints": 3},
+                   "checkpoint_every_steps": 2, "keep_checkpoints": 3, "steps_per_dispatch": 1},
 }
 MODULES = {"lcn_convnet_digits": lcn_convnet_digits, "rbm_digits": rbm_digits}
 
