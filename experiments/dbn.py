@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -70,27 +71,40 @@ def layer_configs(config: ml_collections.ConfigDict, dbn_block: blocks.Dbn) -> l
   'rbm' of dbn.hidden[l−2] × dbn.hidden[l−1] on the features below (no preprocessing, no figures of its
   own). `dbn.num_epochs[l−1]` (when given) replaces `num_epochs`.
   """
-  hidden, epochs = dbn_block.hidden, dbn_block.num_epochs
+  def upper(layer: ml_collections.ConfigDict, l: int) -> None:
+    layer.model = "rbm"
+    layer.dbn_input = f"layer_{l - 1} hidden probabilities"
+
+  configs = stacked_layer_configs(config, "dbn", dbn_block.hidden, dbn_block.num_epochs, "contrastive", upper)
+  configs[0].dbn_input = "data"
+  return configs
+
+
+def stacked_layer_configs(config: ml_collections.ConfigDict, block: str, hidden: tuple[int, ...],
+                          epochs: tuple[int, ...], trainer: str,
+                          upper: Callable[[ml_collections.ConfigDict, int], None]) -> list[ml_collections.ConfigDict]:
+  """One config per layer of a greedily trained stack (DBN, SDAE): the stack's settings without its blocks
+  `block` and `finetune`, run by `trainer`. Layer 1 is `config.model` with n_hidden = hidden[0]; layer l > 1
+  is hidden[l−2] × hidden[l−1] on the features below (no preprocessing, no figures), finished by
+  `upper(layer, l)`; `epochs[l−1]` (when given) replaces `num_epochs`."""
   kwargs = dict(config.get("model_kwargs", {}))
   if kwargs.get("n_hidden", hidden[0]) != hidden[0]:
-    raise ConfigError(f"config.model_kwargs.n_hidden={kwargs['n_hidden']} contradicts config.dbn.hidden[0]="
-                      f"{hidden[0]}: the first layer's size comes from config.dbn.hidden")
+    raise ConfigError(f"config.model_kwargs.n_hidden={kwargs['n_hidden']} contradicts config.{block}.hidden[0]="
+                      f"{hidden[0]}: the first layer's size comes from config.{block}.hidden")
   base = config.to_dict()
-  for field in ("dbn", "finetune"):
+  for field in (block, "finetune"):
     base.pop(field, None)
-  base["trainer"] = "contrastive"
+  base["trainer"] = trainer
   configs = []
   for l, n_hidden in enumerate(hidden, start=1):
     layer = ml_collections.ConfigDict(base)
     if l == 1:
       layer.model_kwargs = ml_collections.ConfigDict({**kwargs, "n_hidden": n_hidden})
-      layer.dbn_input = "data"
     else:
-      layer.model = "rbm"
       layer.model_kwargs = ml_collections.ConfigDict({"n_visible": hidden[l - 2], "n_hidden": n_hidden})
       layer.preprocess = "none"
-      layer.figures = False  # features are not images; the DBN draws its own figures
-      layer.dbn_input = f"layer_{l - 1} hidden probabilities"
+      layer.figures = False  # features are not images; the pipeline draws its own figures
+      upper(layer, l)
     if epochs:
       layer.num_epochs = epochs[l - 1]
     configs.append(layer)

@@ -56,29 +56,12 @@ def layer_configs(config: ml_collections.ConfigDict) -> list[ml_collections.Conf
   if epochs and len(epochs) != len(hidden):
     raise ConfigError(f"config.sdae.num_epochs must be empty (config.num_epochs for every layer) or give one "
                       f"value per layer ({len(hidden)} for hidden={hidden}), got {epochs!r}")
-  kwargs = dict(config.get("model_kwargs", {}))
-  if kwargs.get("n_hidden", hidden[0]) != hidden[0]:
-    raise ConfigError(f"config.model_kwargs.n_hidden={kwargs['n_hidden']} contradicts config.sdae.hidden[0]="
-                      f"{hidden[0]}: the first layer's size comes from config.sdae.hidden")
-  base = config.to_dict()
-  for field in ("sdae", "finetune"):
-    base.pop(field, None)
-  base["trainer"] = "autoencoder"
-  configs = []
-  for l, n_hidden in enumerate(hidden, start=1):
-    layer = ml_collections.ConfigDict(base)
-    if l == 1:
-      layer.model_kwargs = ml_collections.ConfigDict({**kwargs, "n_hidden": n_hidden})
-    else:
-      layer.model = config.sdae.get("upper_model", "dae")
-      layer.model_kwargs = ml_collections.ConfigDict({"n_visible": hidden[l - 2], "n_hidden": n_hidden})
-      layer.preprocess = "none"
-      layer.figures = False
-      layer.linear_eval.enabled = bool(config.sdae.get("evaluate_upper", False)) and layer.linear_eval.enabled
-    if epochs:
-      layer.num_epochs = epochs[l - 1]
-    configs.append(layer)
-  return configs
+  def upper(layer: ml_collections.ConfigDict, l: int) -> None:
+    del l
+    layer.model = config.sdae.get("upper_model", "dae")
+    layer.linear_eval.enabled = bool(config.sdae.get("evaluate_upper", False)) and layer.linear_eval.enabled
+
+  return dbn_pipeline.stacked_layer_configs(config, "sdae", hidden, epochs, "autoencoder", upper)
 
 
 @dataclasses.dataclass(frozen=True)
