@@ -4,7 +4,8 @@
 
 With the last three arguments the process joins a `jax.distributed` run whose coordinator listens on
 127.0.0.1:PORT (the tests never bind elsewhere); without them it runs alone on whatever devices XLA_FLAGS
-gives it. At the end it writes the final parameters it holds in memory to OUT_DIR/params_<process>.npz and
+gives it. At the end it writes the final parameters it holds in memory to OUT_DIR/params_<process>.npz (and
+those it started from to initial_params_<process>.npz) and
 prints one JSON line `{"process": i, "sha256": ...}`. With the environment variable SIGTERM_AT_STEP=n the
 process sends itself SIGTERM after step n (a preemption: the trainer saves a checkpoint and stops).
 """
@@ -43,8 +44,9 @@ def main() -> int:
       os.kill(os.getpid(), signal.SIGTERM)
     return out
 
-  def fit_and_keep(*args, **kwargs):
-    record, final["state"] = original_fit(*args, **kwargs)
+  def fit_and_keep(task, *args, **kwargs):
+    final["initial"] = task.init_state().params  # deterministic: the parameters the run starts from
+    record, final["state"] = original_fit(task, *args, **kwargs)
     return record, final["state"]
 
   dispatch.Dispatcher.run, fit.fit = run, fit_and_keep
@@ -56,6 +58,9 @@ def main() -> int:
   flat = {jax.tree_util.keystr(path): np.asarray(leaf)
           for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
   np.savez(os.path.join(out_dir, f"params_{distributed.process_index()}.npz"), **flat)
+  initial = {jax.tree_util.keystr(path): np.asarray(leaf)
+             for path, leaf in jax.tree_util.tree_leaves_with_path(jax.device_get(final["initial"]))}
+  np.savez(os.path.join(out_dir, f"initial_params_{distributed.process_index()}.npz"), **initial)
   print(json.dumps({"process": distributed.process_index(), "sha256": distributed.tree_digest(params)}), flush=True)
   return 0
 

@@ -110,8 +110,12 @@ def test_two_processes_end_with_identical_parameters_equal_to_one_process_with_t
   for name in multi:
     np.testing.assert_allclose(multi[name], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
   # Both runs start from the same initial parameters and did train: the comparison is not vacuous.
-  first = sorted(multi)[0]
-  assert not np.allclose(multi[first], 0.0)
+  with np.load(os.path.join(multi_out, "initial_params_0.npz")) as f:
+    initial = dict(f)
+  with np.load(os.path.join(single_out, "initial_params_0.npz")) as f:
+    assert all(np.array_equal(initial[name], f[name]) for name in initial)
+  moved = [float(np.max(np.abs(multi[name] - initial[name]))) for name in sorted(multi)]
+  assert min(moved) > 1e-4, dict(zip(sorted(multi), moved))
 
 
 def test_two_devices_train_bitwise_alike_one_or_four_steps_per_dispatch(tmp_path, cache_dir):
