@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from deepvision import config_blocks, schema
+from deepvision.train import autoencoder
 
 
 def supervised_config() -> ml_collections.ConfigDict:
@@ -54,3 +55,28 @@ def natural_image_patches(config: ml_collections.ConfigDict, size: int = 8) -> N
   config.patches.num_train = 40000
   config.patches.num_eval = 4000
   config.patches.remove_dc = True
+
+
+def autoencoder_digits_config(arg: str | None, name: str, model: str | None = None,
+                              corruption: float | None = None, **model_kwargs) -> ml_collections.ConfigDict:
+  """An autoencoder on the embedded digits (`model`, default the task's, with `model_kwargs`): 30 epochs of
+  20, cosine decay, 16 steps per dispatch; `:smoke` trains the model's `_tiny` variant for 2 epochs."""
+  smoke = check_arg(arg, name)
+  config = schema.defaults(autoencoder.AutoencoderConfig)
+  if model is not None:
+    config.model = model
+  for field, value in model_kwargs.items():
+    config.model_kwargs[field] = value
+  if corruption is not None:
+    config.corruption = corruption
+  config.dataset = "dv_digits"
+  config.batch_size = 20
+  config.num_epochs = 30
+  config.optimizer.schedule = "cosine"
+  config.steps_per_dispatch = 16
+  if smoke:
+    config.model = f"{config.model}_tiny"
+    config.model_kwargs.n_visible = 64
+    config.num_epochs = 2
+    config.linear_eval.l2 = (1e-3,)
+  return locked(config)

@@ -9,25 +9,9 @@ final record has the test reconstruction loss and the linear read-out of the fea
 seconds; `:smoke` runs in seconds.
 """
 
-from deepvision import schema
-from deepvision.train import autoencoder
 from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  smoke = common.check_arg(arg, "contractive_ae_digits")
-  config = schema.defaults(autoencoder.AutoencoderConfig)
-  config.model = "contractive_ae"
-  config.model_kwargs.contraction_weight = 0.1
-  config.corruption = 0.0
-  config.dataset = "dv_digits"
-  config.batch_size = 20
-  config.num_epochs = 30
-  config.optimizer.schedule = "cosine"
-  config.steps_per_dispatch = 16
-  if smoke:
-    config.model = "contractive_ae_tiny"
-    config.model_kwargs.n_visible = 64
-    config.num_epochs = 2
-    config.linear_eval.l2 = (1e-3,)
-  return common.locked(config)
+  return common.autoencoder_digits_config(arg, "contractive_ae_digits", "contractive_ae",
+                                          corruption=0.0, contraction_weight=0.1)

@@ -9,26 +9,9 @@ accuracy of logistic regression on the features against the pixels. Cost on a 2-
 `:smoke` runs in seconds.
 """
 
-from deepvision import schema
-from deepvision.train import autoencoder
 from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  smoke = common.check_arg(arg, "sparse_ae_digits")
-  config = schema.defaults(autoencoder.AutoencoderConfig)
-  config.model = "sparse_ae"
-  config.model_kwargs.sparsity_target = 0.05
-  config.model_kwargs.sparsity_weight = 0.1
-  config.corruption = 0.0
-  config.dataset = "dv_digits"
-  config.batch_size = 20
-  config.num_epochs = 30
-  config.optimizer.schedule = "cosine"
-  config.steps_per_dispatch = 16
-  if smoke:
-    config.model = "sparse_ae_tiny"
-    config.model_kwargs.n_visible = 64
-    config.num_epochs = 2
-    config.linear_eval.l2 = (1e-3,)
-  return common.locked(config)
+  return common.autoencoder_digits_config(arg, "sparse_ae_digits", "sparse_ae", corruption=0.0,
+                                          sparsity_target=0.05, sparsity_weight=0.1)
