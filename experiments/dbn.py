@@ -358,6 +358,12 @@ def save_figures(config: ml_collections.ConfigDict, plan: DBNPlan, layers: list[
                              value_range=value_range, to_pixels=to_pixels)
   energy_viz.save_weight_filters(np.asarray(layers[0][1]["W"]), shape, os.path.join(workdir, "filters.png"),
                                  title="first-layer filters")
+  save_finetune_curves(workdir)
+
+
+def save_finetune_curves(workdir: str) -> None:
+  """curves.png: the fine-tuning from the stack (`workdir/finetune`) against the one from random weights
+  (`workdir/scratch`), training loss and validation accuracy."""
   records = [dict(r) for r in read_metrics(os.path.join(workdir, "finetune"))]
   records += [{("step" if k == "step" else f"{k}_scratch"): v for k, v in r.items()}
               for r in read_metrics(os.path.join(workdir, "scratch"))]

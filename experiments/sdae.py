@@ -31,11 +31,10 @@ import numpy as np
 
 from deepvision import distributed
 from deepvision.data.energy import EnergyData, prepare_data
-from deepvision.figures import energy_viz, viz
+from deepvision.figures import energy_viz
 from deepvision.models import dbn
 from deepvision.train import autoencoder, loop
 from deepvision.train import workdir as workdirs
-from deepvision.train.writers import read_metrics
 from experiments import dbn as dbn_pipeline
 
 ConfigError = loop.ConfigError
@@ -139,12 +138,7 @@ def save_figures(plan: SDAEPlan, layers: list[dbn.Layer], workdir: str) -> None:
   """filters.png (the first encoder's weights) and curves.png (fine-tuned vs scratch)."""
   energy_viz.save_weight_filters(np.asarray(layers[0][1]["W"]), plan.data.image_shape,
                                  os.path.join(workdir, "filters.png"), title="first-layer filters")
-  records = [dict(r) for r in read_metrics(os.path.join(workdir, "finetune"))]
-  records += [{("step" if k == "step" else f"{k}_scratch"): v for k, v in r.items()}
-              for r in read_metrics(os.path.join(workdir, "scratch"))]
-  if records:
-    viz.save_curves(records, os.path.join(workdir, "curves.png"), keys=(
-        ("train/loss", "train/loss_scratch"), ("val/accuracy", "val/accuracy_scratch")))
+  dbn_pipeline.save_finetune_curves(workdir)
 
 
 @loop.TRAINERS.register("sdae")
