@@ -20,7 +20,6 @@ import ml_collections
 import numpy as np
 
 from deepvision import config_blocks, distributed, optim, schema, zoo
-from deepvision.checkpoint import read_state
 from deepvision.data import datasets, pipeline
 from deepvision.data.energy import PREPROCESSING, EnergyData, prepare_data
 from deepvision.data.patches import Standardizer
@@ -182,11 +181,7 @@ def run_autoencoder(config: ml_collections.ConfigDict, workdir: str, data: Energ
   Returns:
     `(record, params)`: the final metrics record and the trained parameters.
   """
-  record, state = fit.fit(make_task(config, data, quiet), config, workdir)
-  if state is None:  # already finished: the parameters of its newest checkpoint
-    state, _ = read_state(os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints"))
-    return record, state["params"]
-  return record, state.params
+  return fit.fit_params(make_task(config, data, quiet), config, workdir)
 
 
 def train_autoencoder(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -21,7 +21,6 @@ import ml_collections
 import numpy as np
 
 from deepvision import config_blocks, distributed, optim, parallel, schema, zoo
-from deepvision.checkpoint import read_state
 from deepvision.data import datasets, pipeline
 from deepvision.data.energy import (PREPROCESSING_FILE, EnergyData, check_model_data, check_preprocessing,
                                     prepare_data, preprocessing_record)
@@ -280,11 +279,7 @@ def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: Energ
     `(record, params)`: the final metrics record (with the test metrics when there is a test split) and
     the trained parameters.
   """
-  record, state = fit.fit(ContrastiveTask(plan_contrastive(config, data), config, quiet), config, workdir)
-  if state is None:  # already finished: the parameters of its newest checkpoint
-    state, _ = read_state(os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints"))
-    return record, state["params"]
-  return record, state.params
+  return fit.fit_params(ContrastiveTask(plan_contrastive(config, data), config, quiet), config, workdir)
 
 
 def train_contrastive(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -21,7 +21,7 @@ from typing import Any
 import ml_collections
 
 from deepvision import distributed, parallel
-from deepvision.checkpoint import Checkpointer
+from deepvision.checkpoint import Checkpointer, read_state
 from deepvision.train import dispatch, runner
 from deepvision.train import workdir as workdirs
 from deepvision.train.errors import TrainingPreempted
@@ -163,6 +163,16 @@ def fit(task: Task, config: ml_collections.ConfigDict, workdir: str) -> tuple[Me
   if not quiet:
     task.finished(workdir, record, state)
   return record, state
+
+
+def fit_params(task: Task, config: ml_collections.ConfigDict, workdir: str) -> tuple[Metrics, Any]:
+  """`fit`, returning `(record, trained parameters)`; for a run that had already finished, the parameters of
+  its newest checkpoint."""
+  record, state = fit(task, config, workdir)
+  if state is None:
+    state, _ = read_state(os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints"))
+    return record, state["params"]
+  return record, state.params
 
 
 def _train(task: Task, state: Any, train_iter: Iterator, start: int, pending: list[Metrics],
