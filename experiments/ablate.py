@@ -28,7 +28,7 @@ _VARIANTS = flags.DEFINE_list("variants", ablation.VARIANTS.names(),
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1 or _CONFIG.value is None or not _WORKDIR.value:
-    print("usage: python -m experiments.ablate --config=CONFIG.py --workdir=DIR [--seeds=3] "
+    print("usage: python -m experiments.ablate --config=NAME|FILE.py --workdir=DIR [--seeds=3] "
           "[--variants=a,b]", file=sys.stderr)
     sys.exit(2)
   logging.set_verbosity(logging.WARNING)
@@ -45,4 +45,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
   app.run(main, flags_parser=cli.make_parser(
-      "python -m experiments.ablate --config=CONFIG.py --workdir=DIR [--seeds=3] [--variants=a,b]"))
+      "python -m experiments.ablate --config=NAME|FILE.py --workdir=DIR [--seeds=3] [--variants=a,b]"))

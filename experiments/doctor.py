@@ -27,7 +27,7 @@ _SUBSET = flags.DEFINE_integer("subset", 512, "Training examples used by the pro
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1 or _CONFIG.value is None or not _WORKDIR.value:
-    print("usage: python -m experiments.doctor --config=CONFIG.py[:smoke] --workdir=DIR", file=sys.stderr)
+    print("usage: python -m experiments.doctor --config=NAME|FILE.py[:smoke] --workdir=DIR", file=sys.stderr)
     sys.exit(2)
   logging.set_verbosity(logging.WARNING)
   try:
@@ -40,4 +40,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
   app.run(main, flags_parser=cli.make_parser(
-      "python -m experiments.doctor --config=CONFIG.py[:smoke] --workdir=DIR"))
+      "python -m experiments.doctor --config=NAME|FILE.py[:smoke] --workdir=DIR"))

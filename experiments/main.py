@@ -37,7 +37,7 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of pr
                                    "service (keep the port inside the cluster's private network).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in the run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 … num_processes - 1.")
-USAGE = "python -m experiments.main --config=CONFIG.py[:smoke] --workdir=DIR [--config.FIELD=VALUE ...]"
+USAGE = "python -m experiments.main --config=NAME|FILE.py[:smoke] --workdir=DIR [--config.FIELD=VALUE ...]"
 
 
 def main(argv: list[str]) -> None:

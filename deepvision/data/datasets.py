@@ -114,7 +114,7 @@ class CatalogSet:
         "downloads. To prepare it, on a machine with internet access and TensorFlow run\n"
         f"  {self._build_command(data_dir)}\n"
         f"or copy a prepared '{self.tfds_name}/{builder.version}' folder (array_record files) "
-        f"into {data_dir!r}. Set the directory with data_dir=... or $DEEPVISION_DATA_DIR."
+        f"into {data_dir!r}. Set the directory with --config.data_dir=DIR (data_dir=DIR from Python) or $DEEPVISION_DATA_DIR."
     )
 
 

@@ -57,6 +57,8 @@ def check_usable(workdir: str, min_free_mb: float) -> None:
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError(f"--workdir {workdir} exists and is not a directory")
   existing = _nearest_existing(workdir)
+  if not os.path.isdir(existing):
+    raise ConfigError(f"--workdir {workdir}: {existing} is a file, not a directory")
   if not os.access(existing, os.W_OK | os.X_OK):
     raise ConfigError(f"--workdir {workdir}: {existing} is not writable")
   free_mb = shutil.disk_usage(existing).free / 2**20
