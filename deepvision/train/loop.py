@@ -15,13 +15,23 @@ import ml_collections
 
 from deepvision import config_blocks, distributed, optim, schema
 from deepvision.registry import Registry, UnknownNameError
-from deepvision.train import autoencoder, contrastive_loop, fit, sparse_coding, supervised
+from deepvision.schema import override_config
+from deepvision.train import (
+  autoencoder,
+  contrastive_loop,
+  fit,
+  sparse_coding,
+  supervised,
+)
 from deepvision.train import workdir as workdirs
-from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted  # noqa: F401
+from deepvision.train.errors import (  # noqa: F401
+  ConfigError,
+  TrainingDivergedError,
+  TrainingPreempted,
+)
 from deepvision.train.lr_search import search_learning_rate
-from deepvision.schema import override_config  # noqa: F401
 from deepvision.train.resolve import model_kwargs, replicas_for  # noqa: F401
-from deepvision.train.supervised import Plan, plan_supervised  # noqa: F401
+from deepvision.train.supervised import Plan, plan_supervised
 
 TRAINERS: Registry[Callable[[ml_collections.ConfigDict, str], dict]] = Registry("trainer")
 
@@ -81,35 +91,52 @@ def _searched_learning_rate(config: ml_collections.ConfigDict, workdir: str) -> 
   return override_config(config, {"optimizer.learning_rate": rate})
 
 
-@TRAINERS.register("supervised")
-def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains a zoo classifier on a data set with SGD: checks the config and opens the data before any
-  compute, finds the rate by the talk's halving search when `optimizer.lr_search`, then `fit`s."""
-  plan = plan_supervised(config)
-  trained = config  # the config as requested is the run's (config.json); the optimiser may use a searched rate
-  if config.optimizer.get("lr_search", False):
-    # The work dir is checked before the search writes lr_search.json into it.
-    prepared = workdirs.prepare(config, workdir, RUN_IDENTITY, write=distributed.is_primary())
-    trained = _searched_learning_rate(config, prepared)
+def supervised_task(config: ml_collections.ConfigDict, trained: ml_collections.ConfigDict | None = None,
+                    quiet: bool = False, plan: Plan | None = None) -> supervised.SupervisedTask:
+  """The supervised `fit.Task` of `config` (data opened, config checked, unless `plan` is given); `trained`
+  is the config whose optimiser trains it (default `config`; the rate search may change the rate)."""
+  plan = plan or plan_supervised(config)
+  trained = trained or config
   replicas = plan.replicas
   sources = {role: source for role, source in (("val", plan.eval_source), ("test", plan.test_source))
              if source is not None}
-  task = supervised.SupervisedTask(
+  return supervised.SupervisedTask(
       model=plan.model, input_shape=plan.info.image_shape, train_source=plan.train_source, sources=sources,
       tx=optim.make_optimizer(trained, plan.total_steps),
       lr_fn=optim.learning_rate_schedule(trained, plan.total_steps),
       batch_size=config.batch_size, eval_batch_size=config.get("eval_batch_size"), seed=config.seed,
       schedule=fit.default_schedule(config, plan.total_steps, plan.steps_per_epoch),
       replicas=replicas, preprocess=plan.preprocess, ema_decay=float(config.get("ema_decay", 0.0)),
-      identity=RUN_IDENTITY, figures=config.get("figures", True),
+      identity=RUN_IDENTITY, figures=config.get("figures", True), quiet=quiet,
       advice=(f"lower the rate (learning rate {trained.optimizer.learning_rate}), or find one with "
               "--config.optimizer.lr_search=True"),
-      describe=(f"{config.model}: {{params:,}} parameters; {config.dataset}: {len(plan.train_source)} "
-                f"training examples, {plan.total_steps} steps of {config.batch_size}"
-                + (f" over {replicas.num_devices} devices." if replicas.parallel else ".")))
-  return fit.fit(task, config, workdir)[0]
+      describe=None if quiet else (
+          f"{config.model}: {{params:,}} parameters; {config.dataset}: {len(plan.train_source)} "
+          f"training examples, {plan.total_steps} steps of {config.batch_size}"
+          + (f" over {replicas.num_devices} devices." if replicas.parallel else ".")))
+
+
+@TRAINERS.register("supervised")
+def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains a zoo classifier on a data set with SGD: checks the config and opens the data before any
+  compute, finds the rate by the talk's halving search when `optimizer.lr_search`, then `fit`s."""
+  plan = plan_supervised(config)  # the config and the data are checked before the search writes anything
+  trained = config  # the config as requested is the run's (config.json); the optimiser may use a searched rate
+  if config.optimizer.get("lr_search", False):
+    prepared = workdirs.prepare(config, workdir, RUN_IDENTITY, write=distributed.is_primary())
+    trained = _searched_learning_rate(config, prepared)
+  return fit.fit(supervised_task(config, trained, plan=plan), config, workdir)[0]
 
 
 TRAINERS.register("contrastive")(contrastive_loop.train_contrastive)
 TRAINERS.register("autoencoder")(autoencoder.train_autoencoder)
 TRAINERS.register("sparse_coding")(sparse_coding.train_sparse_coding)
+
+# The trainers whose whole run is one `fit.Task`, by name: `task(config)` rebuilds a run's task (quiet) to
+# evaluate its checkpoint again (`deepvision.pretrained.runs.evaluate_run`).
+TASKS: Registry[Callable[[ml_collections.ConfigDict], fit.Task]] = Registry("task")
+TASKS.register("supervised")(lambda config: supervised_task(config, quiet=True))
+TASKS.register("contrastive")(lambda config: contrastive_loop.ContrastiveTask(
+    contrastive_loop.plan_contrastive(config, None), config, True))
+TASKS.register("autoencoder")(lambda config: autoencoder.make_task(config, None, True))
+TASKS.register("sparse_coding")(sparse_coding.build_task)

@@ -7,7 +7,10 @@
   * the work dir holds checkpoints of a run started with another config (its `config.json`): fields in `identity` shape the state
     or the data order and can never change on resume; any other difference, apart from the bookkeeping
     fields in `MUTABLE`, needs `--config.allow_config_change=True` (then a warning lists the differences
-    and `config.json` is rewritten).
+    and `config.json` is rewritten);
+  * the work dir holds a finished run and the config differs beyond `MUTABLE`: a finished run's
+    `config.json` describes its `metrics.jsonl` and is never rewritten (`experiments.evaluate` evaluates it
+    on another split).
 """
 
 from __future__ import annotations
@@ -94,6 +97,10 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str, identity:
   if not changed:
     return False
   details = "; ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in changed)
+  if _holds_finished_run(workdir):
+    raise ConfigError(f"{workdir} holds a finished run and its config cannot change ({details}): evaluate it "
+                      f"on another split with python -m experiments.evaluate --workdir={workdir} --split=SPLIT, "
+                      "or use a new --workdir")
   fixed = [k for k in changed if k.split(".")[0] in identity]
   if fixed:
     raise ConfigError(f"{workdir} holds another run ({details}); {', '.join(fixed)} cannot change on resume: "
@@ -103,6 +110,19 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str, identity:
                       "--config.allow_config_change=True to resume with these changes, or use a new --workdir")
   print(f"warning: resuming {workdir} with a changed config ({details})", file=sys.stderr)
   return True
+
+
+def _holds_finished_run(workdir: str) -> bool:
+  """Whether the last record of `workdir/metrics.jsonl` is a run's final one."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    lines = [line for line in f if line.strip()]
+  try:
+    return bool(lines) and bool(json.loads(lines[-1]).get("final"))
+  except json.JSONDecodeError:
+    return False
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, identity: tuple[str, ...],
