@@ -40,7 +40,7 @@ def main(argv: list[str]) -> None:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(cli.USAGE_ERROR)
   for name, value in arrays.items():
-    print(f"{name:<32} {str(value.shape):<16} {value.dtype}" + (
+    print(f"{name:<32} {value.shape!s:<16} {value.dtype}" + (
         f"  mean {float(np.mean(value)):.4f}" if name != "labels" else ""))
   print(f"wrote {_OUT.value}")
 
