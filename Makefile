@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test,notebooks]'
+	$(VENV)/bin/pip install --quiet -e '.[test,notebooks,viz]'
 	touch $@
 
 .PHONY: install run test test-slow bench

@@ -25,17 +25,29 @@ def test_records_have_step_and_resume_drops_later_records(tmp_path):
   assert [r["step"] for r in records] == [10, 20, 30] and records[-1]["train/loss"] == 0.5
   with open(tmp_path / "metrics.jsonl") as f:
     assert all("step" in json.loads(line) for line in f)
+  # TensorBoard itself (the `viz` extra) reads the event file: the printed `tensorboard --logdir` works.
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  events = event_accumulator.EventAccumulator(str(tmp_path))
+  events.Reload()
+  assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [
+      (10, pytest.approx(0.1)), (20, pytest.approx(0.05)), (30, pytest.approx(1 / 30))]
   # A fresh run (no checkpoint) starts a fresh file.
   MetricsWriter(str(tmp_path), tensorboard=False)
   assert read_metrics(str(tmp_path)) == []
 
 
-def test_progress_line_reports_rate_and_eta():
+def test_progress_line_reports_rate_and_eta_without_the_compile_time(monkeypatch):
+  clock = iter([0.0, 30.0, 30.0, 31.0, 31.0])  # start; first report after 30 s of compiling; 1 s later
+  monkeypatch.setattr("deepvision.train.writers.time.perf_counter", lambda: next(clock))
   stream = io.StringIO()
   progress = Progress(total_steps=100, stream=stream)
-  progress.update(50, {"train/loss": 0.25})
-  line = stream.getvalue()
-  assert "step 50/100 (50%)" in line and "loss 0.25" in line and "steps/s" in line and "ETA 0:00:" in line
+  progress.update(10, {"train/loss": 0.25})
+  first = stream.getvalue()
+  assert "step 10/100 (10%)" in first and "loss 0.25" in first and "0.3 steps/s" in first and "ETA ?" in first
+  progress.update(20, {"train/loss": 0.2})
+  second = stream.getvalue().splitlines()[-1]
+  # 10 steps in the second after the first report: 10 steps/s, 80 steps left: 8 s (not 80 × 3.1 s).
+  assert "10.0 steps/s" in second and "ETA 0:00:08" in second, second
 
 
 def test_filter_grid_layout_and_scaling():

@@ -96,7 +96,9 @@ def _clock(seconds: float) -> str:
 class Progress:
   """A progress line: step, fraction done, the latest metrics, steps/s and ETA.
 
-  Rewritten in place on a terminal; one line per report otherwise (logs, notebooks).
+  Rewritten in place on a terminal; one line per report otherwise (logs, notebooks). The first report's
+  time includes compiling the step, so the rate and the ETA are measured from the first report on (until
+  the second, the rate since the start is shown and the ETA is '?').
   """
 
   def __init__(self, total_steps: int, start_step: int = 0, stream: TextIO | None = None):
@@ -104,16 +106,23 @@ class Progress:
     self.start_step = start_step
     self.stream = stream or sys.stdout
     self._t0 = time.perf_counter()
+    self._first: tuple[int, float] | None = None  # (step, time) of the first report
     self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
   def rate(self, step: int) -> float:
-    """Steps per second since this run (re)started."""
-    elapsed = time.perf_counter() - self._t0
+    """Steps per second since the first report (compiled), or since this run (re)started before it."""
+    now = time.perf_counter()
+    if self._first is not None and step > self._first[0] and now > self._first[1]:
+      return (step - self._first[0]) / (now - self._first[1])
+    elapsed = now - self._t0
     return (step - self.start_step) / elapsed if elapsed > 0 else 0.0
 
   def update(self, step: int, metrics: Mapping[str, Any]) -> None:
+    steady = self._first is not None and step > self._first[0]
     rate = self.rate(step)
-    eta = (self.total - step) / rate if rate > 0 else float("nan")
+    if self._first is None:
+      self._first = (step, time.perf_counter())
+    eta = (self.total - step) / rate if steady and rate > 0 else float("nan")
     shown = " ".join(f"{k.split('/')[-1] if k.startswith('train/') else k} {float(v):.4g}"
                      for k, v in metrics.items() if np.ndim(v) == 0)
     line = (f"step {step}/{self.total} ({100.0 * step / max(self.total, 1):.0f}%) {shown} | "
