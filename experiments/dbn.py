@@ -45,7 +45,7 @@ from deepvision.samplers import dbn as dbn_sampling
 from deepvision.train import fit, loop, supervised
 from deepvision.train import workdir as workdirs
 from deepvision.train.contrastive_loop import RUN_IDENTITY, EnergyData, plan_contrastive, prepare_data, run_contrastive
-from deepvision.train.writers import MetricsWriter, read_metrics
+from deepvision.train.writers import MetricsWriter, closing_summary, read_metrics
 from experiments import blocks
 
 ConfigError = loop.ConfigError
@@ -330,8 +330,7 @@ def run_dbn(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False
   if not quiet:
     shown = [k for k in ("test/accuracy", "test/accuracy_scratch", "val/accuracy", "val/accuracy_scratch")
              if k in record]
-    print("Done: " + ", ".join(f"{k} {record[k]:.4f}" for k in shown)
-          + f"\n  metrics {os.path.join(workdir, 'metrics.jsonl')}")
+    print(closing_summary(workdir, record, shown))
   return record, layers
 
 

@@ -47,7 +47,7 @@ from deepvision.samplers.base import run_chain
 from deepvision.train import contrastive, loop, workdir as workdirs
 from deepvision.train.contrastive_loop import RUN_IDENTITY, EnergyData, plan_contrastive, run_contrastive
 from deepvision.models.dbn import feature_data, feature_shape
-from deepvision.train.writers import MetricsWriter, read_metrics
+from deepvision.train.writers import MetricsWriter, closing_summary, read_metrics
 from experiments import blocks
 
 ConfigError = loop.ConfigError
@@ -329,9 +329,8 @@ def run_deep_gmrf(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
   record = writer.write(total, {**summary, **stats, "final": True})
   writer.close()
   if not quiet:
-    shown = {k: v for k, v in record.items() if k.startswith("samples/") or k.endswith("log_likelihood")}
-    print("Done: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
-          + f"\n  metrics {os.path.join(workdir, 'metrics.jsonl')}")
+    print(closing_summary(workdir, record, [k for k in record if k.startswith("samples/")
+                                            or k.endswith("log_likelihood")]))
   return record, layers, tiled
 
 

@@ -35,6 +35,7 @@ from deepvision.figures import energy_viz
 from deepvision.models import dbn
 from deepvision.train import autoencoder, loop
 from deepvision.train import workdir as workdirs
+from deepvision.train.writers import closing_summary
 from experiments import dbn as dbn_pipeline
 
 ConfigError = loop.ConfigError
@@ -129,8 +130,7 @@ def run_sdae(config: ml_collections.ConfigDict, workdir: str, quiet: bool = Fals
   if not quiet:
     shown = [k for k in ("test/accuracy", "test/accuracy_scratch", "val/accuracy", "val/accuracy_scratch")
              if k in record]
-    print("Done: " + ", ".join(f"{k} {record[k]:.4f}" for k in shown)
-          + f"\n  metrics {os.path.join(workdir, 'metrics.jsonl')}")
+    print(closing_summary(workdir, record, shown))
   return record, layers
 
 

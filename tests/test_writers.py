@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deepvision.figures import viz
-from deepvision.train.writers import MetricsWriter, Progress, read_metrics
+from deepvision.train.writers import MetricsWriter, Progress, closing_summary, read_metrics
 
 
 def test_records_have_step_and_resume_drops_later_records(tmp_path):
@@ -67,3 +67,21 @@ def test_figures_are_written(tmp_path):
   for name in ("curves.png", "f.png"):
     with open(tmp_path / name, "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_closing_summary_keeps_small_values_and_names_every_output(tmp_path):
+  record = {"step": 10, "test/accuracy": 0.98765, "feature_l2": 1e-5, "final": True}
+  bare = closing_summary(str(tmp_path), record)
+  assert bare.splitlines()[0] == "Done: test/accuracy 0.9877, feature_l2 1e-05"
+  assert "TensorBoard" not in bare and "checkpoints" not in bare and "figures" not in bare
+  writer = MetricsWriter(str(tmp_path), tensorboard=True)
+  writer.write(10, {"train/loss": 1.0})
+  writer.close()
+  os.makedirs(tmp_path / "checkpoints")
+  for name in ("samples.png", "curves.png"):
+    (tmp_path / name).write_bytes(b"")
+  lines = closing_summary(str(tmp_path), record, keys=["feature_l2"]).splitlines()
+  assert lines == ["Done: feature_l2 1e-05",
+                   f"  metrics     {tmp_path}/metrics.jsonl (TensorBoard: tensorboard --logdir {tmp_path})",
+                   f"  checkpoints {tmp_path}/checkpoints",
+                   f"  figures     {tmp_path}/: curves.png, samples.png"]

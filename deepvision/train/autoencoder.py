@@ -128,11 +128,6 @@ class AutoencoderTask(fit.Task):
       to_pixels = Standardizer.from_dict(self.data.standardizer)
     energy_viz.save_weight_filters(W, shape, os.path.join(workdir, "filters.png"), to_pixels=to_pixels)
 
-  def finished(self, workdir, record, state):
-    shown = {k: v for k, v in record.items() if k not in ("step", "final")}
-    print("Done: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
-          + f"\n  metrics {os.path.join(workdir, 'metrics.jsonl')}")
-
 
 def make_task(config: ml_collections.ConfigDict, data: EnergyData | None = None,
               quiet: bool = False) -> AutoencoderTask:

@@ -257,12 +257,6 @@ class ContrastiveTask(fit.Task):
   def save_figures(self, state, workdir):
     energy_figures.save_figures(self.plan, state, workdir, jax.random.fold_in(self.eval_key, 1), self.config)
 
-  def finished(self, workdir, record, state):
-    shown = {k: v for k, v in record.items() if k not in ("step", "final")}
-    print("Done: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) +
-          f"\n  metrics     {os.path.join(workdir, 'metrics.jsonl')}\n  checkpoints "
-          f"{os.path.join(workdir, 'checkpoints')}")
-
 
 def run_contrastive(config: ml_collections.ConfigDict, workdir: str, data: EnergyData | None = None,
                     quiet: bool = False) -> tuple[dict, Any]:

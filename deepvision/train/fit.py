@@ -25,7 +25,12 @@ from deepvision.checkpoint import Checkpointer, read_state
 from deepvision.train import dispatch, runner
 from deepvision.train import workdir as workdirs
 from deepvision.train.errors import TrainingPreempted
-from deepvision.train.writers import MetricsWriter, Progress, read_metrics
+from deepvision.train.writers import (
+  MetricsWriter,
+  Progress,
+  closing_summary,
+  read_metrics,
+)
 
 Metrics = dict[str, Any]
 
@@ -106,7 +111,8 @@ class Task:
     """Figures of the finished run into `workdir` (process 0 only)."""
 
   def finished(self, workdir: str, record: Metrics, state: Any) -> None:
-    """Called at the end of a run that trained (not when it was already finished), e.g. a summary."""
+    """Called at the end of a run that trained (not when it was already finished): prints the summary."""
+    print(closing_summary(workdir, record))
 
 
 def is_finished(records: list[Metrics], checkpoint_step: int | None, total_steps: int) -> bool:

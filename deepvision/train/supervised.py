@@ -27,7 +27,7 @@ from deepvision.train import fit, resolve
 from deepvision.train.errors import ConfigError
 from deepvision.train.runner import finite_flags
 from deepvision.train.state import TrainState, create_train_state
-from deepvision.train.writers import read_metrics
+from deepvision.train.writers import closing_summary, read_metrics
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -339,8 +339,4 @@ class SupervisedTask(fit.Task):
   def finished(self, workdir, record, state):
     if self.describe is None:
       return
-    print(f"Done: {', '.join(f'{k} {v:.4f}' for k, v in record.items() if k not in ('step', 'final'))}\n"
-          f"  metrics     {os.path.join(workdir, 'metrics.jsonl')} (TensorBoard: tensorboard --logdir {workdir})\n"
-          f"  checkpoints {os.path.join(workdir, 'checkpoints')}"
-          + (f"\n  figures     {os.path.join(workdir, 'curves.png')}, {os.path.join(workdir, 'filters.png')}"
-             if self.figures else ""))
+    print(closing_summary(workdir, record))

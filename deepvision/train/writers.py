@@ -7,7 +7,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -86,6 +86,22 @@ class MetricsWriter:
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+
+
+def closing_summary(workdir: str, record: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
+  """The lines a finished run prints: its final metrics (`keys`, default all but 'step' / 'final', four
+  significant digits) and where its metrics (with the TensorBoard command), checkpoints and figures are."""
+  shown = [k for k in (keys if keys is not None else record) if k in record and k not in ("step", "final")]
+  lines = ["Done: " + ", ".join(f"{k} {float(record[k]):.4g}" for k in shown)]
+  metrics = os.path.join(workdir, METRICS_FILE)
+  events = any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
+  lines.append(f"  metrics     {metrics}" + (f" (TensorBoard: tensorboard --logdir {workdir})" if events else ""))
+  if os.path.isdir(os.path.join(workdir, "checkpoints")):
+    lines.append(f"  checkpoints {os.path.join(workdir, 'checkpoints')}")
+  figures = sorted(name for name in os.listdir(workdir) if name.endswith(".png"))
+  if figures:
+    lines.append(f"  figures     {workdir}/: {', '.join(figures)}")
+  return "\n".join(lines)
 
 
 def _clock(seconds: float) -> str:
