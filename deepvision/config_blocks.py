@@ -90,6 +90,22 @@ class Augment:
   standardize: bool = spec(True, boolean)
 
 
+def _validation_metric(value: Any) -> str:
+  if not isinstance(value, str) or (value and not value.startswith("val/")):
+    raise ValueError("must be '' (off) or a validation metric such as 'val/accuracy' or 'val/loss'")
+  return value
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+  """Best-checkpoint selection on a validation metric, and stopping when it stops improving."""
+
+  metric: str = spec("", _validation_metric, "'' = off; else the evaluation record's key, e.g. val/accuracy")
+  mode: str = spec("max", one_of(("max", "min")), "max: larger is better (accuracy); min: loss")
+  patience: int = spec(0, at_least(0), "stop after this many evaluations without improvement (0 = never)")
+  min_delta: float = spec(0.0, real(0.0), "an improvement must exceed this")
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
   """The fields every trainer has: seed, data, length, logging, checkpoints, devices, reliability."""
@@ -121,6 +137,7 @@ class Run:
   distributed_heartbeat_timeout_s: int = spec(100, at_least(1), "a silent process is declared lost after")
   distributed_collective_timeout_s: int = spec(600, at_least(1), "the longest wait in one collective (CPU)")
   distributed_shutdown_timeout_s: int = spec(60, at_least(1), "the wait for the others at the end")
+  early_stopping: EarlyStopping = spec(EarlyStopping())
 
 
 @dataclasses.dataclass(frozen=True)

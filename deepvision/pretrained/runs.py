@@ -23,7 +23,7 @@ from deepvision.checkpoint import Checkpointer, read_state
 from deepvision.data import datasets, pipeline
 from deepvision.data import energy as energy_data
 from deepvision.schema import override_config
-from deepvision.train import loop, supervised
+from deepvision.train import early_stopping, loop, supervised
 from deepvision.train import workdir as workdirs
 from deepvision.train.errors import ConfigError
 from deepvision.train.writers import read_metrics
@@ -48,7 +48,7 @@ def trained_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[Any,
   Raises:
     FileNotFoundError: no checkpoint yet. checkpoint.CheckpointCorruptedError: none verifies.
   """
-  state, _ = read_state(os.path.join(run_directory(config, workdir), "checkpoints"))
+  state, _ = read_state(early_stopping.selected_checkpoints(config, run_directory(config, workdir)))
   return zoo.create(config.model, **loop.model_kwargs(config)), {"params": evaluated_params(state)}
 
 
@@ -104,7 +104,7 @@ def evaluate_run(workdir: str, split: str, out: str | None = None) -> dict[str, 
                       f"trainers {', '.join(loop.TASKS.names())} can be evaluated")
   config = override_config(config, {"test_split": split, "figures": False})
   task = loop.TASKS.get(config.trainer)(config)
-  checkpointer = Checkpointer(os.path.join(run_directory(config, workdir), "checkpoints"))
+  checkpointer = Checkpointer(early_stopping.selected_checkpoints(config, run_directory(config, workdir)))
   try:
     state, _ = checkpointer.restore(task.init_state())
     step = checkpointer.restored_step

@@ -6,8 +6,9 @@ A `Task` says what differs between training kinds (its state, batches, pure step
 dispatch (`dispatch.py`: one jitted loop over up to K staged minibatches, the host touched only at log,
 evaluation and checkpoint boundaries).
 
-The finished rule: a run is finished when its newest valid checkpoint is at the last step and the last
-record of `metrics.jsonl` is the final one (`"final": true`, written after the final evaluation).
+The finished rule: a run is finished when the last record of `metrics.jsonl` is the final one (`"final":
+true`, written after the final evaluation) and its newest valid checkpoint is at that record's step: the
+last step, or the step where early stopping (`early_stopping.py`) ended it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import Any
 
 import ml_collections
 
-from deepvision import distributed, parallel
+from deepvision import config_blocks, distributed, parallel, schema
 from deepvision.checkpoint import Checkpointer, read_state
-from deepvision.train import dispatch, runner
+from deepvision.train import dispatch, early_stopping, runner
 from deepvision.train import workdir as workdirs
-from deepvision.train.errors import TrainingPreempted
+from deepvision.train.errors import ConfigError, TrainingPreempted
 from deepvision.train.writers import (
   MetricsWriter,
   Progress,
@@ -117,8 +118,21 @@ class Task:
 
 def is_finished(records: list[Metrics], checkpoint_step: int | None, total_steps: int) -> bool:
   """The one "finished" rule (module docstring)."""
-  return bool(records and records[-1].get("final") and records[-1]["step"] == total_steps
-              and (checkpoint_step or 0) >= total_steps)
+  if not (records and records[-1].get("final")):
+    return False
+  end = records[-1]["step"] if "early_stopping/stopped_at" in records[-1] else total_steps
+  return records[-1]["step"] == end and (checkpoint_step or 0) >= end
+
+
+def _early_stopping(config: ml_collections.ConfigDict, task: Task) -> config_blocks.EarlyStopping | None:
+  """The run's early-stopping settings (None: off), checked before any compute."""
+  settings = schema.load(config_blocks.EarlyStopping, config.get("early_stopping", {}), "config.early_stopping")
+  if not settings.metric:
+    return None
+  if not config.get("eval_split", "") or type(task).evaluate is Task.evaluate:
+    raise ConfigError(f"config.early_stopping.metric={settings.metric!r} needs periodic evaluations on a "
+                      "validation split: set --config.eval_split (a split not trained on)")
+  return settings
 
 
 def fit(task: Task, config: ml_collections.ConfigDict, workdir: str) -> tuple[Metrics, Any]:
@@ -134,11 +148,12 @@ def fit(task: Task, config: ml_collections.ConfigDict, workdir: str) -> tuple[Me
   """
   primary = distributed.is_primary()
   quiet = task.quiet or not primary  # only process 0 talks
+  stopping = _early_stopping(config, task)
   workdir = workdirs.prepare(config, workdir, task.identity, write=primary)
   schedule = task.schedule
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
                               metadata={"config_hash": workdirs.config_hash(config)})
-  writer = None
+  writer = stopper = None
   try:
     task.start(workdir, resuming=bool(checkpointer.all_steps()))
     records = read_metrics(workdir)
@@ -152,13 +167,21 @@ def fit(task: Task, config: ml_collections.ConfigDict, workdir: str) -> tuple[Me
     if start and not quiet:
       print(f"Resuming from step {start} of {schedule.total_steps} ({checkpointer.directory}).")
     writer = MetricsWriter(workdir, resume_step=start if start else None, enabled=primary)
+    if stopping is not None:
+      stopper = early_stopping.EarlyStopping(stopping, workdir, read_metrics(workdir), start)
     task.began(workdir, state, start)
-    state = _train(task, state, train_iter, start, pending, checkpointer, writer, config,
-                   None if quiet else Progress(schedule.total_steps, start_step=start))
-    record = writer.write(schedule.total_steps, {**task.final_evaluation(state), "final": True})
+    state, stopped_at = _train(task, state, train_iter, start, pending, checkpointer, writer, config,
+                               None if quiet else Progress(schedule.total_steps, start_step=start), stopper)
+    summary = {}
+    if stopper is not None:
+      state, summary = stopper.best_state(state), stopper.summary(stopped_at)
+    record = writer.write(stopped_at or schedule.total_steps,
+                          {**task.final_evaluation(state), **summary, "final": True})
   finally:
     if writer is not None:
       writer.close()
+    if stopper is not None:
+      stopper.close()
     checkpointer.close()
   if config.get("figures", True) and primary:
     task.save_figures(state, workdir)
@@ -176,15 +199,17 @@ def fit_params(task: Task, config: ml_collections.ConfigDict, workdir: str) -> t
   its newest checkpoint."""
   record, state = fit(task, config, workdir)
   if state is None:
-    state, _ = read_state(os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints"))
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    state, _ = read_state(early_stopping.selected_checkpoints(config, workdir))
     return record, state["params"]
   return record, state.params
 
 
 def _train(task: Task, state: Any, train_iter: Iterator, start: int, pending: list[Metrics],
            checkpointer: Checkpointer, writer: MetricsWriter, config: ml_collections.ConfigDict,
-           progress: Progress | None) -> Any:
-  """Steps `start + 1 … total_steps` in dispatches of at most K steps; returns the host-layout state."""
+           progress: Progress | None, stopper: early_stopping.EarlyStopping | None) -> tuple[Any, int | None]:
+  """Steps `start + 1 … total_steps` in dispatches of at most K steps; returns the host-layout state and
+  the step where early stopping ended the run (None: it ran to the end)."""
   schedule, replicas = task.schedule, task.replicas
   steps = dispatch.Dispatcher(runner.guard_step(task.make_step(replicas.axis_name)), replicas,
                               schedule.steps_per_dispatch, train_iter)
@@ -225,6 +250,12 @@ def _train(task: Task, state: Any, train_iter: Iterator, start: int, pending: li
         if record:
           check()
           writer.write(step, record)
+          if stopper is not None and stopper.update(record, step, replicas.host_state(state)) and not last:
+            save()
+            if progress:
+              print(f"\nearly stopping at step {step}: {stopper.metric} has not improved for "
+                    f"{stopper.since_best} evaluations (best {stopper.best:.4g} at step {stopper.best_step})")
+            return replicas.host_state(state), step
       if checkpoint_now:
         save()
       elif distributed.any_process(preemption.requested is not None):  # all processes stop at the same step
@@ -235,7 +266,7 @@ def _train(task: Task, state: Any, train_iter: Iterator, start: int, pending: li
                    "the same command again to resume")
         print(message, file=sys.stderr)
         raise TrainingPreempted(message, step)
-  return replicas.host_state(state)
+  return replicas.host_state(state), None
 
 
 def default_schedule(config: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int,
