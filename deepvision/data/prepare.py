@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 import zipfile
 from collections.abc import Mapping
 
@@ -301,7 +302,9 @@ def write(checked: Plan, data_dir: str, *, overwrite: bool = False) -> None:
   """Writes a checked plan into a temporary folder of `data_dir`, then renames it into place."""
   os.makedirs(data_dir, exist_ok=True)
   target = target_dir(checked.name, checked.version, data_dir)
-  temporary = tempfile.mkdtemp(prefix=f".{checked.name}-{checked.version}.incomplete-", dir=data_dir)
+  # os.mkdir, not tempfile.mkdtemp: the folder becomes the data and gets the umask's mode, not 0700.
+  temporary = os.path.join(data_dir, f".{checked.name}-{checked.version}.incomplete-{uuid.uuid4().hex}")
+  os.mkdir(temporary)
   try:
     info = _dataset_info(checked, data_dir)
     split_infos = [_write_split(checked, info.features, split, images, labels, temporary)
@@ -312,8 +315,14 @@ def write(checked: Plan, data_dir: str, *, overwrite: bool = False) -> None:
     os.makedirs(os.path.dirname(target), exist_ok=True)
     if overwrite and os.path.exists(target):
       old = tempfile.mkdtemp(prefix=f".{checked.version}.replaced-", dir=os.path.dirname(target))
-      os.rename(target, os.path.join(old, "data"))
-      os.rename(temporary, target)
+      backup = os.path.join(old, "data")
+      os.rename(target, backup)
+      try:
+        os.rename(temporary, target)
+      except OSError:
+        os.rename(backup, target)  # put the prepared set back
+        os.rmdir(old)
+        raise
       shutil.rmtree(old)
     else:
       os.rename(temporary, target)
@@ -410,7 +419,8 @@ def load_npz(path: str | os.PathLike, split: str | None = None) -> dict[str, Arr
   if split:
     raise PrepareError(f"split {split!r} was given but arrays file {path!r} names its splits itself (arrays: "
                        f"{found}); a split name goes only with an npz holding 'images' and 'labels'")
-  splits = sorted({k.rsplit("_", 1)[0] for k in arrays if k.endswith(("_images", "_labels"))})
+  # in the order the file holds them (np.savez keeps the order of its arguments)
+  splits = list(dict.fromkeys(k.rsplit("_", 1)[0] for k in arrays if k.endswith(("_images", "_labels"))))
   if not splits:
     raise PrepareError(f"arrays file {path!r} holds no image arrays (arrays: {found}); it needs {layouts}")
   for name in splits:

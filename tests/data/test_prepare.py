@@ -245,6 +245,23 @@ def test_a_run_failing_mid_write_leaves_nothing_half_written(tmp_path, monkeypat
   assert sorted(os.listdir(tmp_path)) == (["mnist"] if existing else [])  # no temporary folder left
 
 
+def test_a_failed_swap_puts_the_prepared_set_back(tmp_path, monkeypatch):
+  prepare.prepare_arrays("own", {"train": _arrays(4, (3, 3))}, tmp_path)
+  before = _snapshot(tmp_path)
+  rename = os.rename
+
+  def rename_but_not_the_new_set(source, destination):
+    if ".incomplete-" in os.fspath(source):
+      raise OSError(18, "Invalid cross-device link")
+    rename(source, destination)
+
+  monkeypatch.setattr(os, "rename", rename_but_not_the_new_set)
+  with pytest.raises(OSError, match="Invalid cross-device link"):
+    prepare.prepare_arrays("own", {"train": _arrays(2, (3, 3), seed=1)}, tmp_path, overwrite=True)
+  assert _snapshot(tmp_path) == before
+  assert os.listdir(tmp_path) == ["own"] and os.listdir(tmp_path / "own") == ["1.0.0"]
+
+
 # ----------------------------------------------------------------------------- the loader's look-up
 
 
@@ -268,6 +285,9 @@ def test_the_newest_version_folder_with_dataset_info_is_read(tmp_path):
 
 def test_written_metadata_is_tfds_json(tmp_path):
   prepared = prepare.prepare_arrays("own", {"train": _arrays(3, (2, 2, 3))}, tmp_path)
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(prepared.path).st_mode & 0o777 == 0o777 & ~umask  # like any folder made there, not 0700
   with open(os.path.join(prepared.path, "dataset_info.json")) as f:
     info = json.load(f)
   assert info["name"] == "own" and info["version"] == "1.0.0" and info["fileFormat"] == "array_record"
@@ -282,7 +302,7 @@ def test_npz_with_split_prefixed_arrays(tmp_path):
   (a, b), (c, d) = _arrays(3, (4, 4)), _arrays(2, (4, 4), seed=1)
   np.savez(tmp_path / "x.npz", train_images=a, train_labels=b, test_images=c, test_labels=d)
   splits = prepare.load_npz(tmp_path / "x.npz")
-  assert sorted(splits) == ["test", "train"]
+  assert list(splits) == ["train", "test"]  # the file's order
   np.testing.assert_array_equal(splits["test"][0], c)
   np.testing.assert_array_equal(splits["train"][1], b)
 

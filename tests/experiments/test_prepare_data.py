@@ -43,7 +43,7 @@ def test_prepares_a_catalog_set_from_an_npz(tmp_path, capsys):
   arrays = _npz(tmp_path / "m.npz")
   code, out, err = _run(capsys, "--name=mnist", f"--arrays={tmp_path}/m.npz", f"--data_dir={tmp_path}/data")
   assert (code, err) == (0, "")
-  assert out == f"prepared 'mnist' in {tmp_path}/data/mnist/3.0.1: test 2, train 4 examples; images (28, 28, 1) " \
+  assert out == f"prepared 'mnist' in {tmp_path}/data/mnist/3.0.1: train 4, test 2 examples; images (28, 28, 1) " \
                 "uint8, 10 classes\n"
   images, labels = datasets.load_arrays("mnist", "test", data_dir=tmp_path / "data")
   np.testing.assert_array_equal(np.round(images[..., 0] * 255).astype(np.uint8), arrays["test_images"])
@@ -147,5 +147,5 @@ def test_launcher_subprocess_exit_codes(tmp_path):
   good = subprocess.run([*command, f"--arrays={tmp_path}/good.npz"], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=120, check=False)
   assert good.returncode == 0, good.stderr
-  assert good.stdout.startswith(f"prepared 'mnist' in {tmp_path}/data/mnist/3.0.1: test 2, train 4 examples")
-  assert datasets.dataset_info("mnist", tmp_path / "data").splits == {"test": 2, "train": 4}
+  assert good.stdout.startswith(f"prepared 'mnist' in {tmp_path}/data/mnist/3.0.1: train 4, test 2 examples")
+  assert datasets.dataset_info("mnist", tmp_path / "data").splits == {"train": 4, "test": 2}
