@@ -290,7 +290,8 @@ def get_source(
     source = builder.as_data_source(split=split)
     if not in_memory:
       if len(source):  # read the first and last records: damaged files fail here, not mid-training
-        source[0], source[len(source) - 1]  # pylint: disable=pointless-statement
+        _check_record(source[0])
+        _check_record(source[len(source) - 1])
       return source
     images, labels = _read_all(name, source)
   except (RuntimeError, OSError) as e:
@@ -310,12 +311,20 @@ def load_arrays(
   return to_unit_float(source.images), source.labels
 
 
+def _check_record(record: dict[str, Any]) -> dict[str, Any]:
+  """The record, or RuntimeError if a feature came back empty (a file cut short can read as empty records)."""
+  empty = sorted(key for key, value in record.items() if value is None)
+  if empty:
+    raise RuntimeError(f"a record has no value for {', '.join(empty)}")
+  return record
+
+
 def _read_all(name: str, source) -> tuple[np.ndarray, np.ndarray]:
   if len(source) == 0:
     raise ValueError(f"data set {name!r}: the requested split is empty")
   if "label" not in source[0]:
     raise ValueError(f"data set {name!r} has no labels and images of varying size: use get_source")
-  records = [source[i] for i in range(len(source))]
+  records = [_check_record(source[i]) for i in range(len(source))]
   images = np.stack([record["image"] for record in records])
   labels = np.asarray([record["label"] for record in records], dtype=np.int32)
   return images, labels

@@ -283,6 +283,22 @@ def test_the_newest_version_folder_with_dataset_info_is_read(tmp_path):
   assert datasets.prepared_path("absent", tmp_path) is None
 
 
+@pytest.mark.parametrize("name, shape, fix", [
+    ("own", (3, 3), "prepare it again: python -m experiments.prepare_data --name=own --arrays=... --overwrite"),
+    ("mnist", (28, 28), ("or without TensorFlow: python -m experiments.prepare_data --name=mnist "
+                         "--source_dir=... --overwrite")),
+])
+def test_a_damaged_prepared_set_says_how_to_prepare_it_again(tmp_path, name, shape, fix):
+  prepared = prepare.prepare_arrays(name, {"train": _arrays(50, shape)}, tmp_path)
+  (record_file,) = [os.path.join(prepared.path, f) for f in os.listdir(prepared.path) if "train.array_record" in f]
+  with open(record_file, "r+b") as f:
+    f.truncate(os.path.getsize(record_file) // 2)
+  with pytest.raises(datasets.DatasetCorruptedError) as error:
+    datasets.load_arrays(name, "train", data_dir=tmp_path)
+  assert str(error.value).startswith(f"data set {name!r} (split 'train') in {prepared.path} cannot be read")
+  assert str(error.value).endswith(fix)
+
+
 def test_written_metadata_is_tfds_json(tmp_path):
   prepared = prepare.prepare_arrays("own", {"train": _arrays(3, (2, 2, 3))}, tmp_path)
   umask = os.umask(0)
