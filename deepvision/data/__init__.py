@@ -2,7 +2,9 @@
 
 `datasets` loads any registered data set by name (`get_source`, `load_arrays`,
 `dataset_info`); `pipeline` turns a source into training and evaluation batches;
-`augment` holds jittable augmentations; `builders` the TFDS builders of the embedded sets.
+`augment` holds jittable augmentations; `builders` the TFDS builders of the embedded sets;
+`prepare` writes arrays (and `original_files` reads the catalog sets' original files) into a TFDS
+data dir without TensorFlow.
 
 The names below are imported on first use (PEP 562), so that `deepvision.data.augment`, which
 the train steps use, does not pull in tensorflow_datasets and grain: a machine that only runs

@@ -4,7 +4,10 @@ Data sets are chosen by name from `DATASETS`: the embedded `dv_digits` (8×8×1,
 (25×25×1, 2 classes) and `dv_natural_images` (unlabelled), built from data shipped in scikit-learn and
 scikit-image (`deepvision.data.builders`) and prepared offline into the data directory the first time they
 are asked for; and the catalog sets `mnist`, `fashion_mnist`, `cifar10`, `svhn_cropped`, read from the
-data directory where the user prepared them (nothing is ever downloaded). All are read with random access
+data directory where the user prepared them (nothing is ever downloaded: `tfds build` where TensorFlow and
+internet are at hand, or `deepvision.data.prepare` from the original files or arrays, without either). A
+name that is not registered is looked up in the data directory: a set prepared there under a name of the
+user's own (`prepare.prepare_arrays`) reads like any other. All are read with random access
 (`tfds` array_record data sources), without TensorFlow. The data directory is the `data_dir` argument,
 else `$DEEPVISION_DATA_DIR`, else TFDS's default (`$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +27,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from deepvision.data import builders
-from deepvision.registry import Registry
+from deepvision.registry import Registry, UnknownNameError
+
+_PREPARE_COMMAND = "python -m experiments.prepare_data"
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -35,9 +41,14 @@ class DatasetCorruptedError(RuntimeError):
 
 
 def _corrupted(name: str, builder, split: str, error: Exception) -> DatasetCorruptedError:
-  embedded = isinstance(DATASETS.get(name), EmbeddedSet)
-  fix = (f"delete {builder.data_path} and it will be prepared again on next use" if embedded else
-         f"rebuild it: tfds build {name} --data_dir={builder.data_dir} (where the data can be downloaded)")
+  spec = DATASETS.get(name) if name in DATASETS else PreparedSet()
+  if isinstance(spec, EmbeddedSet):
+    fix = f"delete {builder.data_path} and it will be prepared again on next use"
+  elif isinstance(spec, CatalogSet):
+    fix = (f"rebuild it: tfds build {name} --data_dir={builder.data_dir} (where the data can be downloaded), "
+           f"or without TensorFlow: {_PREPARE_COMMAND} --name={name} --source_dir=... --overwrite")
+  else:
+    fix = f"prepare it again: {_PREPARE_COMMAND} --name={name} --arrays=... --overwrite"
   return DatasetCorruptedError(f"data set {name!r} (split {split!r}) in {builder.data_path} cannot be read "
                                f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); {fix}")
 
@@ -114,8 +125,52 @@ class CatalogSet:
         "downloads. To prepare it, on a machine with internet access and TensorFlow run\n"
         f"  {self._build_command(data_dir)}\n"
         f"or copy a prepared '{self.tfds_name}/{builder.version}' folder (array_record files) "
-        f"into {data_dir!r}. Set the directory with --config.data_dir=DIR (data_dir=DIR from Python) or $DEEPVISION_DATA_DIR."
+        f"into {data_dir!r}, or write it from the original files (or arrays) without TensorFlow:\n"
+        f"  {_PREPARE_COMMAND} --name={self.tfds_name} --source_dir=DIR --data_dir={data_dir}\n"
+        "Set the directory with --config.data_dir=DIR (data_dir=DIR from Python) or $DEEPVISION_DATA_DIR."
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedSet:
+  """A set under a name of the user's own, prepared in the data directory (`deepvision.data.prepare`).
+
+  It is read from DATA_DIR/NAME/VERSION, the newest version folder holding a dataset_info.json;
+  any TFDS set prepared there in array_record files with an `image` feature reads the same way.
+  """
+
+  def ready_builder(self, name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+    """The read-only builder of the prepared set; `DatasetNotFoundError` if it cannot be read."""
+    path = prepared_path(name, data_dir)
+    if path is None:
+      raise DatasetNotFoundError(f"data set {name!r} is not prepared in data directory {data_dir!r}")
+    builder = tfds.builder_from_directory(path)
+    formats = {f.value for f in builder.info.available_file_formats()} or {builder.info.file_format.value}
+    if "array_record" not in formats:
+      raise DatasetNotFoundError(f"data set {name!r} is prepared in {path} as {sorted(formats)}, but deepvision "
+                                 "reads array_record files (random access without TensorFlow)")
+    if "image" not in builder.info.features:
+      raise DatasetNotFoundError(f"data set {name!r} in {path} has features {sorted(builder.info.features)}; "
+                                 "deepvision reads sets with an 'image' feature (and 'label')")
+    return builder
+
+
+def prepared_path(name: str, data_dir: str | os.PathLike) -> str | None:
+  """DATA_DIR/NAME/VERSION of the newest version of `name` prepared in `data_dir`, or None."""
+  if not isinstance(name, str) or not _PREPARED_NAME.fullmatch(name):
+    return None
+  folder = os.path.join(os.fspath(data_dir), name)
+  if not os.path.isdir(folder):
+    return None
+  versions = []
+  for entry in os.listdir(folder):
+    try:
+      version = tfds.core.Version(entry)
+    except ValueError:
+      continue  # not a version folder (e.g. a temporary one)
+    if os.path.exists(os.path.join(folder, entry, "dataset_info.json")):
+      versions.append(version)
+  return os.path.join(folder, str(max(versions))) if versions else None
 
 
 DATASETS: Registry[EmbeddedSet | CatalogSet] = Registry("data set")
@@ -126,13 +181,22 @@ for _name in ("mnist", "fashion_mnist", "cifar10", "svhn_cropped"):
   DATASETS.register(_name, CatalogSet(_name))
 
 
+_PREPARED_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
 def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
   return (builder.data_path / "dataset_info.json").exists()
 
 
 def _ready_builder(name: str, data_dir: str | os.PathLike | None) -> tfds.core.DatasetBuilder:
-  spec = DATASETS.get(name)  # Unknown names fail here, listing the valid ones.
   data_dir = os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else default_data_dir()
+  try:
+    spec = DATASETS.get(name)
+  except UnknownNameError as e:
+    if prepared_path(name, data_dir) is None:  # Unknown names fail here, listing the valid ones.
+      raise UnknownNameError(f"{e}; or the name of a set prepared in data directory {data_dir!r} with "
+                             f"{_PREPARE_COMMAND} (none there is named {name!r})") from None
+    spec = PreparedSet()
   return spec.ready_builder(name, data_dir)
 
 
@@ -203,7 +267,7 @@ def get_source(
     (1077, (8, 8, 1))
 
   Args:
-    name: a registered data set name (`DATASETS.names()`).
+    name: a registered data set name (`DATASETS.names()`), or one prepared in the data directory.
     split: a split name, e.g. 'train'; TFDS slices such as 'train[:1000]' are accepted.
     data_dir: the data directory (see the module docstring for the default).
     in_memory: read the whole split into an `ArraySource` (fast vectorised batches for
@@ -226,7 +290,8 @@ def get_source(
     source = builder.as_data_source(split=split)
     if not in_memory:
       if len(source):  # read the first and last records: damaged files fail here, not mid-training
-        source[0], source[len(source) - 1]  # pylint: disable=pointless-statement
+        _check_record(source[0])
+        _check_record(source[len(source) - 1])
       return source
     images, labels = _read_all(name, source)
   except (RuntimeError, OSError) as e:
@@ -246,12 +311,20 @@ def load_arrays(
   return to_unit_float(source.images), source.labels
 
 
+def _check_record(record: dict[str, Any]) -> dict[str, Any]:
+  """The record, or RuntimeError if a feature came back empty (a file cut short can read as empty records)."""
+  empty = sorted(key for key, value in record.items() if value is None)
+  if empty:
+    raise RuntimeError(f"a record has no value for {', '.join(empty)}")
+  return record
+
+
 def _read_all(name: str, source) -> tuple[np.ndarray, np.ndarray]:
   if len(source) == 0:
     raise ValueError(f"data set {name!r}: the requested split is empty")
   if "label" not in source[0]:
     raise ValueError(f"data set {name!r} has no labels and images of varying size: use get_source")
-  records = [source[i] for i in range(len(source))]
+  records = [_check_record(source[i]) for i in range(len(source))]
   images = np.stack([record["image"] for record in records])
   labels = np.asarray([record["label"] for record in records], dtype=np.int32)
   return images, labels
