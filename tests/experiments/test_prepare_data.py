@@ -65,9 +65,11 @@ def _first_line(err):
 
 @pytest.mark.parametrize("args, first_line", [
     ((), "error: --name is required"),
-    (("--name=mnist",), "error: give exactly one of --arrays (an .npz) and --source_dir (original files)"),
+    (("--name=mnist",), "error: give exactly one of --arrays (an .npz), --source_dir (original files) and --images (a folder of "
+     "image files)"),
     (("--name=mnist", "--arrays=a.npz", "--source_dir=d"),
-     "error: give exactly one of --arrays (an .npz) and --source_dir (original files)"),
+     "error: give exactly one of --arrays (an .npz), --source_dir (original files) and --images (a folder of "
+     "image files)"),
     (("--name=mnist", "--source_dir=d", "--split=train"),
      "error: --split=train goes with --arrays; original files name their own splits"),
     (("--name=mnist", "--arrays=a.npz", "extra"), "error: unexpected arguments ['extra']"),
@@ -149,3 +151,16 @@ def test_launcher_subprocess_exit_codes(tmp_path):
   assert good.returncode == 0, good.stderr
   assert good.stdout.startswith(f"prepared 'mnist' in {tmp_path}/data/mnist/3.0.1: train 4, test 2 examples")
   assert datasets.dataset_info("mnist", tmp_path / "data").splits == {"train": 4, "test": 2}
+
+
+def test_prepares_a_folder_of_images(tmp_path, capsys):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for label, name in enumerate(("circle", "square")):
+    (tmp_path / "img" / name).mkdir(parents=True)
+    Image.fromarray(np.full((3, 4), 10 * label, np.uint8)).save(tmp_path / "img" / name / "a.png")
+  code, out, err = _run(capsys, "--name=shapes", f"--images={tmp_path}/img", "--split=train",
+                        f"--data_dir={tmp_path}/data")
+  assert (code, err) == (0, ""), err
+  assert out.splitlines()[0] == "classes: 0 circle, 1 square"
+  images, labels = datasets.load_arrays("shapes", "train", data_dir=tmp_path / "data")
+  assert images.shape == (2, 3, 4, 1) and list(labels) == [0, 1]
