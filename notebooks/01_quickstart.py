@@ -43,7 +43,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 SMALL = True  # True: the ':smoke' config (seconds); False: the full experiment (about a minute)
-WORKDIR = ""  # where the runs go; "" = a new temporary directory
+WORKDIR = ""  # where the runs go; "" = a temporary directory, removed at the end
 SEED = 0
 
 # %%
@@ -62,7 +62,8 @@ from deepvision.train.supervised import Preprocess
 from deepvision.train.writers import read_metrics
 from experiments.configs import lcn_convnet_digits
 
-workdir = WORKDIR or tempfile.mkdtemp(prefix="lcn_convnet_digits_")
+scratch = None if WORKDIR else tempfile.TemporaryDirectory(prefix="lcn_convnet_digits_")  # see "Clean up"
+workdir = WORKDIR or scratch.name
 config = lcn_convnet_digits.get_config("smoke" if SMALL else None)
 config.seed = SEED
 print(f"work dir: {workdir}")
@@ -161,3 +162,13 @@ plt.show()
 #   overfit check, unit statistics, the doctor).
 # * From the shell: `python -m experiments.main --config=experiments/configs/lcn_convnet_digits.py
 #   --workdir=runs/lcn` (and `--config.FIELD=VALUE` to override any field).
+
+# %% [markdown]
+# ## Clean up
+#
+# With the default `WORKDIR = ""` the runs went to a temporary directory, removed here (or when the
+# kernel stops, if the notebook ended early). Set `WORKDIR` to keep them.
+
+# %%
+if scratch is not None:
+  scratch.cleanup()

@@ -47,7 +47,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 SMALL = True  # True: the ':smoke' config and short probes (seconds); False: full sizes (minutes)
-WORKDIR = ""  # where the runs go; "" = a new temporary directory
+WORKDIR = ""  # where the runs go; "" = a temporary directory, removed at the end
 SEED = 0
 
 # %%
@@ -63,7 +63,8 @@ from deepvision.diagnostics import doctor, gradcheck, overfit, unit_figures, uni
 from deepvision.train import lr_search, probe
 from experiments.configs import lcn_convnet_digits
 
-workdir = WORKDIR or tempfile.mkdtemp(prefix="tricks_of_the_trade_")
+scratch = None if WORKDIR else tempfile.TemporaryDirectory(prefix="tricks_of_the_trade_")  # see "Clean up"
+workdir = WORKDIR or scratch.name
 config = lcn_convnet_digits.get_config("smoke" if SMALL else None)
 config.seed = SEED
 # Sizes of the probes: the talk's (a few hundred steps on 512 examples, 256 to overfit) or tiny ones.
@@ -192,3 +193,13 @@ for title, text in report.sections:
 print(f"\nreport: {os.path.join(workdir, 'doctor', 'doctor.md')}")
 figure = next((p for p in report.figures if "filters" in os.path.basename(p)), report.figures[0])
 show(figure, os.path.basename(figure), width=5)
+
+# %% [markdown]
+# ## Clean up
+#
+# With the default `WORKDIR = ""` the runs went to a temporary directory, removed here (or when the
+# kernel stops, if the notebook ended early). Set `WORKDIR` to keep them.
+
+# %%
+if scratch is not None:
+  scratch.cleanup()

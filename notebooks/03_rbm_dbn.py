@@ -45,7 +45,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 SMALL = True  # True: the ':smoke' configs (seconds); False: the full experiments (a few minutes)
-WORKDIR = ""  # where the runs go; "" = a new temporary directory
+WORKDIR = ""  # where the runs go; "" = a temporary directory, removed at the end
 SEED = 0
 
 # %%
@@ -69,7 +69,8 @@ from experiments.dbn import run_dbn
 from deepvision.train.writers import read_metrics
 from experiments.configs import dbn_digits, rbm_digits
 
-workdir = WORKDIR or tempfile.mkdtemp(prefix="rbm_dbn_")
+scratch = None if WORKDIR else tempfile.TemporaryDirectory(prefix="rbm_dbn_")  # see "Clean up"
+workdir = WORKDIR or scratch.name
 size = "smoke" if SMALL else None
 key = jax.random.key(SEED)
 print(f"work dir: {workdir}")
@@ -217,3 +218,13 @@ plt.ylabel("held-out digits, sorted by class 0 … 9")
 plt.title("p(h | v) of the DBN's top layer")
 plt.colorbar()
 plt.show()
+
+# %% [markdown]
+# ## Clean up
+#
+# With the default `WORKDIR = ""` the runs went to a temporary directory, removed here (or when the
+# kernel stops, if the notebook ended early). Set `WORKDIR` to keep them.
+
+# %%
+if scratch is not None:
+  scratch.cleanup()

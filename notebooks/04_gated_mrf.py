@@ -55,7 +55,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 SMALL = True  # True: the ':smoke' configs (seconds); False: the full experiments (a few minutes)
-WORKDIR = ""  # where the runs go; "" = a new temporary directory
+WORKDIR = ""  # where the runs go; "" = a temporary directory, removed at the end
 SEED = 0
 
 # %%
@@ -69,7 +69,8 @@ from deepvision.train.loop import train_and_evaluate
 from experiments import pipelines  # noqa: F401  registers the inpainting and occlusion trainers
 from experiments.configs import gmrf_digits, gmrf_faces, mcrbm_patches
 
-workdir = WORKDIR or tempfile.mkdtemp(prefix="gated_mrf_")
+scratch = None if WORKDIR else tempfile.TemporaryDirectory(prefix="gated_mrf_")  # see "Clean up"
+workdir = WORKDIR or scratch.name
 size = "smoke" if SMALL else None
 print(f"work dir: {workdir}")
 
@@ -161,3 +162,13 @@ record = train_and_evaluate(config, digits_dir)
 with open(os.path.join(digits_dir, "occlusion_table.md")) as f:
   display(Markdown(f.read()))
 show(os.path.join(digits_dir, "occlusion.png"), "occluded test digits and their fills")
+
+# %% [markdown]
+# ## Clean up
+#
+# With the default `WORKDIR = ""` the runs went to a temporary directory, removed here (or when the
+# kernel stops, if the notebook ended early). Set `WORKDIR` to keep them.
+
+# %%
+if scratch is not None:
+  scratch.cleanup()

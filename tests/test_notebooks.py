@@ -7,10 +7,11 @@ Every notebook is executed with nbclient in a `python3` (ipykernel) kernel start
 its parameter cell as committed (`SMALL = True`: the `:smoke` configs). The kernel inherits the test's
 environment: single-threaded XLA:CPU (conftest), the session's data dir (`DEEPVISION_DATA_DIR`), the
 session's persistent compilation cache, and a temporary directory of the test as `TMPDIR`, where the
-notebooks' work dirs go.
+notebooks' default work dirs go (a `tempfile.TemporaryDirectory` that the notebook's last cell removes).
 """
 
 import os
+import re
 import time
 import tomllib
 
@@ -99,7 +100,7 @@ def _png_outputs(notebook: nbformat.NotebookNode) -> int:
 def test_runs_headless_at_small_size(name, tmp_path, monkeypatch):
   kernel_tmp = tmp_path / "tmp"
   kernel_tmp.mkdir()
-  monkeypatch.setenv("TMPDIR", str(kernel_tmp))  # the notebooks' work dirs (tempfile.mkdtemp)
+  monkeypatch.setenv("TMPDIR", str(kernel_tmp))  # the notebooks' work dirs (tempfile.TemporaryDirectory)
   cache = jax.config.jax_compilation_cache_dir
   if cache:  # the session's persistent cache (conftest): programs other tests compiled load from it
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", cache)
@@ -118,4 +119,14 @@ def test_runs_headless_at_small_size(name, tmp_path, monkeypatch):
   assert not errors
   assert all(c.execution_count is not None for c in notebook.cells if c.cell_type == "code")
   assert _png_outputs(notebook) >= FIGURES[name], f"{name}: {_png_outputs(notebook)} figures"
-  assert os.listdir(kernel_tmp), "the notebook wrote its work dir elsewhere"
+  # The default work dir was a temporary directory under TMPDIR, and the notebook removed it at the end.
+  printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs
+                    if o.output_type == "stream")
+  workdir = re.search(r"^work dir: ([^;\s]+)", printed, re.MULTILINE)
+  assert workdir, f"{name} does not print its work dir"
+  assert os.path.dirname(workdir.group(1)) == str(kernel_tmp), "the notebook wrote its work dir elsewhere"
+  assert not os.path.exists(workdir.group(1)), "the notebook left its temporary work dir behind"
+  # tensorflow_datasets leaves one empty `tmp…tfds` directory per data set it prepares (its builder's
+  # DatasetInfo.initialize_from_bucket): not the notebook's, and empty. Nothing else may remain.
+  left = [e for e in os.listdir(kernel_tmp) if not (e.endswith("tfds") and not os.listdir(kernel_tmp / e))]
+  assert left == [], f"{name} left {left} in its TMPDIR"

@@ -64,6 +64,42 @@ def test_whitened_models_ship_their_whitening():
   assert pretrained.preprocessing("lcn_convnet_digits") is None
 
 
+def test_describe_of_a_whitened_model_shows_the_raw_input_and_the_model_input():
+  whitening = pretrained.preprocessing("mcrbm_patches")
+  module, _ = pretrained.load("mcrbm_patches")
+  assert (whitening.input_dim, whitening.num_components, module.n_visible) == (64, 52, 52)
+  lines = pretrained.describe("mcrbm_patches").splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith("raw input:"))
+  assert lines[start:start + 3] == [
+      "raw input: 8×8×1 patches of dv_natural_images, each patch's mean removed: 64 values per example",
+      ("  → pretrained.preprocessing('mcrbm_patches').transform: PCA whitening, 52 components "
+       "(99.0% of the variance)"),
+      "  → model input: 52 per example (whitened values)"]
+  assert not any(line.startswith("input:") for line in lines)
+  faces = pretrained.describe("gmrf_faces")
+  assert "raw input: 12×12×1 faces of dv_faces (24×24 crops average-pooled by 2): 144 values" in faces
+  assert "model input: 99 per example" in faces
+
+
+@pytest.mark.parametrize("name, shape", [("lcn_convnet_digits", "8×8×1"), ("rbm_digits", "64")])
+def test_describe_of_a_model_without_preprocessing_shows_one_input(name, shape):
+  text = pretrained.describe(name)
+  inputs = [line for line in text.splitlines() if "input:" in line]
+  assert inputs == [f"input: {shape} per example (images of dv_digits as they are, no preprocessing)"]
+  assert "raw input" not in text and "model input" not in text
+
+
+def test_input_description_names_a_standardisation_without_a_transform_to_call():
+  manifest = {"dataset": "dv_natural_images",
+              "config": {"dataset": "dv_natural_images", "patches": {"size": 6, "remove_dc": False}}}
+  record = {"image_shape": [6, 6, 1], "standardizer": {"mean": [0.0] * 36, "std": [1.0] * 36}}
+  assert pretrained.input_description("x", manifest, record, (36,)) == [
+      "raw input: 6×6×1 patches of dv_natural_images: 36 values per example",
+      ("  → standardised per value (the mean and standard deviation of the training data, shipped with "
+       "the weights)"),
+      "  → model input: 36 per example"]
+
+
 @pytest.fixture
 def copied_weights(tmp_path):
   directory = tmp_path / "weights"

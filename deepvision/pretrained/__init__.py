@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from deepvision import zoo
@@ -134,14 +135,75 @@ def _metric_value(metric: dict) -> str:
   return f"{100 * value:.2f}%" if metric["name"].endswith("accuracy") else f"{value:.4g}"
 
 
+def _shape(shape: Any) -> str:
+  return "×".join(map(str, shape))
+
+
+def _raw_examples(config: dict, shape: Any) -> str:
+  """The shipped model's raw examples in words, e.g. "8×8×1 patches of dv_natural_images, each patch's mean
+  removed" (`shape` None: without their shape)."""
+  patches, faces = config.get("patches") or {}, config.get("faces") or {}
+  size = "" if shape is None else f"{_shape(shape)} "
+  if patches.get("size", 0) > 0:
+    dc = ", each patch's mean removed" if patches.get("remove_dc") else ""
+    return f"{size}patches of {config.get('dataset')}{dc}"
+  if faces:
+    return (f"{size}faces of {config.get('dataset')} ({faces['crop']}×{faces['crop']} crops "
+            f"average-pooled by {faces['pool']})")
+  return f"{size}images of {config.get('dataset')}"
+
+
+def input_description(name: str, manifest_record: dict, preprocessing_record: dict | None,
+                      model_input: tuple[int, ...]) -> list[str]:
+  """What a shipped model takes, as lines of text: the raw input, what preprocessing makes of it, and the
+  model's input.
+
+  A model trained on preprocessed data (PCA-whitened or standardised) gets three lines: the raw input
+  (what `preprocessing(name).transform` takes), the preprocessing shipped with the weights, and the model
+  input (what `module.apply` takes); a model fed its data as they are gets one line.
+
+  Args:
+    name: the shipped model's name (for the `preprocessing(name)` call shown).
+    manifest_record: its manifest (`manifest(name)`): the data set and the config that prepared the data.
+    preprocessing_record: the preprocessing shipped with the weights (`store.read_weights`), or None.
+    model_input: the shape of one example the module takes, e.g. (52,) or (8, 8, 1).
+  """
+  config = manifest_record.get("config") or {}
+  model = _shape(model_input)
+  if not preprocessing_record:
+    return [f"input: {model} per example ({_raw_examples(config, None)} as they are, no preprocessing)"]
+  whitening = preprocessing_record.get("whitening")
+  pixels = preprocessing_record.get("pixel_shape") or preprocessing_record.get("image_shape")
+  lines = [f"raw input: {_raw_examples(config, pixels)}: {math.prod(pixels)} values per example"]
+  if preprocessing_record.get("standardizer") is not None:
+    lines.append("  → standardised per value (the mean and standard deviation of the training data, "
+                 "shipped with the weights)")
+  if whitening is not None:
+    components = len(whitening["eigenvalues"])
+    lines.append(f"  → pretrained.preprocessing({name!r}).transform: PCA whitening, {components} "
+                 f"components ({100 * whitening['variance_kept']:.1f}% of the variance)")
+  lines.append(f"  → model input: {model} per example" + (" (whitened values)" if whitening is not None else ""))
+  return lines
+
+
 def describe(name: str, **overrides: Any) -> str:
-  """`zoo.describe` of `name` with the forward FLOPs per example and, for a shipped model, its data set and
-  metric.
+  """`zoo.describe` of `name` with the forward FLOPs per example and, for a shipped model, its data set,
+  metric and inputs.
 
   `name` is a zoo variant (`zoo.names()`) or a shipped model (`names()`, described with the model fields
-  it was trained with).
+  it was trained with). A shipped model trained on preprocessed data shows both inputs, the raw one and
+  the model's (`input_description`): the pixels that `preprocessing(name).transform` takes, and the
+  whitened values the module takes.
+
+  Example:
+    >>> print(pretrained.describe("mcrbm_patches"))
+    ...
+    raw input: 8×8×1 patches of dv_natural_images, each patch's mean removed: 64 values per example
+      → pretrained.preprocessing('mcrbm_patches').transform: PCA whitening, 52 components (99.0% of the variance)
+      → model input: 52 per example (whitened values)
   """
   record = None
+  shipped = name
   if name in SHIPPED:
     record = manifest(name)
     if name not in zoo.MODELS:
@@ -155,6 +217,8 @@ def describe(name: str, **overrides: Any) -> str:
     metric = record["metric"]
     lines.append(f"pretrained: pretrained.load({record['name']!r}), trained by {record['config_file']} on "
                  f"{record['dataset']}; {metric['description']} {_metric_value(metric)}")
+    _, preprocessing_record, _ = store.read_weights(shipped)
+    lines += input_description(shipped, record, preprocessing_record, tuple(zoo.example_input(model).shape[1:]))
   return "\n".join(lines)
 
 
