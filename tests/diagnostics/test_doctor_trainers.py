@@ -9,16 +9,23 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
-from deepvision.data import splits
-from deepvision.diagnostics import doctor, doctor_report, doctor_supervised
+from deepvision.data import datasets, splits
+from deepvision.diagnostics import (
+  doctor,
+  doctor_energy,
+  doctor_report,
+  doctor_supervised,
+  unit_stats,
+)
 from deepvision.models.rbm import RBM
 from deepvision.train import loop
 from experiments.configs import lcn_convnet_digits, rbm_digits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST_ENERGY = dict(subset=128, probe_steps=40, search_trials=4)
+FAST_ENERGY = {"subset": 128, "probe_steps": 40, "search_trials": 4}
 HANDLED = ("the doctor diagnoses supervised (classifier) configs and contrastive (RBM, Gaussian RBM, mcRBM, "
            "mPoT) configs; config trainer {!r} is not one of them: ")
 
@@ -83,19 +90,18 @@ def test_rbm_report_checks_the_free_energy_gradient_probe_gap_and_units(tmp_path
   for path in report.figures:
     name = os.path.basename(path)
     assert os.path.getsize(path) > 0
-    caption = re.search(rf"^\*{re.escape(name)}\*: (.+)$", text, re.M).group(1)
+    caption = re.search(rf"^\*{re.escape(name)}\*: (.+)$", text, re.MULTILINE).group(1)
     assert caption.startswith("hidden — ") and len(caption) > 60, caption
   assert "rows are 128 training examples" in text
 
 
 def test_diverging_rbm_gets_a_halved_rate_that_converges(tmp_path):
   config = rbm_digits.get_config("smoke")
-  config.optimizer.learning_rate = 100.0
+  config.optimizer.learning_rate = 40.0
   report = doctor.run_doctor(config, str(tmp_path), **FAST_ENERGY)
   assert "diverging" in report.problems()
-  assert report.proposed_learning_rate is not None and report.proposed_learning_rate <= 50.0
+  assert report.proposed_learning_rate is not None and report.proposed_learning_rate <= 20.0
   checked = doctor.examination_for(config)[1].check(config, doctor.Options(**FAST_ENERGY))
-  from deepvision.diagnostics import doctor_energy  # pylint: disable=g-import-not-at-top
   assert not doctor_energy.probe(checked, report.proposed_learning_rate, 40).diverged
   assert "lower the learning rate to" in (tmp_path / "doctor.md").read_text()
 
@@ -117,7 +123,7 @@ class _BuggyRBM(RBM):
 
 def test_planted_free_energy_gradient_bug_is_caught(tmp_path):
   report = doctor.run_doctor(rbm_digits.get_config("smoke"), str(tmp_path), model=_BuggyRBM(64, 12),
-                             **dict(FAST_ENERGY, probe_steps=20))
+                             **{**FAST_ENERGY, "probe_steps": 20})
   assert "gradient" in report.problems()
 
 
@@ -125,7 +131,6 @@ def test_planted_free_energy_gradient_bug_is_caught(tmp_path):
 
 
 def _sizes():
-  from deepvision.data import datasets  # pylint: disable=g-import-not-at-top
   return datasets.dataset_info("dv_digits").splits
 
 
@@ -187,8 +192,6 @@ def test_supervised_doctor_does_not_compare_on_overlapping_validation(tmp_path):
 
 
 def test_unit_figure_captions_say_what_each_picture_shows():
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from deepvision.diagnostics import unit_stats  # pylint: disable=g-import-not-at-top
   stats = {"conv1/relu": unit_stats.layer_statistics("conv1/relu", np.random.default_rng(0).random((7, 5)))}
   paths = ["w/x_conv1_relu_activations.png", "w/x_conv1_relu_correlation.png", "w/x_filters_conv1_kernel.png"]
   act, corr, filters = doctor_report.unit_figure_captions(paths, stats, "x", "digits")
@@ -202,8 +205,8 @@ def test_unit_figure_captions_say_what_each_picture_shows():
 
 
 def _launch(*args):
-  return subprocess.run([sys.executable, "-m", "experiments.doctor", *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
+  return subprocess.run([sys.executable, "-m", "experiments.doctor", *args], check=False, cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
 
 
 def test_launcher_refuses_a_dbn_config_with_exit_2_and_names_doctor_md_otherwise(tmp_path):
@@ -212,7 +215,7 @@ def test_launcher_refuses_a_dbn_config_with_exit_2_and_names_doctor_md_otherwise
   assert refused.stderr.splitlines()[0].startswith("error: " + HANDLED.format("dbn")), refused.stderr
   assert not (tmp_path / "dbn").exists()
   done = _launch("--config=experiments/configs/rbm_digits.py:smoke", f"--workdir={tmp_path / 'rbm'}",
-                 "--subset=64", "--probe_steps=20")
+                 "--subset=64", "--probe_steps=10")
   assert done.returncode == 0, done.stderr
   assert done.stdout.rstrip().splitlines()[-1] == f"wrote {tmp_path / 'rbm' / 'doctor.md'} (and 2 figures)"
   assert (tmp_path / "rbm" / "doctor.md").read_text().startswith("# deepvision doctor")
