@@ -248,7 +248,7 @@ def examine(checked: Checked, workdir: str) -> DoctorReport:
     findings.append(Finding("note", "free-energy gap", f"{before:.3g} → {after:.3g} over the probe",
                             "watch it during training (free_energy_gap in metrics.jsonl): a growing gap is "
                             "overfitting"))
-  elif checked.val is None:
+  elif checked.held_out.finding is not None:
     gap_text = "free-energy gap not measured " + checked.held_out.text
     findings.append(checked.held_out.finding)
   else:

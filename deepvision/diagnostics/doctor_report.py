@@ -15,6 +15,7 @@ from typing import Any
 
 from deepvision.data import splits as split_lib
 from deepvision.diagnostics.unit_stats import LayerStats
+from deepvision.errors import ConfigError
 
 REPORT_FILE = "doctor.md"
 
@@ -40,6 +41,13 @@ class Options:
   overfit_epochs: int = 30
   gradcheck_batch: int = 4
   search_trials: int = 8
+
+  def __post_init__(self):
+    for name, low in (("subset", 0), ("probe_steps", 1), ("overfit_subset", 1), ("overfit_epochs", 1),
+                      ("gradcheck_batch", 1), ("search_trials", 0)):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,13 +187,19 @@ def held_out_check(train_split: str, eval_split: str | None, test_split: str | N
   Args:
     train_split, eval_split, test_split: the config's split expressions ('' or None: none).
     sizes: number of examples of every split of the data set.
+
+  Raises:
+    ConfigError: a split expression that does not resolve against `sizes`.
   """
-  advice = _suggestion(train_split, sizes, test_split)
+  try:
+    advice = _suggestion(train_split, sizes, test_split)
+    shared = split_lib.shared_examples(train_split, eval_split, sizes) if eval_split else 0
+  except ValueError as e:  # the loaders accepted the splits, so this is rare: name them
+    raise ConfigError(f"config.train_split={train_split!r} / config.eval_split={eval_split!r}: {e}") from None
   if not eval_split:
     return HeldOut(False, Finding("note", "no validation split", "the config has no eval_split, so training "
                                   "and validation error cannot be compared", advice),
                    f"(the config has no eval_split; to compare, {advice})")
-  shared = split_lib.shared_examples(train_split, eval_split, sizes)
   if not shared:
     return HeldOut(True, None, "")
   text = (f"eval_split {eval_split!r} overlaps train_split {train_split!r} ({shared:,} shared examples): "

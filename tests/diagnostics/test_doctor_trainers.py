@@ -67,6 +67,8 @@ def test_a_contrastive_config_with_a_bad_field_is_refused_before_anything_is_wri
   with pytest.raises(doctor.ConfigError, match=r"subset=10 gives 10 training examples, fewer than "
                      r"config.batch_size=20"):
     doctor.run_doctor(rbm_digits.get_config("smoke"), str(tmp_path / "doctor"), subset=10)
+  with pytest.raises(ValueError, match="probe_steps must be an int >= 1, got 0"):
+    doctor.run_doctor(rbm_digits.get_config("smoke"), str(tmp_path / "doctor"), probe_steps=0)
   assert not (tmp_path / "doctor").exists()
 
 
@@ -170,6 +172,12 @@ def test_overlapping_validation_is_reported_not_compared(train, evaluation, over
     assert not splits.splits_overlap(*suggested, _sizes())
   else:
     assert held_out.finding is None
+
+
+def test_a_split_outside_the_data_set_is_a_config_error():
+  with pytest.raises(doctor.ConfigError, match=r"config.train_split='train\[:5000\]' / config.eval_split="
+                     r"'validation': Requested slice \[:5000\] incompatible with 1077 examples"):
+    doctor_report.held_out_check("train[:5000]", "validation", "test", _sizes())
 
 
 def test_supervised_doctor_does_not_compare_on_overlapping_validation(tmp_path):
