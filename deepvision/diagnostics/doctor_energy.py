@@ -211,7 +211,7 @@ def examine(checked: Checked, workdir: str) -> DoctorReport:
   run = probe(checked, rate, steps)
   probe_text = (f"learning rate {rate:g}, {len(run.cd_losses)} {spec.method.upper()}-{spec.k} updates of "
                 f"{plan.run.batch_size} on {len(checked.train)} examples: {run.trend()}, "
-                f"{run.steps_per_second:.1f} steps/s")
+                f"{run.steps_per_second:.1f} updates/s")
   proposed = None
   if run.diverged:
     trail = []

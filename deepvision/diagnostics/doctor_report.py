@@ -13,6 +13,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
+import numpy as np
+
 from deepvision.data import splits as split_lib
 from deepvision.diagnostics.unit_stats import LayerStats
 from deepvision.errors import ConfigError
@@ -119,24 +122,31 @@ def _file_stem(name: str) -> str:
 
 
 def unit_figure_captions(paths: Sequence[str], stats: Mapping[str, LayerStats], prefix: str,
-                         what: str = "training images") -> tuple[str, ...]:
-  """One caption per figure of `unit_figures.save_unit_figures(stats, workdir, prefix, ...)`.
+                         what: str = "training images", params: Any = None) -> tuple[str, ...]:
+  """One caption per figure of `unit_figures.save_unit_figures(stats, workdir, prefix, params=params)`.
 
   Args:
     paths: the paths it returned.
     stats: the layer statistics it drew.
     prefix: the prefix it was given.
     what: what the samples (rows) are, e.g. 'training images'.
+    params: the parameters it was given (their 4-D kernels are the filter figures), or None.
   """
   by_stem = {f"{prefix}_{_file_stem(name)}": s for name, s in stats.items()}
+  kernels = {}
+  for key_path, leaf in jax.tree_util.tree_leaves_with_path(params if params is not None else {}):
+    if np.ndim(leaf) == 4:
+      label = jax.tree_util.keystr(key_path, simple=True, separator="/")
+      kernels[f"{prefix}_filters_{_file_stem(label)}"] = (label, np.shape(leaf))
   captions = []
   for path in paths:
     base = os.path.splitext(os.path.basename(path))[0]
     caption = None
     for stem, s in by_stem.items():
       if base == f"{stem}_activations":
+        value = "the activation" if len(s.shape) == 1 else "the map's mean |activation| over positions"
         caption = (f"{s.name} — samples × units: rows are {min(s.num_samples, 512)} {what}, columns its "
-                   f"{s.num_units} units, grey level the activation (black the layer's smallest, white its "
+                   f"{s.num_units} units, grey level {value} (black the layer's smallest, white its "
                    "largest); a black column is a dead unit, a flat column a unit that ignores the input, "
                    "good units look like sparse speckle")
       elif base == f"{stem}_correlation":
@@ -146,8 +156,9 @@ def unit_figure_captions(paths: Sequence[str], stats: Mapping[str, LayerStats], 
       if caption:
         break
     if caption is None and base.startswith(f"{prefix}_filters_"):
-      label = base[len(f"{prefix}_filters_"):].replace("_", "/")
-      caption = (f"{label} — convolution kernels, one tile per (input channel, output channel) pair (one "
+      label, shape = kernels.get(base, (base[len(f"{prefix}_filters_"):], None))
+      size = "" if shape is None else f" ({shape[0]}×{shape[1]}, {shape[2]} → {shape[3]} channels)"
+      caption = (f"{label}{size} — convolution kernels, one tile per (input channel, output channel) pair (one "
                  "colour tile per output channel on RGB input); smooth oriented edges and blobs are healthy, "
                  "noise-like or identical tiles mean the layer has not learnt")
     if caption is None:

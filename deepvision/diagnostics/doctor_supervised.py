@@ -152,7 +152,8 @@ def examine(checked: Checked, workdir: str) -> DoctorReport:
     findings.append(Finding("alarm", "dead units", f"more than half the units never fire in "
                             f"{', '.join(dead_layers)}", "lower the learning rate or change the initialisation"))
   figures = list(unit_figures.save_unit_figures(stats, workdir, "doctor", params=run.state.params))
-  captions = unit_figure_captions(figures, stats, "doctor", "training images (after the probe)")
+  captions = unit_figure_captions(figures, stats, "doctor", "training images (after the probe)",
+                                  params=run.state.params)
 
   findings.append(Finding("note", "speed", f"{run.steps_per_second:.1f} steps/s of {config.batch_size} images; "
                           f"{total_macs:,} multiply-adds per example forward",

@@ -202,11 +202,13 @@ def test_supervised_doctor_does_not_compare_on_overlapping_validation(tmp_path):
 def test_unit_figure_captions_say_what_each_picture_shows():
   stats = {"conv1/relu": unit_stats.layer_statistics("conv1/relu", np.random.default_rng(0).random((7, 5)))}
   paths = ["w/x_conv1_relu_activations.png", "w/x_conv1_relu_correlation.png", "w/x_filters_conv1_kernel.png"]
-  act, corr, filters = doctor_report.unit_figure_captions(paths, stats, "x", "digits")
-  assert act.startswith("conv1/relu — samples × units: rows are 7 digits, columns its 5 units")
+  params = {"conv1": {"kernel": np.zeros((3, 3, 1, 4)), "bias": np.zeros(4)}}
+  act, corr, filters = doctor_report.unit_figure_captions(paths, stats, "x", "digits", params=params)
+  assert act.startswith("conv1/relu — samples × units: rows are 7 digits, columns its 5 units, grey level "
+                        "the activation")
   assert "a black column is a dead unit" in act
   assert corr.startswith("conv1/relu — correlation of units: 5 × 5 Pearson correlations")
-  assert filters.startswith("conv1/kernel — convolution kernels")
+  assert filters.startswith("conv1/kernel (3×3, 1 → 4 channels) — convolution kernels")
 
 
 # ----------------------------------------------------------------------------- the launcher
