@@ -3,19 +3,23 @@ r"""The doctor: run the talk's "what if it does not work?" checklist on an exper
   python -m experiments.doctor --config=experiments/configs/lcn_convnet_digits.py --workdir=runs/doctor
   python -m experiments.doctor --config=experiments/configs/lcn_convnet_digits.py:smoke \
       --workdir=/tmp/doctor --config.optimizer.learning_rate=8       # a diverging config
+  python -m experiments.doctor --config=experiments/configs/rbm_digits.py --workdir=runs/doctor_rbm
 
-Prints the diagnosis with its evidence and writes `doctor.md` and figures into the work dir. Cost on a
-2-core CPU: a minute or two for the digits (a few hundred probe steps per check).
+Diagnoses classifiers (the supervised trainer) and energy models (the contrastive trainer: RBMs, gated
+MRFs); any other trainer is refused with exit status 2 before anything is written. Prints the diagnosis
+with its evidence, writes `doctor.md` and figures into the work dir and names them on the last line. Cost
+on a 2-core CPU: a minute or two for the digits (a few hundred probe steps per check).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
 
 from deepvision.data.datasets import DatasetCorruptedError, DatasetNotFoundError
-from deepvision.diagnostics.doctor import run_doctor
+from deepvision.diagnostics.doctor import REPORT_FILE, run_doctor
 from deepvision.train.loop import ConfigError
 from experiments import cli
 
@@ -36,6 +40,8 @@ def main(argv: list[str]) -> None:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print(report.markdown())
+  figures = f" (and {len(report.figures)} figure{'s' * (len(report.figures) != 1)})" if report.figures else ""
+  print(f"wrote {os.path.join(_WORKDIR.value, REPORT_FILE)}{figures}")
 
 
 if __name__ == "__main__":

@@ -1,88 +1,105 @@
 """The doctor: the talk's checklist run on an experiment config, with a diagnosis and its evidence.
 
-The diagnosis follows "What if it does not work?" (Ranzato 2013): diverging → a lower learning rate or a
-buggy backward pass; cannot memorise a small subset → more capacity; training error far below validation
-error → regularise; too slow → count FLOPs and parameters. `run_doctor` runs the checks, returns the
-findings as data and writes `doctor.md` (with figures) into the work dir.
+The checks depend on what is trained, so the doctor picks an *examination* by the config's trainer
+(`EXAMINATIONS`, keyed like `train.loop.TRAINERS`):
+
+* `supervised` (classifiers, `doctor_supervised`): the parameters / FLOPs table, a float64 gradient check,
+  a probe at the configured rate with the halving search when it diverges, the overfit check, train vs
+  validation error, unit statistics;
+* `contrastive` (RBMs and gated MRFs, `doctor_energy`): the parameter table, a float64 gradient check of
+  the free energy, a CD / PCD probe at the configured rate with the reconstruction-error and free-energy-gap
+  trends, unit statistics of the hidden probabilities.
+
+A config whose trainer has no examination (the multi-stage pipelines, autoencoders, sparse coding) is
+refused with `DoctorRefusal` (a ConfigError) saying what to diagnose instead, before anything is written.
+A validation split that shares examples with the training split is reported, never compared on.
+`run_doctor` returns the findings as data and writes `doctor.md` (with captioned figures) into the work dir.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from deepvision.data import pipeline
-from deepvision.diagnostics import flops, gradcheck, overfit, unit_figures, unit_stats
-from deepvision.train import lr_search
-from deepvision.train import probe as probe_lib
-from deepvision.train import supervised
-from deepvision.train.supervised import evaluate_split as evaluate
+from deepvision.diagnostics import doctor_energy, doctor_supervised
+from deepvision.diagnostics.doctor_report import (  # noqa: F401
+  REPORT_FILE,
+  DoctorReport,
+  Finding,
+  Options,
+)
+from deepvision.errors import ConfigError
+from deepvision.registry import Registry
 
 
-@dataclasses.dataclass(frozen=True)
-class Finding:
-  """One line of the diagnosis: `alarm` findings need action, `note` ones are information."""
-
-  severity: str  # 'alarm' | 'note'
-  problem: str
-  evidence: str
-  advice: str
+class DoctorRefusal(ConfigError):
+  """A config the doctor has no examination for; the message names the trainers it handles."""
 
 
 @dataclasses.dataclass(frozen=True)
-class DoctorReport:
-  findings: tuple[Finding, ...]
-  sections: tuple[tuple[str, str], ...]  # (title, preformatted text)
-  figures: tuple[str, ...]
-  proposed_learning_rate: float | None
+class Examination:
+  """How the doctor diagnoses one trainer's configs.
 
-  @property
-  def alarms(self) -> list[Finding]:
-    return [f for f in self.findings if f.severity == "alarm"]
+  Attributes:
+    what: the configs it diagnoses, for messages (e.g. 'supervised (classifier) configs').
+    check: `check(config, options) -> checked`: reads and checks the config and opens the data; raises
+      ConfigError (or a data set error) and writes nothing.
+    examine: `examine(checked, workdir) -> DoctorReport`: runs the checks, writing figures to `workdir`.
+  """
 
-  def problems(self) -> set[str]:
-    return {f.problem for f in self.alarms}
-
-  def markdown(self) -> str:
-    lines = ["# deepvision doctor", "", "## Diagnosis", ""]
-    if not self.alarms:
-      lines.append("Nothing alarming: the checks below passed.")
-    for f in self.findings:
-      mark = "**ALARM**" if f.severity == "alarm" else "note"
-      lines.append(f"- {mark} — {f.problem}: {f.evidence}. → {f.advice}")
-    for title, text in self.sections:
-      lines += ["", f"## {title}", "", "```", text.rstrip(), "```"]
-    if self.figures:
-      lines += ["", "## Figures", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})"
-                                         for p in self.figures]
-    return "\n".join(lines) + "\n"
+  what: str
+  check: Callable[[ml_collections.ConfigDict, Options], Any]
+  examine: Callable[[Any, str], DoctorReport]
 
 
-def _batch_loss(plan, batch):
-  """The mean cross-entropy of `plan.model` on `batch` as a function of (params, images)."""
-  labels = jnp.asarray(batch["label"])
+EXAMINATIONS: Registry[Examination] = Registry("doctor examination")
+EXAMINATIONS.register("supervised", Examination("supervised (classifier) configs", doctor_supervised.check,
+                                                doctor_supervised.examine))
+EXAMINATIONS.register("contrastive", Examination(
+    "contrastive (RBM, Gaussian RBM, mcRBM, mPoT) configs", doctor_energy.check, doctor_energy.examine))
 
-  def loss(params, images):
-    logits, _ = plan.model.apply({"params": params}, plan.preprocess(images, train=False), train=False)
-    return supervised.cross_entropy(logits, labels).mean()
+# What to diagnose instead, for the trainers without an examination.
+INSTEAD = {
+    "dbn": "diagnose its layers: the RBM stack with a contrastive config (e.g. experiments/configs/"
+           "rbm_digits.py, with the layer's sizes) and the fine-tuned net with a supervised one",
+    "sdae": "diagnose its fine-tuned classifier with a supervised config; the autoencoder stages are not "
+            "diagnosed (their reconstruction curves are in the run's metrics.jsonl)",
+    "deep_gmrf": "diagnose its first layer, a gated MRF, with experiments/configs/mcrbm_patches.py or "
+                 "mpot_patches.py",
+    "inpainting": "diagnose the gated MRF it uses with a contrastive config (experiments/configs/"
+                  "mpot_patches.py or mcrbm_patches.py with the faces data set)",
+    "occlusion": "diagnose the gated MRF it uses with a contrastive config (experiments/configs/"
+                 "mpot_patches.py or mcrbm_patches.py)",
+    "autoencoder": "train it with python -m experiments.main and read the reconstruction curves in "
+                   "metrics.jsonl; deepvision.diagnostics.gradcheck.check_gradients checks its loss's gradient",
+    "sparse_coding": "train it with python -m experiments.main and read the reconstruction and sparsity "
+                     "curves in metrics.jsonl",
+}
 
-  return loss
+
+def examination_for(config: ml_collections.ConfigDict) -> tuple[str, Examination]:
+  """(trainer name, examination) of `config`; DoctorRefusal for a trainer without one."""
+  trainer = config.get("trainer", "supervised")
+  if trainer in EXAMINATIONS.names():
+    return trainer, EXAMINATIONS.get(trainer)
+  names = sorted(EXAMINATIONS.names(), key=lambda name: (name != "supervised", name))  # classifiers first
+  handled = [EXAMINATIONS.get(name).what for name in names]
+  instead = INSTEAD.get(trainer, "diagnose a config of one of those trainers")
+  raise DoctorRefusal(f"the doctor diagnoses {' and '.join(handled)}; config trainer {trainer!r} is not one "
+                      f"of them: {instead}")
 
 
 def run_doctor(config: ml_collections.ConfigDict, workdir: str, *, model=None, subset: int = 512,
                probe_steps: int = 300, overfit_subset: int = 256, overfit_epochs: int = 30,
                gradcheck_batch: int = 4, search_trials: int = 8) -> DoctorReport:
-  """Runs the checklist on `config` and writes `workdir/doctor.md`.
+  """Runs the checklist of the config's trainer on `config` and writes `workdir/doctor.md`.
 
-  Checks, in order: the per-layer parameters / FLOPs table; a float64 finite-difference gradient check of
-  the loss on a real batch; a short probe at the configured learning rate on a subset (and, when it
-  diverges, the halving learning-rate search); the overfit check on a small subset; train vs validation
-  error after the probe; unit statistics of the probed network. The diagnoses:
+  Nothing is written (the work dir is not even created) unless the config passes its examination's
+  checks. The diagnoses:
 
   * diverging → lower the learning rate (a halved rate is proposed and shown to converge), or the
     backward pass is buggy (the gradient check says which);
@@ -90,115 +107,31 @@ def run_doctor(config: ml_collections.ConfigDict, workdir: str, *, model=None, s
   * underperforming (cannot even memorise a small subset) → more capacity: see the FLOPs / parameters
     table, make the net larger, visualise the units;
   * overfitting (training error far below validation error) → regularise: dropout, weight decay,
-    augmentation;
-  * too slow → count FLOPs and parameters: the table and the measured steps per second.
+    augmentation; a validation split that overlaps the training split is reported instead of compared;
+  * too slow → count FLOPs and parameters: the table and the measured steps per second;
+  * energy models: the reconstruction error must fall and the hidden units must neither die nor saturate.
 
   Args:
     config: the experiment config (model, data, optimiser, batch size).
     workdir: where the report and figures go.
     model: another Linen module to examine instead of the config's model.
-    subset: training examples of the probe and the learning-rate search.
+    subset: training examples of the probe and the learning-rate search (0: all).
     probe_steps: updates of the probe and of each search trial.
-    overfit_subset: examples of the overfit check.
+    overfit_subset: examples of the overfit check (classifiers).
     overfit_epochs: its budget.
     gradcheck_batch: examples in the gradient check's batch.
     search_trials: at most this many halvings when the probe does not converge.
+
+  Raises:
+    DoctorRefusal: a trainer the doctor has no examination for.
+    ConfigError, DatasetNotFoundError: a config that cannot run.
   """
-  plan = probe_lib.make_plan(config, subset, model=model)  # checks the config before any compute
+  options = Options(model=model, subset=subset, probe_steps=probe_steps, overfit_subset=overfit_subset,
+                    overfit_epochs=overfit_epochs, gradcheck_batch=gradcheck_batch, search_trials=search_trials)
+  _, examination = examination_for(config)
+  checked = examination.check(config, options)  # checks the config and opens the data before any compute
   os.makedirs(workdir, exist_ok=True)
-  findings: list[Finding] = []
-  sections: list[tuple[str, str]] = []
-
-  table = flops.layer_table(plan.model)
-  total_params = sum(layer.params for layer in table)
-  total_macs = sum(layer.macs_forward for layer in table)
-  sections.append(("Parameters and multiply-adds per layer", flops.format_table(table)))
-
-  batch = pipeline.read_batch(plan.train_source, np.arange(min(gradcheck_batch, len(plan.train_source))))
-  # One update first: at initialisation the biases are 0, so blank pixels sit exactly on ReLU kinks,
-  # where finite differences are meaningless.
-  params = probe_lib.probe(config, plan, config.optimizer.learning_rate, 1, seed=config.seed).state.params
-  grad_report = gradcheck.check_gradients(_batch_loss(plan, batch), params, jnp.asarray(batch["image"]),
-                                          key=jax.random.key(config.seed))
-  sections.append(("Gradient check (float64 central differences)", grad_report.format()))
-  if not grad_report.ok:
-    findings.append(Finding("alarm", "gradient", f"jax.grad disagrees with finite differences in "
-                            f"{', '.join(grad_report.failing_leaves()[:4])}",
-                            "the backward pass is buggy: fix it before tuning anything else"))
-
-  rate = float(config.optimizer.learning_rate)
-  run = probe_lib.probe(config, plan, rate, probe_steps, seed=config.seed)
-  proposed = None
-  probe_text = (f"learning rate {rate:g}, {len(run.losses)} steps on {len(plan.train_source)} examples: "
-                f"loss {run.start_loss:.4f} → {run.end_loss:.4f}, {run.steps_per_second:.1f} steps/s")
-  # A loss that grows (or becomes NaN) diverges; one that merely stalls may be a rate too large for
-  # the net (LCN and saturating units stall) or a net that cannot learn: the search tells them apart.
-  blew_up = not np.all(np.isfinite(run.losses)) or run.end_loss > run.start_loss
-  if run.diverged:
-    search = lr_search.search_learning_rate(config, start=rate / 2, steps=probe_steps, subset=subset,
-                                            max_trials=search_trials, model=model)
-    proposed = search.learning_rate
-    probe_text += "\n\nlearning-rate search (halving):\n" + search.format()
-  if run.diverged and (blew_up or proposed is not None):
-    advice = (f"lower the learning rate to {proposed:g} (it converges: loss "
-              f"{search.trail[-1].start_loss:.3f} → {search.trail[-1].end_loss:.3f} in {probe_steps} steps)"
-              if proposed is not None else "no smaller rate converged either: check the gradients and the loss")
-    if not grad_report.ok:
-      advice += "; or the backward pass is buggy (gradient check failed)"
-    findings.append(Finding("alarm", "diverging", f"at learning rate {rate:g} the loss went "
-                            f"{run.start_loss:.3f} → {run.end_loss:.3f} in {len(run.losses)} steps", advice))
-    if proposed is not None:
-      run = probe_lib.probe(config, plan, proposed, probe_steps, seed=config.seed)
-  sections.append(("Probe at the configured learning rate", probe_text))
-  diverging = any(f.problem == "diverging" for f in findings)
-
-  working_rate = proposed or rate
-  fit = overfit.overfit_check(config, subset=overfit_subset, max_epochs=overfit_epochs,
-                              learning_rate=working_rate, model=model)
-  sections.append(("Overfit check", fit.format()))
-
-  eval_step = jax.jit(supervised.make_eval_step(plan.preprocess))
-  train_metrics = evaluate(eval_step, run.state, plan.train_source, 512, "train")
-  split_text = f"after the probe: train error {1 - train_metrics['train/accuracy']:.3f}"
-  chance = 1.0 - 1.0 / plan.info.num_classes
-  if plan.eval_source is not None:
-    val_metrics = evaluate(eval_step, run.state, plan.eval_source, 512, "val")
-    train_err, val_err = 1 - train_metrics["train/accuracy"], 1 - val_metrics["val/accuracy"]
-    split_text += f", validation error {val_err:.3f}"
-    if val_err - train_err > max(0.05, 2 * train_err) and not diverging:
-      findings.append(Finding("alarm", "overfitting", f"train error {train_err:.3f} vs validation error "
-                              f"{val_err:.3f}", "regularise: dropout, weight decay, data augmentation"))
-  else:
-    split_text += " (the config has no eval_split: set one, e.g. --config.eval_split=validation, to compare)"
-  sections.append(("Train vs validation", split_text))
-
-  if not fit.reached_zero and not diverging and grad_report.ok:
-    findings.append(Finding(
-        "alarm", "underfitting", f"training error still {fit.errors[-1] if fit.errors else 1.0:.3f} on "
-        f"{fit.subset} examples after "
-        f"{fit.epochs} epochs ({total_params:,} parameters, {total_macs:,} multiply-adds per example)",
-        "more capacity: make the net larger (see the table), check the units below"))
-  final_loss = float(train_metrics["train/loss"])
-  if (not diverging and final_loss < 0.1 * run.start_loss
-      and 1 - train_metrics["train/accuracy"] > 0.5 * chance):
-    findings.append(Finding("alarm", "degenerate loss", f"loss {final_loss:.3f} but training error "
-                            f"{1 - train_metrics['train/accuracy']:.3f}",
-                            "the loss has a degenerate solution: check it"))
-
-  images = pipeline.read_batch(plan.train_source, np.arange(min(256, len(plan.train_source))))["image"]
-  stats = unit_stats.unit_statistics(plan.model, run.state.params, images)
-  sections.append(("Unit statistics", unit_stats.format_table(stats)))
-  dead_layers = [name for name, s in stats.items() if s.num_units and s.num_dead > 0.5 * s.num_units]
-  if dead_layers and not diverging:
-    findings.append(Finding("alarm", "dead units", f"more than half the units never fire in "
-                            f"{', '.join(dead_layers)}", "lower the learning rate or change the initialisation"))
-  figures = list(unit_figures.save_unit_figures(stats, workdir, "doctor", params=run.state.params))
-
-  findings.append(Finding("note", "speed", f"{run.steps_per_second:.1f} steps/s of {config.batch_size} images; "
-                          f"{total_macs:,} multiply-adds per example forward",
-                          "if too slow: fewer FLOPs (smaller maps or filters), an accelerator, more devices"))
-  report = DoctorReport(tuple(findings), tuple(sections), tuple(figures), proposed)
-  with open(os.path.join(workdir, "doctor.md"), "w") as f:
+  report = examination.examine(checked, workdir)
+  with open(os.path.join(workdir, REPORT_FILE), "w") as f:
     f.write(report.markdown())
   return report
-
