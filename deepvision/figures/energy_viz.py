@@ -295,8 +295,7 @@ def save_grid(grid: np.ndarray, path: str, title: str, min_pixels: int = MIN_PIX
   fig.patch.set_facecolor("white")
   fig.figimage(enlarged, xo=0, yo=0, origin="upper")
   title_band(fig, title, width, height)
-  fig.savefig(path, dpi=DPI, format="png",
-              metadata={"Title": title, "Description": description})
+  viz.save_figure(fig, path, title, description, dpi=DPI)
 
 
 def save_weight_filters(W: Any, image_shape: Sequence[int], path: str,
@@ -398,4 +397,4 @@ def save_histograms(arrays: Mapping[str, Any], path: str, title: str = "histogra
     ax.set_ylabel("count", fontsize=6, labelpad=1)
     ax.tick_params(labelsize=6)
   title_band(fig, title, width, height)
-  fig.savefig(path, dpi=DPI, format="png", metadata={"Title": title})
+  viz.save_figure(fig, path, title, "one histogram per entry: " + ", ".join(values), dpi=DPI)

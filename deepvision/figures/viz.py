@@ -4,6 +4,7 @@ structured and uncorrelated; noisy, correlated or structureless filters mean tro
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,13 +64,20 @@ def filter_grid(filters: np.ndarray, pad: int = 1, columns: int | None = None) -
   return grid
 
 
-def save_figure(fig: Figure, path: str, title: str, description: str = "") -> None:
-  """Writes `fig` as a PNG at `DPI` with its title (and description) in the PNG metadata too.
+def save_figure(fig: Figure, path: str, title: str, description: str = "", dpi: int = DPI) -> None:
+  """Writes `fig` as a PNG at `dpi` with its title (and description) in the PNG metadata too.
 
-  Every figure of the library goes through here (or through `energy_viz.save_grid`), so a reader of
-  the file, by eye or with PIL (`Image.open(path).text["Title"]`), finds what it shows.
+  Every figure of the library goes through here, so a reader of the file, by eye or with PIL
+  (`Image.open(path).text["Title"]`), finds what it shows. The PNG is drawn into a temporary file
+  beside `path` and renamed onto it: a figure that fails to draw leaves an older `path` as it was.
   """
-  fig.savefig(path, dpi=DPI, format="png", metadata={"Title": title, "Description": description})
+  partial = f"{path}.partial-{os.getpid()}"
+  try:
+    fig.savefig(partial, dpi=dpi, format="png", metadata={"Title": title, "Description": description})
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
 
 
 def shown_of(shown: int, total: int, noun: str) -> str:
