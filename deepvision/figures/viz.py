@@ -161,7 +161,7 @@ def save_conv_filters(kernel: np.ndarray, path: str, title: str = "first-layer f
   else:
     ax.set_xticks([])
     ax.set_yticks([])
-    order = "output channel" if cin == 3 else "(output, input) channel pair, output-major"
+    order = "output channel" if cin in (1, 3) else "(output, input) channel pair, output-major"
     ax.set_xlabel(f"one tile per {order}, left to right", fontsize=8)
     key = "each tile scaled on its own: black its smallest weight, white its largest"
   fig.text(0.5, 8 / height, key, ha="center", va="bottom", fontsize=7, wrap=True)
