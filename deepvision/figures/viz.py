@@ -157,13 +157,12 @@ def save_conv_filters(kernel: np.ndarray, path: str, title: str = "first-layer f
                   [str(r) for r in range(rows)][::max(1, rows // 8)], fontsize=7)
     ax.set_xlabel("input channel", fontsize=8)
     ax.set_ylabel("output channel", fontsize=8)
-    key = "each tile scaled on its own: black its smallest weight, white its largest"
   else:
     ax.set_xticks([])
     ax.set_yticks([])
     order = "output channel" if cin in (1, 3) else "(output, input) channel pair, output-major"
     ax.set_xlabel(f"one tile per {order}, left to right", fontsize=8)
-    key = "each tile scaled on its own: black its smallest weight, white its largest"
+  key = "each tile scaled on its own: black its smallest weight, white its largest"
   fig.text(0.5, 8 / height, key, ha="center", va="bottom", fontsize=7, wrap=True)
   fig.suptitle(heading, fontsize=9, wrap=True)
   save_figure(fig, path, heading, key)
