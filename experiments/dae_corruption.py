@@ -33,7 +33,7 @@ from absl import app, flags
 from matplotlib.figure import Figure
 
 from deepvision.data.energy import prepare_data
-from deepvision.figures import energy_viz
+from deepvision.figures import energy_viz, viz
 from deepvision.train import autoencoder, loop
 from experiments.configs import dae_digits
 
@@ -95,9 +95,9 @@ def save_figure(filters: dict[str, np.ndarray], summary: dict[str, dict], path: 
            for level, W in filters.items()}
   height = sum(g.shape[0] for g in grids.values())
   width = max(g.shape[1] for g in grids.values())
-  fig = Figure(figsize=(width / 10 + 2.2, height / 10 + 0.8), dpi=100)
-  fig.suptitle("denoising autoencoder filters on 8×8 digits, by masking rate (first 24 of 100 units, seed 0)",
-               fontsize=8)
+  fig = Figure(figsize=(width / 16 + 2.2, height / 16 + 0.8), dpi=viz.DPI)
+  title = "denoising autoencoder filters on 8×8 digits, by masking rate (first 24 of 100 units, seed 0)"
+  fig.suptitle(title, fontsize=9)
   for row, (level, grid) in enumerate(grids.items()):
     ax = fig.add_subplot(len(grids), 1, row + 1)
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -106,7 +106,9 @@ def save_figure(filters: dict[str, np.ndarray], summary: dict[str, dict], path: 
     s = summary[level]
     ax.set_ylabel(f"p = {level}\nloc {s['localisation_mean']:.3f}\nacc {s['feature_accuracy_mean']:.3f}",
                   rotation=0, ha="right", va="center", fontsize=7)
-  fig.savefig(path, format="png")
+  fig.text(0.5, 0.01, "each filter scaled on its own: black its smallest weight, white its largest; "
+           "loc: localisation, acc: feature accuracy", ha="center", va="bottom", fontsize=7)
+  viz.save_figure(fig, path, title, "rows: masking rates p; loc: localisation; acc: feature accuracy")
 
 
 def run(levels: list[float], seeds: int, workdir: str, out: str, top_k: int, smoke: bool = False) -> dict:

@@ -34,7 +34,9 @@ def save_unit_figures(stats_or_acts: Mapping[str, LayerStats | Any], workdir: st
   Files are `{workdir}/{prefix}_{layer}_activations.png` and `..._correlation.png` ('/' in layer
   names becomes '_'; see `viz.save_activation_image` and `viz.save_correlation_image` for what
   the pixels mean). Given `params`, every 4-D convolution kernel in them is also drawn as a
-  filter grid, `{prefix}_filters_{path}.png`.
+  filter grid, `{prefix}_filters_{path}.png`. Each figure is titled with its layer; a wide layer
+  is drawn as its first `viz.MAX_UNITS` units, a large kernel as its first `viz.MAX_TILES` tiles,
+  the title saying so (e.g. "first 256 of 2,048 units").
 
   Args:
     stats_or_acts: {layer: LayerStats} from `unit_statistics`, or {layer: activation array}

@@ -15,11 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from deepvision.figures import viz
 
-TITLE_PIXELS = 24
+TITLE_PIXELS = 28  # the band above a grid holding its title (two lines when it is long)
+MAX_GRID_PIXELS = 2048  # a longer grid is shrunk by an integer factor (`grid_zoom`)
 DPI = 128  # A power of two: figure sizes in inches × DPI are exact pixel counts.
 MIN_PIXELS = 256
 HISTOGRAM_PANEL_PIXELS = (256, 320)  # (height, width) of one histogram panel.
@@ -218,22 +220,62 @@ def image_grid(images: Any, image_shape: Sequence[int], columns: int | None = No
   return tile_grid(scaled.reshape(rows, columns, *tile), pad)
 
 
+def grid_zoom(grid_shape: Sequence[int], min_pixels: int = MIN_PIXELS) -> int:
+  """How `save_grid` scales a grid of this shape: z > 0 enlarges each grid pixel into a z × z block,
+  z = max(1, ⌈min_pixels / max(rows, columns)⌉); z < 0 shrinks a grid longer than `MAX_GRID_PIXELS`
+  on a side by averaging |z| × |z| blocks, |z| = ⌈max(rows, columns) / MAX_GRID_PIXELS⌉."""
+  longest = max(grid_shape[:2])
+  if longest > MAX_GRID_PIXELS:
+    return -math.ceil(longest / MAX_GRID_PIXELS)
+  return max(1, math.ceil(min_pixels / longest))
+
+
 def grid_png_shape(grid_shape: Sequence[int], min_pixels: int = MIN_PIXELS) -> tuple[int, int]:
   """(height, width) in pixels of the PNG that `save_grid` writes for a grid of this shape.
 
-  A title band of `TITLE_PIXELS` rows above the grid enlarged by an integer zoom
-  z = max(1, ⌈min_pixels / max(rows, columns)⌉), each grid pixel becoming a z × z block: the PNG is
-  (TITLE_PIXELS + z·rows) × (z·columns) pixels, and more tiles give a larger grid.
+  A title band of `TITLE_PIXELS` rows above the grid scaled by `grid_zoom` z: enlarged z times
+  (each grid pixel a z × z block; more tiles give a larger grid), or, for a grid longer than
+  `MAX_GRID_PIXELS` on a side, shrunk |z| times (⌈rows/|z|⌉ × ⌈columns/|z|⌉ block averages).
   """
   rows, cols = grid_shape[:2]
-  zoom = max(1, math.ceil(min_pixels / max(rows, cols)))
+  zoom = grid_zoom(grid_shape, min_pixels)
+  if zoom < 0:
+    return TITLE_PIXELS + math.ceil(rows / -zoom), math.ceil(cols / -zoom)
   return TITLE_PIXELS + zoom * rows, zoom * cols
+
+
+def shrink(grid: np.ndarray, factor: int) -> np.ndarray:
+  """Averages factor × factor blocks of an (r, c[, 3]) grid (the last partial blocks padded white)."""
+  rows, cols = grid.shape[:2]
+  r, c = math.ceil(rows / factor), math.ceil(cols / factor)
+  padded = np.ones((r * factor, c * factor, *grid.shape[2:]))
+  padded[:rows, :cols] = grid
+  return padded.reshape(r, factor, c, factor, *grid.shape[2:]).mean(axis=(1, 3))
+
+
+def title_band(fig: Figure, title: str, width: int, height: int) -> None:
+  """Draws `title` centred in the band on top of a `width` × `height` pixel figure: one line at
+  8 or 7 pt when it fits the width, else two lines at 7 pt down to 4 pt."""
+  renderer = FigureCanvasAgg(fig).get_renderer()
+  words = title.split(" ")
+  cut = min(range(1, len(words)), key=lambda k: abs(len(" ".join(words[:k])) - len(title) / 2),
+            default=len(words))
+  wrapped = "\n".join(filter(None, (" ".join(words[:cut]), " ".join(words[cut:]))))
+  for size, text in ((8, title), (7, title), (7, wrapped), (6, wrapped), (5, wrapped), (4, wrapped)):
+    drawn = fig.text(0.5, 1.0 - 2 / height, text, ha="center", va="top", fontsize=size,
+                     linespacing=1.0)
+    if drawn.get_window_extent(renderer).width <= width - 4 or size == 4:
+      return
+    drawn.remove()
 
 
 def save_grid(grid: np.ndarray, path: str, title: str, min_pixels: int = MIN_PIXELS,
               description: str = "") -> None:
   """Writes a [0, 1] grey (r, c) or colour (r, c, 3) grid as a PNG of `grid_png_shape` pixels:
-  the title in a band on top, the grid below enlarged by the integer zoom, unresampled.
+  the title in a band on top (also the PNG's "Title"), the grid below enlarged by the integer zoom,
+  unresampled (or, longer than `MAX_GRID_PIXELS`, block-averaged, the title ending
+  "(shown at 1/k scale)"). The description (what black and white mean) goes in the PNG's
+  "Description".
 
   The grid builders of this module (`weight_filter_grid`, `image_tile_grid`, `sample_chain_grid`,
   `image_grid`) take numpy (or jax) arrays; nothing here depends on jax. Figures are drawn on
@@ -241,16 +283,19 @@ def save_grid(grid: np.ndarray, path: str, title: str, min_pixels: int = MIN_PIX
   """
   grid = np.clip(np.asarray(grid, np.float64), 0.0, 1.0)
   height, width = grid_png_shape(grid.shape, min_pixels)
-  zoom = width // grid.shape[1]
-  enlarged = np.repeat(np.repeat(grid, zoom, axis=0), zoom, axis=1)
+  zoom = grid_zoom(grid.shape, min_pixels)
+  if zoom < 0:
+    enlarged = shrink(grid, -zoom)
+    title = f"{title} (shown at 1/{-zoom} scale)"
+  else:
+    enlarged = np.repeat(np.repeat(grid, zoom, axis=0), zoom, axis=1)
   if enlarged.ndim == 2:
     enlarged = np.repeat(enlarged[..., None], 3, axis=-1)
   fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
   fig.patch.set_facecolor("white")
   fig.figimage(enlarged, xo=0, yo=0, origin="upper")
-  fig.text(0.5, 1.0 - 3 / height, title, ha="center", va="top", fontsize=8)
-  fig.savefig(path, dpi=DPI, format="png",
-              metadata={"Title": title, "Description": description})
+  title_band(fig, title, width, height)
+  viz.save_figure(fig, path, title, description, dpi=DPI)
 
 
 def save_weight_filters(W: Any, image_shape: Sequence[int], path: str,
@@ -337,7 +382,7 @@ def save_histograms(arrays: Mapping[str, Any], path: str, title: str = "histogra
   fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
   fig.patch.set_facecolor("white")
   panel_h, panel_w = HISTOGRAM_PANEL_PIXELS
-  left, right, top, bottom = 44, 14, 44, 26  # Margins in pixels inside each panel.
+  left, right, top, bottom = 52, 14, 44, 36  # Margins in pixels inside each panel.
   for k, (name, v) in enumerate(values.items()):
     row, col = divmod(k, columns)
     x0 = col * panel_w + left
@@ -348,6 +393,8 @@ def save_histograms(arrays: Mapping[str, Any], path: str, title: str = "histogra
     if finite.size:
       ax.hist(finite, bins=bins, color="tab:blue")
     ax.set_title(histogram_title(name, v), fontsize=7)
+    ax.set_xlabel("value", fontsize=6, labelpad=1)
+    ax.set_ylabel("count", fontsize=6, labelpad=1)
     ax.tick_params(labelsize=6)
-  fig.text(0.5, 1.0 - 3 / height, title, ha="center", va="top", fontsize=8)
-  fig.savefig(path, dpi=DPI, format="png", metadata={"Title": title})
+  title_band(fig, title, width, height)
+  viz.save_figure(fig, path, title, "one histogram per entry: " + ", ".join(values), dpi=DPI)

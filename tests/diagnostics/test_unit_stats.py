@@ -138,7 +138,12 @@ def test_tiny_zoo_model_table_rows_and_figures(tmp_path):
       path = str(tmp_path / "figs" / f"units_{name.replace('/', '_')}_{kind}.png")
       assert path in paths
       with Image.open(path) as image:
-        assert image.format == "PNG" and image.size == (columns, rows)
+        # the matrix picture, unresampled, in a frame with the title, axes and colour bar
+        height, width = viz.matrix_png_shape((rows, columns))
+        assert image.format == "PNG" and image.size == (width, height)
+        assert image.text["Title"] == f"{name}: " + ("samples × units" if kind == "activations"
+                                                     else "correlation of units") + (
+            f" ({units} units, 40 samples)" if kind == "activations" else f" ({units} units)")
   kernel = tmp_path / "figs" / "units_filters_conv1_kernel.png"
   assert str(kernel) in paths
   with Image.open(kernel) as image:
@@ -155,9 +160,11 @@ def test_activation_and_correlation_pictures_show_dead_constant_and_correlated_u
   np.testing.assert_array_equal(image[::2, 5], [0.25, 1.0, 0.75])
   path = str(tmp_path / "acts.png")
   viz.save_activation_image(units, path, min_pixels=6)
+  top, _, _, left = viz.MATRIX_MARGINS
   with Image.open(path) as png:
-    grey = np.asarray(png.convert("L"))
-  assert grey.shape == (6, 6) and grey[:, 0].max() == 0 and np.all(grey[:, 2] == grey[0, 2])
+    assert png.size[::-1] == viz.matrix_png_shape((6, 6))
+    grey = np.asarray(png.convert("L"))[top:top + 6, left:left + 6]  # the picture, unresampled
+  np.testing.assert_allclose(grey, image * 255, atol=1)  # dead black, constant grey, 4.0 white
   rho = unit_stats.correlation_matrix(units[:, [1, 2, 2]])
   colours = viz.correlation_image(rho, min_pixels=3)
   assert colours.shape == (3, 3, 3)
