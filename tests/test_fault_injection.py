@@ -248,7 +248,8 @@ def finished_smoke_run(tmp_path_factory):
 
 @pytest.mark.parametrize("flags,message", [
     (["--config.batch_size=0"], "batch_size"),
-    (["--config.optimizer.learning_rate=0.5"], "allow_config_change"),
+    (["--config.optimizer.learning_rate=0.5"], "holds a finished run and its config cannot change"),
+    (["--config.optimizer.learning_rate=0.5", "--config.allow_config_change=True"], "python -m experiments.evaluate"),
     (["--config.seed=3"], "cannot change on resume"),
     (["--config.dataset=dv_faces"], "dataset"),
     (["--config.min_free_disk_mb=1e15"], "free"),
@@ -320,6 +321,9 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning_and_the_run_ends_
 def test_a_changed_config_resumes_only_when_allowed(tmp_path):
   config = override_config(_config("lcn_convnet_digits"), {"num_epochs": 2})
   train_and_evaluate(override_config(config, {"checkpoint_every_steps": 4}), str(tmp_path))
+  records = read_metrics(str(tmp_path))
+  with open(tmp_path / "metrics.jsonl", "w") as f:  # killed before its final evaluation: not finished
+    f.writelines(json.dumps(r) + "\n" for r in records[:-1])
   changed = override_config(config, {"optimizer.learning_rate": 0.02})
   from deepvision.train.errors import ConfigError  # pylint: disable=g-import-not-at-top
   with pytest.raises(ConfigError, match="optimizer.learning_rate: 0.01 there, 0.02 now"):

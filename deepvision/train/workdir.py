@@ -97,14 +97,14 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str, identity:
   if not changed:
     return False
   details = "; ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in changed)
-  if _holds_finished_run(workdir):
-    raise ConfigError(f"{workdir} holds a finished run and its config cannot change ({details}): evaluate it "
-                      f"on another split with python -m experiments.evaluate --workdir={workdir} --split=SPLIT, "
-                      "or use a new --workdir")
   fixed = [k for k in changed if k.split(".")[0] in identity]
   if fixed:
     raise ConfigError(f"{workdir} holds another run ({details}); {', '.join(fixed)} cannot change on resume: "
                       "use a new --workdir to start a new run")
+  if _holds_finished_run(workdir):
+    raise ConfigError(f"{workdir} holds a finished run and its config cannot change ({details}): evaluate it "
+                      f"on another split with python -m experiments.evaluate --workdir={workdir} --split=SPLIT, "
+                      "or use a new --workdir")
   if not config.get("allow_config_change", False):
     raise ConfigError(f"{workdir} was started with another config ({details}); pass "
                       "--config.allow_config_change=True to resume with these changes, or use a new --workdir")
