@@ -40,12 +40,16 @@ def _shared_compilation_cache(tmp_path_factory):
   Many tests build the same small models and steps (smoke runs, resumes); with the cache each distinct
   program compiles about once per session instead of once per test. It lives in pytest's temporary
   directory of this session (the xdist workers' directories share its parent), so every session starts
-  cold and nothing outlives pytest's own clean-up.
+  cold and nothing outlives pytest's own clean-up. The launchers the tests start as child processes (kill
+  and resume, exit codes, multi-process runs) read the same cache through the environment.
   """
   import jax  # pylint: disable=g-import-not-at-top
   base = tmp_path_factory.getbasetemp()
   root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-  jax.config.update("jax_compilation_cache_dir", str(root / "jax_compilation_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  settings = {"jax_compilation_cache_dir": str(root / "jax_compilation_cache"),
+              "jax_persistent_cache_min_compile_time_secs": 0.0,
+              "jax_persistent_cache_min_entry_size_bytes": 0}
+  for name, value in settings.items():
+    jax.config.update(name, value)
+    os.environ[name.upper()] = str(value)
   yield

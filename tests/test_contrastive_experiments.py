@@ -68,7 +68,8 @@ def test_smoke_run_writes_every_output_and_consistent_likelihoods(tmp_path):
   assert record["test/log_likelihood"] > -64 * np.log(2)
 
 
-@pytest.mark.parametrize("method", ["pcd", "fpcd"])
+# FPCD's resume carries the chains and the fast weights; PCD's (chains only) is in the slow tier.
+@pytest.mark.parametrize("method", [pytest.param("pcd", marks=pytest.mark.slow), "fpcd"])
 def test_resume_is_bitwise_equal_with_chains_and_fast_weights(tmp_path, method):
   config = _config(**{"contrastive.method": method, "contrastive.fast_learning_rate": 0.05,
                       "checkpoint_every_steps": 40, "keep_checkpoints": 10})

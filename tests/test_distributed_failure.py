@@ -103,6 +103,8 @@ def _final_state(workdir) -> dict:
   return ocp.PyTreeCheckpointer().restore(str(workdir / "checkpoints" / str(last) / "state"))
 
 
+@pytest.mark.slow  # four two-process runs (~90 s); the default tier keeps the lost-peer guard's unit tests below
+# and the two-process training run of tests/test_scale_out.py
 def test_a_killed_process_stops_the_other_and_rerunning_both_resumes_bitwise(tmp_path, env):
   reference, interrupted = tmp_path / "reference" / "run", tmp_path / "interrupted" / "run"
   reference.parent.mkdir(), interrupted.parent.mkdir()

@@ -148,7 +148,10 @@ def test_missing_catalog_data_fails_fast_with_instructions(tmp_path):
   assert "mnist" in result.stderr and "tfds build" in result.stderr
 
 
-@pytest.mark.parametrize("config_name,dataset", [("lenet5_mnist", "mnist"), ("cifar10_convnet", "cifar10")])
+# The same catalog path for both; MNIST's (the larger compile, ~20 s) is in the slow tier, and its reading of a
+# prepared `mnist` is tested in tests/data/test_prepare.py.
+@pytest.mark.parametrize("config_name,dataset", [pytest.param("lenet5_mnist", "mnist", marks=pytest.mark.slow),
+                                                 ("cifar10_convnet", "cifar10")])
 def test_catalog_smoke_configs_train_on_mocked_data(tmp_path, config_name, dataset):
   """The MNIST and CIFAR-10 configs run end to end on tfds's mock data (no download)."""
   import importlib  # pylint: disable=g-import-not-at-top
