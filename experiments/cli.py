@@ -15,9 +15,15 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+from deepvision.checkpoint import CheckpointCorruptedError, CheckpointRestoreError
+from deepvision.data.datasets import DatasetCorruptedError, DatasetNotFoundError
+from deepvision.errors import ConfigError
 from experiments import config_catalog
 
 USAGE_ERROR = 2
+# What a launcher reports in one line with exit status 2: bad config, data, work dir or checkpoints.
+USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetCorruptedError, CheckpointCorruptedError,
+               CheckpointRestoreError)
 _HELP = ("-h", "--help", "--helpshort", "--helpfull", "-?")
 
 

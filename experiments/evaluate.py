@@ -18,10 +18,7 @@ import sys
 
 from absl import app, flags, logging
 
-from deepvision.checkpoint import CheckpointCorruptedError, CheckpointRestoreError
-from deepvision.data.datasets import DatasetCorruptedError, DatasetNotFoundError
 from deepvision.pretrained import runs
-from deepvision.train.errors import ConfigError
 from experiments import cli, pipelines  # noqa: F401  pipelines: registers the experiments' trainers
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The finished run's work dir.")
@@ -37,8 +34,7 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   try:
     record = runs.evaluate_run(_WORKDIR.value, _SPLIT.value, _OUT.value)
-  except (ConfigError, DatasetNotFoundError, DatasetCorruptedError, CheckpointCorruptedError,
-          CheckpointRestoreError, FileNotFoundError) as e:
+  except (*cli.USER_ERRORS, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(cli.USAGE_ERROR)
   print(json.dumps(record, indent=2, sort_keys=True))

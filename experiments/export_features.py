@@ -16,10 +16,7 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from deepvision.checkpoint import CheckpointCorruptedError, CheckpointRestoreError
-from deepvision.data.datasets import DatasetCorruptedError, DatasetNotFoundError
 from deepvision.pretrained import runs
-from deepvision.train.errors import ConfigError
 from experiments import cli, pipelines  # noqa: F401  pipelines: registers the experiments' trainers
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's work dir.")
@@ -35,8 +32,7 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   try:
     arrays = runs.export_features(_WORKDIR.value, _SPLIT.value, _OUT.value)
-  except (ConfigError, DatasetNotFoundError, DatasetCorruptedError, CheckpointCorruptedError,
-          CheckpointRestoreError, FileNotFoundError) as e:
+  except (*cli.USER_ERRORS, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(cli.USAGE_ERROR)
   for name, value in arrays.items():

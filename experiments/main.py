@@ -23,9 +23,7 @@ import sys
 from absl import app, flags, logging
 
 from deepvision import distributed
-from deepvision.checkpoint import CheckpointCorruptedError, CheckpointRestoreError
-from deepvision.data.datasets import DatasetCorruptedError, DatasetNotFoundError
-from deepvision.train.errors import ConfigError, TrainingDivergedError, TrainingPreempted
+from deepvision.train.errors import TrainingDivergedError, TrainingPreempted
 from deepvision.train.loop import train_and_evaluate
 from experiments import cli, pipelines  # noqa: F401  pipelines: registers the experiments' trainers
 
@@ -58,8 +56,7 @@ def main(argv: list[str]) -> None:
   try:
     with distributed.exit_on_lost_peer():
       train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, DatasetNotFoundError, DatasetCorruptedError, CheckpointCorruptedError,
-          CheckpointRestoreError) as e:
+  except cli.USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(cli.USAGE_ERROR)
   except TrainingDivergedError as e:
