@@ -38,6 +38,9 @@ def main(argv: list[str]) -> None:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(cli.USAGE_ERROR)
   print(json.dumps(record, indent=2, sort_keys=True))
+  if record["shared_with_training"]:
+    print(f"warning: {record['shared_with_training']} examples of --split={record['split']} are in the run's "
+          f"train_split {record['train_split']!r}: these figures are partly on training data", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,13 @@ def test_evaluating_another_split_writes_a_separate_record_only(convnet_run):
   with open(os.path.join(workdir, "evaluations", "validation.json")) as f:
     assert json.load(f) == record
   assert 0.0 <= record["metrics"]["accuracy"] <= 1.0 and record["metrics"]["loss"] > 0
+  assert record["shared_with_training"] == 0  # the smoke run trains on `train` only
   assert read_metrics(workdir)[-1] == final
+  # Training examples are evaluated if asked for, and the record says how many of them the run trained on.
+  seen = runs.evaluate_run(workdir, "train[:20]", out=os.path.join(workdir, "..", "lcn_train.json"))
+  assert seen["shared_with_training"] == 20 and seen["train_split"] == "train"
+  with pytest.raises(ConfigError, match=r"--split=valid: unknown split 'valid'.*validation \(360\)"):
+    runs.evaluate_run(workdir, "valid")
 
 
 def test_a_finished_runs_config_cannot_be_rewritten_by_a_rerun(convnet_run):

@@ -20,7 +20,7 @@ import numpy as np
 
 from deepvision import zoo
 from deepvision.checkpoint import Checkpointer, read_state
-from deepvision.data import datasets, pipeline
+from deepvision.data import datasets, pipeline, splits
 from deepvision.data import energy as energy_data
 from deepvision.schema import override_config
 from deepvision.train import early_stopping, loop, supervised
@@ -87,8 +87,9 @@ def evaluate_run(workdir: str, split: str, out: str | None = None) -> dict[str, 
   `workdir/evaluations/<split>.json`), written when complete.
 
   Returns:
-    {'split', 'step', 'trainer', 'model', 'dataset', 'metrics': {name: value}} (metric names without the
-    'test/' prefix).
+    {'split', 'step', 'trainer', 'model', 'dataset', 'train_split', 'shared_with_training' (examples of
+    `split` the run trained on: its figures are then not held-out ones), 'metrics': {name: value}} (metric
+    names without the 'test/' prefix).
 
   Raises:
     ConfigError: no finished run in `workdir`, a trainer whose run is not one task, or a bad split.
@@ -102,6 +103,7 @@ def evaluate_run(workdir: str, split: str, out: str | None = None) -> dict[str, 
   if config.trainer not in loop.TASKS:
     raise ConfigError(f"evaluating a run of trainer {config.trainer!r} is not supported; runs of the "
                       f"trainers {', '.join(loop.TASKS.names())} can be evaluated")
+  shared = _shared_with_training(config, split)
   config = override_config(config, {"test_split": split, "figures": False})
   task = loop.TASKS.get(config.trainer)(config)
   checkpointer = Checkpointer(early_stopping.selected_checkpoints(config, run_directory(config, workdir)))
@@ -113,10 +115,25 @@ def evaluate_run(workdir: str, split: str, out: str | None = None) -> dict[str, 
   metrics = {k.removeprefix("test/"): float(v) for k, v in task.final_evaluation(state).items()
              if k.startswith("test/") or not k.startswith(("val/", "train/"))}
   record = {"split": split, "step": int(step), "trainer": config.trainer, "model": config.get("model"),
-            "dataset": config.dataset, "metrics": metrics}
+            "dataset": config.dataset, "train_split": config.train_split, "shared_with_training": shared,
+            "metrics": metrics}
   out = out or os.path.join(workdir, "evaluations", f"{_split_slug(split)}.json")
   _write_json(out, record)
   return record
+
+
+def _shared_with_training(config: ml_collections.ConfigDict, split: str) -> int:
+  """How many examples of `split` the run trained on (`data.splits.shared_examples`).
+
+  Raises:
+    ConfigError: `split` is not a split expression of the run's data set.
+  """
+  sizes = datasets.dataset_info(config.dataset, config.get("data_dir") or None).splits
+  try:
+    return splits.shared_examples(split, config.train_split, sizes)
+  except ValueError as e:
+    raise ConfigError(f"--split={split}: {e}; the splits of {config.dataset} are "
+                      f"{', '.join(f'{k} ({v})' for k, v in sizes.items())}") from None
 
 
 def export_features(workdir: str, split: str, out: str, batch_size: int = 256) -> dict[str, np.ndarray]:
