@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 
@@ -35,6 +38,21 @@ def test_no_improvement_for_patience_evaluations_stops_and_selects_the_best(tmp_
   # Finished: a rerun does nothing and returns the same record.
   assert train_and_evaluate(config, str(tmp_path)) == record
   assert read_metrics(str(tmp_path))[-1] == record
+
+
+def test_a_run_resumed_before_its_stop_stops_at_the_same_step_with_the_same_record(tmp_path):
+  config = _config(metric="val/accuracy", patience=2, min_delta=1.0)
+  config.checkpoint_every_steps, config.keep_checkpoints = 4, 10
+  reference = train_and_evaluate(config, str(tmp_path / "reference"))
+  shutil.copytree(tmp_path / "reference", tmp_path / "resumed")
+  checkpoints = tmp_path / "resumed" / "checkpoints"
+  for step in os.listdir(checkpoints):  # as if killed after step 8's checkpoint, before the stop at 12
+    if step.isdigit() and int(step) > 8:
+      shutil.rmtree(checkpoints / step)
+  assert train_and_evaluate(config, str(tmp_path / "resumed")) == reference
+  untimed = lambda d: [{k: v for k, v in r.items() if k != "steps_per_second"}  # noqa: E731
+                       for r in read_metrics(str(tmp_path / d))]
+  assert untimed("resumed") == untimed("reference")
 
 
 def test_without_patience_the_run_ends_and_the_best_evaluation_is_kept(tmp_path):
