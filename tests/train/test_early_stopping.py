@@ -50,7 +50,7 @@ def test_a_run_resumed_before_its_stop_stops_at_the_same_step_with_the_same_reco
     if step.isdigit() and int(step) > 8:
       shutil.rmtree(checkpoints / step)
   assert train_and_evaluate(config, str(tmp_path / "resumed")) == reference
-  untimed = lambda d: [{k: v for k, v in r.items() if k != "steps_per_second"}  # noqa: E731
+  untimed = lambda d: [{k: v for k, v in r.items() if k != "steps_per_second"}
                        for r in read_metrics(str(tmp_path / d))]
   assert untimed("resumed") == untimed("reference")
 
