@@ -149,6 +149,18 @@ def momentum_schedule(config: ml_collections.ConfigDict) -> Schedule:
   return optax.linear_schedule(float(opt.get("momentum_start", 0.5)), final, ramp_steps)
 
 
+def with_learning_rate(opt_state: Any, learning_rate: float) -> Any:
+  """`opt_state` of a `make_optimizer(..., rate_in_state=True)` optimiser, its rate set to `learning_rate`."""
+  def set_rate(node: Any) -> Any:
+    if isinstance(node, optax.InjectStatefulHyperparamsState) and "learning_rate" in node.hyperparams:
+      rate = node.hyperparams["learning_rate"]
+      return node._replace(hyperparams={**node.hyperparams,
+                                        "learning_rate": jnp.asarray(learning_rate, rate.dtype)})
+    return node
+  return jax.tree.map(set_rate, opt_state,
+                      is_leaf=lambda node: isinstance(node, optax.InjectStatefulHyperparamsState))
+
+
 def weights_mask(params: Any) -> Any:
   """True for weight matrices / kernels (ndim ≥ 2), False for biases and gains: decay only weights."""
   return jax.tree.map(lambda p: p.ndim >= 2, params)
@@ -254,7 +266,8 @@ def scale_by_multipliers(multipliers: Mapping[str, float]) -> optax.GradientTran
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
-                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+                   steps_per_epoch: int | None = None, *,
+                   rate_in_state: bool = False) -> optax.GradientTransformation:
   """SGD with (scheduled) momentum, a decaying learning rate, L2 / L1 weight decay, per-parameter rates.
 
   Args:
@@ -264,6 +277,9 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
       epoch on; needs `steps_per_epoch`) and `lr_multipliers` (parameter name → m_p, rate m_p·ε).
     total_steps: number of parameter updates in the run (the horizon of the schedule).
     steps_per_epoch: updates per epoch, for the epoch-based schedules and `l1_start_epoch`.
+    rate_in_state: a constant rate (schedule 'constant', no warm-up) held as a value of the optimiser's
+      state instead of a constant of the program: `with_learning_rate` changes it without recompiling
+      the step (the probes of a learning-rate search share one compiled step).
 
   Returns:
     An optax transformation whose state records the current `learning_rate` and `momentum`
@@ -293,8 +309,12 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
   momentum = momentum_schedule(config)
   if float(opt.momentum) == 0.0 and int(opt.get("momentum_ramp_steps", 0)) <= 0:
     momentum = None  # Plain SGD: no trace to keep (a zero-decay trace is the same update, ~20% slower).
-  parts.append(sgd(learning_rate=learning_rate_schedule(config, total_steps, steps_per_epoch),
-                   momentum=momentum, nesterov=bool(opt.get("nesterov", False))))
+  if rate_in_state and (opt.schedule != "constant" or int(opt.get("warmup_steps", 0))):
+    raise ValueError(f"rate_in_state needs optimizer.schedule 'constant' without warm-up, got "
+                     f"{opt.schedule!r} with warmup_steps={opt.get('warmup_steps', 0)}")
+  rate = float(opt.learning_rate) if rate_in_state else learning_rate_schedule(config, total_steps,
+                                                                               steps_per_epoch)
+  parts.append(sgd(learning_rate=rate, momentum=momentum, nesterov=bool(opt.get("nesterov", False))))
   if multipliers:
     parts.append(scale_by_multipliers(multipliers))
   return optax.chain(*parts)

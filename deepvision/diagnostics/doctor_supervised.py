@@ -75,7 +75,8 @@ def examine(checked: Checked, workdir: str) -> DoctorReport:
                               np.arange(min(options.gradcheck_batch, len(plan.train_source))))
   # One update first: at initialisation the biases are 0, so blank pixels sit exactly on ReLU kinks,
   # where finite differences are meaningless.
-  params = probe_lib.probe(config, plan, config.optimizer.learning_rate, 1, seed=config.seed).state.params
+  prober = probe_lib.Prober(config, plan)  # one compiled step for the doctor's probes
+  params = prober.run(config.optimizer.learning_rate, 1, seed=config.seed).state.params
   grad_report = gradcheck.check_gradients(_batch_loss(plan, batch), params, jnp.asarray(batch["image"]),
                                           key=jax.random.key(config.seed))
   sections.append(("Gradient check (float64 central differences)", grad_report.format()))
@@ -85,7 +86,7 @@ def examine(checked: Checked, workdir: str) -> DoctorReport:
                             "the backward pass is buggy: fix it before tuning anything else"))
 
   rate = float(config.optimizer.learning_rate)
-  run = probe_lib.probe(config, plan, rate, probe_steps, seed=config.seed)
+  run = prober.run(rate, probe_steps, seed=config.seed)
   proposed = None
   probe_text = (f"learning rate {rate:g}, {len(run.losses)} steps on {len(plan.train_source)} examples: "
                 f"loss {run.start_loss:.4f} → {run.end_loss:.4f}, {run.steps_per_second:.1f} steps/s")
@@ -106,7 +107,7 @@ def examine(checked: Checked, workdir: str) -> DoctorReport:
     findings.append(Finding("alarm", "diverging", f"at learning rate {rate:g} the loss went "
                             f"{run.start_loss:.3f} → {run.end_loss:.3f} in {len(run.losses)} steps", advice))
     if proposed is not None:
-      run = probe_lib.probe(config, plan, proposed, probe_steps, seed=config.seed)
+      run = prober.run(proposed, probe_steps, seed=config.seed)
   sections.append(("Probe at the configured learning rate", probe_text))
   diverging = any(f.problem == "diverging" for f in findings)
 

@@ -58,10 +58,10 @@ def search_learning_rate(config: ml_collections.ConfigDict, start: float = 1.0, 
   if not start > 0 or steps < 10 or max_trials < 1:
     raise ValueError(f"need start > 0, steps >= 10 and max_trials >= 1; got start={start!r}, "
                      f"steps={steps!r}, max_trials={max_trials!r}")
-  plan = probe_lib.make_plan(config, subset, model=model)
+  prober = probe_lib.Prober(config, probe_lib.make_plan(config, subset, model=model))
   trail, rate = [], float(start)
   for _ in range(max_trials):
-    run = probe_lib.probe(config, plan, rate, steps, seed=config.seed, min_decrease=min_decrease)
+    run = prober.run(rate, steps, seed=config.seed, min_decrease=min_decrease)
     trail.append(Trial(rate, run.start_loss, run.end_loss, run.diverged))
     if not run.diverged:
       return SearchResult(rate, tuple(trail))

@@ -17,10 +17,10 @@ import numpy as np
 
 from deepvision import optim
 from deepvision.data import pipeline
-from deepvision.train import supervised
 from deepvision.schema import override_config
-from deepvision.train.supervised import Plan, plan_supervised
+from deepvision.train import supervised
 from deepvision.train.state import TrainState, create_train_state
+from deepvision.train.supervised import Plan, plan_supervised
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,41 +58,61 @@ def make_plan(config: ml_collections.ConfigDict, subset: int, model=None, **over
   return plan if model is None else dataclasses.replace(plan, model=model)
 
 
-def probe(config: ml_collections.ConfigDict, plan: Plan, learning_rate: float, steps: int,
-          seed: int = 0, min_decrease: float = 0.1,
-          on_epoch: Callable[[int, TrainState], bool] | None = None) -> ProbeRun:
-  """Trains `plan.model` for `steps` steps at a constant `learning_rate`.
+class Prober:
+  """Probes of one plan at any constant learning rate, all through one compiled step.
+
+  The rate lives in the optimiser's state (`optim.make_optimizer(..., rate_in_state=True)`), so the
+  halving search of `lr_search` and the doctor's probes compile the train step once, not once per rate;
+  the updates are those of a constant-rate optimiser built with that rate.
 
   Args:
     config: the experiment config (its optimiser settings other than the schedule are used).
     plan: from `make_plan`.
-    learning_rate: constant rate of the probe.
-    steps: number of updates.
-    seed: seed of the initialisation and the data order.
-    min_decrease: relative fall of the loss required not to count as diverged.
-    on_epoch: called as `on_epoch(step, state)` after each epoch; returning True stops the probe.
   """
-  config = override_config(config, {"optimizer.learning_rate": float(learning_rate),
-                                    "optimizer.schedule": "constant", "optimizer.warmup_steps": 0})
-  tx = optim.make_optimizer(config, steps)
-  state = create_train_state(plan.model, tx, jax.random.key(seed), plan.info.image_shape)
-  batches = pipeline.train_batches(plan.train_source, config.batch_size, seed=seed)
-  train_step = jax.jit(supervised.make_train_step(plan.preprocess), donate_argnums=0)
-  losses, start = [], None
-  for step in range(1, steps + 1):
-    state, metrics = train_step(state, next(batches))
-    losses.append(metrics["train/loss"])
-    if step == 1:
-      jax.block_until_ready(state)
-      start = time.perf_counter()
-    if step % plan.steps_per_epoch == 0 or step == steps:
-      if not np.isfinite(float(metrics["train/loss"])):
-        break
-      if on_epoch is not None and on_epoch(step, state):
-        break
-  jax.block_until_ready(state)
-  rate = (len(losses) - 1) / max(time.perf_counter() - start, 1e-9)
-  losses = np.asarray(jax.device_get(losses), np.float64)
-  run = ProbeRun(float(learning_rate), losses, False, rate, state)
-  diverged = (not np.all(np.isfinite(losses))) or run.end_loss > (1.0 - min_decrease) * run.start_loss
-  return dataclasses.replace(run, diverged=bool(diverged))
+
+  def __init__(self, config: ml_collections.ConfigDict, plan: Plan):
+    self.config = override_config(config, {"optimizer.schedule": "constant", "optimizer.warmup_steps": 0})
+    self.plan = plan
+    self.tx = optim.make_optimizer(self.config, 1, rate_in_state=True)
+    self._step = jax.jit(supervised.make_train_step(plan.preprocess), donate_argnums=0)
+
+  def run(self, learning_rate: float, steps: int, seed: int = 0, min_decrease: float = 0.1,
+          on_epoch: Callable[[int, TrainState], bool] | None = None) -> ProbeRun:
+    """Trains `plan.model` for `steps` steps at the constant `learning_rate`.
+
+    Args:
+      learning_rate: constant rate of the probe.
+      steps: number of updates.
+      seed: seed of the initialisation and the data order.
+      min_decrease: relative fall of the loss required not to count as diverged.
+      on_epoch: called as `on_epoch(step, state)` after each epoch; returning True stops the probe.
+    """
+    plan = self.plan
+    state = create_train_state(plan.model, self.tx, jax.random.key(seed), plan.info.image_shape)
+    state = state.replace(opt_state=optim.with_learning_rate(state.opt_state, float(learning_rate)))
+    batches = pipeline.train_batches(plan.train_source, self.config.batch_size, seed=seed)
+    losses, start = [], None
+    for step in range(1, steps + 1):
+      state, metrics = self._step(state, next(batches))
+      losses.append(metrics["train/loss"])
+      if step == 1:
+        jax.block_until_ready(state)
+        start = time.perf_counter()
+      if step % plan.steps_per_epoch == 0 or step == steps:
+        if not np.isfinite(float(metrics["train/loss"])):
+          break
+        if on_epoch is not None and on_epoch(step, state):
+          break
+    jax.block_until_ready(state)
+    rate = (len(losses) - 1) / max(time.perf_counter() - start, 1e-9)
+    losses = np.asarray(jax.device_get(losses), np.float64)
+    run = ProbeRun(float(learning_rate), losses, False, rate, state)
+    diverged = (not np.all(np.isfinite(losses))) or run.end_loss > (1.0 - min_decrease) * run.start_loss
+    return dataclasses.replace(run, diverged=bool(diverged))
+
+
+def probe(config: ml_collections.ConfigDict, plan: Plan, learning_rate: float, steps: int,
+          seed: int = 0, min_decrease: float = 0.1,
+          on_epoch: Callable[[int, TrainState], bool] | None = None) -> ProbeRun:
+  """One probe (`Prober.run`): `plan.model` trained for `steps` steps at a constant `learning_rate`."""
+  return Prober(config, plan).run(learning_rate, steps, seed, min_decrease, on_epoch)
