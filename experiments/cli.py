@@ -36,6 +36,15 @@ def define_config_flag() -> flags.FlagHolder:
   return holder
 
 
+def or_exit_2(fn, *args, also: tuple[type[Exception], ...] = ()):
+  """`fn(*args)`, or a one-line `error: ...` and exit status 2 on a user error (`USER_ERRORS` and `also`)."""
+  try:
+    return fn(*args)
+  except (*USER_ERRORS, *also) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(USAGE_ERROR)
+
+
 def usage_error(message: str, usage: str) -> None:
   print(f"error: {message}\nUsage: {usage}", file=sys.stderr)
   sys.exit(USAGE_ERROR)

@@ -17,6 +17,8 @@ import re
 
 import ml_collections
 
+from deepvision.train import workdir as workdirs
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 _NOT_CONFIGS = ("__init__", "__main__", "common")
 
@@ -95,15 +97,9 @@ def load_file(value: str) -> ml_collections.ConfigDict:
   return module.get_config(arg) if arg else module.get_config()
 
 
-def flat_fields(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, object]:
+def flat_fields(config: ml_collections.ConfigDict) -> dict[str, object]:
   """{'optimizer.learning_rate': 0.1, …}: every leaf field with its value."""
-  out: dict[str, object] = {}
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      out.update(flat_fields(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
+  return workdirs.flatten(config.to_dict())
 
 
 def catalogue() -> str:

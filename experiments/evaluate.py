@@ -32,11 +32,7 @@ def main(argv: list[str]) -> None:
     cli.usage_error("--workdir and --split are required" if len(argv) <= 1 else
                     f"unexpected arguments {argv[1:]}", USAGE)
   logging.set_verbosity(logging.WARNING)
-  try:
-    record = runs.evaluate_run(_WORKDIR.value, _SPLIT.value, _OUT.value)
-  except (*cli.USER_ERRORS, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(cli.USAGE_ERROR)
+  record = cli.or_exit_2(runs.evaluate_run, _WORKDIR.value, _SPLIT.value, _OUT.value, also=(FileNotFoundError,))
   print(json.dumps(record, indent=2, sort_keys=True))
   if record["shared_with_training"]:
     print(f"warning: {record['shared_with_training']} examples of --split={record['split']} are in the run's "

@@ -11,8 +11,6 @@ itself is not touched. Exit status 2: no run there, a bad split or output name.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from absl import app, flags, logging
 
@@ -30,11 +28,8 @@ def main(argv: list[str]) -> None:
     cli.usage_error("--workdir, --split and --out are required" if len(argv) <= 1 else
                     f"unexpected arguments {argv[1:]}", USAGE)
   logging.set_verbosity(logging.WARNING)
-  try:
-    arrays = runs.export_features(_WORKDIR.value, _SPLIT.value, _OUT.value)
-  except (*cli.USER_ERRORS, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(cli.USAGE_ERROR)
+  arrays = cli.or_exit_2(runs.export_features, _WORKDIR.value, _SPLIT.value, _OUT.value,
+                         also=(FileNotFoundError,))
   for name, value in arrays.items():
     print(f"{name:<32} {value.shape!s:<16} {value.dtype}" + (
         f"  mean {float(np.mean(value)):.4f}" if name != "labels" else ""))

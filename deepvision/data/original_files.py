@@ -158,8 +158,9 @@ def read_cifar10_python(source_dir: str) -> dict[str, Arrays]:
 def _svhn_mat(path: str) -> Arrays:
   try:
     mat = scipy_io.loadmat(path, variable_names=["X", "y"])
-  except (OSError, ValueError, TypeError, NotImplementedError) as e:
-    raise PrepareError(f"{path} is not a readable .mat file ({type(e).__name__}: {e})") from None
+  except (OSError, ValueError, TypeError, NotImplementedError) as e:  # NotImplementedError: a v7.3 (HDF5) file
+    raise PrepareError(f"{path} is not a .mat file scipy reads (SVHN's are MATLAB v5; {type(e).__name__}: "
+                       f"{e})") from None
   if "X" not in mat or "y" not in mat:
     raise PrepareError(f"{path} lacks {'X' if 'X' not in mat else 'y'}: expected X (32, 32, 3, N) uint8, y (N, 1)")
   x, y = mat["X"], mat["y"]

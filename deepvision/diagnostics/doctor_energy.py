@@ -36,6 +36,7 @@ from deepvision.diagnostics.doctor_report import (
   HeldOut,
   Options,
   held_out_check,
+  record_gradient_check,
   unit_figure_captions,
 )
 from deepvision.errors import ConfigError
@@ -201,11 +202,10 @@ def examine(checked: Checked, workdir: str) -> DoctorReport:
   grad_report = gradcheck.check_gradients(
       lambda params: jnp.mean(model.apply({"params": params}, batch, method="free_energy")), initial,
       key=jax.random.key(plan.run.seed))
-  sections.append(("Gradient check of the mean free energy (float64 central differences)", grad_report.format()))
-  if not grad_report.ok:
-    findings.append(Finding("alarm", "gradient", f"jax.grad of the free energy disagrees with finite "
-                            f"differences in {', '.join(grad_report.failing_leaves()[:4])}",
-                            "the model's free energy or its backward pass is buggy: fix it before tuning"))
+  record_gradient_check(grad_report, "Gradient check of the mean free energy (float64 central differences)",
+                        "jax.grad of the free energy",
+                        "the model's free energy or its backward pass is buggy: fix it before tuning",
+                        sections, findings)
 
   rate = float(config.optimizer.learning_rate)
   run = probe(checked, rate, steps)

@@ -63,6 +63,16 @@ class Finding:
   advice: str
 
 
+def record_gradient_check(report: Any, title: str, what: str, advice: str,
+                          sections: list[tuple[str, str]], findings: list[Finding]) -> None:
+  """Appends a `gradcheck` report as the section `title` and, when it failed, the 'gradient' alarm:
+  "`what` disagrees with finite differences in <leaves>" with `advice`."""
+  sections.append((title, report.format()))
+  if not report.ok:
+    findings.append(Finding("alarm", "gradient", f"{what} disagrees with finite differences in "
+                            f"{', '.join(report.failing_leaves()[:4])}", advice))
+
+
 @dataclasses.dataclass(frozen=True)
 class DoctorReport:
   """What the doctor found.

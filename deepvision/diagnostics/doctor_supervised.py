@@ -23,6 +23,7 @@ from deepvision.diagnostics.doctor_report import (
   HeldOut,
   Options,
   held_out_check,
+  record_gradient_check,
   unit_figure_captions,
 )
 from deepvision.train import lr_search, supervised
@@ -79,11 +80,8 @@ def examine(checked: Checked, workdir: str) -> DoctorReport:
   params = prober.run(config.optimizer.learning_rate, 1, seed=config.seed).state.params
   grad_report = gradcheck.check_gradients(_batch_loss(plan, batch), params, jnp.asarray(batch["image"]),
                                           key=jax.random.key(config.seed))
-  sections.append(("Gradient check (float64 central differences)", grad_report.format()))
-  if not grad_report.ok:
-    findings.append(Finding("alarm", "gradient", f"jax.grad disagrees with finite differences in "
-                            f"{', '.join(grad_report.failing_leaves()[:4])}",
-                            "the backward pass is buggy: fix it before tuning anything else"))
+  record_gradient_check(grad_report, "Gradient check (float64 central differences)", "jax.grad",
+                        "the backward pass is buggy: fix it before tuning anything else", sections, findings)
 
   rate = float(config.optimizer.learning_rate)
   run = prober.run(rate, probe_steps, seed=config.seed)

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 
@@ -141,24 +140,9 @@ def save_runs_curves(runs: Mapping[str, Sequence[dict]], path: str,
   title = title or f"{len(runs)} run{'s' if len(runs) > 1 else ''}: {', '.join(runs)}"
   fig, axes = viz.panel_figure(len(keys), columns)
   for ax, key in zip(axes, keys):
-    missing = []
-    for label, records in runs.items():
-      points = [(r["step"], r[key]) for r in records if _is_number(r.get(key))]
-      if not points:
-        missing.append(label)
-        continue
-      steps, values = zip(*points)
-      finite = sum(math.isfinite(v) for v in values)
-      ax.plot(steps, values, label=label, marker="." if finite < 30 else None)
-    ax.set_title(key)
-    ax.set_xlabel("step")
-    ax.set_ylabel(key.split("/")[-1])
-    ax.grid(alpha=0.3)
-    if len(missing) < len(runs):
-      ax.legend(fontsize=8)
-    if missing:
-      ax.text(0.5, 0.02, "not logged by " + ", ".join(missing), transform=ax.transAxes, ha="center",
-              va="bottom", fontsize=7, color="0.4", wrap=True)
+    lines = {label: [(r["step"], r[key]) for r in records if _is_number(r.get(key))]
+             for label, records in runs.items()}
+    viz.draw_curves_panel(ax, lines, key, key.split("/")[-1], "not logged by")
   fig.suptitle(title, fontsize=13, wrap=True)
   viz.save_figure(fig, path, title, f"panels: {', '.join(keys)}; one line per run: {', '.join(runs)}")
   return keys

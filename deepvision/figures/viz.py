@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -188,6 +188,27 @@ def panel_figure(num_panels: int, columns: int = CURVE_COLUMNS) -> tuple[Figure,
   return fig, list(axes[:num_panels])
 
 
+def draw_curves_panel(ax: Any, lines: Mapping[str, Sequence[tuple[float, float]]], title: str, ylabel: str,
+                      missing_note: str) -> None:
+  """One panel of curves against step: a line per label with points (marked when fewer than 30 are finite),
+  a legend, and the labels without any point named after `missing_note` at the panel's foot."""
+  missing = [label for label, points in lines.items() if not points]
+  for label, points in lines.items():
+    if points:
+      steps, values = zip(*points)
+      finite = sum(math.isfinite(v) for v in values)
+      ax.plot(steps, values, label=label, marker="." if finite < 30 else None)
+  ax.set_title(title)
+  ax.set_xlabel("step")
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  if len(missing) < len(lines):
+    ax.legend(fontsize=8)
+  if missing:
+    ax.text(0.5, 0.02, f"{missing_note} " + ", ".join(missing), transform=ax.transAxes, ha="center",
+            va="bottom", fontsize=7, color="0.4", wrap=True)
+
+
 def save_curves(records: Sequence[dict], path: str, keys: Sequence[tuple[str, ...]] = (
     ("train/loss", "val/loss"), ("train/accuracy", "val/accuracy")), title: str | None = None,
     columns: int = CURVE_COLUMNS) -> None:
@@ -211,23 +232,8 @@ def save_curves(records: Sequence[dict], path: str, keys: Sequence[tuple[str, ..
   names = [group[0].split("/")[-1] for group in keys]
   title = title or "curves: " + ", ".join(dict.fromkeys(names))
   for ax, group, name in zip(axes, keys, names):
-    missing = []
-    for key in group:
-      points = [(r["step"], r[key]) for r in records if key in r and "step" in r]
-      if points:
-        steps, values = zip(*points)
-        ax.plot(steps, values, label=key, marker="." if len(points) < 30 else None)
-      else:
-        missing.append(key)
-    ax.set_xlabel("step")
-    ax.set_ylabel(name)
-    ax.set_title(name)
-    ax.grid(alpha=0.3)
-    if len(missing) < len(group):
-      ax.legend(fontsize=8)
-    if missing:
-      ax.text(0.5, 0.5, "not logged: " + ", ".join(missing), transform=ax.transAxes, ha="center",
-              va="center", fontsize=8, color="0.4", wrap=True)
+    lines = {key: [(r["step"], r[key]) for r in records if key in r and "step" in r] for key in group}
+    draw_curves_panel(ax, lines, name, name, "not logged:")
   fig.suptitle(title, fontsize=13)
   save_figure(fig, path, title, "panels: " + "; ".join(", ".join(g) for g in keys) + "; x: step")
 

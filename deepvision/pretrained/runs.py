@@ -26,7 +26,7 @@ from deepvision.schema import override_config
 from deepvision.train import early_stopping, loop, supervised
 from deepvision.train import workdir as workdirs
 from deepvision.train.errors import ConfigError
-from deepvision.train.writers import read_metrics
+from deepvision.train.writers import final_record
 
 
 def run_directory(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -96,8 +96,7 @@ def evaluate_run(workdir: str, split: str, out: str | None = None) -> dict[str, 
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   config = read_run_config(workdir)
-  records = read_metrics(workdir)
-  if not (records and records[-1].get("final")):
+  if final_record(workdir) is None:
     raise ConfigError(f"--workdir {workdir} holds no finished run (no final record in metrics.jsonl): "
                       "finish it first by running its training command again")
   if config.trainer not in loop.TASKS:

@@ -25,6 +25,7 @@ from typing import Any
 import ml_collections
 
 from deepvision.train.errors import ConfigError
+from deepvision.train.writers import final_record
 
 CONFIG_FILE = "config.json"
 # Fields a resumed run may change freely: where and how often it logs, evaluates, saves and draws.
@@ -33,11 +34,12 @@ MUTABLE = ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "kee
            "min_free_disk_mb")
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """{'optimizer.learning_rate': 0.1, ...}: the leaves of nested dicts under dotted keys."""
   if isinstance(tree, dict):
     out = {}
     for key, value in tree.items():
-      out.update(_flatten(value, f"{prefix}{key}."))
+      out.update(flatten(value, f"{prefix}{key}."))
     return out
   return {prefix[:-1]: tree}
 
@@ -90,8 +92,8 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str, identity:
   if not os.path.exists(path) or not resumable:
     return True  # nothing to resume: this config starts the run
   with open(path) as f:
-    saved = _flatten(json.load(f))
-  current = _flatten(_as_json(config))
+    saved = flatten(json.load(f))
+  current = flatten(_as_json(config))
   changed = sorted(k for k in set(saved) | set(current)
                    if saved.get(k) != current.get(k) and k.split(".")[0] not in MUTABLE)
   if not changed:
@@ -101,7 +103,7 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str, identity:
   if fixed:
     raise ConfigError(f"{workdir} holds another run ({details}); {', '.join(fixed)} cannot change on resume: "
                       "use a new --workdir to start a new run")
-  if _holds_finished_run(workdir):
+  if final_record(workdir) is not None:
     raise ConfigError(f"{workdir} holds a finished run and its config cannot change ({details}): evaluate it "
                       f"on another split with python -m experiments.evaluate --workdir={workdir} --split=SPLIT, "
                       "or use a new --workdir")
@@ -110,19 +112,6 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str, identity:
                       "--config.allow_config_change=True to resume with these changes, or use a new --workdir")
   print(f"warning: resuming {workdir} with a changed config ({details})", file=sys.stderr)
   return True
-
-
-def _holds_finished_run(workdir: str) -> bool:
-  """Whether the last record of `workdir/metrics.jsonl` is a run's final one."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return False
-  with open(path) as f:
-    lines = [line for line in f if line.strip()]
-  try:
-    return bool(lines) and bool(json.loads(lines[-1]).get("final"))
-  except json.JSONDecodeError:
-    return False
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, identity: tuple[str, ...],

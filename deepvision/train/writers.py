@@ -31,6 +31,12 @@ def read_metrics(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def final_record(workdir: str) -> dict | None:
+  """The final record (`"final": true`) when it is the last of `workdir/metrics.jsonl`, else None."""
+  records = read_metrics(workdir)
+  return records[-1] if records and records[-1].get("final") else None
+
+
 class MetricsWriter:
   """Appends one JSON object per call to `metrics.jsonl` (always with "step") and mirrors scalars to TensorBoard.
 
@@ -93,12 +99,12 @@ def closing_summary(workdir: str, record: Mapping[str, Any], keys: Sequence[str]
   significant digits) and where its metrics (with the TensorBoard command), checkpoints and figures are."""
   shown = [k for k in (keys if keys is not None else record) if k in record and k not in ("step", "final")]
   lines = ["Done: " + ", ".join(f"{k} {float(record[k]):.4g}" for k in shown)]
-  metrics = os.path.join(workdir, METRICS_FILE)
-  events = any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
+  metrics, names = os.path.join(workdir, METRICS_FILE), sorted(os.listdir(workdir))
+  events = any(name.startswith("events.out.tfevents") for name in names)
   lines.append(f"  metrics     {metrics}" + (f" (TensorBoard: tensorboard --logdir {workdir})" if events else ""))
   if os.path.isdir(os.path.join(workdir, "checkpoints")):
     lines.append(f"  checkpoints {os.path.join(workdir, 'checkpoints')}")
-  figures = sorted(name for name in os.listdir(workdir) if name.endswith(".png"))
+  figures = [name for name in names if name.endswith(".png")]
   if figures:
     lines.append(f"  figures     {workdir}/: {', '.join(figures)}")
   return "\n".join(lines)

@@ -1,5 +1,6 @@
 """deepvision.data.prepare: arrays written as catalog or user-named TFDS sets, read back by the loader."""
 
+import contextlib
 import importlib.abc
 import json
 import os
@@ -129,10 +130,8 @@ class _RecordTensorFlowImports(importlib.abc.MetaPathFinder):
 def test_preparing_and_reading_never_import_tensorflow(tmp_path, monkeypatch):
   finder = _RecordTensorFlowImports()
   monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-  try:  # the finder sees an import statement (TensorFlow need not be installed)
+  with contextlib.suppress(ImportError):  # the finder sees an import statement (TensorFlow need not be installed)
     import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    pass
   assert finder.imports == ["tensorflow"]
   finder.imports.clear()
   prepare.prepare_arrays("cifar10", {"train": _arrays(2, (32, 32, 3))}, tmp_path)
