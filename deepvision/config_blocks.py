@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from deepvision import optim
+from deepvision import optim, sdlm
 from deepvision.schema import at_least, boolean, numbers, one_of, real, spec, text
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -73,8 +73,17 @@ class Optimizer:
 
 @dataclasses.dataclass(frozen=True)
 class SupervisedOptimizer(Optimizer):
-  """`optimizer` of the supervised trainer: also the talk's halving search for the learning rate."""
+  """`optimizer` of the supervised trainer: also the talk's halving search for the learning rate, and
+  LeCun et al.'s (1998) stochastic diagonal Levenberg–Marquardt rates (`deepvision.sdlm`)."""
 
+  name: str = spec("sgd", one_of(optim.OPTIMIZERS), "sgd | sdlm (rate η/(μ + h) per parameter)")
+  # SDLM's settings: checked when a config sets them (the 'sdlm' configs), not in every config.
+  sdlm_damping: float = spec(0.02, real(0.0, low_open=True), "'sdlm' only: μ, the paper's 0.02", optional=True)
+  sdlm_curvature: str = spec("euclidean", one_of(sdlm.CURVATURES), "'sdlm' only: euclidean (‖f − c‖² at the "
+                             "model's features, the paper's) | fisher (cross-entropy at the logits)",
+                             optional=True)
+  sdlm_decay: float = spec(0.01, real(0.0, 1.0, low_open=True), "'sdlm' only: weight of each new "
+                           "Gauss–Newton estimate in the running average", optional=True)
   lr_search: bool = spec(False, boolean, "halve from learning_rate until a short probe converges")
   lr_search_steps: int = spec(300, at_least(10))
   lr_search_subset: int = spec(512, at_least(0), "0: all training examples")

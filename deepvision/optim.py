@@ -8,6 +8,8 @@ The talk's recipe (Ranzato 2013, "Tricks of the trade", and Bottou 2012 / Sutske
     term may start only after a number of epochs (`l1_start_epoch`, the gated-MRF recipe);
   * per-parameter learning rates: ε_p = m_p·ε for named parameters (`lr_multipliers`; the gated MRFs of
     Ranzato & Hinton 2010 train C at 2ε, P, b_c and b_v at 0.02ε, W at 0.2ε and b_m at 0.1ε);
+  * LeCun et al.'s (1998) stochastic diagonal Levenberg–Marquardt rates η / (μ + h_kk) in place of
+    one rate for all (`optimizer.name = 'sdlm'`, `deepvision.sdlm`);
   * annealing variants of the gated-MRF code (Ranzato et al., PAMI 2013): ε/max(1, epoch/T),
     ε·min(1, T/(t+1)) and ε·epoch^(−p).
 
@@ -26,9 +28,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from deepvision import sdlm
 from deepvision.registry import Registry
 
 Schedule = Callable[[jax.Array | int], jax.Array]
+OPTIMIZERS = ("sgd", "sdlm")  # 'sdlm': LeCun et al. 1998's per-parameter rates (`deepvision.sdlm`)
 
 SCHEDULES: Registry[Callable[..., Schedule]] = Registry("learning-rate schedule")
 
@@ -265,6 +269,14 @@ def scale_by_multipliers(multipliers: Mapping[str, float]) -> optax.GradientTran
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def curvature_of(config: ml_collections.ConfigDict) -> str | None:
+  """The Gauss–Newton estimate (`sdlm.CURVATURES`) `make_optimizer(config)`'s update takes as `curvature=`:
+  SDLM's `optimizer.sdlm_curvature`; None for SGD."""
+  if config.optimizer.get("name", "sgd") != "sdlm":
+    return None
+  return config.optimizer.get("sdlm_curvature", "euclidean")
+
+
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
                    steps_per_epoch: int | None = None, *,
                    rate_in_state: bool = False) -> optax.GradientTransformation:
@@ -286,8 +298,8 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
     (`optax.inject_hyperparams`).
   """
   opt = config.optimizer
-  if opt.name != "sgd":
-    raise ValueError(f"unknown optimizer.name {opt.name!r}; valid choices: sgd")
+  if opt.name not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer.name {opt.name!r}; valid choices: {', '.join(OPTIMIZERS)}")
   if not opt.learning_rate > 0:
     raise ValueError(f"optimizer.learning_rate must be > 0, got {opt.learning_rate!r}")
   for field in ("weight_decay", "l1"):
@@ -305,7 +317,6 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
     parts.append(add_l1_decay(opt.l1, start_step=start))
   if opt.get("weight_decay", 0.0) > 0:
     parts.append(optax.add_decayed_weights(opt.weight_decay, mask=weights_mask))
-  sgd = optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))
   momentum = momentum_schedule(config)
   if float(opt.momentum) == 0.0 and int(opt.get("momentum_ramp_steps", 0)) <= 0:
     momentum = None  # Plain SGD: no trace to keep (a zero-decay trace is the same update, ~20% slower).
@@ -314,7 +325,16 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
                      f"{opt.schedule!r} with warmup_steps={opt.get('warmup_steps', 0)}")
   rate = float(opt.learning_rate) if rate_in_state else learning_rate_schedule(config, total_steps,
                                                                                steps_per_epoch)
-  parts.append(sgd(learning_rate=rate, momentum=momentum, nesterov=bool(opt.get("nesterov", False))))
+  if opt.name == "sdlm":
+    if opt.get("nesterov", False) or int(opt.get("momentum_ramp_steps", 0)):
+      raise ValueError("optimizer.name 'sdlm' takes a constant momentum (0 in the paper), without "
+                       "nesterov or momentum_ramp_steps")
+    step = optax.inject_hyperparams(sdlm.sdlm, static_args=("damping", "decay", "momentum"))
+    parts.append(step(learning_rate=rate, damping=float(opt.get("sdlm_damping", sdlm.PAPER_DAMPING)),
+                      decay=float(opt.get("sdlm_decay", 0.01)), momentum=float(opt.momentum) or None))
+  else:
+    sgd = optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))
+    parts.append(sgd(learning_rate=rate, momentum=momentum, nesterov=bool(opt.get("nesterov", False))))
   if multipliers:
     parts.append(scale_by_multipliers(multipliers))
   return optax.chain(*parts)

@@ -108,6 +108,7 @@ def supervised_task(config: ml_collections.ConfigDict, trained: ml_collections.C
       schedule=fit.default_schedule(config, plan.total_steps, plan.steps_per_epoch),
       replicas=replicas, preprocess=plan.preprocess, ema_decay=float(config.get("ema_decay", 0.0)),
       identity=RUN_IDENTITY, figures=config.get("figures", True), quiet=quiet,
+      curvature=optim.curvature_of(trained),
       advice=(f"lower the rate (learning rate {trained.optimizer.learning_rate}), or find one with "
               "--config.optimizer.lr_search=True"),
       describe=None if quiet else (

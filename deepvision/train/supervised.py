@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from deepvision import config_blocks, distributed, optim, parallel, schema, zoo
+from deepvision import config_blocks, distributed, optim, parallel, schema, sdlm, zoo
 from deepvision.data import augment, datasets, pipeline
 from deepvision.figures import viz
 from deepvision.registry import UnknownNameError
@@ -74,10 +74,33 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+_CURVATURE_DRAW = 0x5D1  # fold_in tag of the curvature estimate's draw (apart from the other draws)
+
+
+def _loss_gradient_and_curvature(forward, params, labels: jax.Array, key: jax.Array, curvature: str):
+  """Mean cross-entropy, its gradient and one Gauss–Newton estimate (`sdlm.CURVATURES`) from one forward pass.
+
+  `forward(params) -> (logits, features)`; 'euclidean' takes its curvature at the features, 'fisher' at the
+  logits (`deepvision.sdlm`).
+  """
+  (logits, features), output_vjp = jax.vjp(forward, params)
+  loss = cross_entropy(logits, labels).mean()
+  probs = jax.nn.softmax(logits)
+  loss_cotangent = (probs - jax.nn.one_hot(labels, logits.shape[-1], dtype=probs.dtype)) / logits.shape[0]
+  (grads,) = output_vjp((loss_cotangent, jnp.zeros_like(features)))
+  if curvature == "euclidean":
+    estimate = sdlm.euclidean_diagonal_sample(
+        lambda v: output_vjp((jnp.zeros_like(logits), v)), features, key)
+  else:
+    estimate = sdlm.fisher_diagonal_sample(lambda v: output_vjp((v, jnp.zeros_like(features))), logits, key)
+  return loss, logits, grads, estimate
+
+
 def make_train_step(preprocess: Preprocess = Preprocess(),
                     learning_rate_fn: Callable[[jax.Array], jax.Array] | None = None,
                     ema_decay: float = 0.0,
-                    axis_name: str | None = None
+                    axis_name: str | None = None,
+                    curvature: str | None = None,
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds `train_step(state, batch) -> (state, metrics)`.
 
@@ -91,6 +114,10 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
     axis_name: for data parallelism (`deepvision.parallel`), the pmapped axis the batch is split over:
       gradients and metrics are averaged over it (`lax.pmean`) before the update, and each device draws
       from `fold_in(fold_in(state.key, state.step), axis_index)`. None: one device, unchanged.
+    curvature: None, or a name in `sdlm.CURVATURES`: also estimate the diagonal Gauss–Newton matrix
+      ('euclidean': of ‖f − c‖² at the model's 'features', the paper's; 'fisher': of the cross-entropy at
+      the logits), one more backward pass through the same forward, and hand it to the optimiser as
+      `update(..., curvature=ĥ)`: for `optimizer.name = 'sdlm'`.
 
   Returns:
     A pure function; metrics are `train/loss`, `train/accuracy`, given the schedule `learning_rate`, and the
@@ -109,14 +136,29 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
       logits, _ = state.apply_fn({"params": params}, images, train=True, rngs={"dropout": dropout_key})
       return cross_entropy(logits, labels).mean(), logits
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if curvature:
+      def forward(params):
+        logits, acts = state.apply_fn({"params": params}, images, train=True, rngs={"dropout": dropout_key})
+        return logits, acts["features"].reshape(logits.shape[0], -1)
+
+      loss, logits, grads, estimate = _loss_gradient_and_curvature(
+          forward, state.params, labels, jax.random.fold_in(step_key, _CURVATURE_DRAW), curvature)
+    else:
+      (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {"train/loss": loss,
                "train/accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
     if axis_name is not None:
       loss, grads, metrics = jax.lax.pmean((loss, grads, metrics), axis_name)
+      if curvature:
+        estimate = jax.lax.pmean(estimate, axis_name)
     if learning_rate_fn is not None:
       metrics["learning_rate"] = learning_rate_fn(state.step)
-    state = state.apply_gradients(grads=grads)
+    if curvature:
+      updates, opt_state = state.tx.update(grads, state.opt_state, state.params, curvature=estimate)
+      state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            opt_state=opt_state)
+    else:
+      state = state.apply_gradients(grads=grads)
     metrics.update(finite_flags(loss, grads, state.params))
     if state.ema_params is not None:
       state = state.replace(ema_params=jax.tree.map(
@@ -274,6 +316,7 @@ class SupervisedTask(fit.Task):
     identity: the config fields a resumed run cannot change.
     advice: appended to the divergence error.
     final_roles: the splits evaluated at the end ('test', or 'val' and 'test').
+    curvature: the Gauss–Newton estimate the optimiser takes each step (`optim.curvature_of`), or None.
     describe: the opening line's text, `{params}` standing for the parameter count (None: neither an
       opening line nor a closing summary, as for a stage of a larger pipeline).
   """
@@ -285,14 +328,14 @@ class SupervisedTask(fit.Task):
                preprocess: Preprocess, ema_decay: float = 0.0, init_params=None,
                identity: tuple[str, ...] = (), advice: str = "", final_roles: tuple[str, ...] = ("test",),
                describe: str | None = None, quiet: bool = False, figures: bool = True,
-               jit_init: bool = False):
+               jit_init: bool = False, curvature: str | None = None):
     self.model, self.input_shape, self.train_source, self.sources = model, input_shape, train_source, sources
     self.tx, self.lr_fn, self.batch_size, self.seed = tx, lr_fn, batch_size, seed
     self.eval_batch_size = eval_batch_size or batch_size
     self.schedule, self.replicas, self.preprocess, self.ema_decay = schedule, replicas, preprocess, ema_decay
     self.init_params, self.identity, self.advice = init_params, identity, advice
     self.final_roles, self.describe, self.quiet, self.figures = final_roles, describe, quiet, figures
-    self.jit_init = jit_init
+    self.jit_init, self.curvature = jit_init, curvature
     self._eval_step = jax.jit(make_eval_step(preprocess))
 
   def init_state(self) -> TrainState:
@@ -310,7 +353,8 @@ class SupervisedTask(fit.Task):
                                   shard=(distributed.process_index(), distributed.process_count()))
 
   def make_step(self, axis_name):
-    return make_train_step(self.preprocess, self.lr_fn, self.ema_decay, axis_name=axis_name)
+    return make_train_step(self.preprocess, self.lr_fn, self.ema_decay, axis_name=axis_name,
+                           curvature=self.curvature)
 
   def began(self, workdir, state, start):
     if self.describe and not self.quiet and distributed.is_primary():
