@@ -85,3 +85,16 @@ def test_closing_summary_keeps_small_values_and_names_every_output(tmp_path):
                    f"  metrics     {tmp_path}/metrics.jsonl (TensorBoard: tensorboard --logdir {tmp_path})",
                    f"  checkpoints {tmp_path}/checkpoints",
                    f"  figures     {tmp_path}/: curves.png, samples.png"]
+
+
+def test_tensorboard_events_are_written_without_importing_pytorch(tmp_path):
+  """tensorboardX imports PyTorch when it is installed (seconds of start-up); the writer keeps it out."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ("import sys; from deepvision.train.writers import MetricsWriter; "
+          f"w = MetricsWriter({str(tmp_path)!r}, tensorboard=True); w.write(1, {{'train/loss': 0.5}}); w.close(); "
+          "print('torch' in sys.modules)")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert done.stdout.strip() == "False"
+  events = [name for name in os.listdir(tmp_path) if name.startswith("events.out.tfevents")]
+  assert events and os.path.getsize(tmp_path / events[0]) > 0

@@ -71,8 +71,7 @@ class MetricsWriter:
       f.writelines(json.dumps(r) + "\n" for r in records)
     os.replace(tmp, self.path)
     if tensorboard:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+      self._tb = _summary_writer_class()(logdir=workdir, flush_secs=30)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> dict:
     """Writes one record and returns it (values converted to Python numbers)."""
@@ -92,6 +91,24 @@ class MetricsWriter:
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+
+
+def _summary_writer_class():
+  """tensorboardX's `SummaryWriter`, imported without PyTorch.
+
+  tensorboardX's writer module imports PyTorch whenever it is installed (seconds of start-up, for a
+  writer that gets only Python numbers here); unless the process has imported PyTorch already, the import
+  is made to fail for that moment, and tensorboardX falls back to NumPy.
+  """
+  if "torch" in sys.modules:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    return SummaryWriter
+  sys.modules["torch"] = None  # `import torch` raises ImportError while this is set
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
 
 
 def closing_summary(workdir: str, record: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
