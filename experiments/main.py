@@ -46,6 +46,7 @@ def main(argv: list[str]) -> None:
     print("error: both --config and --workdir are required", file=sys.stderr)
     sys.exit(cli.USAGE_ERROR)
   logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
+  cli.use_compilation_cache()
   explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     timeouts = distributed.distributed_timeouts(_CONFIG.value)

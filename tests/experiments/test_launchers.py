@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,3 +83,28 @@ def test_help_shows_the_config_flag_and_the_configs_and_exits_0():
   for name in config_catalog.names():
     assert f"\n{name}  [:" in listing.stdout, name
   assert "cost on 2 CPU cores: about a minute" in listing.stdout
+
+
+def test_the_launcher_keeps_compiled_programs_in_a_persistent_cache(tmp_path):
+  """A repeated run reads its programs from `$XDG_CACHE_HOME/deepvision/xla` and ends bit for bit as the
+  first; `DEEPVISION_COMPILATION_CACHE=0` turns the cache off."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}  # not the test session's cache
+  env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+  cache = tmp_path / "cache" / "deepvision" / "xla"
+
+  def run(name, **extra):
+    done = subprocess.run([sys.executable, "-m", "experiments.main", "--config=lcn_convnet_digits:smoke",
+                           f"--workdir={tmp_path / name}", "--config.figures=False"],
+                          cwd=ROOT, env={**env, **extra}, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(tmp_path / name / "metrics.jsonl") as f:
+      return [{k: v for k, v in json.loads(line).items() if k != "steps_per_second"} for line in f]
+
+  off = run("off", DEEPVISION_COMPILATION_CACHE="0")
+  assert not cache.exists()
+  first = run("first")
+  assert first == off
+  entries = set(os.listdir(cache))
+  assert entries
+  assert run("again") == first
+  assert set(os.listdir(cache)) == entries  # nothing compiled anew
