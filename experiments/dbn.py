@@ -236,7 +236,7 @@ def run_finetune(config: ml_collections.ConfigDict, workdir: str, data: EnergyDa
       schedule=fit.default_schedule(config, total_steps, steps_per_epoch, eval_every=steps_per_epoch,
                                     log_every=steps_per_epoch),
       replicas=loop.replicas_for(config, config.batch_size),
-      preprocess=supervised.Preprocess(standardize=False), jit_init=True,
+      preprocess=supervised.Preprocess(standardize=False),
       init_params=(lambda initial: dbn.classifier_params_from_stack(layers, initial))
       if config.init == "stack" else None,
       identity=FINETUNE_IDENTITY, final_roles=("val", "test"), quiet=quiet, figures=False,
