@@ -120,7 +120,21 @@ def rbm_digits_config(steps_per_dispatch: int, seed: int = 0, epochs: int | None
   return config
 
 
-JOBS = {"main": main_job_config, "rbm_test_fit": rbm_test_fit_config, "rbm_digits": rbm_digits_config}
+def lenet5_modern_mnist_config(steps_per_dispatch: int, seed: int = 0, epochs: int | None = None):
+  """`experiments/configs/lenet5_modern_mnist.py` as the launcher runs it (figures included), on the `mnist`
+  of $DEEPVISION_DATA_DIR; K = 0 keeps the config's own."""
+  from experiments.configs import lenet5_modern_mnist  # pylint: disable=g-import-not-at-top
+  config = lenet5_modern_mnist.get_config()
+  if steps_per_dispatch:
+    config.steps_per_dispatch = steps_per_dispatch
+  config.seed = seed
+  if epochs:
+    config.num_epochs = epochs
+  return config
+
+
+JOBS = {"main": main_job_config, "rbm_test_fit": rbm_test_fit_config, "rbm_digits": rbm_digits_config,
+        "lenet5_modern_mnist": lenet5_modern_mnist_config}
 
 
 def timed_run(config, workdir: str | None = None) -> dict:

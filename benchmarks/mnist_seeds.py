@@ -1,0 +1,107 @@
+r"""Runs one MNIST config through the launcher for several seeds and writes the record behind its README row.
+
+Each seed is `python -m experiments.main --config=CONFIG --workdir=... --config.data_dir=DATA_DIR
+--config.seed=S [--config.KEY=VALUE ...]` in a fresh process, as a user runs it; the record keeps the exact
+command, the wall time of each whole process, the final metrics, the machine and the commit, and the first
+seed's `curves.png` and `filters.png` go beside it.
+
+Usage:
+  python benchmarks/mnist_seeds.py --config=lenet5_mnist --data_dir=DATA_DIR [--seeds 0 1 2] \
+      [--set optimizer.name=sgd ...] [--name RECORD] [--out_dir results/mnist_subset]
+DATA_DIR holds `mnist` prepared by `python -m experiments.prepare_data` (BUILD.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import run_timing  # benchmarks/run_timing.py (the script's own folder)
+
+ROOT = run_timing.ROOT
+SUBSET_NOTE = ("the 8,004-digit MNIST training subset prepared by benchmarks/prepare_mnist_subset.py: "
+               "seed-0 permutation, 6,004 digits as `train`, 2,000 as `test`")
+
+
+def run_seed(config: str, data_dir: str, seed: int, overrides: list[str], workdir: str) -> dict:
+  command = [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}",
+             f"--config.data_dir={data_dir}", f"--config.seed={seed}"] + [f"--config.{o}" for o in overrides]
+  begin = time.perf_counter()
+  done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+  seconds = time.perf_counter() - begin
+  if done.returncode:
+    raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  final = [r for r in records if r.get("final")][-1]
+  last_train = [r for r in records if "train/accuracy" in r][-1]
+  return {"seed": seed, "wall_seconds": seconds, "final": final,
+          "last_train_record": {k: last_train[k] for k in ("step", "train/accuracy", "train/loss")}}
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--config", required=True, help="a config name, e.g. lenet5_mnist")
+  parser.add_argument("--data_dir", required=True, help="TFDS data dir holding a prepared `mnist`")
+  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+  parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                      help="config overrides, as --config.KEY=VALUE")
+  parser.add_argument("--name", default=None, help="record name (default: the config's)")
+  parser.add_argument("--out_dir", default=str(ROOT / "results" / "mnist_subset"))
+  parser.add_argument("--data_note", default=SUBSET_NOTE, help="what DATA_DIR's mnist is")
+  args = parser.parse_args(argv)
+  data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
+  name = args.name or args.config
+  out_dir = pathlib.Path(args.out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  seeds = []
+  with tempfile.TemporaryDirectory() as scratch:
+    for seed in args.seeds:
+      workdir = os.path.join(scratch, f"seed{seed}")
+      seeds.append(run_seed(args.config, data_dir, seed, args.overrides, workdir))
+      print(json.dumps(seeds[-1]), flush=True)
+      if seed == args.seeds[0]:
+        for figure in ("curves.png", "filters.png"):
+          if os.path.exists(os.path.join(workdir, figure)):
+            shutil.copyfile(os.path.join(workdir, figure), out_dir / f"{name}_{figure}")
+  accuracies = [s["final"]["test/accuracy"] for s in seeds]
+  record = {
+      "name": name, "config": args.config, "overrides": args.overrides,
+      "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+      "command": (f"python -m experiments.main --config={args.config} --workdir=runs/{name}_seedS "
+                  "--config.data_dir=DATA_DIR --config.seed=S" + "".join(f" --config.{o}" for o in args.overrides)),
+      "record_command": (f"python benchmarks/mnist_seeds.py --config={args.config} --data_dir=DATA_DIR --seeds "
+                         + " ".join(map(str, args.seeds))
+                         + (" --set " + " ".join(args.overrides) if args.overrides else "")
+                         + (f" --name {args.name}" if args.name else "")),
+      "data": args.data_note,
+      "splits": _splits(data_dir),
+      "machine": run_timing.machine(), "versions": run_timing.versions(), "git": run_timing.git_state(),
+      "seeds": seeds,
+      "test_accuracy_mean": statistics.mean(accuracies),
+      "test_accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+      "wall_seconds_mean": statistics.mean(s["wall_seconds"] for s in seeds),
+  }
+  (out_dir / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+  print(json.dumps({k: record[k] for k in ("name", "test_accuracy_mean", "test_accuracy_std",
+                                           "wall_seconds_mean")}))
+  return record
+
+
+def _splits(data_dir: str) -> dict:
+  sys.path.insert(0, str(ROOT))
+  from deepvision.data import datasets  # pylint: disable=g-import-not-at-top
+  return dict(datasets.dataset_info("mnist", data_dir).splits)
+
+
+if __name__ == "__main__":
+  main()
