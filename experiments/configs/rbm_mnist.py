@@ -22,6 +22,13 @@ of MNIST's 60,000. The momentum ramps 0.5 → 0.9 over `optimizer.momentum_ramp_
 
 Cost on a 2-core CPU: about 30 minutes with PCD; CD-25 takes longer (25 Gibbs steps per update); `:smoke`
 runs in seconds on a mock data set.
+
+Measured on an 8,004-digit subset of the MNIST training set (6,004 train, of which 5,404 train here and 600
+validate, and 2,000 test; `--config.optimizer.momentum_ramp_steps=270`; results/mnist_subset/), seed 0,
+20 epochs, test log-likelihood in nats with its AIS interval: CD-1 −118.3 [−118.6, −117.9] (2.5 min),
+CD-25 −86.9 [−87.5, −85.6] (4 min), 7 nats below the training digits' for both. PCD at this rate
+oscillated on the subset and its AIS interval is unbounded (log Z's lower bound −inf): that estimate
+(−55) is not usable; at rate 0.001 AIS is tight but 1,080 updates leave the model undertrained (−170.5).
 """
 
 import re
