@@ -18,6 +18,11 @@ Hinton et al. 2006 report 1.25% test error for their 784-500-500-2000 DBN on the
 generatively with the up-down algorithm; here the fine-tuning is discriminative, with back-propagation).
 Cost on a 2-core CPU: a few minutes per 6,000 training digits (both RBMs with their AIS, then the two
 fine-tunings); `:smoke` runs in seconds on a mock data set (784 × 12 × 8, exact log Z).
+
+Measured on an 8,004-digit subset of the MNIST training set (5,404 train, 600 validation, 2,000 test;
+`--config.optimizer.momentum_ramp_steps=270`; results/mnist_subset/dbn_mnist.json), seeds 0, 1, 2, about
+5 minutes each: test error 3.60 / 3.45 / 3.30% fine-tuned from the DBN, 6.75 / 6.95 / 6.75% from random
+weights; validation accuracy 94.8 / 95.0 / 95.8% vs 92.3 / 92.0 / 92.3%.
 """
 
 from deepvision import schema
