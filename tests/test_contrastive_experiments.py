@@ -210,7 +210,8 @@ def test_rbm_mnist_validates_on_the_last_tenth_of_a_train_and_test_set(tmp_path)
   config = override_config(importlib.import_module("experiments.configs.rbm_mnist").get_config("cd1,smoke"),
                            {"data_dir": str(tmp_path / "data")})
   plan = contrastive_loop.plan_contrastive(config)
-  binary = lambda x: (x > 127).reshape(len(x), -1)  # noqa: E731  the config's binarisation at 0.5
+  def binary(x):  # the config's binarisation at 0.5
+    return (x > 127).reshape(len(x), -1)
   np.testing.assert_array_equal(plan.data.splits["train"].reshape(63, -1), binary(images[:63]))
   np.testing.assert_array_equal(plan.data.splits["val"].reshape(7, -1), binary(images[63:70]))
   np.testing.assert_array_equal(plan.data.splits["test"].reshape(20, -1), binary(images[70:]))

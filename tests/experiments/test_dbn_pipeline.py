@@ -107,6 +107,7 @@ def _dbn_mnist_smoke(tmp_path):
   returned mock context."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from mock_catalog import write_catalog_metadata  # pylint: disable=g-import-not-at-top
+
   from experiments.configs import dbn_mnist  # pylint: disable=g-import-not-at-top
   config = loop.override_config(dbn_mnist.get_config("smoke"), {
       "linear_eval.enabled": False, "figures": False, "data_dir": str(tmp_path / "data")})
