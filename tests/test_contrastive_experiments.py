@@ -172,18 +172,67 @@ def test_scikit_learn_parity_on_digits(tmp_path):
   assert ours >= biases_only + 2.0, (ours, biases_only)
 
 
-def test_rbm_mnist_smoke_config_trains_on_mocked_mnist(tmp_path):
-  """The MNIST RBM config runs end to end on tfds's mock data (no download), binarised."""
+@pytest.mark.parametrize("arg, method, k, log_z", [("smoke", "pcd", 1, "exact"), ("cd25,smoke", "cd", 25, "ais")])
+def test_rbm_mnist_smoke_config_trains_on_mocked_mnist(tmp_path, arg, method, k, log_z):
+  """The MNIST RBM config runs end to end on tfds's mock data (no download), binarised, with PCD and with
+  CD-25; log Z exactly (16 hidden units) or, as the full config does, by AIS with its interval."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from mock_catalog import write_catalog_metadata  # pylint: disable=g-import-not-at-top
-  config = _config("rbm_mnist", data_dir=str(tmp_path / "data"))
+  config = importlib.import_module("experiments.configs.rbm_mnist").get_config(arg)
+  config = override_config(config, {"figures": False, "linear_eval.enabled": False,
+                                    "data_dir": str(tmp_path / "data"), "log_likelihood.method": log_z})
   write_catalog_metadata(config.data_dir, "mnist", {"train": 64, "test": 32})
   with tfds.testing.mock_data(num_examples=64, data_dir=config.data_dir):
     plan = contrastive_loop.plan_contrastive(config)
     record = train_and_evaluate(config, str(tmp_path / "run"))
+  assert (plan.spec.method, plan.spec.k) == (method, k)
   assert set(np.unique(plan.data.splits["train"])) <= {0.0, 1.0}
-  assert record["step"] == 64 // config.batch_size * config.num_epochs
+  assert record["step"] == 64 // config.batch_size * config.num_epochs  # the mock ignores split slices
   assert np.isfinite(record["test/log_likelihood"]) and np.isfinite(record["test/pseudo_likelihood"])
+  if log_z == "exact":
+    assert "log_z_lower" not in record
+    return
+  assert (record["ais_runs"], record["ais_temperatures"]) == (4, 14501)
+  for role in ("train", "val", "test"):
+    assert (record[f"{role}/log_likelihood_lower"] <= record[f"{role}/log_likelihood"]
+            <= record[f"{role}/log_likelihood_upper"]), role
+
+
+def test_rbm_mnist_validates_on_the_last_tenth_of_a_train_and_test_set(tmp_path):
+  """On a set with only train and test (here 70 + 20 images prepared from arrays), the config trains on
+  the first 90% of train and validates on the rest."""
+  from deepvision.data import prepare  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (90, 28, 28), dtype=np.uint8)
+  labels = rng.integers(0, 10, 90)
+  prepare.prepare_arrays("mnist", {"train": (images[:70], labels[:70]), "test": (images[70:], labels[70:])},
+                         tmp_path / "data")
+  config = override_config(importlib.import_module("experiments.configs.rbm_mnist").get_config("cd1,smoke"),
+                           {"data_dir": str(tmp_path / "data")})
+  plan = contrastive_loop.plan_contrastive(config)
+  def binary(x):  # the config's binarisation at 0.5
+    return (x > 127).reshape(len(x), -1)
+  np.testing.assert_array_equal(plan.data.splits["train"].reshape(63, -1), binary(images[:63]))
+  np.testing.assert_array_equal(plan.data.splits["val"].reshape(7, -1), binary(images[63:70]))
+  np.testing.assert_array_equal(plan.data.splits["test"].reshape(20, -1), binary(images[70:]))
+  assert plan.steps_per_epoch == 63 // config.batch_size
+
+
+def test_rbm_mnist_method_argument_picks_cd_k_or_pcd():
+  rbm_mnist = importlib.import_module("experiments.configs.rbm_mnist")
+  for arg, method, k in [(None, "pcd", 1), ("pcd", "pcd", 1), ("cd1", "cd", 1), ("cd10", "cd", 10),
+                         ("cd25", "cd", 25), ("smoke,cd10", "cd", 10)]:
+    config = rbm_mnist.get_config(arg)
+    assert (config.contrastive.method, config.contrastive.k) == (method, k), arg
+    assert (config.train_split, config.eval_split, config.test_split) == ("train[:90%]", "train[90%:]", "test")
+    assert config.model_kwargs.n_hidden == (16 if "smoke" in (arg or "") else 500)
+  assert rbm_mnist.get_config("cd25").to_dict() == override_config(
+      rbm_mnist.get_config(), {"contrastive.method": "cd", "contrastive.k": 25}).to_dict()
+  from experiments import config_catalog  # pylint: disable=g-import-not-at-top
+  assert config_catalog.summary("rbm_mnist").arguments == ("cd1", "cd25", "smoke")  # the docstring's commands
+  for bad in ("cd0", "cd", "cd-1", "cd01", "pcd,cd1", "smoke,smoke", "fast"):
+    with pytest.raises(ValueError, match=rf"unknown argument '{bad}' for config rbm_mnist; valid: .*'cdK'"):
+      rbm_mnist.get_config(bad)
 
 
 def test_the_trainer_ais_estimate_matches_the_exact_log_z(tmp_path):

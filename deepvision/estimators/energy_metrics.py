@@ -100,7 +100,12 @@ def continuous_ais_settings(settings: ml_collections.ConfigDict,
 
 def log_partition(model, params, method: str, settings: ml_collections.ConfigDict, key: jax.Array,
                   train: np.ndarray, chain_step_size: float | None = None) -> dict[str, float]:
-  """{'log_z': ...} exactly, or by AIS with its ±3σ bounds ('log_z_lower', 'log_z_upper'); {} for 'none'.
+  """{'log_z': ...} exactly, or by AIS with its ±3σ bounds; {} for 'none'.
+
+  AIS (Salakhutdinov & Murray 2008) adds what the estimate's spread needs to be read: 'log_z_lower' and
+  'log_z_upper', log(Ẑ ∓ 3σ̂) with σ̂ the standard error of the mean importance weight over the runs (the
+  lower bound −inf when Ẑ − 3σ̂ ≤ 0); 'log_z_std', the delta-method standard error σ̂ / Ẑ of log Ẑ;
+  'ais_runs' and 'ais_temperatures', the runs and the length of the β schedule.
 
   Args:
     model, params: the energy model and its parameters.
@@ -125,7 +130,9 @@ def log_partition(model, params, method: str, settings: ml_collections.ConfigDic
           **continuous_ais_settings(settings, chain_step_size))
       extra = {"ais_acceptance_rate": float(result.acceptance_rate)}
     return {"log_z": float(result.log_z), "log_z_lower": float(result.log_z_lower),
-            "log_z_upper": float(result.log_z_upper), **extra}
+            "log_z_upper": float(result.log_z_upper), "log_z_std": float(result.log_z_std),
+            "ais_runs": int(result.log_weights.size), "ais_temperatures": int(result.num_temperatures),
+            **extra}
   return {}
 
 

@@ -4,12 +4,13 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from deepvision.data import datasets
-from deepvision.estimators import ais, partition
+from deepvision.estimators import ais, energy_metrics, partition
 from deepvision.models.rbm import RBM, GaussianRBM
 from deepvision.samplers.gibbs import block_gibbs
 from rbm_testing import random_variables
@@ -200,3 +201,46 @@ def test_bad_inputs_are_errors():
   gaussian = GaussianRBM(n_visible=4, n_hidden=2)
   with pytest.raises(ValueError, match=r"\(B, 4\).*\(3, 6\)"):
     ais.ais_log_partition(gaussian, random_variables(gaussian, 0), key, data=np.zeros((3, 6)))
+
+
+def test_the_3_sigma_interval_holds_the_exact_log_z_and_narrows_with_more_runs():
+  # Salakhutdinov & Murray's bounds: log(Ẑ ± 3σ̂), σ̂ the standard error of the mean weight over the runs.
+  # A short schedule leaves the weights spread out, so the interval is wide enough to be tested.
+  model = RBM(n_visible=10, n_hidden=8)
+  variables = random_variables(model, seed=6)
+  exact = float(partition.log_partition(model, variables))
+  betas = ais.linear_betas(50)
+  few = ais.ais_log_partition(model, variables, jax.random.key(7), betas=betas, num_runs=25)
+  many = ais.ais_log_partition(model, variables, jax.random.key(8), betas=betas, num_runs=400)
+  for result in (few, many):
+    assert result.log_z_lower < exact < result.log_z_upper, (result.log_z_lower, exact, result.log_z_upper)
+    assert result.log_z_std > 0.005  # not trivially exact at this schedule
+  # 16× the runs: σ̂ falls about 4×; the interval narrows accordingly.
+  def width(result):
+    return result.log_z_upper - result.log_z_lower
+  assert width(many) < 0.5 * width(few), (width(many), width(few))
+  assert many.log_z_std < 0.5 * few.log_z_std
+
+
+def test_the_trainer_record_carries_the_interval_and_the_settings():
+  model = RBM(n_visible=10, n_hidden=8)
+  params = random_variables(model, seed=6)["params"]
+  data = np.random.default_rng(0).integers(0, 2, (40, 10)).astype(np.float32)
+  settings = ml_collections.ConfigDict({"exact_max_units": 20, "ais_runs": 30, "ais_temperatures": 50,
+                                        "ais_betas": ()})
+  record = energy_metrics.evaluate(model, params, {"train": data[:20], "test": data[20:]}, "ais", settings,
+                                   jax.random.key(9))
+  direct = ais.ais_log_partition(model, {"params": params}, jax.random.key(9), data=data[:20],
+                                 betas=ais.linear_betas(50), num_runs=30)
+  assert record["log_z"] == pytest.approx(direct.log_z, abs=1e-6)
+  assert record["log_z_std"] == pytest.approx(direct.log_z_std, rel=1e-5)
+  assert (record["log_z_lower"], record["log_z_upper"]) == (pytest.approx(direct.log_z_lower, abs=1e-6),
+                                                            pytest.approx(direct.log_z_upper, abs=1e-6))
+  assert (record["ais_runs"], record["ais_temperatures"]) == (30, 50)
+  # log p = −F − log Z: the upper bound of log Z gives the lower bound of the log-likelihood.
+  for role in ("train", "test"):
+    free_energy = record[f"{role}/free_energy"]
+    assert record[f"{role}/log_likelihood_lower"] == pytest.approx(-free_energy - record["log_z_upper"])
+    assert record[f"{role}/log_likelihood_upper"] == pytest.approx(-free_energy - record["log_z_lower"])
+    assert (record[f"{role}/log_likelihood_lower"] < record[f"{role}/log_likelihood"]
+            < record[f"{role}/log_likelihood_upper"])

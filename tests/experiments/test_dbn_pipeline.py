@@ -99,3 +99,52 @@ def test_a_contrastive_config_is_not_a_dbn_config(tmp_path):
   with pytest.raises(loop.ConfigError, match="needs the blocks config.dbn"):
     loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+
+def _dbn_mnist_smoke(tmp_path):
+  """dbn_mnist:smoke on a mock MNIST in tmp_path/data (64 training, 32 test digits); the caller enters the
+  returned mock context."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from mock_catalog import write_catalog_metadata  # pylint: disable=g-import-not-at-top
+
+  from experiments.configs import dbn_mnist  # pylint: disable=g-import-not-at-top
+  config = loop.override_config(dbn_mnist.get_config("smoke"), {
+      "linear_eval.enabled": False, "figures": False, "data_dir": str(tmp_path / "data")})
+  write_catalog_metadata(config.data_dir, "mnist", {"train": 64, "test": 32})
+  return config, tfds.testing.mock_data(num_examples=64, data_dir=config.data_dir)
+
+
+def test_dbn_mnist_config_plans_a_784_500_500_stack_on_mocked_mnist(tmp_path):
+  """The MNIST DBN config resolves, and its smoke variant is planned on tfds's mock data (no download):
+  binarised digits, 784 × 12 × 8, fine-tuning on the labels; the run itself is the slow test below."""
+  from experiments.configs import dbn_mnist  # pylint: disable=g-import-not-at-top
+  full = dbn_mnist.get_config()
+  assert (tuple(full.dbn.hidden), full.model_kwargs.n_visible, full.contrastive.method, full.contrastive.k) == (
+      (500, 500), 784, "cd", 1)
+  assert (full.train_split, full.eval_split, full.preprocess) == ("train[:90%]", "train[90%:]", "binarize")
+  config, mock = _dbn_mnist_smoke(tmp_path)
+  with mock:
+    plan = dbn_loop.plan_dbn(config)
+  assert set(np.unique(plan.data.splits["train"])) <= {0.0, 1.0}
+  assert plan.data.image_shape == (28, 28, 1) and set(plan.data.labels) == {"train", "val", "test"}
+  assert [dict(c.model_kwargs) for c in plan.layer_configs] == [{"n_visible": 784, "n_hidden": 12},
+                                                                {"n_visible": 12, "n_hidden": 8}]
+  assert set(plan.finetune_configs) == {"stack", "random"}
+  assert plan.finetune_steps == 64 // 16 * 2
+
+
+@pytest.mark.slow  # ~40 s on a loaded 2-core CPU, mostly compilation; the pipeline is tested on the digits
+def test_dbn_mnist_smoke_config_stacks_and_fine_tunes_on_mocked_mnist(tmp_path):
+  """The MNIST DBN smoke config runs end to end on the mock data: both fine-tunings, one final record."""
+  config, mock = _dbn_mnist_smoke(tmp_path)
+  workdir = str(tmp_path / "run")
+  with mock:
+    record = loop.train_and_evaluate(config, workdir)
+  assert read_metrics(workdir) == [record] and record["final"]
+  assert record["step"] == 64 // 16 * 2  # the fine-tuning's steps
+  for key in ("test/accuracy", "test/accuracy_scratch", "val/accuracy", "val/accuracy_scratch"):
+    assert 0.0 <= record[key] <= 1.0, key
+  for l in (1, 2):
+    assert np.isfinite(record[f"layer_{l}/test/log_likelihood"])  # 12 and 8 hidden units: exact log Z
+  assert read_metrics(os.path.join(workdir, "scratch"))[-1]["test/accuracy"] == record["test/accuracy_scratch"]
