@@ -18,6 +18,8 @@ import sys
 
 from absl import app, flags
 
+from experiments.readme_tables import replace_between
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "results" / "mnist_subset"
 TIME_TO_ACCURACY = ROOT / "benchmarks" / "results" / "lenet5_time_to_accuracy.json"
@@ -122,10 +124,7 @@ def tables() -> str:
 
 def replace_tables(text: str, generated: str) -> str:
   """`text` with what lies between BEGIN and END replaced by `generated` (ValueError if absent)."""
-  start, stop = text.find(BEGIN), text.find(END)
-  if start < 0 or stop < start:
-    raise ValueError(f"the README has no mnist-table markers: add the lines\n{BEGIN}\n{END}\nwhere the tables go")
-  return text[:start + len(BEGIN)] + "\n" + generated + "\n" + text[stop:]
+  return replace_between(text, BEGIN, END, generated, "mnist-table")
 
 
 def main(argv: list[str]) -> None:

@@ -35,14 +35,7 @@ def get_config(arg: str | None = None):
   config = common.contrastive_config()
   config.trainer = "dbn"
   config.model = "rbm"
-  config.model_kwargs.n_visible = 784
-  config.dataset = "mnist"
-  config.train_split = "train[:90%]"
-  config.eval_split = "train[90%:]"
-  config.test_split = "test"
-  config.preprocess = "binarize"
-  config.batch_size = 100
-  config.num_epochs = 20
+  common.binarized_mnist(config)
   config.contrastive.method = "cd"  # CD-1, as in Hinton et al. 2006
   config.optimizer.learning_rate = 0.05
   config.optimizer.momentum_ramp_steps = 5 * 540

@@ -54,15 +54,8 @@ def get_config(arg: str | None = None):
   config = common.contrastive_config()
   config.steps_per_dispatch = 16  # benchmarks/results/steps_per_dispatch.json: fastest with compilation
   config.model = "rbm"
-  config.model_kwargs.n_visible = 784
+  common.binarized_mnist(config)
   config.model_kwargs.n_hidden = 500
-  config.dataset = "mnist"
-  config.train_split = "train[:90%]"
-  config.eval_split = "train[90%:]"
-  config.test_split = "test"
-  config.preprocess = "binarize"
-  config.batch_size = 100
-  config.num_epochs = 20
   if method == "pcd":
     config.contrastive.method = "pcd"
   else:
