@@ -86,25 +86,39 @@ def test_help_shows_the_config_flag_and_the_configs_and_exits_0():
 
 
 def test_the_launcher_keeps_compiled_programs_in_a_persistent_cache(tmp_path):
-  """A repeated run reads its programs from `$XDG_CACHE_HOME/deepvision/xla` and ends bit for bit as the
-  first; `DEEPVISION_COMPILATION_CACHE=0` turns the cache off."""
+  """A repeated run reads its programs from `$XDG_CACHE_HOME/deepvision/xla`, compiles nothing new and ends
+  bit for bit as the first."""
   env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}  # not the test session's cache
   env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
   cache = tmp_path / "cache" / "deepvision" / "xla"
 
-  def run(name, **extra):
+  def run(name):
     done = subprocess.run([sys.executable, "-m", "experiments.main", "--config=lcn_convnet_digits:smoke",
                            f"--workdir={tmp_path / name}", "--config.figures=False"],
-                          cwd=ROOT, env={**env, **extra}, capture_output=True, text=True, timeout=300, check=False)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     with open(tmp_path / name / "metrics.jsonl") as f:
       return [{k: v for k, v in json.loads(line).items() if k != "steps_per_second"} for line in f]
 
-  off = run("off", DEEPVISION_COMPILATION_CACHE="0")
-  assert not cache.exists()
   first = run("first")
-  assert first == off
   entries = set(os.listdir(cache))
   assert entries
   assert run("again") == first
   assert set(os.listdir(cache)) == entries  # nothing compiled anew
+
+
+def test_the_cache_directory_follows_the_environment(monkeypatch, tmp_path):
+  """`$JAX_COMPILATION_CACHE_DIR` wins, else `$XDG_CACHE_HOME/deepvision/xla`; `DEEPVISION_COMPILATION_CACHE=0`
+  leaves JAX's settings alone."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  updates = []
+  monkeypatch.setattr(jax.config, "update", lambda name, value: updates.append((name, value)))
+  assert cli.use_compilation_cache({"DEEPVISION_COMPILATION_CACHE": "0"}) is None and not updates
+  assert cli.use_compilation_cache({"XDG_CACHE_HOME": str(tmp_path)}) == str(tmp_path / "deepvision" / "xla")
+  assert ("jax_compilation_cache_dir", str(tmp_path / "deepvision" / "xla")) in updates
+  updates.clear()
+  assert cli.use_compilation_cache({"JAX_COMPILATION_CACHE_DIR": "/x", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS":
+                                    "1"}) == "/x"
+  assert updates == []  # JAX reads its own variables
