@@ -72,8 +72,12 @@ def time_to_accuracy_table(path: pathlib.Path = TIME_TO_ACCURACY) -> str:
        f"{seconds('deepvision_end_to_end_seconds_mean')} | {seconds('deepvision_end_to_end_seconds_cold_cache')} | "
        f"{seconds('deepvision_end_to_end_seconds_warm_cache')} | "
        f"{seconds('deepvision_train_seconds_excluding_compile_mean')} |"),
-      (f"| plain PyTorch loop (eager) | {_percent(s['torch_test_accuracy_mean'])} | "
+      (f"| plain PyTorch loop ({s.get('torch_best_mode', 'eager')}, its fastest mode) | "
+       f"{_percent(s['torch_test_accuracy_mean'])} | "
        f"{seconds('torch_end_to_end_seconds_mean')} | | | {seconds('torch_loop_seconds_mean')} |"),
+      *(f"| … PyTorch {mode} | {_percent(m['test_accuracy'])} | {m['process_seconds']:.1f} s | | | "
+        f"{m['loop_seconds']:.1f} s |"
+        for mode, m in s.get("torch_modes", {}).items() if mode != s.get("torch_best_mode")),
       (f"| **PyTorch time / deepvision time** | | **{ratio('end_to_end_ratio_torch_over_deepvision_mean')}** | "
        f"{ratio('end_to_end_ratio_torch_over_deepvision_cold_cache')} | "
        f"{ratio('end_to_end_ratio_torch_over_deepvision_warm_cache')} | "
