@@ -74,7 +74,8 @@ class Prober:
     self.config = override_config(config, {"optimizer.schedule": "constant", "optimizer.warmup_steps": 0})
     self.plan = plan
     self.tx = optim.make_optimizer(self.config, 1, rate_in_state=True)
-    self._step = jax.jit(supervised.make_train_step(plan.preprocess), donate_argnums=0)
+    self._step = jax.jit(supervised.make_train_step(plan.preprocess, curvature=optim.curvature_of(self.config)),
+                         donate_argnums=0)
 
   def run(self, learning_rate: float, steps: int, seed: int = 0, min_decrease: float = 0.1,
           on_epoch: Callable[[int, TrainState], bool] | None = None) -> ProbeRun:
