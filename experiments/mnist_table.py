@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from experiments.readme_tables import replace_between
+from experiments import readme_tables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "results" / "mnist_subset"
@@ -132,33 +132,15 @@ def tables() -> str:
 
 def replace_tables(text: str, generated: str) -> str:
   """`text` with what lies between BEGIN and END replaced by `generated` (ValueError if absent)."""
-  return replace_between(text, BEGIN, END, generated, "mnist-table")
+  return readme_tables.replace_between(text, BEGIN, END, generated, "mnist-table")
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     sys.exit(2)
-  generated = tables()
-  if not (_FLAGS['write'].value or _FLAGS['check'].value):
-    print(generated)
-    return
-  with open(_FLAGS['readme'].value, encoding="utf-8") as f:
-    text = f.read()
-  try:
-    updated = replace_tables(text, generated)
-  except ValueError as e:
-    print(f"error: {_FLAGS['readme'].value}: {e}", file=sys.stderr)
-    sys.exit(2)
-  if _FLAGS['check'].value:
-    if updated != text:
-      print(f"{_FLAGS['readme'].value}: the real-digits tables differ from the records; run python -m "
-            "experiments.mnist_table --write", file=sys.stderr)
-      sys.exit(1)
-    return
-  with open(_FLAGS['readme'].value, "w", encoding="utf-8") as f:
-    f.write(updated)
-
+  readme_tables.publish(tables(), _FLAGS["readme"].value, BEGIN, END, "mnist-table", write=_FLAGS["write"].value,
+                        check=_FLAGS["check"].value, command="python -m experiments.mnist_table --write")
 
 if __name__ == "__main__":
   _define_flags()
