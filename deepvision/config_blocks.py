@@ -78,11 +78,11 @@ class SupervisedOptimizer(Optimizer):
 
   name: str = spec("sgd", one_of(optim.OPTIMIZERS), "sgd | sdlm (rate η/(μ + h) per parameter)")
   # SDLM's settings: checked when a config sets them (the 'sdlm' configs), not in every config.
-  sdlm_damping: float = spec(0.02, real(0.0, low_open=True), "'sdlm' only: μ, the paper's 0.02", optional=True)
-  sdlm_curvature: str = spec("euclidean", one_of(sdlm.CURVATURES), "'sdlm' only: euclidean (‖f − c‖² at the "
+  sdlm_damping: float = spec(sdlm.PAPER_DAMPING, real(0.0, low_open=True), "'sdlm' only: μ, the paper's 0.02", optional=True)
+  sdlm_curvature: str = spec(sdlm.CURVATURES[0], one_of(sdlm.CURVATURES), "'sdlm' only: euclidean (‖f − c‖² at the "
                              "model's features, the paper's) | fisher (cross-entropy at the logits)",
                              optional=True)
-  sdlm_decay: float = spec(0.01, real(0.0, 1.0, low_open=True), "'sdlm' only: weight of each new "
+  sdlm_decay: float = spec(sdlm.DEFAULT_DECAY, real(0.0, 1.0, low_open=True), "'sdlm' only: weight of each new "
                            "Gauss–Newton estimate in the running average", optional=True)
   lr_search: bool = spec(False, boolean, "halve from learning_rate until a short probe converges")
   lr_search_steps: int = spec(300, at_least(10))

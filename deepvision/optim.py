@@ -274,7 +274,7 @@ def curvature_of(config: ml_collections.ConfigDict) -> str | None:
   SDLM's `optimizer.sdlm_curvature`; None for SGD."""
   if config.optimizer.get("name", "sgd") != "sdlm":
     return None
-  return config.optimizer.get("sdlm_curvature", "euclidean")
+  return config.optimizer.get("sdlm_curvature", sdlm.CURVATURES[0])
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
@@ -331,7 +331,7 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
                        "nesterov or momentum_ramp_steps")
     step = optax.inject_hyperparams(sdlm.sdlm, static_args=("damping", "decay", "momentum"))
     parts.append(step(learning_rate=rate, damping=float(opt.get("sdlm_damping", sdlm.PAPER_DAMPING)),
-                      decay=float(opt.get("sdlm_decay", 0.01)), momentum=float(opt.momentum) or None))
+                      decay=float(opt.get("sdlm_decay", sdlm.DEFAULT_DECAY)), momentum=float(opt.momentum) or None))
   else:
     sgd = optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))
     parts.append(sgd(learning_rate=rate, momentum=momentum, nesterov=bool(opt.get("nesterov", False))))

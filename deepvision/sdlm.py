@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import optax
 
 PAPER_DAMPING = 0.02  # μ of the paper's Appendix C
-CURVATURES = ("euclidean", "fisher")  # the Gauss–Newton estimates below, by name
+DEFAULT_DECAY = 0.01  # γ, the weight of each new curvature estimate in the running average
+CURVATURES = ("euclidean", "fisher")  # the Gauss–Newton estimates below, by name; the first is the paper's
 
 
 class ScaleBySdlmState(NamedTuple):
@@ -37,7 +38,7 @@ class ScaleBySdlmState(NamedTuple):
   count: jax.Array
 
 
-def scale_by_sdlm(damping: float = PAPER_DAMPING, decay: float = 0.01) -> optax.GradientTransformationExtraArgs:
+def scale_by_sdlm(damping: float = PAPER_DAMPING, decay: float = DEFAULT_DECAY) -> optax.GradientTransformationExtraArgs:
   """Divides each gradient by μ + h, h the bias-corrected running average of the `curvature` estimates.
 
   Args:
@@ -70,7 +71,7 @@ def scale_by_sdlm(damping: float = PAPER_DAMPING, decay: float = 0.01) -> optax.
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def sdlm(learning_rate: optax.ScalarOrSchedule, damping: float = PAPER_DAMPING, decay: float = 0.01,
+def sdlm(learning_rate: optax.ScalarOrSchedule, damping: float = PAPER_DAMPING, decay: float = DEFAULT_DECAY,
          momentum: float | None = None) -> optax.GradientTransformationExtraArgs:
   """The SDLM step η / (μ + h) · g, optionally followed by a momentum trace (the paper uses none)."""
   parts = [scale_by_sdlm(damping, decay)]

@@ -132,17 +132,20 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
     images = preprocess(batch["image"], augment_key, train=True)
     labels = batch["label"]
 
+    def forward(params):
+      return state.apply_fn({"params": params}, images, train=True, rngs={"dropout": dropout_key})
+
     def loss_fn(params):
-      logits, _ = state.apply_fn({"params": params}, images, train=True, rngs={"dropout": dropout_key})
+      logits, _ = forward(params)
       return cross_entropy(logits, labels).mean(), logits
 
     if curvature:
-      def forward(params):
-        logits, acts = state.apply_fn({"params": params}, images, train=True, rngs={"dropout": dropout_key})
+      def logits_and_features(params):
+        logits, acts = forward(params)
         return logits, acts["features"].reshape(logits.shape[0], -1)
 
       loss, logits, grads, estimate = _loss_gradient_and_curvature(
-          forward, state.params, labels, jax.random.fold_in(step_key, _CURVATURE_DRAW), curvature)
+          logits_and_features, state.params, labels, jax.random.fold_in(step_key, _CURVATURE_DRAW), curvature)
     else:
       (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {"train/loss": loss,
