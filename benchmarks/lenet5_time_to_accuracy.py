@@ -57,10 +57,9 @@ def torch_child(data_dir: str, seed: int, mode: str) -> None:
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
 
-  sys.path.insert(0, str(ROOT))
   from deepvision.data import datasets  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, str(ROOT / "experiments" / "configs"))
-  config = __import__(CONFIG).get_config()
+  from experiments import config_catalog  # pylint: disable=g-import-not-at-top
+  config = config_catalog.load(CONFIG)
   torch.manual_seed(seed)
   torch.set_num_threads(len(os.sched_getaffinity(0)))
   read_begin = time.perf_counter()
@@ -116,21 +115,12 @@ def torch_child(data_dir: str, seed: int, mode: str) -> None:
 def run_launcher(data_dir: str, seed: int, k: int, cache_home: str) -> dict:
   """`experiments.main` as a user runs it, in a fresh process: wall time and the final record. Its XLA
   compilation cache lives in `cache_home` (cold for the first run of the benchmark, warm after)."""
+  env = {key: value for key, value in os.environ.items() if not key.startswith("JAX_COMPILATION_CACHE")}
+  env["XDG_CACHE_HOME"] = cache_home
+  cold = not os.path.isdir(os.path.join(cache_home, "deepvision", "xla"))
+  overrides = [f"data_dir={data_dir}", f"seed={seed}"] + ([f"steps_per_dispatch={k}"] if k else [])
   with tempfile.TemporaryDirectory() as workdir:
-    command = [sys.executable, "-m", "experiments.main", f"--config={CONFIG}", f"--workdir={workdir}/run",
-               f"--config.data_dir={data_dir}", f"--config.seed={seed}"]
-    if k:
-      command.append(f"--config.steps_per_dispatch={k}")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("JAX_COMPILATION_CACHE")}
-    env["XDG_CACHE_HOME"] = cache_home
-    cold = not os.path.isdir(os.path.join(cache_home, "deepvision", "xla"))
-    begin = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
-    seconds = time.perf_counter() - begin
-    if done.returncode:
-      raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    with open(f"{workdir}/run/metrics.jsonl") as f:
-      records = [json.loads(line) for line in f]
+    seconds, records = run_timing.launcher_run(CONFIG, f"{workdir}/run", overrides, env)
   final = [r for r in records if r.get("final")][-1]
   return {"process_seconds": seconds, "test_accuracy": final["test/accuracy"], "steps": final["step"],
           "compilation_cache": "cold" if cold else "warm"}
@@ -200,7 +190,6 @@ def main(argv=None) -> dict | None:
   data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
   if args.torch_child:
     return torch_child(data_dir, args.seeds[0], args.torch_modes[0])
-  sys.path.insert(0, str(ROOT))
   from deepvision.data import datasets  # pylint: disable=g-import-not-at-top
   train_count = datasets.dataset_info("mnist", data_dir).splits  # fails fast, naming the data dir
   rows = []

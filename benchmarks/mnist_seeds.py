@@ -20,10 +20,7 @@ import os
 import pathlib
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
 import run_timing  # benchmarks/run_timing.py (the script's own folder)
 
@@ -33,15 +30,7 @@ SUBSET_NOTE = ("the 8,004-digit MNIST training subset prepared by benchmarks/pre
 
 
 def run_seed(config: str, data_dir: str, seed: int, overrides: list[str], workdir: str) -> dict:
-  command = [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}",
-             f"--config.data_dir={data_dir}", f"--config.seed={seed}"] + [f"--config.{o}" for o in overrides]
-  begin = time.perf_counter()
-  done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
-  seconds = time.perf_counter() - begin
-  if done.returncode:
-    raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    records = [json.loads(line) for line in f]
+  seconds, records = run_timing.launcher_run(config, workdir, [f"data_dir={data_dir}", f"seed={seed}", *overrides])
   final = [r for r in records if r.get("final")][-1]
   last_train = [r for r in records if "train/accuracy" in r][-1]
   return {"seed": seed, "wall_seconds": seconds, "final": final,
@@ -98,7 +87,6 @@ def main(argv=None) -> dict:
 
 
 def _splits(data_dir: str) -> dict:
-  sys.path.insert(0, str(ROOT))
   from deepvision.data import datasets  # pylint: disable=g-import-not-at-top
   return dict(datasets.dataset_info("mnist", data_dir).splits)
 

@@ -172,6 +172,20 @@ def timed_run(config, workdir: str | None = None) -> dict:
           "record": {k: v for k, v in record.items() if isinstance(v, (int, float, str, bool))}}
 
 
+def launcher_run(config: str, workdir: str, overrides: list[str], env: dict | None = None) -> tuple[float, list]:
+  """`python -m experiments.main --config=CONFIG --workdir=WORKDIR --config.KEY=VALUE ...` in a fresh process,
+  as a user runs it: its whole wall time and the records of its `metrics.jsonl` (RuntimeError on failure)."""
+  from deepvision.train import writers  # pylint: disable=g-import-not-at-top
+  command = [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}"]
+  command += [f"--config.{o}" for o in overrides]
+  begin = time.perf_counter()
+  done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+  seconds = time.perf_counter() - begin
+  if done.returncode:
+    raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+  return seconds, writers.read_metrics(workdir)
+
+
 def child_run(job: str, k: int, seed: int, epochs: int | None = None, timeout: float = 900) -> dict:
   """`timed_run` of `job` in a fresh Python process; adds `process_seconds`, the child's whole wall time
   (interpreter start, imports, the run, exit)."""
