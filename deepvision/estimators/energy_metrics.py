@@ -19,9 +19,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deepvision.estimators import ais, partition, pseudo_likelihood
+from deepvision.estimators import ais, linear_readout, partition, pseudo_likelihood
 from deepvision.models.gaussian import GaussianModel
-from deepvision.models.logistic import fit_logistic_regression
 from deepvision.data.energy import EnergyData
 
 # Continuous AIS (gated MRFs): HMC leapfrog steps per trajectory and trajectories per temperature.
@@ -222,16 +221,12 @@ def linear_evaluation(model, params, data: EnergyData, l2: tuple[float, ...]) ->
   """
   if "train" not in data.labels or "test" not in data.labels:
     return {}
-  if "val" not in data.labels:
-    l2 = l2[:1]
   features = jax.jit(lambda v: model.apply({"params": params}, v, method="hidden_probs"))
   out = {}
   for name, transform in (("feature", features), ("pixel", lambda v: v)):
     inputs = {role: np.asarray(transform(jnp.asarray(x.reshape(len(x), -1))))
               for role, x in data.splits.items() if role in data.labels}
-    fits = [fit_logistic_regression(inputs["train"], data.labels["train"], l2=weight) for weight in l2]
-    scores = [fit.accuracy(inputs["val"], data.labels["val"]) if "val" in inputs else 0.0 for fit in fits]
-    best = int(np.argmax(scores))
-    out[f"test/{name}_accuracy"] = fits[best].accuracy(inputs["test"], data.labels["test"])
-    out[f"{name}_l2"] = float(l2[best])
+    result = linear_readout.readout(inputs, data.labels, l2)
+    out[f"test/{name}_accuracy"] = result.test_accuracy
+    out[f"{name}_l2"] = result.l2
   return out
