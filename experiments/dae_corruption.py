@@ -1,18 +1,21 @@
 r"""Denoising autoencoder filters on the digits as the masking noise grows (Vincent et al. 2008, fig. 3).
 
   python -m experiments.dae_corruption --workdir=runs/dae_corruption --out=results/dae_corruption
+  python -m experiments.dae_corruption --config=dae_mnist --data_dir=DIR --workdir=runs/dae_corruption_mnist \
+      --out=results/dae_corruption_mnist --seeds=1
 
-Trains the `dae_digits` experiment (64 × 100 tied sigmoid units, cross-entropy) at each masking rate of
+Trains a denoising-autoencoder config (`--config`: `dae_digits`, 64 × 100 tied sigmoid units on the 8×8
+digits, the default; `dae_mnist`, 784 × 500 on 28×28 MNIST from a TFDS data dir) at each masking rate of
 `--levels` and `--seeds` seeds, each in `workdir/p{rate}_s{seed}` (a finished run is reused), and measures
 the effective filters W_ij·s_i of every hidden unit j, s_i the standard deviation of pixel i on the training
 digits (the border pixels are almost always 0: their weights only serve the decoder, which pushes them far
 negative, and say nothing of what a unit detects; `_raw` statistics use W itself):
 
 * localisation: the fraction of a filter's energy Σ_i (W_ij s_i)² in its `--top_k` largest pixels, averaged
-  over the units (k/V for a filter spread evenly over V pixels, 1 for a single pixel; `random_filters` is
-  the value for Gaussian random W, the reference);
+  over the units, k = V / 8 unless set (k/V for a filter spread evenly over V pixels, 1 for a single pixel;
+  `random_filters` is the value for Gaussian random W, the reference);
 * spread: the energy-weighted standard deviation of a filter's pixel coordinates, in pixels, averaged over
-  the units (a blob or a short stroke is small; the whole 8×8 grid evenly 3.24);
+  the units (a blob or a short stroke is small; the whole 8×8 grid evenly 3.24, 28×28 11.4);
 * the test accuracy of logistic regression on the features (L2 chosen on validation).
 
 Writes `OUT.json` (per level: the mean and standard deviation over seeds of each statistic, and every run's
@@ -35,14 +38,16 @@ from matplotlib.figure import Figure
 from deepvision.data.energy import prepare_data
 from deepvision.figures import energy_viz, viz
 from deepvision.train import autoencoder, loop
-from experiments.configs import dae_digits
+from experiments import config_catalog
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/dae_corruption", "Where the runs are trained (and reused).")
 _OUT = flags.DEFINE_string("out", "results/dae_corruption", "Path of the record and figure, without suffix.")
 _LEVELS = flags.DEFINE_list("levels", ["0", "0.1", "0.25", "0.5", "0.75"], "Masking rates.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per level (0 … seeds − 1).")
-_TOP_K = flags.DEFINE_integer("top_k", 8, "Pixels counted by the localisation statistic.")
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Pixels counted by the localisation statistic (0: an eighth of them).")
 _SMOKE = flags.DEFINE_bool("smoke", False, "The smoke config (tiny model, two epochs): for tests.")
+_CONFIG = flags.DEFINE_enum("config", "dae_digits", ["dae_digits", "dae_mnist"], "The denoising-autoencoder config.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data dir (dae_mnist).")
 
 IMAGE_SHAPE = (8, 8, 1)
 
@@ -67,36 +72,47 @@ def spread(W: np.ndarray, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> np.ndar
   return np.sqrt(np.sum(weights.T * squared, axis=1))
 
 
-def statistics(W: np.ndarray, k: int, pixel_std: np.ndarray) -> dict[str, float]:
+def statistics(W: np.ndarray, k: int, pixel_std: np.ndarray,
+               image_shape: tuple[int, ...] = IMAGE_SHAPE) -> dict[str, float]:
   """The unit-averaged localisation and spread of the effective filters W·s, and of W (`_raw`)."""
   effective = W * pixel_std[:, None]
-  return {"localisation": float(np.mean(localisation(effective, k))), "spread": float(np.mean(spread(effective))),
-          "localisation_raw": float(np.mean(localisation(W, k))), "spread_raw": float(np.mean(spread(W)))}
+  return {"localisation": float(np.mean(localisation(effective, k))),
+          "spread": float(np.mean(spread(effective, image_shape))),
+          "localisation_raw": float(np.mean(localisation(W, k))), "spread_raw": float(np.mean(spread(W, image_shape)))}
 
 
-def pixel_std(smoke: bool) -> np.ndarray:
-  """The standard deviation of each pixel over the training digits of the dae_digits config."""
-  config = dae_digits.get_config("smoke" if smoke else None)
-  x = prepare_data(config).splits["train"]
-  return x.reshape(len(x), -1).std(0).astype(np.float64)
+def base_config(name: str = "dae_digits", smoke: bool = False, data_dir: str = ""):
+  """The config `name` (`dae_digits` or `dae_mnist`), smoke-sized or not, reading from `data_dir`."""
+  config = config_catalog.load(name, "smoke" if smoke else None)
+  return loop.override_config(config, {"data_dir": data_dir}) if data_dir else config
 
 
-def train(rate: float, seed: int, workdir: str, smoke: bool) -> tuple[dict, np.ndarray]:
-  """The dae_digits run at masking `rate` and `seed`: (final record, W)."""
-  config = loop.override_config(dae_digits.get_config("smoke" if smoke else None),
-                                {"corruption": rate, "seed": seed, "figures": False})
+def pixel_std(config) -> tuple[np.ndarray, tuple[int, ...]]:
+  """The standard deviation of each pixel over the config's training images, and their shape."""
+  data = prepare_data(config)
+  x = data.splits["train"]
+  return x.reshape(len(x), -1).std(0).astype(np.float64), tuple(data.pixel_shape or data.image_shape)
+
+
+def train(config, rate: float, seed: int, workdir: str) -> tuple[dict, np.ndarray]:
+  """The config's run at masking `rate` and `seed`: (final record, W)."""
+  config = loop.override_config(config, {"corruption": rate, "seed": seed, "figures": False})
   record, params = autoencoder.run_autoencoder(config, workdir, quiet=True)
   return record, np.asarray(jax.device_get(params)["W"])
 
 
-def save_figure(filters: dict[str, np.ndarray], summary: dict[str, dict], path: str) -> None:
+def save_figure(filters: dict[str, np.ndarray], summary: dict[str, dict], path: str,
+                image_shape: tuple[int, ...] = IMAGE_SHAPE) -> None:
   """One row of tiles per level: the first 24 filters, each scaled on its own."""
-  grids = {level: energy_viz.weight_filter_grid(W, IMAGE_SHAPE, max_filters=24, columns=24)
+  grids = {level: energy_viz.weight_filter_grid(W, image_shape, max_filters=24, columns=24)
            for level, W in filters.items()}
   height = sum(g.shape[0] for g in grids.values())
   width = max(g.shape[1] for g in grids.values())
-  fig = Figure(figsize=(width / 16 + 2.2, height / 16 + 0.8), dpi=viz.DPI)
-  title = "denoising autoencoder filters on 8×8 digits, by masking rate (first 24 of 100 units, seed 0)"
+  scale = 16 * image_shape[0] / 8
+  fig = Figure(figsize=(width / scale + 2.2, height / scale + 0.8), dpi=viz.DPI)
+  units = next(iter(filters.values())).shape[1]
+  title = (f"denoising autoencoder filters on {image_shape[0]}×{image_shape[1]} digits, by masking rate "
+           f"(first 24 of {units} units, seed 0)")
   fig.suptitle(title, fontsize=9)
   for row, (level, grid) in enumerate(grids.items()):
     ax = fig.add_subplot(len(grids), 1, row + 1)
@@ -111,18 +127,21 @@ def save_figure(filters: dict[str, np.ndarray], summary: dict[str, dict], path: 
   viz.save_figure(fig, path, title, "rows: masking rates p; loc: localisation; acc: feature accuracy")
 
 
-def run(levels: list[float], seeds: int, workdir: str, out: str, top_k: int, smoke: bool = False) -> dict:
-  """Trains every (level, seed), writes `out`.json and `out`.png; returns the record."""
+def run(levels: list[float], seeds: int, workdir: str, out: str, top_k: int = 0, smoke: bool = False,
+        config_name: str = "dae_digits", data_dir: str = "") -> dict:
+  """Trains every (level, seed), writes `out`.json and `out`.png; returns the record (top_k 0: V / 8)."""
   runs, filters, summary = [], {}, {}
   start = time.time()
-  std = pixel_std(smoke)
+  config = base_config(config_name, smoke, data_dir)
+  std, image_shape = pixel_std(config)
+  top_k = top_k or max(len(std) // 8, 1)
   for rate in levels:
     level = f"{rate:g}"
     values = []
     for seed in range(seeds):
       t = time.time()
-      record, W = train(rate, seed, os.path.join(workdir, f"p{level}_s{seed}"), smoke)
-      stats = {"level": rate, "seed": seed, **statistics(W, top_k, std),
+      record, W = train(config, rate, seed, os.path.join(workdir, f"p{level}_s{seed}"))
+      stats = {"level": rate, "seed": seed, **statistics(W, top_k, std, image_shape),
                "feature_accuracy": record.get("test/feature_accuracy"),
                "test_recon_loss": record["test/recon_loss"], "seconds": round(time.time() - t, 1)}
       runs.append(stats)
@@ -135,21 +154,21 @@ def run(levels: list[float], seeds: int, workdir: str, out: str, top_k: int, smo
                       for fn in (np.mean, np.std)}
   init_W = np.asarray(jax.random.normal(jax.random.key(0), filters[f"{levels[0]:g}"].shape))
   record = {
-      "experiment": "dae_corruption", "config": "experiments/configs/dae_digits.py" + (":smoke" if smoke else ""),
+      "experiment": "dae_corruption", "config": f"experiments/configs/{config_name}.py" + (":smoke" if smoke else ""),
       "statistic": {"localisation": f"mean over units of the fraction of the energy of the effective filter "
                                     f"W_ij * std_i in its top {top_k} of {len(std)} pixels",
                     "spread": "mean over units of the energy-weighted std of the effective filter's pixel "
                               "coordinates (pixels)",
                     "_raw": "the same of W itself",
                     "feature_accuracy": "test accuracy of logistic regression on the features"},
-      "random_filters": statistics(init_W, top_k, std), "levels": summary, "runs": runs, "seeds": seeds,
+      "random_filters": statistics(init_W, top_k, std, image_shape), "levels": summary, "runs": runs, "seeds": seeds,
       "wall_seconds": round(time.time() - start, 1), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
       "jax": jax.__version__}
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out + ".json", "w") as f:
     json.dump(record, f, indent=1)
     f.write("\n")
-  save_figure(filters, summary, out + ".png")
+  save_figure(filters, summary, out + ".png", image_shape)
   return record
 
 
@@ -157,7 +176,7 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   record = run([float(v) for v in _LEVELS.value], _SEEDS.value, _WORKDIR.value, _OUT.value, _TOP_K.value,
-               _SMOKE.value)
+               _SMOKE.value, _CONFIG.value, _DATA_DIR.value)
   for level, s in record["levels"].items():
     print(f"p = {level:>5}: localisation {s['localisation_mean']:.3f} ± {s['localisation_std']:.3f}, spread "
           f"{s['spread_mean']:.2f}, feature accuracy {s['feature_accuracy_mean']:.4f}")
