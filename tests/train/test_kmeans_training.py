@@ -3,13 +3,16 @@ equal to full-batch Lloyd, the triangle features of whole images exported, bad v
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from deepvision.checkpoint import read_state
 from deepvision.models import kmeans as km
 from deepvision.pretrained import runs
 from deepvision.train import kmeans as kmeans_task
@@ -29,7 +32,7 @@ def _records(workdir):
     return [{k: v for k, v in json.loads(line).items() if k != "steps_per_second"} for line in f]
 
 
-def test_the_launcher_trains_on_patches_writes_the_record_and_the_centroids_and_resumes_finished(tmp_path):
+def test_the_launcher_trains_on_patches_writes_the_record_and_the_centroids_and_resumes_finished(tmp_path, capsys):
   workdir = str(tmp_path / "run")
   first = _main("--config=kmeans_patches:smoke", f"--workdir={workdir}")
   assert first.returncode == 0, first.stderr[-3000:]
@@ -48,9 +51,9 @@ def test_the_launcher_trains_on_patches_writes_the_record_and_the_centroids_and_
   _, variables = runs.trained_model(config, workdir)
   assert variables["params"]["C"].shape == (12, 8)  # 4×4 patches whitened to 8 components (90%)
   np.testing.assert_allclose(np.linalg.norm(variables["params"]["C"], axis=1), 1.0, rtol=1e-5)
-  again = _main("--config=kmeans_patches:smoke", f"--workdir={workdir}")
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert "already holds the finished run (4 steps); nothing to do." in again.stdout
+  capsys.readouterr()
+  assert loop.train_and_evaluate(config, workdir) == final  # the same command again (in process: faster)
+  assert "already holds the finished run (4 steps); nothing to do." in capsys.readouterr().out
   assert _records(workdir) == records
 
 
@@ -99,3 +102,24 @@ def test_bad_values_exit_2_naming_the_field_before_anything_is_written(tmp_path)
       loop.train_and_evaluate(config, str(tmp_path / "run"))
     assert str(caught.value).startswith(message), (field, str(caught.value))
   assert os.listdir(tmp_path) == []
+
+
+def test_a_run_resumed_mid_pass_ends_bitwise_as_an_uninterrupted_one(tmp_path):
+  config = loop.override_config(kmeans_patches.get_config("smoke"), {
+      "batch_size": 256, "num_epochs": 2, "checkpoint_every_steps": 6, "figures": False})  # saves at 6 and 8
+  reference = tmp_path / "reference"
+  loop.train_and_evaluate(config, str(reference))
+  resumed = tmp_path / "resumed"
+  shutil.copytree(reference, resumed)
+  checkpoints = resumed / "checkpoints"
+  for entry in os.listdir(checkpoints):  # back to step 6: the middle of the second pass, its sums half full
+    if entry.isdigit() and int(entry) > 6:
+      shutil.rmtree(checkpoints / entry)
+  state, step = read_state(str(checkpoints))
+  assert step == 6 and float(np.sum(state["counts"])) == 512  # two of the pass's four batches assigned
+  loop.train_and_evaluate(config, str(resumed))
+  (a, step_a), (b, step_b) = read_state(str(reference / "checkpoints")), read_state(str(checkpoints))
+  assert step_a == step_b == 8
+  for name in ("params", "sums", "counts"):
+    np.testing.assert_array_equal(np.asarray(jax.tree.leaves(a[name])[0]), np.asarray(jax.tree.leaves(b[name])[0]))
+  assert _records(resumed) == _records(reference)
