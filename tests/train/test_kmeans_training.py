@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from deepvision.checkpoint import read_state
+from deepvision.data import datasets
+from deepvision.data.patches import extract_patches
 from deepvision.models import kmeans as km
 from deepvision.pretrained import runs
 from deepvision.train import kmeans as kmeans_task
@@ -123,3 +125,16 @@ def test_a_run_resumed_mid_pass_ends_bitwise_as_an_uninterrupted_one(tmp_path):
   for name in ("params", "sums", "counts"):
     np.testing.assert_array_equal(np.asarray(jax.tree.leaves(a[name])[0]), np.asarray(jax.tree.leaves(b[name])[0]))
   assert _records(resumed) == _records(reference)
+
+
+def test_patch_preprocessing_repeats_the_runs_preprocessing_of_its_training_patches():
+  config = kmeans_patches.get_config("smoke")
+  task = kmeans_task.build_task(config, quiet=True)
+  preprocessing = kmeans_task.patch_preprocessing(task.config, task.data)
+  assert preprocessing.remove_dc and preprocessing.projection.shape == (16, 8)
+  source = datasets.get_source(config.dataset, config.train_split)
+  raw = extract_patches([source[i]["image"] for i in range(len(source))], 4, 1024, config.patches.seed)
+  x = km.preprocess_patches(jnp.asarray(raw.reshape(1024, -1)), preprocessing)
+  np.testing.assert_allclose(x, task.data.splits["train"].reshape(1024, -1), rtol=1e-4, atol=1e-4)
+  with pytest.raises(loop.ConfigError, match="need an affine preprocessing"):
+    kmeans_task.patch_preprocessing(loop.override_config(config, {"preprocess": "binarize"}), task.data)
