@@ -217,7 +217,8 @@ def convolutional_features(centroids: Any, images: Any, patch_size: int, *,
 
   Args:
     centroids: (K, n), n the size of a preprocessed patch.
-    images: (N, H, W) or (N, H, W, C) pixels as the training patches were cut from (floats).
+    images: (N, H, W) or (N, H, W, C) pixels: floats in [0, 1], or uint8 (divided by 255, as
+      `data.patches.extract_patches` cuts the training patches).
     patch_size: p, the side of the training patches.
     preprocessing: what was done to the training patches (`PatchPreprocessing`).
     stride: s ≥ 1, the step between patch positions.
@@ -229,7 +230,8 @@ def convolutional_features(centroids: Any, images: Any, patch_size: int, *,
   Raises:
     ValueError: bad sizes (named with the accepted values), checked before any compute.
   """
-  images = np.asarray(images, np.float32)
+  images = np.asarray(images)
+  images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
   if images.ndim == 3:
     images = images[..., None]
   centroids = jnp.asarray(centroids, jnp.float32)

@@ -112,6 +112,9 @@ def test_convolutional_features_equal_an_explicit_loop_over_patches_and_quadrant
   got = km.convolutional_features(C, images, p, preprocessing=prep, stride=stride, batch_size=2)
   assert got.shape == (3, 4 * K)
   np.testing.assert_allclose(got, _loop_features(C, images, p, stride, prep), rtol=1e-4, atol=1e-5)
+  pixels = np.round(images * 255).astype(np.uint8)  # uint8 images are read as pixels / 255
+  np.testing.assert_allclose(km.convolutional_features(C, pixels, p, preprocessing=prep, stride=stride),
+                             _loop_features(C, pixels / 255.0, p, stride, prep), rtol=1e-4, atol=1e-5)
 
 
 def test_convolutional_features_refuse_bad_sizes_before_any_compute():
