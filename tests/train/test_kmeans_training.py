@@ -1,6 +1,7 @@
 """The k-means task end to end: the launcher on patches (record, figures, resume), passes split into batches
 equal to full-batch Lloyd, the triangle features of whole images exported, bad values refused with exit 2."""
 
+import itertools
 import json
 import os
 import shutil
@@ -46,7 +47,7 @@ def test_the_launcher_trains_on_patches_writes_the_record_and_the_centroids_and_
           "pca/orientation_index"} <= set(final)
   assert 0 <= final["centroids/empty"] <= 1 and 0 < final["test/cosine"] <= 1
   train = [r["train/objective"] for r in records if "train/objective" in r]
-  assert len(train) == 4 and all(b <= a * (1 + 1e-6) for a, b in zip(train, train[1:])) and train[-1] < train[0]
+  assert len(train) == 4 and all(b <= a * (1 + 1e-6) for a, b in itertools.pairwise(train)) and train[-1] < train[0]
   assert os.path.getsize(os.path.join(workdir, "filters.png")) > 0
   assert os.path.exists(os.path.join(workdir, "preprocessing.json"))
   config = kmeans_patches.get_config("smoke")
@@ -94,8 +95,8 @@ def test_bad_values_exit_2_naming_the_field_before_anything_is_written(tmp_path)
   assert result.returncode == 2, result.stderr
   assert result.stderr.splitlines()[0] == ("error: config.model / config.model_kwargs: n_centroids must be an "
                                            "integer ≥ 1, got 0"), result.stderr
-  cases = {"model": ("rbm_tiny", "config.model 'rbm_tiny' is not a k-means model; the k-means models: kmeans, "
-                                 "kmeans_tiny"),
+  cases = {"model": ("rbm_tiny", ("config.model 'rbm_tiny' is not a k-means model; the k-means models: kmeans, "
+                                  "kmeans_tiny")),
            "batch_size": (0, "config.batch_size must be an integer >= 1, got 0"),
            "model_kwargs.n_visible": (5, "config.model_kwargs.n_visible=5 but one example has 41 values")}
   for field, (value, message) in cases.items():
