@@ -33,7 +33,16 @@ from deepvision.registry import Registry
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 # Importing the package loads every model family (families may register variants themselves).
-from deepvision.models import autoencoder, convnets, dbn, gated_mrf, rbm, sparse_coding, tiled_gated_mrf  # noqa: E402
+from deepvision.models import (  # noqa: E402
+  autoencoder,
+  convnets,
+  dbn,
+  gated_mrf,
+  kmeans,
+  rbm,
+  sparse_coding,
+  tiled_gated_mrf,
+)
 
 _variant = functools.partial
 
@@ -111,6 +120,12 @@ _SPARSE_CODING = {
                                    max_iter=2000),
     "psd_tiny": _variant(sparse_coding.PSD, n_visible=6, n_atoms=4, lam=0.1, tol=1e-10, max_iter=2000),
 }
+_KMEANS = {
+    # 256 unit-norm centroids for 8×8 natural-image patches PCA-whitened to 52 components (the trainer sets
+    # n_visible from the data).
+    "kmeans": _variant(kmeans.KMeans, n_visible=52, n_centroids=256),
+    "kmeans_tiny": _variant(kmeans.KMeans, n_visible=6, n_centroids=4),
+}
 _DBN = {
     # The recognition net of dbn_digits: a 64-256-256-10 sigmoid MLP, 85,002 parameters, initialised
     # from a stack of RBMs (deepvision.models.dbn.classifier_params_from_stack).
@@ -143,7 +158,7 @@ _TILED_GATED_MRFS = {
                                  n_factors=3, n_cov=3, n_mean=2),
 }
 for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_AUTOENCODERS, **_GATED_MRFS, **_TILED_GATED_MRFS,
-                        **_DBN, **_SPARSE_CODING}.items():
+                        **_DBN, **_SPARSE_CODING, **_KMEANS}.items():
   MODELS.register(_name, _factory)
 
 # The paper of each family, by module class: (short citation for tables, full reference).
@@ -178,6 +193,9 @@ PAPERS: dict[type, tuple[str, str]] = {
                                  "atoms by online dictionary learning (Mairal et al., ICML 2009)"),
     sparse_coding.PSD: ("Kavukcuoglu et al. 2008", "Kavukcuoglu, Ranzato & LeCun, \"Fast inference in sparse "
                         "coding algorithms with applications to object recognition\", CBLL-TR-2008-12-01, 2008"),
+    kmeans.KMeans: ("Coates et al. 2011", "Coates, Lee & Ng, \"An analysis of single-layer networks in "
+                    "unsupervised feature learning\", AISTATS 2011; spherical k-means as in Coates & Ng, "
+                    "\"Learning feature representations with K-means\", Neural Networks: Tricks of the Trade, 2012"),
     dbn.DBNClassifier: ("Hinton et al. 2006", "Hinton, Osindero & Teh, \"A fast learning algorithm for deep "
                         "belief nets\", Neural Computation 2006"),
     gated_mrf.MCRBM: ("Ranzato & Hinton 2010", "Ranzato & Hinton, \"Modeling pixel means and covariances using "

@@ -78,6 +78,8 @@ INSTEAD = {
                    "metrics.jsonl; deepvision.diagnostics.gradcheck.check_gradients checks its loss's gradient",
     "sparse_coding": "train it with python -m experiments.main and read the reconstruction and sparsity "
                      "curves in metrics.jsonl",
+    "kmeans": "train it with python -m experiments.main and read the held-out distortion and the fraction of "
+              "empty centroids in metrics.jsonl",
 }
 
 
