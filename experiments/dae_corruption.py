@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 
 import jax
@@ -163,7 +164,7 @@ def run(levels: list[float], seeds: int, workdir: str, out: str, top_k: int = 0,
                     "feature_accuracy": "test accuracy of logistic regression on the features"},
       "random_filters": statistics(init_W, top_k, std, image_shape), "levels": summary, "runs": runs, "seeds": seeds,
       "wall_seconds": round(time.time() - start, 1), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-      "jax": jax.__version__}
+      "jax": jax.__version__, "command": "python -m experiments.dae_corruption " + " ".join(sys.argv[1:])}
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out + ".json", "w") as f:
     json.dump(record, f, indent=1)
