@@ -17,6 +17,7 @@ from deepvision import config_blocks, distributed, optim, schema
 from deepvision.registry import Registry, UnknownNameError
 from deepvision.schema import override_config
 from deepvision.train import (
+  activation_sparsity,
   autoencoder,
   contrastive_loop,
   fit,
@@ -109,6 +110,7 @@ def supervised_task(config: ml_collections.ConfigDict, trained: ml_collections.C
       replicas=replicas, preprocess=plan.preprocess, ema_decay=float(config.get("ema_decay", 0.0)),
       identity=RUN_IDENTITY, figures=config.get("figures", True), quiet=quiet,
       curvature=optim.curvature_of(trained),
+      activation_penalty=activation_sparsity.make_penalty(plan.sparsity),
       advice=(f"lower the rate (learning rate {trained.optimizer.learning_rate}), or find one with "
               "--config.optimizer.lr_search=True"),
       describe=None if quiet else (
