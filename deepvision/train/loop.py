@@ -21,6 +21,7 @@ from deepvision.train import (
   autoencoder,
   contrastive_loop,
   fit,
+  multitask,
   sparse_coding,
   supervised,
 )
@@ -134,6 +135,7 @@ def train_supervised(config: ml_collections.ConfigDict, workdir: str) -> dict:
 TRAINERS.register("contrastive")(contrastive_loop.train_contrastive)
 TRAINERS.register("autoencoder")(autoencoder.train_autoencoder)
 TRAINERS.register("sparse_coding")(sparse_coding.train_sparse_coding)
+TRAINERS.register("multitask")(multitask.train_multitask)
 
 # The trainers whose whole run is one `fit.Task`, by name: `task(config)` rebuilds a run's task (quiet) to
 # evaluate its checkpoint again (`deepvision.pretrained.runs.evaluate_run`).
@@ -143,3 +145,4 @@ TASKS.register("contrastive")(lambda config: contrastive_loop.ContrastiveTask(
     contrastive_loop.plan_contrastive(config, None), config, True))
 TASKS.register("autoencoder")(lambda config: autoencoder.make_task(config, None, True))
 TASKS.register("sparse_coding")(sparse_coding.build_task)
+TASKS.register("multitask")(lambda config: multitask.make_task(config, quiet=True))
