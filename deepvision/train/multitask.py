@@ -228,7 +228,11 @@ def make_task(config: ml_collections.ConfigDict, quiet: bool = False) -> Multita
   """
   run = schema.load(MultitaskConfig, config)
   plan = supervised.plan_supervised(config)
-  if run.reconstruction_weight and "reconstruction" not in activation_sparsity.intermediate_names(plan.model):
+  try:
+    maps = activation_sparsity.intermediate_names(plan.model)  # shapes only: a bad stage fails here
+  except ValueError as e:
+    raise ConfigError(f"config.model_kwargs: {e}") from None
+  if run.reconstruction_weight and "reconstruction" not in maps:
     raise ConfigError(f"config.model {run.model!r} has no reconstruction head (no 'reconstruction' map) but "
                       f"config.reconstruction_weight={run.reconstruction_weight}; use a '_recon' model of the zoo")
   unlabelled = plan.train_source

@@ -1,6 +1,6 @@
 r"""Multi-task learning on the embedded digits: few labels plus a reconstruction task on every image.
 
-The default experiment's LCN convnet with a decoder from its second stage back to the 8×8 digit
+The default experiment's LCN convnet with a decoder from its first stage (after LCN) back to the 8×8 digit
 (`lcn_convnet_digits_recon`), trained on N labelled digits (a class-balanced selection drawn with the seed)
 and all 1,077 training digits unlabelled: loss = cross-entropy + λ · mean squared reconstruction error
 (`deepvision.train.multitask`). Validation is the `validation` split, the test split is reported at the end.
@@ -35,7 +35,7 @@ def get_config(arg: str | None = None):
   smoke = "smoke" in tokens
   config = schema.defaults(multitask.MultitaskConfig)
   config.model = "lcn_convnet_digits_recon"
-  config.model_kwargs.stage = "stage2/lcn"
+  config.model_kwargs.stage = "stage1/lcn"
   config.dataset = "dv_digits"
   config.train_split, config.eval_split, config.test_split = "train", "validation", "test"
   config.num_labelled = int(counts[0]) if counts else 100

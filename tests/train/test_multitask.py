@@ -12,6 +12,8 @@ import optax
 import pytest
 
 from deepvision import zoo
+from deepvision.errors import ConfigError
+from deepvision.pretrained import runs
 from deepvision.train import multitask, supervised
 from deepvision.train.state import create_train_state
 from experiments.configs import multitask_digits
@@ -109,6 +111,11 @@ def test_the_launcher_trains_the_smoke_config_end_to_end(tmp_path):
   assert records[-1]["final"] and 0.0 <= records[-1]["test/accuracy"] <= 1.0
   assert any("val/accuracy" in r for r in records)
   assert json.loads((tmp_path / "run" / "config.json").read_text())["num_labelled"] == 100
+  # The finished run evaluates again and exports its maps (the reconstruction among them) as a classifier's.
+  evaluation = runs.evaluate_run(str(tmp_path / "run"), "test")
+  assert evaluation["metrics"]["accuracy"] == pytest.approx(records[-1]["test/accuracy"])
+  arrays = runs.export_features(str(tmp_path / "run"), "test", str(tmp_path / "features.npz"))
+  assert arrays["logits"].shape == (360, 10) and arrays["features/reconstruction"].shape == (360, 64)
 
 
 def test_config_errors_exit_2_naming_the_field_before_anything_is_written(tmp_path):
@@ -116,7 +123,7 @@ def test_config_errors_exit_2_naming_the_field_before_anything_is_written(tmp_pa
       (["--config=multitask_digits:smoke", "--config.num_labelled=5000"], "config.num_labelled"),
       (["--config=multitask_digits:smoke", "--config.reconstruction_weight=-1.0"],
        "config.reconstruction_weight must be a number in [0"),
-      (["--config=multitask_digits:smoke", "--config.model=lcn_convnet_digits_tiny"], "no reconstruction head"),
+      (["--config=multitask_digits:smoke", "--config.model=lcn_convnet_digits_tiny"], "unknown field 'stage'"),
       (["--config=multitask_digits:smoke", "--config.model_kwargs.stage=stage7/lcn"], "stage7/lcn"),
       (["--config=multitask_digits:5,smoke"], "label count >= 10"),
   ]
@@ -124,6 +131,15 @@ def test_config_errors_exit_2_naming_the_field_before_anything_is_written(tmp_pa
     result = _launch(*args, f"--workdir={tmp_path}/w{i}")
     assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
     assert not os.path.exists(tmp_path / f"w{i}")
+
+
+def test_a_model_without_a_reconstruction_head_needs_lambda_zero():
+  config = multitask_digits.get_config("smoke")
+  config.model, config.model_kwargs = "lcn_convnet_digits_tiny", {}
+  with pytest.raises(ConfigError, match="'lcn_convnet_digits_tiny' has no reconstruction head"):
+    multitask.make_task(config, quiet=True)
+  config.reconstruction_weight = 0.0
+  assert multitask.make_task(config, quiet=True).reconstruction_weight == 0.0
 
 
 def test_config_arguments():
