@@ -78,6 +78,9 @@ INSTEAD = {
                    "metrics.jsonl; deepvision.diagnostics.gradcheck.check_gradients checks its loss's gradient",
     "sparse_coding": "train it with python -m experiments.main and read the reconstruction and sparsity "
                      "curves in metrics.jsonl",
+    "multitask": "diagnose its classifier with a supervised config of the same model (model "
+                 "lcn_convnet_digits_recon, or the zoo classifier it wraps); the reconstruction curve is "
+                 "train/reconstruction in metrics.jsonl",
 }
 
 
