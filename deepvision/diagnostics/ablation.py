@@ -39,7 +39,10 @@ class Variant:
 
 
 VARIANTS: Registry[Variant] = Registry("ablation variant")
-# The rectified maps of the default experiment's three stages (`train.activation_sparsity`).
+# The rectified maps of the default experiment's three stages (`train.activation_sparsity`). The weight: on
+# the validation split (train on `train`, 30 epochs, seed 0) 0, 1e-3 and 1e-2 scored 98.89%, 98.89% and 98.61%;
+# 1e-3 barely changed the fraction of zeros (stage 2: 54.5% at 1e-3 against 58.9% at 1e-2), so 1e-2, the
+# weight that makes the units measurably sparser, is the one the row tests.
 SPARSE_STAGES = ("stage1/rect", "stage2/rect", "stage3/rect")
 SPARSE_WEIGHT = 1e-2
 DIVERGED_MARKER = "DIVERGED"
