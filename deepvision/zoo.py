@@ -155,7 +155,8 @@ def with_reconstruction(backbone: str, stage: str = "stage2/lcn", decoder_featur
 
 _MULTITASK = {
     # The default experiment's net with a decoder from its second stage (8×8×64 after LCN) back to the
-    # 8×8 digit: 3×3 conv 32 → ReLU → 3×3 conv 1; 113,162 + 18,464 + 289 = 131,915 parameters.
+    # 8×8 digit: 3×3 conv 32 → ReLU → 3×3 conv 1; 113,162 + 18,464 + 289 = 131,915 parameters. The
+    # multitask_digits config decodes stage1/lcn instead (32 maps: 9,248 + 289), chosen on validation.
     "lcn_convnet_digits_recon": _variant(with_reconstruction, "lcn_convnet_digits"),
     "lcn_convnet_digits_recon_tiny": _variant(with_reconstruction, "lcn_convnet_digits_tiny",
                                               decoder_features=4),
