@@ -21,6 +21,7 @@ PREPROCESSING = ("none", "binarize", "standardize", "whiten")
 CONTRASTIVE_METHODS = ("cd", "pcd", "fpcd")
 LOG_LIKELIHOOD = ("auto", "exact", "ais", "none")
 POOLING_MASKS = ("model", "none", "identity", "topographic")
+ACTIVATION_PENALTIES = ("l1", "kl")
 _ANY = None
 
 
@@ -99,6 +100,30 @@ class Augment:
   standardize: bool = spec(True, boolean)
 
 
+def _stage_names(value: Any) -> tuple[str, ...]:
+  names = tuple(value) if isinstance(value, (tuple, list)) else None
+  if names is None or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+    raise ValueError("must be a tuple of distinct intermediate-map names of the model, e.g. ('stage3/rect',)")
+  return names
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationSparsity:
+  """`activation_sparsity`: a penalty on the hidden activations of chosen stages (`train.activation_sparsity`),
+  added to the classifier's loss; off at weight 0. The stage names are checked against the model's
+  intermediate maps when the run is planned."""
+
+  stages: tuple = spec((), _stage_names, "maps the model returns, e.g. ('stage3/rect',)")
+  kind: str = spec("l1", one_of(ACTIVATION_PENALTIES), "l1: mean |h| per stage; kl: Σ_maps KL(target ‖ "
+                   "mean tanh|h|) per stage")
+  weight: float = spec(0.0, real(0.0), "0 = off")
+  target: float = spec(0.05, real(0.0, 1.0, low_open=True, high_open=True), "kl only: target activity ρ")
+
+  def __post_init__(self):
+    if self.weight > 0 and not self.stages:
+      raise ValueError(f"stages must name at least one intermediate map when weight={self.weight!r} > 0")
+
+
 def _validation_metric(value: Any) -> str:
   if not isinstance(value, str) or (value and not value.startswith("val/")):
     raise ValueError("must be '' (off) or a validation metric such as 'val/accuracy' or 'val/loss'")
@@ -160,6 +185,7 @@ class Supervised(Run):
                                                             weight_decay=5e-4))
   ema_decay: float = spec(0.0, real(0.0, 1.0, high_open=True), "> 0: evaluate a moving average")
   augment: Augment = spec(Augment())
+  activation_sparsity: ActivationSparsity = spec(ActivationSparsity())
 
 
 @dataclasses.dataclass(frozen=True)

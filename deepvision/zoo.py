@@ -39,6 +39,7 @@ from deepvision.models import (  # noqa: E402
   dbn,
   gated_mrf,
   kmeans,
+  multitask,
   rbm,
   sparse_coding,
   tiled_gated_mrf,
@@ -157,8 +158,26 @@ _TILED_GATED_MRFS = {
     "tiled_mcrbm_tiny": _variant(tiled_gated_mrf.TiledMCRBM, image_shape=(6, 6), patch_size=4, stride=2,
                                  n_factors=3, n_cov=3, n_mean=2),
 }
+
+
+def with_reconstruction(backbone: str, stage: str = "stage2/lcn", decoder_features: int = 32,
+                        **backbone_overrides: Any) -> multitask.ReconstructionNet:
+  """Zoo classifier `backbone` (with `backbone_overrides`, e.g. dropout_rate) and a decoder from its map
+  `stage` back to the image (`models.multitask.ReconstructionNet`)."""
+  return multitask.ReconstructionNet(backbone=create(backbone, **backbone_overrides), stage=stage,
+                                     decoder_features=decoder_features)
+
+
+_MULTITASK = {
+    # The default experiment's net with a decoder from its second stage (8×8×64 after LCN) back to the
+    # 8×8 digit: 3×3 conv 32 → ReLU → 3×3 conv 1; 113,162 + 18,464 + 289 = 131,915 parameters. The
+    # multitask_digits config decodes stage1/lcn instead (32 maps: 9,248 + 289), chosen on validation.
+    "lcn_convnet_digits_recon": _variant(with_reconstruction, "lcn_convnet_digits"),
+    "lcn_convnet_digits_recon_tiny": _variant(with_reconstruction, "lcn_convnet_digits_tiny",
+                                              decoder_features=4),
+}
 for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_AUTOENCODERS, **_GATED_MRFS, **_TILED_GATED_MRFS,
-                        **_DBN, **_SPARSE_CODING, **_KMEANS}.items():
+                        **_DBN, **_SPARSE_CODING, **_KMEANS, **_MULTITASK}.items():
   MODELS.register(_name, _factory)
 
 # The paper of each family, by module class: (short citation for tables, full reference).
@@ -196,6 +215,9 @@ PAPERS: dict[type, tuple[str, str]] = {
     kmeans.KMeans: ("Coates et al. 2011", "Coates, Lee & Ng, \"An analysis of single-layer networks in "
                     "unsupervised feature learning\", AISTATS 2011; spherical k-means as in Coates & Ng, "
                     "\"Learning feature representations with K-means\", Neural Networks: Tricks of the Trade, 2012"),
+    with_reconstruction: ("Ranzato & Szummer 2008", "Ranzato & Szummer, \"Semi-supervised learning of compact "
+                          "document representations with deep networks\", ICML 2008 (a classifier trained "
+                          "with a reconstruction task on unlabelled data)"),
     dbn.DBNClassifier: ("Hinton et al. 2006", "Hinton, Osindero & Teh, \"A fast learning algorithm for deep "
                         "belief nets\", Neural Computation 2006"),
     gated_mrf.MCRBM: ("Ranzato & Hinton 2010", "Ranzato & Hinton, \"Modeling pixel means and covariances using "
@@ -306,7 +328,7 @@ def abstract_variables(model: nn.Module, key_order: list | None = None) -> dict[
   If `key_order` is a list, the dict skeleton of the variables in creation order is appended.
   """
   x = example_input(model)
-  init = lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype))  # noqa: E731
+  init = lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype))
   return jax.eval_shape(init if key_order is None else _traced(init, key_order))
 
 
@@ -345,7 +367,7 @@ def describe(name: str, **overrides: Any) -> str:
             for layer, count in counts.items()]
   lines.append(f"{'total':<{width}}  {sum(counts.values()):>10,}")
   apply_order: list = []
-  zeros = lambda tree: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)  # noqa: E731
+  zeros = lambda tree: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
   outputs = jax.eval_shape(_traced(lambda: model.apply(*zeros((variables, x))), apply_order))
   if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
     lines.append("activations:")

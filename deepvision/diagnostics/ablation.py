@@ -20,8 +20,13 @@ import ml_collections
 import numpy as np
 
 from deepvision.registry import Registry
-from deepvision.train.loop import (ConfigError, TrainingDivergedError, override_config, plan_supervised,
-                                   train_and_evaluate)
+from deepvision.train.loop import (
+  ConfigError,
+  TrainingDivergedError,
+  override_config,
+  plan_supervised,
+  train_and_evaluate,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +39,12 @@ class Variant:
 
 
 VARIANTS: Registry[Variant] = Registry("ablation variant")
+# The rectified maps of the default experiment's three stages (`train.activation_sparsity`). The weight: on
+# the validation split (train on `train`, 30 epochs, seed 0) 0, 1e-3 and 1e-2 scored 98.89%, 98.89% and 98.61%;
+# 1e-3 barely changed the fraction of zeros (stage 2: 54.5% at 1e-3 against 58.9% at 1e-2), so 1e-2, the
+# weight that makes the units measurably sparser, is the one the row tests.
+SPARSE_STAGES = ("stage1/rect", "stage2/rect", "stage3/rect")
+SPARSE_WEIGHT = 1e-2
 DIVERGED_MARKER = "DIVERGED"
 
 for _variant in (
@@ -52,6 +63,10 @@ for _variant in (
             "momentum speeds up SGD"),
     Variant("constant_lr", {"optimizer.schedule": "constant"},
             "decay the learning rate ~100x by the end"),
+    Variant("sparse_activations", {"activation_sparsity.stages": SPARSE_STAGES,
+                                   "activation_sparsity.kind": "l1",
+                                   "activation_sparsity.weight": SPARSE_WEIGHT},
+            "sparsity in the hidden units regularises (an L1 penalty on the rectified maps)"),
 ):
   VARIANTS.register(_variant.name, _variant)
 
@@ -59,6 +74,8 @@ for _variant in (
 def _is_missing_model_field(error: Exception, variant: Variant) -> bool:
   """True when `error` says the model lacks a field the variant sets (e.g. `lcn` on LeNet-5)."""
   fields = [key.split(".", 1)[1] for key in variant.overrides if key.startswith("model_kwargs.")]
+  if "activation_sparsity.stages" in variant.overrides and "intermediate map" in str(error):
+    return True  # the model has no such maps (e.g. no 'stage1/rect' in a DBN classifier)
   return "unknown field" in str(error) and any(repr(field) in str(error) for field in fields)
 
 

@@ -80,6 +80,9 @@ INSTEAD = {
                      "curves in metrics.jsonl",
     "kmeans": "train it with python -m experiments.main and read the held-out distortion and the fraction of "
               "empty centroids in metrics.jsonl",
+    "multitask": "diagnose its classifier with a supervised config of the same model (model "
+                 "lcn_convnet_digits_recon, or the zoo classifier it wraps); the reconstruction curve is "
+                 "train/reconstruction in metrics.jsonl",
 }
 
 

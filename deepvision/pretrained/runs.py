@@ -152,7 +152,7 @@ def export_features(workdir: str, split: str, out: str, batch_size: int = 256) -
     raise ConfigError(f"--out {out}: the features are written as a .npz file; name one ending in .npz")
   module, variables = trained_model(config, workdir)
   arrays: dict[str, np.ndarray] = {}
-  if config.trainer == "supervised":
+  if config.trainer in ("supervised", "multitask"):  # classifiers (a multi-task one also returns its reconstruction)
     source = datasets.get_source(config.dataset, split, data_dir=config.get("data_dir") or None,
                                  in_memory=True)
     preprocess = supervised.Preprocess(**config.augment.to_dict())

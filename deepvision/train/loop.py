@@ -17,10 +17,12 @@ from deepvision import config_blocks, distributed, optim, schema
 from deepvision.registry import Registry, UnknownNameError
 from deepvision.schema import override_config
 from deepvision.train import (
+  activation_sparsity,
   autoencoder,
   contrastive_loop,
   fit,
   kmeans,
+  multitask,
   sparse_coding,
   supervised,
 )
@@ -110,6 +112,7 @@ def supervised_task(config: ml_collections.ConfigDict, trained: ml_collections.C
       replicas=replicas, preprocess=plan.preprocess, ema_decay=float(config.get("ema_decay", 0.0)),
       identity=RUN_IDENTITY, figures=config.get("figures", True), quiet=quiet,
       curvature=optim.curvature_of(trained),
+      activation_penalty=activation_sparsity.make_penalty(plan.sparsity),
       advice=(f"lower the rate (learning rate {trained.optimizer.learning_rate}), or find one with "
               "--config.optimizer.lr_search=True"),
       describe=None if quiet else (
@@ -134,6 +137,7 @@ TRAINERS.register("contrastive")(contrastive_loop.train_contrastive)
 TRAINERS.register("autoencoder")(autoencoder.train_autoencoder)
 TRAINERS.register("sparse_coding")(sparse_coding.train_sparse_coding)
 TRAINERS.register("kmeans")(kmeans.train_kmeans)
+TRAINERS.register("multitask")(multitask.train_multitask)
 
 # The trainers whose whole run is one `fit.Task`, by name: `task(config)` rebuilds a run's task (quiet) to
 # evaluate its checkpoint again (`deepvision.pretrained.runs.evaluate_run`).
@@ -144,3 +148,4 @@ TASKS.register("contrastive")(lambda config: contrastive_loop.ContrastiveTask(
 TASKS.register("autoencoder")(lambda config: autoencoder.make_task(config, None, True))
 TASKS.register("sparse_coding")(sparse_coding.build_task)
 TASKS.register("kmeans")(lambda config: kmeans.build_task(config, quiet=True))
+TASKS.register("multitask")(lambda config: multitask.make_task(config, quiet=True))

@@ -23,7 +23,7 @@ from deepvision import config_blocks, distributed, optim, parallel, schema, sdlm
 from deepvision.data import augment, datasets, pipeline
 from deepvision.figures import viz
 from deepvision.registry import UnknownNameError
-from deepvision.train import fit, resolve
+from deepvision.train import activation_sparsity, fit, resolve
 from deepvision.train.errors import ConfigError
 from deepvision.train.runner import finite_flags
 from deepvision.train.state import TrainState, create_train_state
@@ -101,6 +101,7 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
                     ema_decay: float = 0.0,
                     axis_name: str | None = None,
                     curvature: str | None = None,
+                    activation_penalty: activation_sparsity.Penalty | None = None,
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds `train_step(state, batch) -> (state, metrics)`.
 
@@ -118,11 +119,15 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
       ('euclidean': of ‖f − c‖² at the model's 'features', the paper's; 'fisher': of the cross-entropy at
       the logits), one more backward pass through the same forward, and hand it to the optimiser as
       `update(..., curvature=ĥ)`: for `optimizer.name = 'sdlm'`.
+    activation_penalty: None, or `penalty(intermediates) -> (value, metrics)` added to the loss
+      (`activation_sparsity.make_penalty`; not with `curvature`); `train/loss` is then the sum.
 
   Returns:
-    A pure function; metrics are `train/loss`, `train/accuracy`, given the schedule `learning_rate`, and the
-    `finite/*` flags of `runner.guard_step`.
+    A pure function; metrics are `train/loss`, `train/accuracy`, given the schedule `learning_rate`, the
+    `finite/*` flags of `runner.guard_step`, and the penalty's metrics.
   """
+  if curvature and activation_penalty is not None:
+    raise ValueError("an activation penalty cannot be combined with a curvature estimate (SDLM)")
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     step_key = jax.random.fold_in(state.key, state.step)
@@ -139,6 +144,12 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
       logits, _ = forward(params)
       return cross_entropy(logits, labels).mean(), logits
 
+    def penalised_loss_fn(params):
+      logits, acts = forward(params)
+      value, penalty_metrics = activation_penalty(acts)
+      return cross_entropy(logits, labels).mean() + value, (logits, penalty_metrics)
+
+    penalty_metrics = {}
     if curvature:
       def logits_and_features(params):
         logits, acts = forward(params)
@@ -146,10 +157,12 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
 
       loss, logits, grads, estimate = _loss_gradient_and_curvature(
           logits_and_features, state.params, labels, jax.random.fold_in(step_key, _CURVATURE_DRAW), curvature)
+    elif activation_penalty is not None:
+      (loss, (logits, penalty_metrics)), grads = jax.value_and_grad(penalised_loss_fn, has_aux=True)(state.params)
     else:
       (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {"train/loss": loss,
-               "train/accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+               "train/accuracy": jnp.mean(jnp.argmax(logits, -1) == labels), **penalty_metrics}
     if axis_name is not None:
       loss, grads, metrics = jax.lax.pmean((loss, grads, metrics), axis_name)
       if curvature:
@@ -207,6 +220,7 @@ class Plan:
   total_steps: int
   preprocess: Preprocess
   replicas: parallel.Replicas
+  sparsity: config_blocks.ActivationSparsity | None = None
 
 
 class Subset:
@@ -275,8 +289,13 @@ def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
     raise ConfigError(f"config.optimizer: {e}") from None
   if eval_split is not None and eval_split == train_split:
     eval_source = train_source  # the (subset of the) training data itself, e.g. for overfit checks
+  sparsity = run.activation_sparsity
+  if sparsity.weight and optim.curvature_of(config):
+    raise ConfigError(f"config.activation_sparsity.weight={sparsity.weight} cannot be combined with "
+                      f"config.optimizer.name={run.optimizer.name!r} (its curvature estimate); use sgd")
+  activation_sparsity.check_stages(model, run.model, sparsity)
   return Plan(model, info, train_source, eval_source, test_source, steps_per_epoch, total_steps,
-              preprocess, replicas)
+              preprocess, replicas, sparsity if sparsity.weight else None)
 
 
 def evaluate_split(eval_step, state: TrainState, source, batch_size: int, prefix: str) -> dict[str, float]:
@@ -320,6 +339,7 @@ class SupervisedTask(fit.Task):
     advice: appended to the divergence error.
     final_roles: the splits evaluated at the end ('test', or 'val' and 'test').
     curvature: the Gauss–Newton estimate the optimiser takes each step (`optim.curvature_of`), or None.
+    activation_penalty: the hidden units' sparsity penalty (`activation_sparsity.make_penalty`), or None.
     describe: the opening line's text, `{params}` standing for the parameter count (None: neither an
       opening line nor a closing summary, as for a stage of a larger pipeline).
   """
@@ -331,18 +351,18 @@ class SupervisedTask(fit.Task):
                preprocess: Preprocess, ema_decay: float = 0.0, init_params=None,
                identity: tuple[str, ...] = (), advice: str = "", final_roles: tuple[str, ...] = ("test",),
                describe: str | None = None, quiet: bool = False, figures: bool = True,
-               curvature: str | None = None):
+               curvature: str | None = None, activation_penalty: activation_sparsity.Penalty | None = None):
     self.model, self.input_shape, self.train_source, self.sources = model, input_shape, train_source, sources
     self.tx, self.lr_fn, self.batch_size, self.seed = tx, lr_fn, batch_size, seed
     self.eval_batch_size = eval_batch_size or batch_size
     self.schedule, self.replicas, self.preprocess, self.ema_decay = schedule, replicas, preprocess, ema_decay
     self.init_params, self.identity, self.advice = init_params, identity, advice
     self.final_roles, self.describe, self.quiet, self.figures = final_roles, describe, quiet, figures
-    self.curvature = curvature
+    self.curvature, self.activation_penalty = curvature, activation_penalty
     self._eval_step = jax.jit(make_eval_step(preprocess))
 
   def init_state(self) -> TrainState:
-    create = lambda key: create_train_state(self.model, self.tx, key, self.input_shape,  # noqa: E731
+    create = lambda key: create_train_state(self.model, self.tx, key, self.input_shape,
                                             ema=self.ema_decay > 0)
     # Jitted: one compilation instead of one per initialiser op (eagerly, LeNet-5's five truncated-normal
     # draws alone compile for seconds); the same numbers, bit for bit.
@@ -358,7 +378,7 @@ class SupervisedTask(fit.Task):
 
   def make_step(self, axis_name):
     return make_train_step(self.preprocess, self.lr_fn, self.ema_decay, axis_name=axis_name,
-                           curvature=self.curvature)
+                           curvature=self.curvature, activation_penalty=self.activation_penalty)
 
   def began(self, workdir, state, start):
     if self.describe and not self.quiet and distributed.is_primary():

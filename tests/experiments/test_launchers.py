@@ -69,7 +69,7 @@ def test_bad_config_paths_names_and_arguments_exit_2_with_one_line(tmp_path):
     assert result.returncode == 2, (module, args, result.stderr)
     assert result.stderr.splitlines()[0].startswith(first_line), result.stderr
     assert "Traceback" not in result.stderr
-  assert "valid fields here: allow_config_change" in result.stderr  # the typo'd block's siblings
+  assert "valid fields here: activation_sparsity, allow_config_change" in result.stderr  # the typo'd block's siblings
   assert os.listdir(tmp_path) == []
 
 
