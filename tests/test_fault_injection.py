@@ -331,3 +331,22 @@ def test_a_changed_config_resumes_only_when_allowed(tmp_path):
   train_and_evaluate(override_config(changed, {"allow_config_change": True}), str(tmp_path))
   with open(tmp_path / "config.json") as f:
     assert json.load(f)["optimizer"]["learning_rate"] == 0.02
+
+
+def test_a_block_added_later_at_its_defaults_is_not_a_config_change(tmp_path):
+  """A run started before `activation_sparsity` existed (no such block in its config.json) resumes and
+  finishes with today's configs, where the block is off; switching the penalty on is a change."""
+  config = override_config(_config("lcn_convnet_digits"), {"num_epochs": 1})
+  train_and_evaluate(config, str(tmp_path))
+  with open(tmp_path / "config.json") as f:
+    saved = json.load(f)
+  del saved["activation_sparsity"]
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(saved, f)
+  before = (tmp_path / "metrics.jsonl").read_bytes()
+  train_and_evaluate(config, str(tmp_path))  # already finished: nothing to do, no error
+  assert (tmp_path / "metrics.jsonl").read_bytes() == before
+  from deepvision.train.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  on = override_config(config, {"activation_sparsity.stages": ("stage1/rect",), "activation_sparsity.weight": 0.1})
+  with pytest.raises(ConfigError, match=r"activation_sparsity.weight: None there, 0.1 now"):
+    train_and_evaluate(on, str(tmp_path))

@@ -11,6 +11,9 @@
   * the work dir holds a finished run and the config differs beyond `MUTABLE`: a finished run's
     `config.json` describes its `metrics.jsonl` and is never rewritten (`experiments.evaluate` evaluates it
     on another split).
+
+A block added to the configs after a run was started (`ADDED_BLOCKS`) is absent from that run's
+`config.json`; at its defaults (the feature off) it describes the same run, so it is not a difference.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import ml_collections
 
+from deepvision import config_blocks, schema
 from deepvision.train.errors import ConfigError
 from deepvision.train.writers import final_record
 
@@ -32,6 +36,10 @@ CONFIG_FILE = "config.json"
 MUTABLE = ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints", "figures",
            "data_dir", "in_memory", "eval_batch_size", "allow_config_change", "debug_nans",
            "min_free_disk_mb")
+
+
+# Blocks that later versions added to every config of a kind, by name: off at their defaults.
+ADDED_BLOCKS = {"activation_sparsity": config_blocks.ActivationSparsity}
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -46,6 +54,11 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def _as_json(config: ml_collections.ConfigDict) -> dict:
   return json.loads(json.dumps(config.to_dict(), default=str))
+
+
+def _added_defaults() -> dict[str, Any]:
+  """The dotted fields of `ADDED_BLOCKS` at their defaults, as `config.json` writes them."""
+  return flatten({name: _as_json(schema.defaults(block)) for name, block in ADDED_BLOCKS.items()})
 
 
 def _nearest_existing(path: str) -> str:
@@ -94,8 +107,10 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str, identity:
   with open(path) as f:
     saved = flatten(json.load(f))
   current = flatten(_as_json(config))
+  added = _added_defaults()
   changed = sorted(k for k in set(saved) | set(current)
-                   if saved.get(k) != current.get(k) and k.split(".")[0] not in MUTABLE)
+                   if saved.get(k) != current.get(k) and k.split(".")[0] not in MUTABLE
+                   and not (k not in saved and k in added and current[k] == added[k]))
   if not changed:
     return False
   details = "; ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in changed)
