@@ -242,6 +242,17 @@ def family(name: str) -> type:
   return target
 
 
+def is_family(name: str, cls: type) -> bool:
+  """Whether variant `name` builds a `cls` (its family is `cls` or a subclass; a factory is no class)."""
+  target = family(name)
+  return isinstance(target, type) and issubclass(target, cls)
+
+
+def names_of(cls: type) -> list[str]:
+  """The variants that build a `cls`, sorted."""
+  return [name for name in names() if is_family(name, cls)]
+
+
 def fields(name: str) -> list[str] | None:
   """The overridable fields of model `name` (None when its factory accepts any keyword)."""
   target = family(name)

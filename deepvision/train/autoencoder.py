@@ -147,7 +147,7 @@ def make_task(config: ml_collections.ConfigDict, data: EnergyData | None = None,
   except (KeyError, ValueError, TypeError) as e:
     raise ConfigError(f"config.model / config.model_kwargs: {e}") from None
   if not isinstance(model, autoencoder_models.TiedAutoencoder):
-    valid = [n for n in zoo.names() if issubclass(zoo.family(n), autoencoder_models.TiedAutoencoder)]
+    valid = zoo.names_of(autoencoder_models.TiedAutoencoder)
     raise ConfigError(f"config.model {run.model!r} is not an autoencoder; the autoencoders: {', '.join(valid)}")
   if model.decoder not in autoencoder_models.DECODERS:
     raise ConfigError(f"config.model_kwargs.decoder must be one of {autoencoder_models.DECODERS}, "

@@ -244,8 +244,8 @@ def build_task(config: ml_collections.ConfigDict, quiet: bool = False) -> KMeans
     zoo.fields(run.model)
   except KeyError as e:
     raise ConfigError(f"config.model: {e}") from None
-  if not issubclass(zoo.family(run.model), kmeans_model.KMeans):
-    valid = [n for n in zoo.names() if issubclass(zoo.family(n), kmeans_model.KMeans)]
+  if not zoo.is_family(run.model, kmeans_model.KMeans):
+    valid = zoo.names_of(kmeans_model.KMeans)
     raise ConfigError(f"config.model {run.model!r} is not a k-means model; the k-means models: {', '.join(valid)}")
   kwargs = resolve.model_kwargs(config)
   try:

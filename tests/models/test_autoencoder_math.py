@@ -34,7 +34,7 @@ def _params(model, x):
 
 
 def test_every_autoencoder_in_the_zoo_has_the_rbm_parameters_and_a_tiny_variant():
-  autoencoders = [n for n in zoo.names() if issubclass(zoo.family(n), TiedAutoencoder)]
+  autoencoders = zoo.names_of(TiedAutoencoder)
   assert set(autoencoders) == {"ae", "ae_tiny", "ae_linear", "ae_linear_tiny", "dae", "dae_tiny", "sparse_ae",
                                "sparse_ae_tiny", "contractive_ae", "contractive_ae_tiny"}
   for name in autoencoders:
