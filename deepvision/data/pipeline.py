@@ -49,6 +49,23 @@ def read_batch(source: Sequence[dict[str, Any]], indices: np.ndarray) -> Batch:
   return {"image": to_unit_float(images), "label": np.asarray(labels, dtype=np.int32)}
 
 
+class Selection:
+  """The examples `indices` of `source`, in that order: a random-access source itself (e.g. a training
+  subset, or the labelled examples of a semi-supervised run)."""
+
+  def __init__(self, source: Sequence[dict[str, Any]], indices: np.ndarray):
+    self._source, self.indices = source, np.asarray(indices)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, i):
+    return self._source[int(self.indices[i])]
+
+  def read_batch(self, indices: np.ndarray) -> Batch:
+    return read_batch(self._source, self.indices[indices])
+
+
 class BatchIterator(Iterator[Batch]):
   """An iterator over training batches whose position can be saved and restored.
 

@@ -98,22 +98,6 @@ def select_labelled(labels: np.ndarray, n: int, seed: int, balanced: bool = True
   return np.asarray(chosen)
 
 
-class Selection:
-  """The examples `indices` of `source`, in that order (a random-access source)."""
-
-  def __init__(self, source, indices: np.ndarray):
-    self._source, self.indices = source, np.asarray(indices)
-
-  def __len__(self) -> int:
-    return len(self.indices)
-
-  def __getitem__(self, i):
-    return self._source[int(self.indices[i])]
-
-  def read_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-    return pipeline.read_batch(self._source, self.indices[indices])
-
-
 class PairedBatches:
   """`{'image', 'label'}` from the labelled iterator and `'unlabelled'` images from the other, resumable."""
 
@@ -257,7 +241,8 @@ def make_task(config: ml_collections.ConfigDict, quiet: bool = False) -> Multita
   return MultitaskTask(
       unlabelled_source=unlabelled, unlabelled_batch_size=run.unlabelled_batch_size,
       reconstruction_weight=run.reconstruction_weight,
-      model=plan.model, input_shape=plan.info.image_shape, train_source=Selection(unlabelled, indices),
+      model=plan.model, input_shape=plan.info.image_shape,
+      train_source=pipeline.Selection(unlabelled, indices),
       sources=sources, tx=optim.make_optimizer(config, total_steps),
       lr_fn=optim.learning_rate_schedule(config, total_steps), batch_size=run.batch_size,
       eval_batch_size=run.eval_batch_size, seed=run.seed,

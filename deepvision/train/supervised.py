@@ -223,23 +223,6 @@ class Plan:
   sparsity: config_blocks.ActivationSparsity | None = None
 
 
-class Subset:
-  """The first `n` examples of a fixed permutation of `source` (for overfitting checks)."""
-
-  def __init__(self, source, n: int, seed: int = 0):
-    self._source = source
-    self._indices = np.random.default_rng(seed).permutation(len(source))[:n]
-
-  def __len__(self) -> int:
-    return len(self._indices)
-
-  def __getitem__(self, i):
-    return self._source[int(self._indices[i])]
-
-  def read_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-    return pipeline.read_batch(self._source, self._indices[indices])
-
-
 def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
   """Checks the config (`config_blocks.Supervised`) and opens the data; raises ConfigError /
   DatasetNotFoundError before compute."""
@@ -278,7 +261,9 @@ def plan_supervised(config: ml_collections.ConfigDict) -> Plan:
     if run.train_subset > len(train_source):
       raise ConfigError(f"config.train_subset={run.train_subset} exceeds the {len(train_source)} examples of "
                         f"{run.dataset}/{train_split}")
-    train_source = Subset(train_source, run.train_subset)
+    # The first n examples of a fixed permutation (the overfitting check's subset).
+    permutation = np.random.default_rng(0).permutation(len(train_source))
+    train_source = pipeline.Selection(train_source, permutation[:run.train_subset])
   if run.batch_size > len(train_source):
     raise ConfigError(f"config.batch_size={run.batch_size} exceeds the {len(train_source)} training examples")
   steps_per_epoch = len(train_source) // run.batch_size
