@@ -30,6 +30,7 @@ FIGURES = {
     "02_tricks_of_the_trade.ipynb": 6,  # gradient check, lr search, overfit, 2 unit-statistics pictures, doctor
     "03_rbm_dbn.ipynb": 6,  # curves, filters, Gibbs chains, AIS, DBN samples, DBN features
     "04_gated_mrf.ipynb": 5,  # log-likelihoods, filters C, samples, inpainted faces, occlusion
+    "05_feature_learning.ipynb": 3,  # filters of four learners, read-out accuracies, extraction times
 }
 # Notebooks whose execution runs in the slow tier (`-m slow`) instead of the default one.
 SLOW_NOTEBOOKS: frozenset[str] = frozenset()
