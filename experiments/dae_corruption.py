@@ -41,14 +41,20 @@ from deepvision.figures import energy_viz, viz
 from deepvision.train import autoencoder, loop
 from experiments import config_catalog
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/dae_corruption", "Where the runs are trained (and reused).")
-_OUT = flags.DEFINE_string("out", "results/dae_corruption", "Path of the record and figure, without suffix.")
-_LEVELS = flags.DEFINE_list("levels", ["0", "0.1", "0.25", "0.5", "0.75"], "Masking rates.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per level (0 … seeds − 1).")
-_TOP_K = flags.DEFINE_integer("top_k", 0, "Pixels counted by the localisation statistic (0: an eighth of them).")
-_SMOKE = flags.DEFINE_bool("smoke", False, "The smoke config (tiny model, two epochs): for tests.")
-_CONFIG = flags.DEFINE_enum("config", "dae_digits", ["dae_digits", "dae_mnist"], "The denoising-autoencoder config.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data dir (dae_mnist).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The launcher's flags (defined when run as a script: the tests import the functions beside other launchers)."""
+  flags.DEFINE_string("workdir", "runs/dae_corruption", "Where the runs are trained (and reused).")
+  flags.DEFINE_string("out", "results/dae_corruption", "Path of the record and figure, without suffix.")
+  flags.DEFINE_list("levels", ["0", "0.1", "0.25", "0.5", "0.75"], "Masking rates.")
+  flags.DEFINE_integer("seeds", 3, "Seeds per level (0 … seeds − 1).")
+  flags.DEFINE_integer("top_k", 0, "Pixels counted by the localisation statistic (0: an eighth of them).")
+  flags.DEFINE_bool("smoke", False, "The smoke config (tiny model, two epochs): for tests.")
+  flags.DEFINE_enum("config", "dae_digits", ["dae_digits", "dae_mnist"], "The denoising-autoencoder config.")
+  flags.DEFINE_string("data_dir", "", "TFDS data dir (dae_mnist).")
+
 
 IMAGE_SHAPE = (8, 8, 1)
 
@@ -176,13 +182,14 @@ def run(levels: list[float], seeds: int, workdir: str, out: str, top_k: int = 0,
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  record = run([float(v) for v in _LEVELS.value], _SEEDS.value, _WORKDIR.value, _OUT.value, _TOP_K.value,
-               _SMOKE.value, _CONFIG.value, _DATA_DIR.value)
+  record = run([float(v) for v in FLAGS.levels], FLAGS.seeds, FLAGS.workdir, FLAGS.out, FLAGS.top_k, FLAGS.smoke,
+               FLAGS.config, FLAGS.data_dir)
   for level, s in record["levels"].items():
     print(f"p = {level:>5}: localisation {s['localisation_mean']:.3f} ± {s['localisation_std']:.3f}, spread "
           f"{s['spread_mean']:.2f}, feature accuracy {s['feature_accuracy_mean']:.4f}")
-  print(f"random filters: {record['random_filters']}; wrote {_OUT.value}.json and .png")
+  print(f"random filters: {record['random_filters']}; wrote {FLAGS.out}.json and .png")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -24,14 +24,14 @@
 # * sparse coding, codes by FISTA (Beck & Teboulle 2009) over a dictionary learned online (Mairal, Bach,
 #   Ponce & Sapiro 2009), and PSD, a feed-forward encoder trained to predict those codes (Kavukcuoglu,
 #   Ranzato & LeCun, *Fast inference in sparse coding algorithms*, 2008);
-# * a denoising autoencoder (Vincent, Larochelle, Bengio & Manzagol 2008);
-# * an RBM trained with persistent contrastive divergence (Tieleman 2008).
+# * a denoising autoencoder (Vincent, Larochelle, Bengio & Manzagol 2008).
 #
 # Each is trained by the launcher's path (`experiments.compare_features`, which calls
 # `train_and_evaluate` on the learner's own config), its features `hidden_probs` of every image go into
 # logistic regression with L2 chosen on validation (`deepvision.estimators.linear_readout`), with every
-# training label and with 100. The full comparison (11 learners, two data sets, three seeds) is
-# `python -m experiments.compare_features`; its table is in the main README.
+# training label and with 100. The full comparison (12 feature sets including the RBMs and the mcRBM,
+# two data sets, three seeds) is `python -m experiments.compare_features`; its tables are in the main
+# README.
 
 # %%
 # On Colab, install deepvision and its notebook extra; elsewhere it is already installed (a no-op).
@@ -66,7 +66,7 @@ from experiments import compare_features, features_table
 scratch = None if WORKDIR else tempfile.TemporaryDirectory(prefix="feature_learning_")  # see "Clean up"
 workdir = WORKDIR or scratch.name
 settings = compare_features.Settings(quick=SMALL, figures=True)
-LEARNERS = ["pixels", "pca_whitened", "kmeans_conv", "sparse_coding", "psd", "dae", "rbm"]
+LEARNERS = ["pixels", "kmeans_conv", "sparse_coding", "psd", "dae"]
 print(f"work dir: {workdir}")
 
 
@@ -92,10 +92,10 @@ print(features_table.table(record))
 # ## What each learner learns
 #
 # The runs drew their filters (`filters.png`): k-means' centroids and the sparse-coding atoms in pixel
-# space (the runs whiten their inputs), the autoencoder's and the RBM's columns of W.
+# space (the runs whiten their inputs), the autoencoder's columns of W.
 
 # %%
-shown = ["kmeans_conv", "sparse_coding", "dae", "rbm"]
+shown = ["kmeans_conv", "sparse_coding", "dae"]
 fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 4))
 for ax, name in zip(axes, shown):
   run_dir = compare_features.run_directory(compare_dir, "dv_digits", name, SEED)

@@ -31,25 +31,25 @@ def test_a_learner_config_trains_on_the_whole_images_with_the_same_number_of_upd
 
 def test_quick_comparison_scores_every_learner_through_one_readout(tmp_path):
   settings = compare_features.Settings(quick=True)
-  rows = compare_features.compare("dv_digits", ["pixels", "kmeans_conv", "rbm"], seeds=1, settings=settings,
+  rows = compare_features.compare("dv_digits", ["pixels", "kmeans_conv"], seeds=1, settings=settings,
                                    workdir=str(tmp_path), log=lambda _: None)
-  assert list(rows) == ["pixels", "kmeans_conv", "rbm"]
-  assert rows["pixels"]["feature_dim"] == 64 and rows["rbm"]["feature_dim"] == 12  # rbm_digits:smoke
+  assert list(rows) == ["pixels", "kmeans_conv"]
   # kmeans_patches:smoke has 12 centroids of 4×4 patches: their codes summed over 4 quadrants.
-  assert rows["kmeans_conv"]["feature_dim"] == 4 * 12
+  assert rows["pixels"]["feature_dim"] == 64 and rows["kmeans_conv"]["feature_dim"] == 4 * 12
   for row in rows.values():
     for key in ("all_labels", "100_labels"):
       assert 0.1 < row[key]["mean"] <= 1.0 and row[key]["std"] == 0.0
+    assert row["per_seed"][0]["test_examples"] == 360
   # Raw pixels separate the digits well with all labels (the trainer's own pixel baseline: 0.98).
   assert rows["pixels"]["all_labels"]["mean"] > 0.95
   assert rows["pixels"]["all_labels"]["mean"] > rows["pixels"]["100_labels"]["mean"]
-  assert rows["rbm"]["learn_seconds"] > 0 and rows["rbm"]["extract_seconds_per_1000"] > 0
+  assert rows["kmeans_conv"]["learn_seconds"] > 0 and rows["kmeans_conv"]["extract_seconds_per_1000"] > 0
   # The run is an ordinary work dir: a second comparison resumes it and trains nothing.
-  metrics = tmp_path / "dv_digits" / "rbm" / "seed_0" / "metrics.jsonl"
+  metrics = tmp_path / "dv_digits" / "kmeans_conv" / "seed_0" / "metrics.jsonl"
   before = metrics.read_bytes()
-  again = compare_features.compare("dv_digits", ["rbm"], 1, settings, str(tmp_path), log=lambda _: None)
+  again = compare_features.compare("dv_digits", ["kmeans_conv"], 1, settings, str(tmp_path), log=lambda _: None)
   assert metrics.read_bytes() == before
-  assert again["rbm"]["all_labels"] == rows["rbm"]["all_labels"]
+  assert again["kmeans_conv"]["all_labels"] == rows["kmeans_conv"]["all_labels"]
 
 
 def test_the_pixel_rows_readout_matches_scikit_learn_style_features_by_hand():

@@ -19,6 +19,7 @@ def test_the_paired_comparison_is_the_closed_form():
   assert clear["difference"]["beats_seed_noise"]
 
 
+@pytest.mark.slow  # four smoke runs (~20 s); the multi-task trainer's own smoke run is in the default tier
 def test_a_smoke_ablation_pairs_the_runs_and_resumes(tmp_path):
   lines = []
   record = multitask_ablation.run([20], 2, str(tmp_path), smoke=True, log=lines.append)
