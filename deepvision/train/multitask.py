@@ -171,10 +171,7 @@ def make_train_step(preprocess: supervised.Preprocess, learning_rate_fn: Callabl
       metrics["learning_rate"] = learning_rate_fn(state.step)
     state = state.apply_gradients(grads=grads)
     metrics.update(finite_flags(loss, grads, state.params))
-    if state.ema_params is not None:
-      state = state.replace(ema_params=jax.tree.map(
-          lambda avg, p: ema_decay * avg + (1.0 - ema_decay) * p, state.ema_params, state.params))
-    return state, metrics
+    return supervised.update_moving_average(state, ema_decay), metrics
 
   return train_step
 

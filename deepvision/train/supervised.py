@@ -176,12 +176,17 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
     else:
       state = state.apply_gradients(grads=grads)
     metrics.update(finite_flags(loss, grads, state.params))
-    if state.ema_params is not None:
-      state = state.replace(ema_params=jax.tree.map(
-          lambda avg, p: ema_decay * avg + (1.0 - ema_decay) * p, state.ema_params, state.params))
-    return state, metrics
+    return update_moving_average(state, ema_decay), metrics
 
   return train_step
+
+
+def update_moving_average(state: TrainState, ema_decay: float) -> TrainState:
+  """θ̄ ← d·θ̄ + (1 − d)·θ after an update, when the state keeps a moving average (`ema_params`)."""
+  if state.ema_params is None:
+    return state
+  return state.replace(ema_params=jax.tree.map(
+      lambda avg, p: ema_decay * avg + (1.0 - ema_decay) * p, state.ema_params, state.params))
 
 
 def make_eval_step(preprocess: Preprocess = Preprocess()) -> Callable[[TrainState, Batch], Metrics]:
