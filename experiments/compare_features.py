@@ -2,7 +2,7 @@ r"""Which feature learner? Every unsupervised family of deepvision into the same
 
   python -m experiments.compare_features --workdir=runs/compare_features          # dv_digits and dv_faces
   python -m experiments.compare_features --workdir=runs/cf --datasets=mnist --data_dir=DIR --seeds=1
-  python -m experiments.compare_features --workdir=/tmp/cf --quick                 # seconds: smoke configs
+  python -m experiments.compare_features --workdir=runs/cf_quick --quick           # seconds: smoke configs
 
 The talk's conclusion on generative models: *if generation is not required, other feature learning methods
 are more efficient*. For each data set and each learner (`LEARNERS`: raw and PCA-whitened pixels, k-means
