@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import pathlib
 import platform
 import subprocess
@@ -202,28 +201,9 @@ def child_run(job: str, k: int, seed: int, epochs: int | None = None, timeout: f
 
 
 def machine() -> dict:
-  """CPU model, cores, load, XLA flags and the BLAS numpy uses (what every record carries)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  model = platform.processor()
-  with contextlib.suppress(OSError):
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        model = line.split(":", 1)[1].strip()
-        break
-  blas = None
-  with contextlib.suppress(Exception):
-    import threadpoolctl  # pylint: disable=g-import-not-at-top
-    blas = [{k: info.get(k) for k in ("internal_api", "prefix", "version", "threading_layer", "num_threads")}
-            for info in threadpoolctl.threadpool_info()]
-  numpy_blas = None
-  with contextlib.suppress(Exception):
-    numpy_blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-  return {"cpu_model": model, "platform": platform.platform(),
-          "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-          "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
-          "xla_flags": os.environ.get("XLA_FLAGS", ""),
-          "xla_flags_note": "XLA_FLAGS as set for this process (empty: XLA:CPU defaults, multi-threaded Eigen)",
-          "numpy_blas_build": numpy_blas, "native_thread_pools": blas}
+  """CPU model, cores, load, XLA flags and the BLAS numpy uses (`deepvision.machine.describe`)."""
+  from deepvision import machine as machine_info  # pylint: disable=g-import-not-at-top
+  return machine_info.describe()
 
 
 def versions() -> dict:

@@ -32,7 +32,6 @@ import io
 import json
 import math
 import os
-import platform
 import sys
 import time
 from contextlib import redirect_stdout
@@ -43,6 +42,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
+from deepvision import machine as machine_info
 from deepvision.data import datasets
 from deepvision.data import energy as energy_data
 from deepvision.data.whiten import PCAWhitening
@@ -252,17 +252,6 @@ def _mean_std(values: list[float]) -> dict[str, float]:
   return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
-def machine() -> dict:
-  """The CPU and the versions a record was measured with."""
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__, "device": jax.devices()[0].device_kind}
-
-
 _FLAGS: dict[str, flags.FlagHolder] = {}  # defined when run as a script (the tests import the functions)
 
 
@@ -318,7 +307,8 @@ def main(argv: list[str]) -> None:
     rows = cli.or_exit_2(compare, dataset, value["learners"], value["seeds"], settings, value["workdir"])
     record = {"dataset": dataset, "splits": DATA[dataset].splits, "seeds": value["seeds"],
               "settings": dataclasses.asdict(settings), "l2_grid": L2_GRID, "label_budget": LABEL_BUDGET,
-              "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "machine": {**machine_info.describe(), "jax": jax.__version__,
+                          "device": jax.devices()[0].device_kind}, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": "python -m experiments.compare_features " + " ".join(sys.argv[1:]),
               "learners": rows}
     os.makedirs(value["records"], exist_ok=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 
@@ -36,6 +35,7 @@ import numpy as np
 from absl import app, flags
 from matplotlib.figure import Figure
 
+from deepvision import machine as machine_info
 from deepvision.data.energy import prepare_data
 from deepvision.figures import energy_viz, viz
 from deepvision.train import autoencoder, loop
@@ -169,7 +169,7 @@ def run(levels: list[float], seeds: int, workdir: str, out: str, top_k: int = 0,
                     "_raw": "the same of W itself",
                     "feature_accuracy": "test accuracy of logistic regression on the features"},
       "random_filters": statistics(init_W, top_k, std, image_shape), "levels": summary, "runs": runs, "seeds": seeds,
-      "wall_seconds": round(time.time() - start, 1), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+      "wall_seconds": round(time.time() - start, 1), "machine": machine_info.describe(),
       "jax": jax.__version__, "command": "python -m experiments.dae_corruption " + " ".join(sys.argv[1:])}
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out + ".json", "w") as f:

@@ -95,7 +95,7 @@ def tables() -> str:
     with open(path, encoding="utf-8") as f:
       record = json.load(f)
     parts += [(f"**`{record['dataset']}`** (train / validation / test: {', '.join(record['splits'])}; "
-               f"{record['seeds']} seeds; {record['machine']['cores']} cores of {record['machine']['cpu']}, "
+               f"{record['seeds']} seeds; {record['machine']['cores']} cores of {record['machine']['cpu_model']}, "
                f"{record['date']}; `{record['command']}`; record `{path.relative_to(ROOT)}`):"), "",
               table(record), ""]
   return "\n".join(parts).rstrip()

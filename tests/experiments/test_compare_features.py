@@ -86,7 +86,7 @@ def _record(seeds, pixels, other, test_examples=100_000):
                       "all_labels": entry(*accs[0]), "100_labels": entry(*accs[1]),
                       "per_seed": [{"test_examples": test_examples}]}
   return {"dataset": "dv_x", "splits": ["a", "b", "c"], "seeds": seeds, "label_budget": 100,
-          "machine": {"cores": 2, "cpu": "cpu"}, "date": "d", "command": "c",
+          "machine": {"cores": 2, "cpu_model": "cpu"}, "date": "d", "command": "c",
           "learners": {"pixels": row(pixels), "other": row(other)}}
 
 
