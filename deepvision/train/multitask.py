@@ -136,10 +136,7 @@ def make_train_step(preprocess: supervised.Preprocess, learning_rate_fn: Callabl
   weight = float(reconstruction_weight)
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    step_key = jax.random.fold_in(state.key, state.step)
-    if axis_name is not None:
-      step_key = jax.random.fold_in(step_key, jax.lax.axis_index(axis_name))
-    augment_key, dropout_key = jax.random.split(step_key)
+    step_key, augment_key, dropout_key = supervised.step_keys(state, axis_name)
     images = preprocess(batch["image"], augment_key, train=True)
     labels = batch["label"]
     if weight:

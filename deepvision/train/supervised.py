@@ -96,6 +96,16 @@ def _loss_gradient_and_curvature(forward, params, labels: jax.Array, key: jax.Ar
   return loss, logits, grads, estimate
 
 
+def step_keys(state: TrainState, axis_name: str | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(step key, augmentation key, dropout key) of the update at `state.step`: `fold_in(key, step)`, then the
+  device's index when data-parallel, split in two (the same draws on every resume)."""
+  step_key = jax.random.fold_in(state.key, state.step)
+  if axis_name is not None:
+    step_key = jax.random.fold_in(step_key, jax.lax.axis_index(axis_name))
+  augment_key, dropout_key = jax.random.split(step_key)
+  return step_key, augment_key, dropout_key
+
+
 def make_train_step(preprocess: Preprocess = Preprocess(),
                     learning_rate_fn: Callable[[jax.Array], jax.Array] | None = None,
                     ema_decay: float = 0.0,
@@ -130,10 +140,7 @@ def make_train_step(preprocess: Preprocess = Preprocess(),
     raise ValueError("an activation penalty cannot be combined with a curvature estimate (SDLM)")
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    step_key = jax.random.fold_in(state.key, state.step)
-    if axis_name is not None:
-      step_key = jax.random.fold_in(step_key, jax.lax.axis_index(axis_name))
-    augment_key, dropout_key = jax.random.split(step_key)
+    step_key, augment_key, dropout_key = step_keys(state, axis_name)
     images = preprocess(batch["image"], augment_key, train=True)
     labels = batch["label"]
 
