@@ -57,10 +57,9 @@ def test_the_1998_config_learns_prepared_digits(tmp_path, mnist_dir):
 
 
 def test_the_readme_real_digits_tables_are_generated_from_the_records():
-  from experiments import mnist_table  # pylint: disable=g-import-not-at-top
-  readme = (mnist_table.ROOT / "README.md").read_text(encoding="utf-8")
-  assert readme == mnist_table.replace_tables(readme, mnist_table.tables()), (
-      "README.md's real-digits tables are stale: run `python -m experiments.mnist_table --write`")
+  from experiments import mnist_table, readme_tables  # pylint: disable=g-import-not-at-top
+  assert readme_tables.stale(mnist_table.TABLES) == [], (
+      "README.md's real-digits tables are stale: run " + readme_tables.COMMAND)
   assert mnist_table.lenet_table().count("\n") >= 3  # a header, its rule and a row per LeNet record
 
 

@@ -1,6 +1,5 @@
 """The model zoo: names, creation with overrides, exact parameter counts, descriptions."""
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +10,7 @@ from deepvision import pretrained, zoo
 from deepvision.diagnostics import flops
 from deepvision.models import convnets
 from deepvision.registry import UnknownNameError
-from experiments import zoo_table
+from experiments import readme_tables, zoo_table
 
 CONVNET_VARIANTS = {
     "lenet5_1998", "lenet5", "lenet5_tiny", "jarrett", "jarrett_tiny", "cifar_convnet",
@@ -122,9 +121,7 @@ def test_describe_a_pretrained_name_uses_its_trained_fields_and_metric():
 
 
 def test_the_readme_zoo_tables_are_the_generated_ones():
-  readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
-  expected = zoo_table.replace_tables(readme, pretrained.markdown_table())
-  assert readme == expected, "README.md's zoo tables are stale: run `python -m experiments.zoo_table --write`"
+  assert readme_tables.stale(zoo_table.TABLES) == [], "README.md's zoo tables are stale: run " + readme_tables.COMMAND
   tables = pretrained.markdown_table()
   assert all(f"| `{name}` |" in tables for name in zoo.names() + pretrained.names())
   assert "| `lcn_convnet_digits` | `lcn_convnet_digits` | Jarrett et al. 2009 | 113,162 |" in tables
