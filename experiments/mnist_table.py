@@ -4,7 +4,7 @@ r"""The README's real-digits tables, generated from the committed records of the
   python -m experiments.mnist_table --write    # replace the tables in README.md
   python -m experiments.mnist_table --check    # exit 1 if README.md's tables differ from the records
 
-Records: `results/mnist_subset/lenet5_*.json` (`benchmarks/mnist_seeds.py`: one config, three seeds, whole
+Records: `results/mnist_subset/lenet5_*.json` (`benchmarks/seed_runs.py`: one config, three seeds, whole
 launcher runs), `benchmarks/results/lenet5_time_to_accuracy.json` (the launcher against a plain PyTorch loop,
 same run), `results/mnist_subset/rbm_mnist_*.json` and `dbn_mnist*.json` (the RBM with AIS bounds and the
 DBN against the same MLP from random weights). The test suite checks that README.md holds these tables.

@@ -1,13 +1,14 @@
-r"""Runs one MNIST config through the launcher for several seeds and writes the record behind its README row.
+r"""Runs one config through the launcher for several seeds and writes the record behind its README row.
 
-Each seed is `python -m experiments.main --config=CONFIG --workdir=... --config.data_dir=DATA_DIR
+Each seed is `python -m experiments.main --config=CONFIG --workdir=... [--config.data_dir=DATA_DIR]
 --config.seed=S [--config.KEY=VALUE ...]` in a fresh process, as a user runs it; the record keeps the exact
-command, the wall time of each whole process, the final metrics, the machine and the commit, and the first
-seed's `curves.png` and `filters.png` go beside it.
+command, the wall time of each whole process, the final metrics, how busy the machine was, the machine and
+the commit, and the first seed's `curves.png` and `filters.png` go beside it.
 
 Usage:
-  python benchmarks/mnist_seeds.py --config=lenet5_mnist --data_dir=DATA_DIR [--seeds 0 1 2] \
+  python benchmarks/seed_runs.py --config=lenet5_mnist --data_dir=DATA_DIR [--seeds 0 1 2] \
       [--set optimizer.name=sgd ...] [--name RECORD] [--out_dir results/mnist_subset]
+  python benchmarks/seed_runs.py --config=lcn_convnet_digits --out_dir results/digits   # embedded data
 DATA_DIR holds `mnist` prepared by `python -m experiments.prepare_data` (BUILD.md).
 """
 
@@ -21,34 +22,44 @@ import pathlib
 import shutil
 import statistics
 import tempfile
+import time
 
-import run_timing  # benchmarks/run_timing.py (the script's own folder)
+import cpu_load  # benchmarks/cpu_load.py (the script's own folder)
+import run_timing
 
 ROOT = run_timing.ROOT
+DEFAULT_OUT = (ROOT / "results" / "mnist_subset").resolve()
 SUBSET_NOTE = ("the 8,004-digit MNIST training subset prepared by benchmarks/prepare_mnist_subset.py: "
                "seed-0 permutation, 6,004 digits as `train`, 2,000 as `test`")
 
 
-def run_seed(config: str, data_dir: str, seed: int, overrides: list[str], workdir: str) -> dict:
-  seconds, records = run_timing.launcher_run(config, workdir, [f"data_dir={data_dir}", f"seed={seed}", *overrides])
+def run_seed(config: str, data_dir: str | None, seed: int, overrides: list[str], workdir: str) -> dict:
+  """One launcher run: its wall time, final record, last training record and other processes' CPU share."""
+  data = [f"data_dir={data_dir}"] if data_dir else []
+  busy_before, begin = cpu_load.cpu_busy_seconds(), time.perf_counter()
+  seconds, records = run_timing.launcher_run(config, workdir, [*data, f"seed={seed}", *overrides])
+  busy = None if busy_before is None else (cpu_load.cpu_busy_seconds() - busy_before) / (
+      (time.perf_counter() - begin) * os.cpu_count())
   final = [r for r in records if r.get("final")][-1]
-  last_train = [r for r in records if "train/accuracy" in r][-1]
-  return {"seed": seed, "wall_seconds": seconds, "final": final,
-          "last_train_record": {k: last_train[k] for k in ("step", "train/accuracy", "train/loss")}}
+  train = [r for r in records if any(k.startswith("train/") for k in r)]
+  last_train = {k: v for k, v in train[-1].items() if k == "step" or k.startswith("train/")} if train else {}
+  return {"seed": seed, "wall_seconds": seconds, "final": final, "last_train_record": last_train,
+          "machine_busy_share": busy}
 
 
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--config", required=True, help="a config name, e.g. lenet5_mnist")
-  parser.add_argument("--data_dir", required=True, help="TFDS data dir holding a prepared `mnist`")
+  parser.add_argument("--data_dir", default=None, help="TFDS data dir (none for the embedded data sets)")
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                       help="config overrides, as --config.KEY=VALUE")
   parser.add_argument("--name", default=None, help="record name (default: the config's)")
-  parser.add_argument("--out_dir", default=str(ROOT / "results" / "mnist_subset"))
-  parser.add_argument("--data_note", default=SUBSET_NOTE, help="what DATA_DIR's mnist is")
+  parser.add_argument("--out_dir", default=str(DEFAULT_OUT))
+  parser.add_argument("--data_note", default=None, help="what DATA_DIR's data set is (default: the MNIST "
+                      "subset with --data_dir, else the config's embedded data set)")
   args = parser.parse_args(argv)
-  data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
+  data_dir = os.path.abspath(os.path.expanduser(args.data_dir)) if args.data_dir else None
   name = args.name or args.config
   out_dir = pathlib.Path(args.out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -62,21 +73,24 @@ def main(argv=None) -> dict:
         for figure in ("curves.png", "filters.png"):
           if os.path.exists(os.path.join(workdir, figure)):
             shutil.copyfile(os.path.join(workdir, figure), out_dir / f"{name}_{figure}")
-  accuracies = [s["final"]["test/accuracy"] for s in seeds]
+  accuracies = [s["final"]["test/accuracy"] for s in seeds if "test/accuracy" in s["final"]]
   record = {
       "name": name, "config": args.config, "overrides": args.overrides,
       "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
       "command": (f"python -m experiments.main --config={args.config} --workdir=runs/{name}_seedS "
-                  "--config.data_dir=DATA_DIR --config.seed=S" + "".join(f" --config.{o}" for o in args.overrides)),
-      "record_command": (f"python benchmarks/mnist_seeds.py --config={args.config} --data_dir=DATA_DIR --seeds "
+                  + ("--config.data_dir=DATA_DIR " if data_dir else "") + "--config.seed=S"
+                  + "".join(f" --config.{o}" for o in args.overrides)),
+      "record_command": (f"python benchmarks/seed_runs.py --config={args.config} "
+                         + ("--data_dir=DATA_DIR " if data_dir else "") + "--seeds "
                          + " ".join(map(str, args.seeds))
                          + (" --set " + " ".join(args.overrides) if args.overrides else "")
-                         + (f" --name {args.name}" if args.name else "")),
-      "data": args.data_note,
-      "splits": _splits(data_dir),
+                         + (f" --name {args.name}" if args.name else "")
+                         + (f" --out_dir {out_dir.resolve().relative_to(ROOT)}" if out_dir.resolve() != DEFAULT_OUT else "")),
+      "data": args.data_note or (SUBSET_NOTE if data_dir else "the config's embedded data set"),
+      "splits": _splits(data_dir) if data_dir else None,
       "machine": run_timing.machine(), "versions": run_timing.versions(), "git": run_timing.git_state(),
       "seeds": seeds,
-      "test_accuracy_mean": statistics.mean(accuracies),
+      "test_accuracy_mean": statistics.mean(accuracies) if accuracies else None,
       "test_accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
       "wall_seconds_mean": statistics.mean(s["wall_seconds"] for s in seeds),
   }
