@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import pathlib
+import resource
 import shutil
 import statistics
 import tempfile
@@ -34,17 +35,30 @@ SUBSET_NOTE = ("the 8,004-digit MNIST training subset prepared by benchmarks/pre
 
 
 def run_seed(config: str, data_dir: str | None, seed: int, overrides: list[str], workdir: str) -> dict:
-  """One launcher run: its wall time, final record, last training record and other processes' CPU share."""
+  """One launcher run: its wall time, final record, last training record and how busy the machine was.
+
+  `machine_busy_share` is the share of all cores busy during the run (this run included),
+  `run_cpu_seconds` the CPU time of the launcher process itself, and `other_processes_cpu_share` the
+  share of all cores that other processes took (the busy share less the run's own)."""
   data = [f"data_dir={data_dir}"] if data_dir else []
+  own_before = _children_cpu_seconds()
   busy_before, begin = cpu_load.cpu_busy_seconds(), time.perf_counter()
   seconds, records = run_timing.launcher_run(config, workdir, [*data, f"seed={seed}", *overrides])
-  busy = None if busy_before is None else (cpu_load.cpu_busy_seconds() - busy_before) / (
-      (time.perf_counter() - begin) * os.cpu_count())
+  capacity = (time.perf_counter() - begin) * os.cpu_count()
+  own = _children_cpu_seconds() - own_before
+  busy = None if busy_before is None else (cpu_load.cpu_busy_seconds() - busy_before) / capacity
   final = [r for r in records if r.get("final")][-1]
   train = [r for r in records if any(k.startswith("train/") for k in r)]
   last_train = {k: v for k, v in train[-1].items() if k == "step" or k.startswith("train/")} if train else {}
   return {"seed": seed, "wall_seconds": seconds, "final": final, "last_train_record": last_train,
-          "machine_busy_share": busy}
+          "machine_busy_share": busy, "run_cpu_seconds": own,
+          "other_processes_cpu_share": None if busy is None else max(0.0, busy - own / capacity)}
+
+
+def _children_cpu_seconds() -> float:
+  """User + system CPU seconds of this process's finished children (the launcher runs)."""
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
 
 
 def main(argv=None) -> dict:
