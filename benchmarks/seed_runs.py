@@ -2,8 +2,8 @@ r"""Runs one config through the launcher for several seeds and writes the record
 
 Each seed is `python -m experiments.main --config=CONFIG --workdir=... [--config.data_dir=DATA_DIR]
 --config.seed=S [--config.KEY=VALUE ...]` in a fresh process, as a user runs it; the record keeps the exact
-command, the wall time of each whole process, the final metrics, how busy the machine was, the machine and
-the commit, and the first seed's `curves.png` and `filters.png` go beside it.
+command, the resolved config, the wall time of each whole process, the final metrics, how busy the machine
+was, the machine and the commit, and the first seed's `curves.png` and `filters.png` go beside it.
 
 Usage:
   python benchmarks/seed_runs.py --config=lenet5_mnist --data_dir=DATA_DIR [--seeds 0 1 2] \
@@ -84,12 +84,14 @@ def main(argv=None) -> dict:
       seeds.append(run_seed(args.config, data_dir, seed, args.overrides, workdir))
       print(json.dumps(seeds[-1]), flush=True)
       if seed == args.seeds[0]:
+        resolved = _resolved_config(workdir)
         for figure in ("curves.png", "filters.png"):
           if os.path.exists(os.path.join(workdir, figure)):
             shutil.copyfile(os.path.join(workdir, figure), out_dir / f"{name}_{figure}")
   accuracies = [s["final"]["test/accuracy"] for s in seeds if "test/accuracy" in s["final"]]
   record = {
       "name": name, "config": args.config, "overrides": args.overrides,
+      "resolved_config": resolved,  # the first seed's config.json (the others differ only in `seed`)
       "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
       "command": (f"python -m experiments.main --config={args.config} --workdir=runs/{name}_seedS "
                   + ("--config.data_dir=DATA_DIR " if data_dir else "") + "--config.seed=S"
@@ -112,6 +114,15 @@ def main(argv=None) -> dict:
   print(json.dumps({k: record[k] for k in ("name", "test_accuracy_mean", "test_accuracy_std",
                                            "wall_seconds_mean")}))
   return record
+
+
+def _resolved_config(workdir: str) -> dict | None:
+  """The run's `config.json` (the resolved config the launcher wrote), or None when it wrote none."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
 
 
 def _splits(data_dir: str) -> dict:
