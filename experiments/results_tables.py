@@ -1,0 +1,137 @@
+r"""README / BUILD.md tables of the default experiment, its ablation and the test tiers, from committed records.
+
+Records:
+  * `results/digits/lcn_convnet_digits.json`, `..._train_only.json`: whole launcher runs over seeds
+    (`python benchmarks/seed_runs.py --config=lcn_convnet_digits --out_dir results/digits`);
+  * `results/digits/pixel_baselines.json`: an RBF SVM and 1-NN on the raw pixels
+    (`python benchmarks/pixel_baselines.py`);
+  * `results/ablation/dv_digits.json`: `python -m experiments.ablate ... --record=results/ablation/dv_digits.json`;
+  * `results/test_tier.json`: the default tier through `.ci/run` on a clean clone.
+
+`python -m experiments.tables --write` writes them; the test suite checks them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import statistics
+
+from experiments import readme_tables
+
+ROOT = readme_tables.ROOT
+DIGITS = ROOT / "results" / "digits"
+MAIN = DIGITS / "lcn_convnet_digits.json"
+TRAIN_ONLY = DIGITS / "lcn_convnet_digits_train_only.json"
+PIXELS = DIGITS / "pixel_baselines.json"
+ABLATION = ROOT / "results" / "ablation" / "dv_digits.json"
+TEST_TIER = ROOT / "results" / "test_tier.json"
+BUSY = 0.10  # other processes' CPU share above which a wall time is printed with it
+
+
+def _load(path: pathlib.Path) -> dict:
+  return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _rel(path: pathlib.Path) -> str:
+  return str(path.relative_to(ROOT))
+
+
+def _wall(seed: dict) -> str:
+  busy = seed.get("machine_busy_share")
+  note = f" (machine {100 * busy:.0f}% busy)" if busy is not None and busy > BUSY else ""
+  return f"{seed['wall_seconds']:.1f} s{note}"
+
+
+def _percents(values: list[float]) -> str:
+  return " / ".join(f"{100 * v:.2f}" for v in values) + "%"
+
+
+def default_experiment(main: dict, train_only: dict, pixels: dict) -> str:
+  """The per-seed table of the default experiment, then its train-only scores and the pixel baselines."""
+  seeds = main["seeds"]
+  accuracies = [s["final"]["test/accuracy"] for s in seeds]
+  std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+  lines = [(f"`{main['command']}` ({main['machine']['cores']} cores of {main['machine']['cpu_model']}, "
+            f"{main['date'][:10]}; record `{_rel(MAIN)}`):"), "",
+           "| seed | test accuracy | test loss | wall time of the whole run |", "|---|---|---|---|"]
+  lines += [f"| {s['seed']} | {100 * s['final']['test/accuracy']:.2f}% | {s['final']['test/loss']:.4f} | "
+            f"{_wall(s)} |" for s in seeds]
+  lines.append(f"| **mean ± std** | **{100 * statistics.mean(accuracies):.2f}% ± {100 * std:.2f}** (range "
+               f"{100 * min(accuracies):.2f}–{100 * max(accuracies):.2f}) | | "
+               f"{statistics.mean(s['wall_seconds'] for s in seeds):.1f} s |")
+  only = [s["final"]["test/accuracy"] for s in train_only["seeds"]]
+  svc, nn = pixels["results"]["svc_rbf_c10"], pixels["results"]["nearest_neighbour"]
+  lines += ["", (f"Trained on `train` alone (`{train_only['command']}`), the same settings score "
+                 f"{_percents(only)} on test (mean {100 * statistics.mean(only):.2f}%; record "
+                 f"`{_rel(TRAIN_ONLY)}`). On raw pixels trained on `train` (`{pixels['command']}`, record "
+                 f"`{_rel(PIXELS)}`): an RBF SVM (scikit-learn `SVC(C=10)`) scores "
+                 f"{100 * svc['validation_accuracy']:.1f}% on validation and {100 * svc['test_accuracy']:.1f}% "
+                 f"on test; 1-nearest-neighbour {100 * nn['validation_accuracy']:.1f}% / "
+                 f"{100 * nn['test_accuracy']:.1f}%.")]
+  return "\n".join(lines)
+
+
+def _difference(row: dict, base: dict) -> tuple[float, float]:
+  """Mean difference of test error to the baseline (points) and twice its standard error over seeds."""
+  a = [e for e in row["errors"] if math.isfinite(e)]
+  b = [e for e in base["errors"] if math.isfinite(e)]
+  var = lambda xs: statistics.variance(xs) / len(xs) if len(xs) > 1 else 0.0
+  return statistics.mean(a) - statistics.mean(b), 2 * math.sqrt(var(a) + var(b))
+
+
+def ablation_table(record: dict) -> str:
+  """One row per variant: the change, per-seed errors, mean ± std, the difference to the baseline and
+  whether it exceeds two standard errors of the difference (the seed noise)."""
+  rows = record["variants"]
+  base = next((r for r in rows if r["variant"] == "baseline"), None)
+  lines = [(f"`{record['command']}` ({record['seeds']} seeds per variant; {record['machine']['cores']} cores of "
+            f"{record['machine']['cpu_model']}, {record['date'][:10]}; record `{_rel(ABLATION)}`). "
+            "Beyond noise: the difference exceeds twice its standard error over seeds."), "",
+           (f"| variant ({record['dataset']}) | change | the talk's claim | test error %, seeds "
+            f"{', '.join(map(str, rows[0]['seeds']))} | mean ± std | vs baseline |"),
+           "|---|---|---|---|---|---|"]
+  for r in rows:
+    change = ", ".join(f"`{k}={v}`" for k, v in r["overrides"].items()) or "—"
+    errors = " / ".join("diverged" if not math.isfinite(e) else f"{e:.2f}" for e in r["errors"])
+    finite = [e for e in r["errors"] if math.isfinite(e)]
+    if r.get("not_applicable"):
+      summary, versus = f"n/a ({r['not_applicable']})", ""
+    elif not finite:
+      summary, versus = f"diverged in {len(r['errors'])} of {len(r['errors'])} seeds", ""
+    else:
+      std = statistics.pstdev(finite)
+      summary = f"{statistics.mean(finite):.2f} ± {std:.2f}"
+      if r.get("diverged"):
+        summary += f" (diverged in {r['diverged']} of {len(r['errors'])} seeds)"
+      versus = ""
+      if base is not None and r is not base:
+        delta, noise = _difference(r, base)
+        verdict = "beyond noise" if abs(delta) > noise else "within noise"
+        versus = f"{delta:+.2f} ({verdict}, 2 s.e. {noise:.2f})".replace("-", "−")
+    lines.append(f"| {r['variant']} | {change} | {r['claim']} | {errors} | {summary} | {versus} |")
+  return "\n".join(lines)
+
+
+def test_tier_sentence(record: dict) -> str:
+  return (f"`make test`: {record['tests']:,} tests in {record['pytest_seconds']:.0f} s (`pytest -n 2`, "
+          f"{record['machine']['cores']}-core CPU, clean clone of {record['commit']}; "
+          f"{record['wall_seconds_with_install'] / 60:.1f} min with the install; record `{_rel(TEST_TIER)}`), "
+          "the five notebooks and the pretrained-metric checks included.")
+
+
+def test_tier_row(record: dict) -> str:
+  return (f"| default | `make test` | every unit, gradient, estimator, sampler, resume, fault-injection, "
+          f"multi-device, two-process, bad-input, diagnostics and smoke test, the five notebooks executed "
+          f"headless, the shipped weights' metrics recomputed ({record['tests']:,}; `{_rel(TEST_TIER)}`) | "
+          f"{record['pytest_seconds'] / 60:.1f} min |")
+
+
+TABLES = (
+    readme_tables.Table("default-experiment", "README.md", (_rel(MAIN), _rel(TRAIN_ONLY), _rel(PIXELS)),
+                        lambda: default_experiment(_load(MAIN), _load(TRAIN_ONLY), _load(PIXELS))),
+    readme_tables.Table("ablation", "README.md", (_rel(ABLATION),), lambda: ablation_table(_load(ABLATION))),
+    readme_tables.Table("test-tier", "README.md", (_rel(TEST_TIER),), lambda: test_tier_sentence(_load(TEST_TIER))),
+    readme_tables.Table("test-tier-build", "BUILD.md", (_rel(TEST_TIER),), lambda: test_tier_row(_load(TEST_TIER))),
+)

@@ -1,0 +1,80 @@
+"""The default-experiment, ablation and test-tier tables, generated from records (synthetic ones here)."""
+
+from __future__ import annotations
+
+import json
+
+import ml_collections
+
+from experiments import ablate, readme_tables, results_tables
+
+MACHINE = {"cores": 2, "cpu_model": "Test CPU"}
+
+
+def _seed(seed, accuracy, loss, wall, busy):
+  return {"seed": seed, "wall_seconds": wall, "machine_busy_share": busy,
+          "final": {"test/accuracy": accuracy, "test/loss": loss}}
+
+
+def test_default_experiment_table_means_stds_and_busy_machines():
+  main = {"command": "python -m experiments.main --config=X", "machine": MACHINE, "date": "2026-12-07T00:00",
+          "seeds": [_seed(0, 0.99, 0.02, 40.0, 0.01), _seed(1, 0.98, 0.03, 50.0, 0.5)]}
+  train_only = {"command": "TRAIN ONLY", "seeds": [_seed(0, 0.97, 0.1, 1, 0), _seed(1, 0.99, 0.1, 1, 0)]}
+  pixels = {"command": "PIXELS", "results": {"svc_rbf_c10": {"validation_accuracy": 0.9, "test_accuracy": 0.91},
+                                             "nearest_neighbour": {"validation_accuracy": 0.8,
+                                                                   "test_accuracy": 0.81}}}
+  text = results_tables.default_experiment(main, train_only, pixels)
+  assert "| 0 | 99.00% | 0.0200 | 40.0 s |" in text
+  assert "| 1 | 98.00% | 0.0300 | 50.0 s (machine 50% busy) |" in text
+  assert "**98.50% ± 0.71** (range 98.00–99.00) | | 45.0 s |" in text  # sample std of 99 and 98
+  assert "score 97.00 / 99.00% on test (mean 98.00%" in text
+  assert "scores 90.0% on validation and 91.0% on test; 1-nearest-neighbour 80.0% / 81.0%." in text
+
+
+def _variant(name, errors, overrides=None, **extra):
+  return {"variant": name, "claim": f"claim of {name}", "overrides": overrides or {}, "errors": errors,
+          "seeds": [0, 1, 2], **extra}
+
+
+def test_ablation_table_differences_noise_divergence_and_not_applicable():
+  nan = float("nan")
+  record = {"command": "python -m experiments.ablate", "seeds": 3, "machine": MACHINE, "date": "2026-12-07",
+            "dataset": "dv_digits", "variants": [
+                _variant("baseline", [0.5, 0.6, 0.7]),
+                _variant("far", [1.5, 1.6, 1.7], {"a.b": 1}),  # +1.0, s.e. of the difference ≈ 0.08
+                _variant("near", [0.4, 0.8, 0.9]),  # +0.1 against 2 s.e. ≈ 0.33
+                _variant("gone", [nan, nan, nan], diverged=3),
+                _variant("some", [nan, 0.5, 0.7], diverged=1),
+                _variant("lenet", [], not_applicable="lenet5 has no such field")]}
+  rows = {line.split(" | ")[0][2:]: line for line in results_tables.ablation_table(record).splitlines()
+          if line.startswith("| ") and "variant" not in line}
+  assert "| `a.b=1` | claim of far | 1.50 / 1.60 / 1.70 | 1.60 ± 0.08 | +1.00 (beyond noise, 2 s.e. 0.16) |" \
+      in rows["far"]
+  assert "+0.10 (within noise, 2 s.e. 0.33) |" in rows["near"]
+  assert "| diverged / diverged / diverged | diverged in 3 of 3 seeds |  |" in rows["gone"]
+  assert "| diverged / 0.50 / 0.70 | 0.60 ± 0.10 (diverged in 1 of 3 seeds) | +0.00 (within noise" in rows["some"]
+  assert "| n/a (lenet5 has no such field) |  |" in rows["lenet"]
+  assert rows["baseline"].endswith("| 0.60 ± 0.08 |  |")
+
+
+def test_the_ablation_launcher_records_its_rows_and_a_generic_command(tmp_path):
+  assert ablate.record_path_problem("table.md") == "--record must name a .json file, got 'table.md'"
+  assert ablate.record_path_problem(str(tmp_path)) is not None and ablate.record_path_problem("") is None
+  argv = ["ablate.py", "--config=lcn_convnet_digits", "--workdir=/somewhere/private", "--seeds=3"]
+  assert ablate.command_line(argv) == ("python -m experiments.ablate --config=lcn_convnet_digits "
+                                       "--workdir=runs/ablation --seeds=3")
+  rows = [_variant("baseline", [0.5, 0.6, 0.7])]
+  config = ml_collections.ConfigDict({"dataset": "dv_digits", "model": "lcn_convnet_digits"})
+  ablate.write_record(str(tmp_path / "sub" / "r.json"), rows, config, argv)
+  record = json.loads((tmp_path / "sub" / "r.json").read_text())
+  assert record["variants"] == rows and record["seeds"] == 3 and record["dataset"] == "dv_digits"
+  assert record["machine"]["cores"] >= 1 and "--workdir=runs/ablation" in record["command"]
+
+
+def test_test_tier_sentence_and_build_row():
+  record = {"tests": 1234, "pytest_seconds": 600.4, "wall_seconds_with_install": 690.0, "commit": "abc1234",
+            "machine": MACHINE}
+  assert results_tables.test_tier_sentence(record).startswith(
+      "`make test`: 1,234 tests in 600 s (`pytest -n 2`, 2-core CPU, clean clone of abc1234; 11.5 min with the install")
+  assert results_tables.test_tier_row(record).endswith("(1,234; `results/test_tier.json`) | 10.0 min |")
+  assert readme_tables.ROOT.joinpath("results", "test_tier.json").exists()
