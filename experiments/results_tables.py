@@ -6,6 +6,7 @@ Records:
   * `results/digits/pixel_baselines.json`: an RBF SVM and 1-NN on the raw pixels
     (`python benchmarks/pixel_baselines.py`);
   * `results/ablation/dv_digits.json`: `python -m experiments.ablate ... --record=results/ablation/dv_digits.json`;
+  * `results/doctor/*.json`: `python benchmarks/doctor_runs.py` (the doctor as a user runs it);
   * `results/test_tier.json`: the default tier through `.ci/run` on a clean clone.
 
 `python -m experiments.tables --write` writes them; the test suite checks them.
@@ -27,6 +28,7 @@ TRAIN_ONLY = DIGITS / "lcn_convnet_digits_train_only.json"
 PIXELS = DIGITS / "pixel_baselines.json"
 ABLATION = ROOT / "results" / "ablation" / "dv_digits.json"
 TEST_TIER = ROOT / "results" / "test_tier.json"
+DOCTOR = ROOT / "results" / "doctor"
 BUSY = 0.10  # other processes' CPU share above which a wall time is printed with it
 
 
@@ -114,6 +116,29 @@ def ablation_table(record: dict) -> str:
   return "\n".join(lines)
 
 
+def doctor_table(records: list[dict]) -> str:
+  """One row per doctor record: the command, its wall time, the alarms and the checks' numbers."""
+  lines = [("| config | command | wall time | alarms | gradient check, worst relative error | probe at the "
+            "configured rate | overfit check |"), "|---|---|---|---|---|---|---|"]
+  for r in records:
+    m = r["report"]["measurements"]
+    if "probe_loss_start" in m:
+      probe = f"loss {m['probe_loss_start']:.3f} → {m['probe_loss_end']:.3f} in {m['probe_steps']} steps"
+      fit = (f"{m['overfit_subset']} examples memorised in {m['overfit_epochs']} epochs" if m["overfit_reached_zero"]
+             else f"not memorised in {m['overfit_epochs']} epochs")
+    else:
+      probe = f"{m['probe_measure']} {m['probe_start']:.3f} → {m['probe_end']:.3f} in {m['probe_steps']} updates"
+      fit = "— (classifiers only)"
+    alarms = ", ".join(r["report"]["alarms"]) or "none"
+    lines.append(f"| `{r['config']}` | `{r['command']}` | {_wall(r)} | {alarms} | "
+                 f"{m['gradient_max_rel_error']:.1e} ({'ok' if m['gradient_ok'] else 'FAILED'}) | {probe} | {fit} |")
+  return "\n".join(lines)
+
+
+def _doctor_records() -> list[dict]:
+  return [_load(path) for path in sorted(DOCTOR.glob("*.json"))]
+
+
 def test_tier_sentence(record: dict) -> str:
   return (f"`make test`: {record['tests']:,} tests in {record['pytest_seconds']:.0f} s (`pytest -n 2`, "
           f"{record['machine']['cores']}-core CPU, clean clone of {record['commit']}; "
@@ -132,6 +157,7 @@ TABLES = (
     readme_tables.Table("default-experiment", "README.md", (_rel(MAIN), _rel(TRAIN_ONLY), _rel(PIXELS)),
                         lambda: default_experiment(_load(MAIN), _load(TRAIN_ONLY), _load(PIXELS))),
     readme_tables.Table("ablation", "README.md", (_rel(ABLATION),), lambda: ablation_table(_load(ABLATION))),
+    readme_tables.Table("doctor", "README.md", (_rel(DOCTOR),), lambda: doctor_table(_doctor_records())),
     readme_tables.Table("test-tier", "README.md", (_rel(TEST_TIER),), lambda: test_tier_sentence(_load(TEST_TIER))),
     readme_tables.Table("test-tier-build", "BUILD.md", (_rel(TEST_TIER),), lambda: test_tier_row(_load(TEST_TIER))),
 )

@@ -78,3 +78,20 @@ def test_test_tier_sentence_and_build_row():
       "`make test`: 1,234 tests in 600 s (`pytest -n 2`, 2-core CPU, clean clone of abc1234; 11.5 min with the install")
   assert results_tables.test_tier_row(record).endswith("(1,234; `results/test_tier.json`) | 10.0 min |")
   assert readme_tables.ROOT.joinpath("results", "test_tier.json").exists()
+
+
+def test_doctor_table_rows_for_a_classifier_and_an_energy_model():
+  classifier = {"config": "c", "command": "python -m experiments.doctor --config=c", "wall_seconds": 31.0,
+                "machine_busy_share": 0.0, "report": {"alarms": [], "measurements": {
+                    "probe_loss_start": 3.9, "probe_loss_end": 0.078, "probe_steps": 300, "overfit_subset": 256,
+                    "overfit_reached_zero": True, "overfit_epochs": 6, "gradient_max_rel_error": 5.3e-8,
+                    "gradient_ok": True}}}
+  energy = {"config": "r", "command": "D", "wall_seconds": 14.0, "machine_busy_share": 0.6,
+            "report": {"alarms": ["dead units"], "measurements": {
+                "probe_measure": "reconstruction error", "probe_start": 0.178, "probe_end": 0.079,
+                "probe_steps": 300, "gradient_max_rel_error": 2e-3, "gradient_ok": False}}}
+  rows = results_tables.doctor_table([classifier, energy]).splitlines()
+  assert rows[2] == ("| `c` | `python -m experiments.doctor --config=c` | 31.0 s | none | 5.3e-08 (ok) | "
+                     "loss 3.900 → 0.078 in 300 steps | 256 examples memorised in 6 epochs |")
+  assert rows[3] == ("| `r` | `D` | 14.0 s (machine 60% busy) | dead units | 2.0e-03 (FAILED) | "
+                     "reconstruction error 0.178 → 0.079 in 300 updates | — (classifiers only) |")
