@@ -1,7 +1,7 @@
 r"""Runs the doctor on configs as a user runs it and writes the records behind the README's doctor figures.
 
 Each config is `python -m experiments.doctor --config=NAME --workdir=...` in a fresh process; the record keeps
-the command, the whole process's wall time, other processes' CPU share meanwhile, and the report's
+the command, the whole process's wall time, the share of the CPU other processes took meanwhile, and the report's
 `doctor.json` (alarms, findings and the checks' measurements).
 
 Usage (about a minute on 2 idle cores):
@@ -29,15 +29,15 @@ ROOT = run_timing.ROOT
 def doctor_run(config: str, workdir: str) -> dict:
   """One doctor process: its wall time, other processes' CPU share and its `doctor.json`."""
   command = [sys.executable, "-m", "experiments.doctor", f"--config={config}", f"--workdir={workdir}"]
-  busy_before, begin = cpu_load.cpu_busy_seconds(), time.perf_counter()
+  own_before, busy_before = cpu_load.children_cpu_seconds(), cpu_load.cpu_busy_seconds()
+  begin = time.perf_counter()
   done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
   seconds = time.perf_counter() - begin
   if done.returncode:
     raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-  busy = None if busy_before is None else max(0.0, (cpu_load.cpu_busy_seconds() - busy_before)
-                                              / (seconds * os.cpu_count()))
+  others = cpu_load.other_processes_share(busy_before, own_before, seconds)
   report = json.loads(pathlib.Path(workdir, "doctor.json").read_text(encoding="utf-8"))
-  return {"wall_seconds": seconds, "machine_busy_share": busy, "report": report}
+  return {"wall_seconds": seconds, "other_processes_cpu_share": others, "report": report}
 
 
 def main(argv=None) -> None:

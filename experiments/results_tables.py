@@ -29,7 +29,7 @@ PIXELS = DIGITS / "pixel_baselines.json"
 ABLATION = ROOT / "results" / "ablation" / "dv_digits.json"
 TEST_TIER = ROOT / "results" / "test_tier.json"
 DOCTOR = ROOT / "results" / "doctor"
-BUSY = 0.10  # other processes' CPU share above which a wall time is printed with it
+BUSY = 0.10  # the share of the CPU other processes took above which a wall time is printed with it
 
 
 def _load(path: pathlib.Path) -> dict:
@@ -40,10 +40,11 @@ def _rel(path: pathlib.Path) -> str:
   return str(path.relative_to(ROOT))
 
 
-def _wall(seed: dict) -> str:
-  busy = seed.get("machine_busy_share")
-  note = f" (machine {100 * busy:.0f}% busy)" if busy is not None and busy > BUSY else ""
-  return f"{seed['wall_seconds']:.1f} s{note}"
+def _wall(run: dict) -> str:
+  """A run's wall time, with the share of the CPU other processes took when above `BUSY`."""
+  busy = run.get("other_processes_cpu_share")
+  note = f" (other processes took {100 * busy:.0f}% of the CPU)" if busy is not None and busy > BUSY else ""
+  return f"{run['wall_seconds']:.1f} s{note}"
 
 
 def _percents(values: list[float]) -> str:

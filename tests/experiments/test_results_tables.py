@@ -12,7 +12,7 @@ MACHINE = {"cores": 2, "cpu_model": "Test CPU"}
 
 
 def _seed(seed, accuracy, loss, wall, busy):
-  return {"seed": seed, "wall_seconds": wall, "machine_busy_share": busy,
+  return {"seed": seed, "wall_seconds": wall, "other_processes_cpu_share": busy,
           "final": {"test/accuracy": accuracy, "test/loss": loss}}
 
 
@@ -25,7 +25,7 @@ def test_default_experiment_table_means_stds_and_busy_machines():
                                                                    "test_accuracy": 0.81}}}
   text = results_tables.default_experiment(main, train_only, pixels)
   assert "| 0 | 99.00% | 0.0200 | 40.0 s |" in text
-  assert "| 1 | 98.00% | 0.0300 | 50.0 s (machine 50% busy) |" in text
+  assert "| 1 | 98.00% | 0.0300 | 50.0 s (other processes took 50% of the CPU) |" in text
   assert "**98.50% ± 0.71** (range 98.00–99.00) | | 45.0 s |" in text  # sample std of 99 and 98
   assert "score 97.00 / 99.00% on test (mean 98.00%" in text
   assert "scores 90.0% on validation and 91.0% on test; 1-nearest-neighbour 80.0% / 81.0%." in text
@@ -82,16 +82,16 @@ def test_test_tier_sentence_and_build_row():
 
 def test_doctor_table_rows_for_a_classifier_and_an_energy_model():
   classifier = {"config": "c", "command": "python -m experiments.doctor --config=c", "wall_seconds": 31.0,
-                "machine_busy_share": 0.0, "report": {"alarms": [], "measurements": {
+                "other_processes_cpu_share": 0.0, "report": {"alarms": [], "measurements": {
                     "probe_loss_start": 3.9, "probe_loss_end": 0.078, "probe_steps": 300, "overfit_subset": 256,
                     "overfit_reached_zero": True, "overfit_epochs": 6, "gradient_max_rel_error": 5.3e-8,
                     "gradient_ok": True}}}
-  energy = {"config": "r", "command": "D", "wall_seconds": 14.0, "machine_busy_share": 0.6,
+  energy = {"config": "r", "command": "D", "wall_seconds": 14.0, "other_processes_cpu_share": 0.6,
             "report": {"alarms": ["dead units"], "measurements": {
                 "probe_measure": "reconstruction error", "probe_start": 0.178, "probe_end": 0.079,
                 "probe_steps": 300, "gradient_max_rel_error": 2e-3, "gradient_ok": False}}}
   rows = results_tables.doctor_table([classifier, energy]).splitlines()
   assert rows[2] == ("| `c` | `python -m experiments.doctor --config=c` | 31.0 s | none | 5.3e-08 (ok) | "
                      "loss 3.900 → 0.078 in 300 steps | 256 examples memorised in 6 epochs |")
-  assert rows[3] == ("| `r` | `D` | 14.0 s (machine 60% busy) | dead units | 2.0e-03 (FAILED) | "
+  assert rows[3] == ("| `r` | `D` | 14.0 s (other processes took 60% of the CPU) | dead units | 2.0e-03 (FAILED) | "
                      "reconstruction error 0.178 → 0.079 in 300 updates | — (classifiers only) |")
