@@ -6,7 +6,7 @@ import json
 
 import ml_collections
 
-from experiments import ablate, readme_tables, results_tables
+from experiments import ablate, features_table, readme_tables, results_tables
 
 MACHINE = {"cores": 2, "cpu_model": "Test CPU"}
 
@@ -95,3 +95,20 @@ def test_doctor_table_rows_for_a_classifier_and_an_energy_model():
                      "loss 3.900 → 0.078 in 300 steps | 256 examples memorised in 6 epochs |")
   assert rows[3] == ("| `r` | `D` | 14.0 s (other processes took 60% of the CPU) | dead units | 2.0e-03 (FAILED) | "
                      "reconstruction error 0.178 → 0.079 in 300 updates | — (classifiers only) |")
+
+
+def test_dictionary_table_says_which_psd_encoder_meets_the_target():
+  def psd(error, speedup):
+    return {"test_examples": 100, "prediction_error_vs_lasso_codes": error, "seconds_encoder": 0.001,
+            "seconds_fista_tol_1e-3": 0.1, "fista_iterations_tol_1e-3": 9, "speedup_vs_fista_tol_1e-3": speedup,
+            "speedup_vs_fista_tol_1e-6": 2 * speedup}
+  atoms = {"localisation": 0.5, "orientation_index": 0.4}
+  record = {"problem": {"n_atoms": 8, "n_visible": 4, "lambda": 0.5, "objective_train_on": "10 patches"},
+            "final_objective_train_median": {"deepvision": 1.0, "sklearn_cd": 1.1}, "budget_seconds": 3,
+            "rounds": 2, "atoms_pixel_space": {"deepvision": atoms, "sklearn_cd": atoms},
+            "psd": {"good": psd(0.10, 60.0), "slow": psd(0.01, 20.0), "wrong": psd(0.5, 300.0)}}
+  rows = {line.split(" | ")[0][3:-1]: line for line in features_table.dictionary_tables(record).splitlines()
+          if line.startswith("| `")}
+  assert rows["good"].endswith("| 60× / 120× | met |")
+  assert rows["slow"].endswith("| **not met** |") and rows["wrong"].endswith("| **not met** |")
+  assert "| **1.000** | 1.100 |" in features_table.dictionary_tables(record)
