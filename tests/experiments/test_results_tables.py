@@ -6,7 +6,13 @@ import json
 
 import ml_collections
 
-from experiments import ablate, features_table, readme_tables, results_tables
+from experiments import (
+  ablate,
+  build_tables,
+  features_table,
+  readme_tables,
+  results_tables,
+)
 
 MACHINE = {"cores": 2, "cpu_model": "Test CPU"}
 
@@ -112,3 +118,28 @@ def test_dictionary_table_says_which_psd_encoder_meets_the_target():
   assert rows["good"].endswith("| 60× / 120× | met |")
   assert rows["slow"].endswith("| **not met** |") and rows["wrong"].endswith("| **not met** |")
   assert "| **1.000** | 1.100 |" in features_table.dictionary_tables(record)
+
+
+def test_device_scaling_and_gpu_tables_rows():
+  row = lambda rate, ratio: {"images_per_s_median": rate, "ratio_to_1_device": ratio}
+  scaling = {"command": "S", "date": "2026-01-01", "jax_version": "0.10", "global_batch": 128,
+             "machine": {"cores": 2, "machine_busy_share_during_run": 0.5},
+             "results": {"cifar_convnet": {"1": row(500, 1.0), "1 (jit, no pmap)": row(600, 1.2), "4": row(900, 1.8)},
+                         "rbm_pcd1": {"1": row(20000, 1.0), "4": row(10000, 0.5)}}}
+  lines = build_tables.device_scaling_table(scaling).splitlines()
+  assert lines[-3:] == ["| 1 | 128 | 500 (1.00) | 20,000 (1.00) |", "| 1, plain jit (no pmap) | 128 | 600 (1.20) |  |",
+                        "| 4 | 32 | 900 (1.80) | 10,000 (0.50) |"]
+  train = lambda mode, batch, rate: {"mode": mode, "batch": batch, "images_per_s_median": rate,
+                                     "ms_per_step_median": 1.0, "achieved_tflops": 2.0,
+                                     "fraction_of_measured_matmul": 0.1, "fraction_of_spec": 0.05}
+  peak = {"tflops_median": 1.0}
+  gpu = {"command": "G", "date": "2026-01-01", "device": {"kind": "GPU"}, "versions": {"jax": "0.11"},
+         "matmul_peak": {"n": 64, "bfloat16": peak, "float32_default": peak, "float32_highest": peak},
+         "spec_peak_tflops": {"bf16": 4, "tf32": 2, "fp32": 1},
+         "training": [train("float32", 128, 100.0), train("bfloat16", 128, 150.0), train("bfloat16", 8, 50.0)],
+         "bfloat16_speedup_over_float32": {"128": 1.5}}
+  text = build_tables.gpu_convnet_table(gpu)
+  rows = [line for line in text.splitlines() if line.startswith("| b") or line.startswith("| f")]
+  assert rows == ["| bfloat16 | 8 | 50 | 1.00 | 2.0 | 10.0 | 5.0 |", "| bfloat16 | 128 | **150** | 1.00 | 2.0 | 10.0 | 5.0 |",
+                  "| float32 (TF32) | 128 | 100 | 1.00 | 2.0 | 10.0 | 5.0 |"]
+  assert text.endswith("bfloat16 over float32 (TF32), images/s: 1.50× at batch 128.")
