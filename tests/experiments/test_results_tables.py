@@ -139,7 +139,7 @@ def test_device_scaling_and_gpu_tables_rows():
          "training": [train("float32", 128, 100.0), train("bfloat16", 128, 150.0), train("bfloat16", 8, 50.0)],
          "bfloat16_speedup_over_float32": {"128": 1.5}}
   text = build_tables.gpu_convnet_table(gpu)
-  rows = [line for line in text.splitlines() if line.startswith("| b") or line.startswith("| f")]
+  rows = [line for line in text.splitlines() if line.startswith(("| b", "| f"))]
   assert rows == ["| bfloat16 | 8 | 50 | 1.00 | 2.0 | 10.0 | 5.0 |", "| bfloat16 | 128 | **150** | 1.00 | 2.0 | 10.0 | 5.0 |",
                   "| float32 (TF32) | 128 | 100 | 1.00 | 2.0 | 10.0 | 5.0 |"]
   assert text.endswith("bfloat16 over float32 (TF32), images/s: 1.50× at batch 128.")
