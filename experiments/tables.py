@@ -16,9 +16,15 @@ import sys
 
 from absl import app, flags
 
-from experiments import features_table, mnist_table, readme_tables, zoo_table
+from experiments import (
+  benchmark_tables,
+  features_table,
+  mnist_table,
+  readme_tables,
+  zoo_table,
+)
 
-GENERATORS = (zoo_table, mnist_table, features_table)
+GENERATORS = (zoo_table, mnist_table, features_table, benchmark_tables)
 _FLAGS = {}  # defined when run as a script
 
 
