@@ -88,6 +88,11 @@ def per_round(values: Sequence[float] | None, peer: Sequence[float] | None) -> l
   return [a / b for a, b in zip(values, peer)] if values and peer else []
 
 
+def seeds(settings: dict) -> str:
+  n = len(settings.get("seeds", []))
+  return f"{n} seed{'s' if n != 1 else ''}" if n else "seeds not recorded"
+
+
 def number(x: float, digits: int = 0) -> str:
   return f"{x:,.{digits}f}"
 
@@ -114,7 +119,7 @@ def record_line(record: dict, machine: dict | None = None, command: str | None =
            machine.get("cpu_model") or "CPU model not recorded",
            f"{cores} cores" if cores else "cores not recorded"]
   if blas:
-    parts.append(f"NumPy's BLAS {blas}")
+    parts.append(f"BLAS {blas}")
   if others is not None:
     parts.append(f"other processes {100 * others:.0f}% of the CPU")
   return f"Record: {', '.join(parts)}; `{command or record.get('command', 'command not recorded')}`."
@@ -326,15 +331,13 @@ def rbm_table(record: dict, default_k: int = RBM_DEFAULT_K) -> str:
     cell = lambda v: f"{signed(v['mean'])} ± {v['std']:.2f}" if v else MISSING
     rows = ["| quality | scikit-learn `BernoulliRBM` | deepvision |", "|---|---|---|",
             (f"| exact mean pseudo-likelihood at scikit-learn's `test_fit` settings (64 hidden, rate 0.1, batch 10, "
-             f"7 epochs, all digits in [0, 1]; {len(record['quality_test_fit'].get('settings', {}).get('seeds', [])) or '?'} "
-             "seeds; "
+             f"7 epochs, all digits in [0, 1]; {seeds(record['quality_test_fit'].get('settings', {}))}; "
              f"the same estimator for both) | {cell(q('sklearn'))} | **{cell(q('deepvision'))}** |")]
     example = features.get("example_settings", {}).get("test_accuracy", {})
     if example:
       pct = lambda side: f"{100 * example[side]['mean']:.1f}%" if side in example else MISSING
       rows.append("| features + logistic regression on the test split, scikit-learn's example settings (100 hidden, "
-                  f"rate 0.06, 10 epochs; {len(features['example_settings'].get('settings', {}).get('seeds', [])) or '?'} "
-                  "seeds) | "
+                  f"rate 0.06, 10 epochs; {seeds(features['example_settings'].get('settings', {}))}) | "
                   f"{pct('sklearn')} | {pct('deepvision')} |")
     if "deepvision_rbm_digits" in features:
       rows.append(f"| the same with the `rbm_digits` config | | "
@@ -358,8 +361,8 @@ def rbm_table(record: dict, default_k: int = RBM_DEFAULT_K) -> str:
   real = record.get("real_path")
   if real:
     parts.append("\n".join(_rbm_real_path_rows(real)))
-    parts.append(record_line(real, machine=real.get("machine_before", {}), command=real.get("command"),
-                             date=real.get("date")))
+    parts.append(record_line(real, machine=real.get("machine_before", {}),
+                             command=real.get("command") or record.get("command"), date=real.get("date")))
     head = rbm_headline(real, default_k)
     if head:
       targets.append(target_line(
