@@ -17,6 +17,7 @@ import sys
 from absl import app, flags
 
 from experiments import (
+  benchmark_tables,
   build_tables,
   features_table,
   mnist_table,
@@ -24,7 +25,7 @@ from experiments import (
   zoo_table,
 )
 
-GENERATORS = (zoo_table, mnist_table, features_table, build_tables)
+GENERATORS = (zoo_table, mnist_table, features_table, benchmark_tables, build_tables)
 _FLAGS = {}  # defined when run as a script
 
 
