@@ -73,6 +73,9 @@ def test_starved_network_is_diagnosed_as_underfitting(tmp_path):
                       **dict(SMALL, search_trials=2))
   assert "underfitting" in report.problems() and "diverging" not in report.problems()
   assert "learning-rate search" in report.markdown()
+  # The verdict names the net's size: its parameter count (and its multiply-adds per example).
+  parameters = zoo.count_params(zoo.abstract_variables(starved)["params"])
+  assert f"({parameters:,} parameters, " in report.markdown() and " multiply-adds per example)" in report.markdown()
 
 
 def test_planted_gradient_bug_is_caught(tmp_path):
