@@ -30,8 +30,11 @@ the same). Contestants (all float32 unless named):
 * deepvision: the library, `hmc(..., energy_and_grad_fn=mcrbm_free_energy_and_grad)` advanced by
   `run_chain` (all the trajectories of a round under one jit), parameters passed as arguments (as a
   trainer does, not baked in as constants).
-* deepvision_data_parallel (a secondary line, not the headline): the same, data-parallel over one CPU device per core (2 here;
-  `jax_num_cpu_devices`): `deepvision.parallel` shards the 128 chains over the devices and
+* deepvision_data_parallel (a secondary line, not the headline): the same, data-parallel over one CPU device per core
+  (2 here; `jax_num_cpu_devices`), timed in a child process started with `--devices 2` (under
+  `data_parallel_process` in the JSON, with NumPy and the one-device line timed beside it there: two
+  devices in one process slow one device's own matrix products, so the headline runs in a one-device
+  process): `deepvision.parallel` shards the 128 chains over the devices and
   `hmc(axis_name=parallel.AXIS)` averages the acceptance rate over them, so the step size is the one
   of a single device holding the whole batch. XLA:CPU spreads one trajectory's small matrix products
   (about 10 MFLOP each) poorly over the cores; one device per core keeps both busy.
@@ -119,7 +122,9 @@ import os
 import pathlib
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -136,18 +141,34 @@ def _set_xla_flags(argv: list[str]) -> str:
   return flags
 
 
+def _devices(argv: list[str]) -> int:
+  """--devices N (read before jax is imported): CPU devices of this process, 1 unless given."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--devices="):
+      return int(arg.split("=", 1)[1])
+    if arg == "--devices" and i + 1 < len(argv):
+      return int(argv[i + 1])
+  return 1
+
+
 if __name__ == "__main__":
   _set_xla_flags(sys.argv[1:])
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-# deepvision_data_parallel splits the batch over this many CPU devices (one per core, at most 2).
-NUM_DEVICES = min(CORES, 2)
+# The headline runs in a one-device process (two CPU devices in one process slow one device's work: its
+# matrix products ran at 125 GFLOP/s against 200 in a one-device process). The data-parallel contestants
+# split the batch over 2 devices (one per core) in a child process started with --devices 2.
+NUM_DEVICES = max(1, min(CORES, _devices(sys.argv[1:]) if __name__ == "__main__" else 1))
+DATA_PARALLEL_DEVICES = min(CORES, 2)
+DATA_PARALLEL_CONTESTANTS = ("numpy_blas1", "numpy_blas2", "numpy_2proc", "deepvision", "deepvision_data_parallel",
+                             "deepvision_data_parallel_bf16")
 
 import jax  # noqa: E402
 
 from cpu_load import cpu_busy_seconds  # noqa: E402  (benchmarks/cpu_load.py, the script's own folder)
 
 jax.config.update("jax_platforms", "cpu")  # The comparison is defined on CPU.
-jax.config.update("jax_num_cpu_devices", NUM_DEVICES)
+if NUM_DEVICES > 1:
+  jax.config.update("jax_num_cpu_devices", NUM_DEVICES)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -781,6 +802,24 @@ def versions() -> dict:
                    for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]}
 
 
+def data_parallel_child(rounds: int, trajectories: int, quick: bool) -> dict:
+  """The data-parallel contestants, with NumPy's and the one-device line beside them, timed in a fresh
+  process holding `DATA_PARALLEL_DEVICES` CPU devices; its speed and matmul parts, and its command."""
+  with tempfile.TemporaryDirectory() as scratch:
+    out = os.path.join(scratch, "child.json")
+    options = ["--devices", str(DATA_PARALLEL_DEVICES), "--contestants", ",".join(DATA_PARALLEL_CONTESTANTS),
+               "--skip-quality", "--rounds", str(rounds), "--trajectories", str(trajectories)]
+    options += ["--quick"] if quick else []
+    command = [sys.executable, str(pathlib.Path(__file__).resolve()), *options, "--out", out]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+      raise RuntimeError(f"the data-parallel child failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    child = json.loads(pathlib.Path(out).read_text())
+  return {"devices": DATA_PARALLEL_DEVICES, "speed": child["speed"], "matmul": child["matmul"],
+          "machine": child["machine"], "date": child["date"],
+          "command": " ".join(["python benchmarks/hmc_throughput.py", *options])}
+
+
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="a short run (smoke test)")
@@ -791,6 +830,10 @@ def main(argv=None) -> dict:
   parser.add_argument("--skip-quality", action="store_true", help="skip the bfloat16 sampling check")
   parser.add_argument("--ablations", action="store_true", help="add the closed-form variants that were tried")
   parser.add_argument("--out", type=pathlib.Path, default=None, help="JSON output path")
+  parser.add_argument("--devices", type=int, default=1,
+                      help="CPU devices of this process (read before jax starts; 1 for the headline)")
+  parser.add_argument("--no-data-parallel", action="store_true",
+                      help="skip the data-parallel child process (run with --devices 2)")
   args = parser.parse_args(argv)
   rounds = args.rounds if args.rounds is not None else (3 if args.quick else 7)
   if rounds < 1 or args.trajectories < 1:
@@ -831,6 +874,9 @@ def main(argv=None) -> dict:
   print("2. HMC throughput ...", flush=True)
   report["speed"] = speed(params, x0, rounds, args.trajectories, contestants)
   busy_end, own_end, timed_end = cpu_busy_seconds(), time.process_time(), time.perf_counter()
+  if NUM_DEVICES == 1 and DATA_PARALLEL_DEVICES > 1 and not args.contestants and not args.no_data_parallel:
+    print(f"2b. data-parallel contestants in a process with {DATA_PARALLEL_DEVICES} CPU devices ...", flush=True)
+    report["data_parallel_process"] = data_parallel_child(rounds, args.trajectories, args.quick)
   others = (None if busy_start is None else
             max(0.0, (busy_end - busy_start - (own_end - own_start)) / ((timed_end - timed_start) * cores)))
   matmul = report["matmul"]["jax_float32"]["gflops_median"]
@@ -850,8 +896,9 @@ def main(argv=None) -> dict:
       "versions": versions(),
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "threads": {"cores_available": cores,
-                  "jax": f"XLA:CPU, {NUM_DEVICES} CPU device(s) (the data-parallel contestants use all, the "
-                         f"others device 0), intra-op pool over {cores} cores",
+                  "jax": f"XLA:CPU, {NUM_DEVICES} CPU device(s) in this process (the data-parallel contestants "
+                         f"use all, the others device 0), intra-op pool over {cores} cores; the data-parallel "
+                         f"line runs in a child process with {DATA_PARALLEL_DEVICES} devices",
                   "numpy": "BLAS threads as named (numpy_blas1, numpy_blas2); numpy_2proc: two worker "
                            "processes, one BLAS thread each"},
       "machine": {**machine.describe(), "processor": platform.processor(),

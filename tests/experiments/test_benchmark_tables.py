@@ -126,3 +126,17 @@ def test_rbm_record_without_the_configs_k_says_so():
 
 def test_the_documents_hold_the_tables_the_committed_records_give():
   assert readme_tables.stale(benchmark_tables.TABLES) == []
+
+
+def test_hmc_data_parallel_child_gets_its_own_table_after_the_headline():
+  record = _hmc_record({"numpy_blas1": 10.0, "deepvision": 8.0})
+  child = _hmc_record({"numpy_blas1": 10.0, "deepvision": 12.0, "deepvision_data_parallel": 4.0})
+  record["data_parallel_process"] = {"devices": 2, "command": "python benchmarks/hmc_throughput.py --devices 2",
+                                     **{k: child[k] for k in ("speed", "matmul", "machine", "date")}}
+  table = benchmark_tables.hmc_table(record)
+  headline, rest = table.split("fresh process with 2 CPU devices")
+  assert "| **deepvision, one device, float32** (the headline) | 8.00 | **1.25×** |" in headline
+  assert "| deepvision, one device of the two, float32 | 12.00 | 0.83× |" in rest
+  assert "| deepvision, batch split over 2 CPU devices (secondary line) | 4.00 | 2.50× |" in rest
+  assert "not in this record" not in rest and "`python benchmarks/hmc_throughput.py --devices 2`" in rest
+  assert "ahead of NumPy's best, numpy_blas1): met, 1.25× (target > 1×)" in rest  # the headline process's
