@@ -77,13 +77,16 @@ def test_the_ablation_launcher_records_its_rows_and_a_generic_command(tmp_path):
   assert record["machine"]["cores"] >= 1 and "--workdir=runs/ablation" in record["command"]
 
 
-def test_test_tier_sentence_and_build_row():
+def test_test_tier_sentence_and_build_rows():
   record = {"tests": 1234, "pytest_seconds": 600.4, "wall_seconds_with_install": 690.0, "commit": "abc1234",
             "machine": MACHINE}
   assert results_tables.test_tier_sentence(record).startswith(
       "`make test`: 1,234 tests in 600 s (`pytest -n 2`, 2-core CPU, clean clone of abc1234; 11.5 min with the install")
-  assert results_tables.test_tier_row(record).endswith("(1,234; `results/test_tier.json`) | 10.0 min |")
-  assert readme_tables.ROOT.joinpath("results", "test_tier.json").exists()
+  rows = results_tables.test_tier_rows(record, None).splitlines()
+  assert rows[2].endswith("(1,234 tests, clean clone of abc1234; `results/test_tier.json`) | 10.0 min |")
+  assert rows[3].endswith("| no timed record |")
+  slow = results_tables.test_tier_rows(record, {"tests": 18, "pytest_seconds": 300.0}).splitlines()[3]
+  assert slow.endswith("| 5.0 min (18 tests; `results/test_tier_slow.json`) |")
 
 
 def test_doctor_table_rows_for_a_classifier_and_an_energy_model():
