@@ -1,4 +1,4 @@
-"""LeNet-5 training throughput on CPU: deepvision (JAX) against PyTorch eager, in the same run.
+"""LeNet-5 training throughput on CPU: deepvision (JAX) against PyTorch at its best, in the same run.
 
 The network is the zoo's `lenet5` (28×28×1 → conv 5×5 6 'SAME' → relu → max pool 2 → conv 5×5
 16 'VALID' → relu → max pool 2 → dense 120 → relu → dense 84 → relu → dense 10), trained with
@@ -10,15 +10,26 @@ images. Contestants:
 * flax_plain: the same network written with `flax.linen.Conv` / `nn.max_pool` / `nn.Dense` and a
   jitted `value_and_grad` step (what a plain Flax version costs here);
 * torch_eager: the same network in PyTorch eager mode (NCHW), the standard
-  `zero_grad(); loss.backward(); step()` loop, with as many intra-op threads as JAX has cores.
+  `zero_grad(); loss.backward(); step()` loop, with as many intra-op threads as JAX has cores;
+* torch_compile: the same model and loop with the model compiled by `torch.compile` (default mode,
+  inductor); the optimizer step stays eager;
+* torch_compile_channels_last: the same, with the model's weights and the input batch in
+  `torch.channels_last` memory format before compiling.
 
-Each contestant is warmed up (compilation included), then timed in rounds of `--steps` steps;
-the contestants take turns inside every round (in rotating order), so a load spike on a shared
-machine hits all of them. Reported: images/s per contestant (median over rounds) and the ratios
-deepvision / torch_eager and flax_plain / torch_eager, both as the ratio of medians and as the
-median of the per-round ratios. Results go to benchmarks/results/lenet5_throughput.json.
+All PyTorch contestants share the batch, threads, data, initial weights (seed 0) and optimizer. Each
+contestant is warmed up first: its first step (the whole compilation for `torch.compile` and for the
+jitted JAX steps) is timed and reported apart (`first_step_seconds`), never inside a round; a PyTorch
+contestant whose compilation fails is reported under `skipped`. Then the contestants are timed in
+rounds of `--steps` steps, taking turns inside every round (in rotating order), so a load spike on a
+shared machine hits all of them. Reported: images/s per contestant (median over rounds) and every
+ratio against the fastest PyTorch contestant (`reference`, by median images/s) as the ratio of medians,
+the median and min–max of the per-round ratios (also against torch_eager); when deepvision is behind,
+`deepvision_behind_by` says by how much (`--profile`'s per-op tables say where the time goes). The
+record names the CPU and the BLAS (`deepvision.machine.describe`). Results go to
+benchmarks/results/lenet5_throughput.json.
 
-Usage (about a minute; --quick: about 15 s; --profile adds a per-op breakdown of each step):
+Usage (about two minutes, a minute of it compiling; --quick: about a minute; --profile adds a per-op
+breakdown of each step; --no-torch-compile leaves out the two compiled contestants):
   python benchmarks/lenet5_throughput.py [--quick] [--profile] [--steps 40] [--rounds 9] [--out PATH]
 Needs the `bench` extra (PyTorch): pip install -e '.[bench]'.
 """
@@ -47,12 +58,19 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # deepvision from a checkout, as the other benchmarks
+  sys.path.insert(0, str(ROOT))
+
+from deepvision import machine
+
 BATCH = 128
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+TORCH_MODES = ("torch_eager", "torch_compile", "torch_compile_channels_last")
 
 
 def fixed_batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -129,10 +147,17 @@ def flax_plain_runner(images: np.ndarray, labels: np.ndarray):
   return run
 
 
-def torch_runner(images: np.ndarray, labels: np.ndarray, threads: int):
+def torch_runner(images: np.ndarray, labels: np.ndarray, threads: int, mode: str = "torch_eager"):
+  """PyTorch's LeNet-5 step in one of `TORCH_MODES`. Returns run(n) -> final loss.
+
+  torch_compile compiles the model with `torch.compile` (default mode) at the first call;
+  torch_compile_channels_last also puts the weights and the input batch in channels_last first.
+  """
   import torch
   from torch import nn as tnn
 
+  if mode not in TORCH_MODES:
+    raise ValueError(f"unknown PyTorch mode {mode!r}; valid: {', '.join(TORCH_MODES)}")
   torch.set_num_threads(threads)
   torch.manual_seed(0)
   model = tnn.Sequential(
@@ -144,11 +169,17 @@ def torch_runner(images: np.ndarray, labels: np.ndarray, threads: int):
   criterion = tnn.CrossEntropyLoss()
   x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # NCHW
   y = torch.from_numpy(labels.astype(np.int64))
+  forward = model
+  if mode == "torch_compile_channels_last":
+    model.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+  if mode != "torch_eager":
+    forward = torch.compile(model)
 
   def run(n: int) -> float:
     for _ in range(n):
       optimizer.zero_grad()
-      loss = criterion(model(x), y)
+      loss = criterion(forward(x), y)
       loss.backward()
       optimizer.step()
     return float(loss.detach())
@@ -225,11 +256,7 @@ def measure(runners: dict, steps: int, rounds: int, warmup: int) -> dict[str, li
   return rates
 
 
-def summarise(rates: dict[str, list[float]], reference: str = "torch_eager") -> dict:
-  results = {name: {"images_per_s_median": statistics.median(v),
-                    "ms_per_step_median": 1e3 * BATCH / statistics.median(v),
-                    "images_per_s_best": max(v),
-                    "images_per_s_rounds": [round(x, 1) for x in v]} for name, v in rates.items()}
+def _ratios(rates: dict[str, list[float]], reference: str) -> dict:
   ratios = {}
   for name, v in rates.items():
     if name == reference:
@@ -239,8 +266,35 @@ def summarise(rates: dict[str, list[float]], reference: str = "torch_eager") -> 
         "ratio_of_medians": statistics.median(v) / statistics.median(rates[reference]),
         "ratio_of_best_rounds": max(v) / max(rates[reference]),
         "median_of_round_ratios": statistics.median(per_round),
+        "round_ratio_min_max": [round(min(per_round), 3), round(max(per_round), 3)],
         "round_ratios": [round(x, 3) for x in per_round]}
-  return {"results": results, "ratios": ratios}
+  return ratios
+
+
+def summarise(rates: dict[str, list[float]]) -> dict:
+  """Medians per contestant and every ratio against the fastest PyTorch contestant (and torch_eager).
+
+  Raises:
+    ValueError: no PyTorch contestant was timed.
+  """
+  results = {name: {"images_per_s_median": statistics.median(v),
+                    "ms_per_step_median": 1e3 * BATCH / statistics.median(v),
+                    "images_per_s_best": max(v),
+                    "images_per_s_rounds": [round(x, 1) for x in v]} for name, v in rates.items()}
+  peers = [name for name in TORCH_MODES if name in rates]
+  if not peers:
+    raise ValueError(f"no PyTorch contestant among {sorted(rates)}; expected one of {', '.join(TORCH_MODES)}")
+  reference = max(peers, key=lambda name: results[name]["images_per_s_median"])
+  out = {"results": results, "reference": reference, "ratios": _ratios(rates, reference)}
+  if reference != "torch_eager" and "torch_eager" in rates:
+    out["ratios_vs_torch_eager"] = _ratios(rates, "torch_eager")
+  if "deepvision" in rates:
+    ratio = out["ratios"][f"deepvision/{reference}"]["ratio_of_medians"]
+    out["deepvision_behind_by"] = None if ratio >= 1 else {
+        "ratio": ratio, "step_time_longer_percent": 100 * (1 / ratio - 1),
+        "ms_per_step_more": results["deepvision"]["ms_per_step_median"] - results[reference]["ms_per_step_median"],
+        "where": "the per-op profiles (--profile: profile_per_op) say where each step spends its time"}
+  return out
 
 
 def main(argv=None) -> dict:
@@ -251,6 +305,8 @@ def main(argv=None) -> dict:
   parser.add_argument("--threads", type=int, default=None,
                       help="PyTorch intra-op threads (default: the cores JAX uses)")
   parser.add_argument("--no-plain-flax", action="store_true", help="skip the plain Flax reference")
+  parser.add_argument("--no-torch-compile", action="store_true",
+                      help="leave out torch_compile and torch_compile_channels_last")
   parser.add_argument("--profile", action="store_true",
                       help="also record where each contestant's step spends its time, per op")
   parser.add_argument("--out", type=pathlib.Path, default=None, help="JSON output path")
@@ -270,12 +326,24 @@ def main(argv=None) -> dict:
   if not args.no_plain_flax:
     runners["flax_plain"] = flax_plain_runner(images, labels)
   try:
-    runners["torch_eager"] = torch_runner(images, labels, threads)
+    import torch
   except ImportError:
     raise SystemExit("PyTorch is missing: install the bench extra, pip install -e '.[bench]'")
-  import torch
+  for mode in TORCH_MODES[:1] if args.no_torch_compile else TORCH_MODES:
+    runners[mode] = torch_runner(images, labels, threads, mode)
 
-  for run in runners.values():  # Compile and warm up before the contention is measured.
+  first_step, skipped = {}, {}
+  for name, run in list(runners.items()):  # Compile and warm up before the contention is measured.
+    begin = time.perf_counter()
+    try:
+      run(1)  # the compilation (jax.jit, torch.compile) happens here, outside the rounds
+    except Exception as e:  # pylint: disable=broad-except
+      if name in ("torch_eager", "deepvision"):
+        raise
+      skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+      del runners[name]
+      continue
+    first_step[name] = time.perf_counter() - begin
     run(warmup)
   busy_start, own_start, start = cpu_busy_seconds(), time.process_time(), time.perf_counter()
   rates = measure(runners, steps, rounds, warmup=1)
@@ -289,12 +357,16 @@ def main(argv=None) -> dict:
       "batch": BATCH, "image_shape": list(IMAGE_SHAPE),
       "steps_per_round": steps, "rounds": rounds, "warmup_steps": warmup,
       **summarise(rates),
+      "first_step_seconds": {name: round(t, 3) for name, t in first_step.items()},
+      "first_step_note": "each contestant's first step, timed apart before the rounds: compilation "
+                         "(jax.jit; torch.compile for the torch_compile contestants) and first-call costs",
+      "skipped": skipped,
       "threads": {"cores_available": cores,
                   "jax": f"XLA:CPU, one device, intra-op pool over the {cores} available cores",
                   "torch_intra_op": torch.get_num_threads(),
                   "torch_inter_op": torch.get_num_interop_threads()},
       "versions": versions(),
-      "machine": {"platform": platform.platform(), "processor": platform.processor(),
+      "machine": {**machine.describe(), "processor": platform.processor(),
                   "other_processes_cpu_share": None if others is None else round(others, 3)},
       "measured_seconds": round(elapsed, 1),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -305,15 +377,23 @@ def main(argv=None) -> dict:
       else "argmax positions (deepvision.nn.fastpool)")
   if args.profile:
     report["profile_per_op"] = {
-        name: (run.profile(steps) if name == "torch_eager" else _jax_op_profile(run, steps))
+        name: (run.profile(steps) if name.startswith("torch") else _jax_op_profile(run, steps))
         for name, run in runners.items()}
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(report, indent=2) + "\n")
   for name, r in report["results"].items():
-    print(f"{name:12s} {r['images_per_s_median']:9.0f} images/s  ({r['ms_per_step_median']:.2f} ms/step)")
+    print(f"{name:28s} {r['images_per_s_median']:9.0f} images/s  ({r['ms_per_step_median']:.2f} ms/step)")
+  for name, seconds in report["first_step_seconds"].items():
+    print(f"{name:28s} first step (compilation) {seconds:.2f} s")
+  for name, why in report["skipped"].items():
+    print(f"{name:28s} skipped: {why}")
   for name, r in report["ratios"].items():
-    print(f"{name:26s} {r['ratio_of_medians']:.2f}× (median of round ratios "
-          f"{r['median_of_round_ratios']:.2f}×, best rounds {r['ratio_of_best_rounds']:.2f}×)")
+    print(f"{name:40s} {r['ratio_of_medians']:.2f}× (median of round ratios "
+          f"{r['median_of_round_ratios']:.2f}×, rounds {r['round_ratio_min_max'][0]:.2f}-"
+          f"{r['round_ratio_min_max'][1]:.2f}×)")
+  if report.get("deepvision_behind_by"):
+    print(f"deepvision is behind {report['reference']}: {report['deepvision_behind_by']['ratio']:.2f}×, "
+          f"{report['deepvision_behind_by']['step_time_longer_percent']:.0f}% longer steps")
   if report["deepvision_max_pool_gradient"].startswith("select-and-scatter"):
     print("note: deepvision's LeNet-5 pools with nn.max_pool, whose gradient (select-and-scatter) "
           "is the slowest op of the step on XLA:CPU; deepvision.nn.fastpool.max_pool has the same "

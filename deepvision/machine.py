@@ -22,6 +22,10 @@ def describe() -> dict:
         break
   pools = [{k: info.get(k) for k in ("internal_api", "prefix", "version", "threading_layer", "num_threads")}
            for info in threadpoolctl.threadpool_info()]
+  # The BLAS libraries loaded in this process as they run now (numpy's among them: its build names the
+  # library, threadpoolctl the version, the CPU kernel it picked and its threads).
+  blas = [{k: info.get(k) for k in ("internal_api", "prefix", "version", "architecture", "num_threads")}
+          for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
   numpy_blas = None
   with contextlib.suppress(Exception):  # numpy's build report has changed shape across versions
     numpy_blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
@@ -30,4 +34,17 @@ def describe() -> dict:
           "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
           "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "xla_flags_note": "XLA_FLAGS as set for this process (empty: XLA:CPU defaults, multi-threaded Eigen)",
-          "numpy_blas_build": numpy_blas, "native_thread_pools": pools}
+          "numpy_blas_build": numpy_blas, "blas": blas, "blas_summary": blas_summary(blas),
+          "native_thread_pools": pools}
+
+
+def blas_summary(blas: list[dict]) -> str:
+  """One line naming the BLAS libraries of `describe()["blas"]`, e.g. `openblas 0.3.31 (Haswell)`."""
+  names = []
+  for info in blas:
+    name = f"{info.get('internal_api') or 'unknown BLAS'} {info.get('version') or ''}".strip()
+    if info.get("architecture"):
+      name += f" ({info['architecture']})"
+    if name not in names:
+      names.append(name)
+  return ", ".join(names) or "no BLAS loaded"

@@ -32,6 +32,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "results" / "compare_features"
 MULTITASK_RECORD = ROOT / "results" / "multitask_digits.json"
 SPARSITY_RECORD = ROOT / "results" / "ablation_sparsity.json"
+DICTIONARY_RECORD = ROOT / "benchmarks" / "results" / "dictionary_learning.json"
+DICTIONARY_COMMAND = "python benchmarks/dictionary_learning.py"
+PSD_TARGET = {"max_relative_error": 0.15, "min_speedup": 50.0}  # the encoder within 15%, ≥ 50× FISTA
 _FLAGS = {}
 
 
@@ -128,9 +131,42 @@ def multitask_tables() -> str:
       "", sparsity_table.table(sparsity, ablation.SPARSE_STAGES).rstrip()])
 
 
+def dictionary_tables(record: dict) -> str:
+  """Online dictionary learning against scikit-learn at equal time, and the PSD encoders against FISTA."""
+  final, atoms, problem = record["final_objective_train_median"], record["atoms_pixel_space"], record["problem"]
+  peers = [name for name in ("sklearn_cd", "sklearn_lars") if name in final]
+  index = lambda name: f"{atoms[name]['localisation']:.2f} / {atoms[name]['orientation_index']:.2f}"
+  lines = [(f"`{record.get('command', DICTIONARY_COMMAND)}` ({problem['n_atoms']} atoms of {problem['n_visible']} "
+            f"whitened components, λ = {problem['lambda']:g}; record `{DICTIONARY_RECORD.relative_to(ROOT)}`):"), "",
+           "| | deepvision | " + " | ".join(f"scikit-learn `MiniBatchDictionaryLearning` ({p.split('_')[1]})"
+                                           for p in peers) + " |",
+           "|---|---|" + "---|" * len(peers),
+           (f"| mean objective on {problem['objective_train_on']} after {record['budget_seconds']:g} s (median "
+            f"of {record['rounds']} rounds) | **{final['deepvision']:.3f}** | "
+            + " | ".join(f"{final[p]:.3f}" for p in peers) + " |"),
+           ("| atoms' localisation / orientation index (pixel space) | " + index("deepvision") + " | "
+            + " | ".join(index(p) for p in peers) + " |"),
+           *([] if "pca_components" not in atoms else
+             ["", f"PCA components of the same patches: localisation / orientation index {index('pca_components')}."]),
+           "", (f"PSD encoders against FISTA on {next(iter(record['psd'].values()))['test_examples']:,} held-out "
+                "patches (target: prediction error ≤ 15% of the lasso codes' norm and ≥ 50× faster than FISTA):"),
+           "", ("| encoder | error against the lasso codes | encoder s | FISTA to 1e-3 s (iterations) | "
+                "speed-up vs FISTA 1e-3 / 1e-6 | target |"), "|---|---|---|---|---|---|"]
+  for name, run in record["psd"].items():
+    met = (run["prediction_error_vs_lasso_codes"] <= PSD_TARGET["max_relative_error"]
+           and run["speedup_vs_fista_tol_1e-3"] >= PSD_TARGET["min_speedup"])
+    lines.append(f"| `{name}` | {100 * run['prediction_error_vs_lasso_codes']:.1f}% | {run['seconds_encoder']:.4f} | "
+                 f"{run['seconds_fista_tol_1e-3']:.4f} ({run['fista_iterations_tol_1e-3']}) | "
+                 f"{run['speedup_vs_fista_tol_1e-3']:.0f}× / {run['speedup_vs_fista_tol_1e-6']:.0f}× | "
+                 f"{'met' if met else '**not met**'} |")
+  return "\n".join(lines)
+
+
 TABLES = (readme_tables.Table("feature-learners", "README.md", ("results/compare_features",), tables),
           readme_tables.Table("multitask", "README.md",
-                              ("results/multitask_digits.json", "results/ablation_sparsity.json"), multitask_tables))
+                              ("results/multitask_digits.json", "results/ablation_sparsity.json"), multitask_tables),
+          readme_tables.Table("dictionary-learning", "README.md", (str(DICTIONARY_RECORD.relative_to(ROOT)),),
+                              lambda: dictionary_tables(json.loads(DICTIONARY_RECORD.read_text(encoding="utf-8")))))
 
 
 def main(argv: list[str]) -> None:

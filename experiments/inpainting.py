@@ -7,8 +7,9 @@ faces with the gated MRF's conditional mean E[x_m | x_o]. This pipeline, on the 
   2. `workdir/model`: the gated MRF of the config trained by `run_contrastive` on the whitened faces;
   3. the measure (`deepvision.estimators.inpainting`): per mask the squared error per missing pixel of
      the gated MRF's fill, of the Gaussian baselines' conditional means μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o)
-     (`deepvision.estimators.gaussian_baselines`), and the paired gain over the better Gaussian;
-  4. `metrics.jsonl`, one final record (`test/mse_<gmrf|gaussian|gaussian_full|gain>_<mask>`, with
+     (`deepvision.estimators.gaussian_baselines`), of the training mean of each missing pixel (the
+     floor), and the paired gain over the better Gaussian;
+  4. `metrics.jsonl`, one final record (`test/mse_<gmrf|gaussian|gaussian_full|train_mean|gain>_<mask>`, with
      `_stderr`; `inpaint/acceptance_<mask>`; the model's final record under `model/`), and
      `inpainted_faces.png`: originals, then per mask the occluded faces, the best Gaussian's and the
      gated MRF's fills.
@@ -104,7 +105,7 @@ def run_inpainting(config: ml_collections.ConfigDict, workdir: str, quiet: bool 
       print(f"{kind}: MSE per missing pixel, {config.model} "
             f"{record[f'test/mse_gmrf_{kind}']:.5f} ± {record[f'test/mse_gmrf_{kind}_stderr']:.5f}, "
             + ", ".join(f"{name} {record[f'test/mse_{name}_{kind}']:.5f} ± "
-                        f"{record[f'test/mse_{name}_{kind}_stderr']:.5f}" for name in GAUSSIANS))
+                        f"{record[f'test/mse_{name}_{kind}_stderr']:.5f}" for name in GAUSSIANS + ("train_mean",)))
   return record
 
 

@@ -12,8 +12,9 @@ MRFs", PAMI 2013, §6.2; the talk's facial-expression experiment), on labelled w
      occluded test images filled with a constant, the Gaussian conditional mean, or E[x_m | x_o] under
      the gated MRF;
   4. `metrics.jsonl` gets one final record (`test/accuracy_<mask>_<fill>_<input>`,
-     `test/fill_mse_<mask>_<fill>`, the sampler's statistics, `l2_<input>`, the model's final metrics
-     under `model/`), `occlusion_table.md` (the accuracy table) and `occlusion.png` (test digits,
+     `test/fill_mse_<mask>_<fill>` with `_stderr`, also for the fill `train_mean`, the sampler's
+     statistics, `l2_<input>`, the model's final metrics under `model/`), `occlusion_table.md` (the
+     accuracy table, with each fill's error) and `occlusion.png` (test digits,
      occluded, Gaussian fill, gated-MRF fill, per mask).
 Re-running the command skips the finished model and redoes the (deterministic) evaluation.
 """

@@ -17,6 +17,8 @@ import sys
 from absl import app, flags
 
 from experiments import (
+  benchmark_tables,
+  build_tables,
   energy_tables,
   features_table,
   mnist_table,
@@ -24,7 +26,7 @@ from experiments import (
   zoo_table,
 )
 
-GENERATORS = (zoo_table, mnist_table, features_table, energy_tables)
+GENERATORS = (zoo_table, mnist_table, features_table, benchmark_tables, build_tables, energy_tables)
 _FLAGS = {}  # defined when run as a script
 
 

@@ -13,12 +13,14 @@ The checks depend on what is trained, so the doctor picks an *examination* by th
 A config whose trainer has no examination (the multi-stage pipelines, autoencoders, sparse coding) is
 refused with `DoctorRefusal` (a ConfigError) saying what to diagnose instead, before anything is written.
 A validation split that shares examples with the training split is reported, never compared on.
-`run_doctor` returns the findings as data and writes `doctor.md` (with captioned figures) into the work dir.
+`run_doctor` returns the findings as data and writes `doctor.md` (with captioned figures) and `doctor.json`
+(the findings and the checks' measurements) into the work dir.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +29,7 @@ import ml_collections
 
 from deepvision.diagnostics import doctor_energy, doctor_supervised
 from deepvision.diagnostics.doctor_report import (  # noqa: F401
+  MEASUREMENTS_FILE,
   REPORT_FILE,
   DoctorReport,
   Finding,
@@ -139,4 +142,6 @@ def run_doctor(config: ml_collections.ConfigDict, workdir: str, *, model=None, s
   report = examination.examine(checked, workdir)
   with open(os.path.join(workdir, REPORT_FILE), "w") as f:
     f.write(report.markdown())
+  with open(os.path.join(workdir, MEASUREMENTS_FILE), "w") as f:
+    json.dump(report.to_json(), f, indent=2)
   return report

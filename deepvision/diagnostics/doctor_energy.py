@@ -280,4 +280,11 @@ def examine(checked: Checked, workdir: str) -> DoctorReport:
   findings.append(Finding("note", "speed", f"{run.steps_per_second:.1f} updates/s of {plan.run.batch_size} "
                           f"examples ({spec.method.upper()}-{spec.k}, {spec.sampler})",
                           "if too slow: fewer sampler steps k, a smaller model, an accelerator, more devices"))
-  return DoctorReport(tuple(findings), tuple(sections), tuple(figures), proposed, captions, "contrastive")
+  errors = run.recon_errors if run.recon_errors is not None else run.cd_losses
+  measurements = {"gradient_max_rel_error": grad_report.max_rel_error, "gradient_ok": grad_report.ok,
+                  "probe_learning_rate": run.learning_rate, "probe_steps": len(run.cd_losses),
+                  "probe_measure": "reconstruction error" if run.recon_errors is not None else "CD loss",
+                  "probe_start": _start(errors), "probe_end": _end(errors),
+                  "steps_per_second": run.steps_per_second}
+  return DoctorReport(tuple(findings), tuple(sections), tuple(figures), proposed, captions, "contrastive",
+                      measurements)

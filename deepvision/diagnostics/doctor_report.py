@@ -1,7 +1,7 @@
 """What every examination of the doctor shares: its options, the report, figure captions, the split check.
 
-Every examination of `doctor` returns its findings, sections and captioned figures; `DoctorReport.markdown`
-is the text of `doctor.md`. `unit_figure_captions` says in one line what each picture of
+Every examination of `doctor` returns its findings, sections, measurements and captioned figures;
+`DoctorReport.markdown` is the text of `doctor.md`, `DoctorReport.to_json` that of `doctor.json`. `unit_figure_captions` says in one line what each picture of
 `unit_figures.save_unit_figures` shows and how to read it. `held_out_check` decides whether the config's
 evaluation split is held out from its training split (`data.splits`) before anything is compared on it.
 """
@@ -21,6 +21,7 @@ from deepvision.diagnostics.unit_stats import LayerStats
 from deepvision.errors import ConfigError
 
 REPORT_FILE = "doctor.md"
+MEASUREMENTS_FILE = "doctor.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +85,8 @@ class DoctorReport:
     proposed_learning_rate: a rate shown to converge when the configured one diverges, else None.
     captions: one line per figure (same order as `figures`): what it shows and how to read it.
     trainer: the config's trainer the examination was for.
+    measurements: the checks' headline numbers by name (e.g. `gradient_max_rel_error`,
+      `probe_loss_start`, `overfit_epochs`), for records; `doctor.json` holds them.
   """
 
   findings: tuple[Finding, ...]
@@ -92,6 +95,7 @@ class DoctorReport:
   proposed_learning_rate: float | None
   captions: tuple[str, ...] = ()
   trainer: str = "supervised"
+  measurements: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.captions and len(self.captions) != len(self.figures):
@@ -108,6 +112,14 @@ class DoctorReport:
     """The caption of the figure at `path` (its file name when it has none)."""
     captions = dict(zip(self.figures, self.captions))
     return captions.get(path) or os.path.basename(path)
+
+  def to_json(self) -> dict:
+    """The diagnosis and the measurements as JSON-ready values (the text of `doctor.json`)."""
+    return {"trainer": self.trainer, "alarms": sorted(self.problems()),
+            "findings": [dataclasses.asdict(f) for f in self.findings],
+            "proposed_learning_rate": self.proposed_learning_rate,
+            "measurements": {k: (v.item() if hasattr(v, "item") else v) for k, v in self.measurements.items()},
+            "figures": [os.path.basename(p) for p in self.figures]}
 
   def markdown(self) -> str:
     lines = ["# deepvision doctor", "", f"Trainer: `{self.trainer}`.", "", "## Diagnosis", ""]

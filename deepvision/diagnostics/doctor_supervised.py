@@ -157,4 +157,11 @@ def examine(checked: Checked, workdir: str) -> DoctorReport:
   findings.append(Finding("note", "speed", f"{run.steps_per_second:.1f} steps/s of {config.batch_size} images; "
                           f"{total_macs:,} multiply-adds per example forward",
                           "if too slow: fewer FLOPs (smaller maps or filters), an accelerator, more devices"))
-  return DoctorReport(tuple(findings), tuple(sections), tuple(figures), proposed, captions, "supervised")
+  measurements = {"gradient_max_rel_error": grad_report.max_rel_error, "gradient_ok": grad_report.ok,
+                  "probe_learning_rate": working_rate, "probe_steps": len(run.losses),
+                  "probe_loss_start": run.start_loss, "probe_loss_end": run.end_loss,
+                  "steps_per_second": run.steps_per_second, "overfit_subset": fit.subset,
+                  "overfit_reached_zero": fit.reached_zero, "overfit_epochs": fit.epochs,
+                  "parameters": total_params, "macs_per_example": total_macs}
+  return DoctorReport(tuple(findings), tuple(sections), tuple(figures), proposed, captions, "supervised",
+                      measurements)

@@ -3,7 +3,8 @@ r"""Inpainting as a measure: how well a gated MRF fills occluded pixels, against
 Ranzato, Mnih, Susskind & Hinton ("Modeling natural images using gated MRFs", PAMI 2013) fill in
 occluded images by sampling the missing pixels x_m from the model's conditional p(x_m | x_o). Here the
 gated MRF's fill is the posterior mean E[x_m | x_o] (`fill_with_model`), the baselines' the conditional
-means of `gaussian_baselines`, and the measure per image is the squared error per missing pixel,
+means of `gaussian_baselines`, and the floor every fill must beat the training mean of each missing pixel
+(a fill that reads no observed pixel). The measure per image is the squared error per missing pixel,
 Σ_m (x̂ − x)² / |m|, with the paired gain MSE(best Gaussian) − MSE(gated MRF) (`evaluate_inpainting`).
 """
 
@@ -86,7 +87,9 @@ def evaluate_inpainting(model: Any, params: Any, whitener: PCAWhitening, train: 
     the middle, or a kind of `deepvision.data.occlusion`: halves, 'random_square'); True = observed;
   * the gated MRF's fill: `fill_with_model`, the chains started at the PCA Gaussian's fill;
   * the baselines' fills: the conditional means of `gaussian_baselines` (the minimum-squared-error fill
-    under their own model); the gated MRF is compared against the better one;
+    under their own model); the gated MRF is compared against the better one; and 'train_mean', each
+    missing pixel filled with its mean over `train` (the fill that uses no observed pixel: a model's
+    fill that does not beat it has learned nothing usable about the missing pixels);
   * the measure: per image the squared error per missing pixel, Σ_m (x̂ − x)² / |m|, its mean over
     images with the standard error, and the paired gain MSE(best Gaussian) − MSE(gated MRF).
 
@@ -101,13 +104,15 @@ def evaluate_inpainting(model: Any, params: Any, whitener: PCAWhitening, train: 
     key: the evaluation's key.
 
   Returns:
-    (metrics, fills): per mask `test/mse_{gmrf,gaussian,gaussian_full}_<mask>` (each with `_stderr`),
-    `test/mse_gain_<mask>` (with `_stderr`) and, for HMC, `inpaint/acceptance_<mask>`; fills[mask] =
-    {'observed': (B, D) bool, 'gaussian': ..., 'gaussian_full': ..., 'gmrf': ..., 'best_gaussian': name}
+    (metrics, fills): per mask `test/mse_{gmrf,gaussian,gaussian_full,train_mean}_<mask>` (each with
+    `_stderr`), `test/mse_gain_<mask>` (with `_stderr`) and, for HMC, `inpaint/acceptance_<mask>`;
+    fills[mask] = {'observed': (B, D) bool, 'gaussian': ..., 'gaussian_full': ..., 'train_mean': ...,
+    'gmrf': ..., 'best_gaussian': name}
     with (B, D) float32 fills whose observed pixels are the input's, bit for bit.
   """
   pixels = test.reshape(len(test), -1).astype(np.float32)
   baselines = gaussian_baselines(train, whitener, settings.gaussian_ridge)
+  train_mean = np.mean(train.reshape(len(train), -1), axis=0, dtype=np.float64).astype(np.float32)
   metrics, fills = {}, {}
   for i, kind in enumerate(settings.masks):
     mask_key = jax.random.fold_in(key, i)
@@ -118,13 +123,15 @@ def evaluate_inpainting(model: Any, params: Any, whitener: PCAWhitening, train: 
     for name, gaussian in baselines.items():
       fills[kind][name] = gaussian.inpaint(occluded, observed).astype(np.float32)
       errors[name] = missing_mse(fills[kind][name], pixels, observed)
+    fills[kind]["train_mean"] = np.where(observed, pixels, train_mean).astype(np.float32)
+    errors["train_mean"] = missing_mse(fills[kind]["train_mean"], pixels, observed)
     best = min(GAUSSIANS, key=lambda name: float(np.mean(errors[name])))
     fills[kind]["best_gaussian"] = best
     fills[kind]["gmrf"], acceptance = fill_with_model(model, params, whitener, pixels, observed,
                                                       fills[kind]["gaussian"],
                                                       jax.random.fold_in(mask_key, 1), settings)
     errors["gmrf"] = missing_mse(fills[kind]["gmrf"], pixels, observed)
-    for name in ("gmrf",) + GAUSSIANS:
+    for name in ("gmrf",) + GAUSSIANS + ("train_mean",):
       metrics[f"test/mse_{name}_{kind}"], metrics[f"test/mse_{name}_{kind}_stderr"] = mean_and_stderr(errors[name])
     metrics[f"test/mse_gain_{kind}"], metrics[f"test/mse_gain_{kind}_stderr"] = mean_and_stderr(
         errors[best] - errors["gmrf"])

@@ -22,6 +22,7 @@ import numpy as np
 from deepvision.data.occlusion import OCCLUSION_KINDS, occlusion_mask
 from deepvision.data.whiten import PCAWhitening
 from deepvision.estimators.gaussian_baselines import full_gaussian
+from deepvision.estimators.inpainting import mean_and_stderr, missing_mse
 from deepvision.models.logistic import LogisticRegression, fit_logistic_regression
 from deepvision.samplers.conditional import inpaint_gibbs, inpaint_hmc
 
@@ -189,8 +190,11 @@ def evaluate_occlusion(task: OcclusionTask, model: Any, params: Any, key: jax.Ar
   Returns:
     (record, examples): `test/accuracy_<mask>_<fill>_<input>` (for the mask 'none':
     `test/accuracy_none_<input>`), `test/fill_mse_<mask>_<fill>` (mean squared error of the filled
-    pixels against the truth), the sampler's `test/inpaint_acceptance_<mask>` and
-    `test/inpaint_step_size_<mask>` (HMC) and `l2_<input>`; and per occluded mask the arrays of a
+    pixels against the truth, over all occluded pixels) with `_stderr` (the standard error of the
+    per-image errors), the same two for the fill `train_mean` (each occluded pixel its training mean:
+    the floor a fill must beat, whatever `baseline_fill` is), the sampler's
+    `test/inpaint_acceptance_<mask>` and `test/inpaint_step_size_<mask>` (HMC) and `l2_<input>`; and
+    per occluded mask the arrays of a
     figure ('truth', 'observed' mask, and one per fill).
   """
   features = latent_features(model, params, task.whitener)
@@ -207,8 +211,11 @@ def evaluate_occlusion(task: OcclusionTask, model: Any, params: Any, key: jax.Ar
       continue
     fills, info = fill_occluded(task, model, params, pixels, observed, jax.random.fold_in(key, 2 * i + 1))
     record.update({f"test/{k}_{kind}": v for k, v in info.items()})
-    for fill, filled in fills.items():
+    train_mean = np.where(observed, pixels, task.pixels["train"].mean(axis=0)).astype(np.float32)
+    for fill, filled in {**fills, "train_mean": train_mean}.items():
       record[f"test/fill_mse_{kind}_{fill}"] = float(np.mean((filled - pixels)[~observed] ** 2))
+      record[f"test/fill_mse_{kind}_{fill}_stderr"] = mean_and_stderr(missing_mse(filled, pixels, observed))[1]
+    for fill, filled in fills.items():
       for name, classifier in classifiers.items():
         record[f"test/accuracy_{kind}_{fill}_{name}"] = classifier.accuracy(
             classifier_input(name, filled, features), labels)
@@ -217,15 +224,22 @@ def evaluate_occlusion(task: OcclusionTask, model: Any, params: Any, key: jax.Ar
 
 
 def accuracy_table(record: dict, settings: OcclusionSettings, model_name: str) -> str:
-  """The markdown table of `record`: one row per (mask, fill), one accuracy column per input."""
+  """The markdown table of `record`: one row per (mask, fill), one accuracy column per input, and each
+  fill's squared error per occluded pixel (± its standard error over images). With `baseline_fill`
+  'zero' a last row per mask gives the training-mean fill's error (it is not classified)."""
   fill_names = {"raw": f"none (occluded = {'training mean' if settings.baseline_fill == 'mean' else '0'})",
-                "gaussian": "Gaussian conditional mean", "gmrf": f"{model_name} ({settings.sampler.upper()})"}
+                "gaussian": "Gaussian conditional mean", "gmrf": f"{model_name} ({settings.sampler.upper()})",
+                "train_mean": "training mean (fill error only)"}
   lines = ["| occlusion | fill-in | pixels | latent [h_c, h_m] | latent + pixels | fill MSE |",
            "|---|---|---|---|---|---|"]
   for kind in settings.masks:
-    rows = [("—", "none")] if kind == "none" else [(fill_names[f], f"{kind}_{f}") for f in FILLS]
+    fills = FILLS + (("train_mean",) if settings.baseline_fill != "mean" else ())
+    rows = [("—", "none")] if kind == "none" else [(fill_names[f], f"{kind}_{f}") for f in fills]
     for fill_name, stem in rows:
-      cells = [f"{record[f'test/accuracy_{stem}_{name}']:.3f}" for name in INPUTS]
+      cells = [f"{record[f'test/accuracy_{stem}_{name}']:.3f}" if f"test/accuracy_{stem}_{name}" in record
+               else "—" for name in INPUTS]
       mse = record.get(f"test/fill_mse_{stem}")
-      lines.append(f"| {kind} | {fill_name} | " + " | ".join(cells) + f" | {'—' if mse is None else f'{mse:.4f}'} |")
+      stderr = record.get(f"test/fill_mse_{stem}_stderr")
+      error = "—" if mse is None else f"{mse:.4f}" + ("" if stderr is None else f" ± {stderr:.4f}")
+      lines.append(f"| {kind} | {fill_name} | " + " | ".join(cells) + f" | {error} |")
   return "\n".join(lines) + "\n"

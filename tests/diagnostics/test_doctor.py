@@ -1,6 +1,7 @@
 """The doctor's diagnoses on smoke-sized configs: divergence, underfitting, a planted gradient bug,
 and a healthy config with nothing alarming."""
 
+import json
 import os
 
 import flax.linen as nn
@@ -72,6 +73,9 @@ def test_starved_network_is_diagnosed_as_underfitting(tmp_path):
                       **dict(SMALL, search_trials=2))
   assert "underfitting" in report.problems() and "diverging" not in report.problems()
   assert "learning-rate search" in report.markdown()
+  # The verdict names the net's size: its parameter count (and its multiply-adds per example).
+  parameters = zoo.count_params(zoo.abstract_variables(starved)["params"])
+  assert f"({parameters:,} parameters, " in report.markdown() and " multiply-adds per example)" in report.markdown()
 
 
 def test_planted_gradient_bug_is_caught(tmp_path):
@@ -87,3 +91,12 @@ def test_healthy_config_raises_no_alarm(tmp_path):
   assert report.proposed_learning_rate is None
   assert os.path.exists(tmp_path / "doctor.md") and report.figures
   assert all(os.path.getsize(p) > 0 for p in report.figures)
+  # doctor.json carries the numbers doctor.md prints, for records.
+  with open(tmp_path / "doctor.json") as f:
+    measured = json.load(f)["measurements"]
+  sections = dict(report.sections)
+  assert f"loss {measured['probe_loss_start']:.4f} → {measured['probe_loss_end']:.4f}" in sections[
+      "Probe at the configured learning rate"]
+  assert measured["probe_loss_end"] < measured["probe_loss_start"] and measured["gradient_ok"] is True
+  assert f"reached 0 after {measured['overfit_epochs']} epochs" in sections["Overfit check"]
+  assert measured["gradient_max_rel_error"] < 1e-5 and measured["parameters"] == 113_162

@@ -3,6 +3,7 @@ written; validation splits are checked against the training split; the report ca
 the launcher names it."""
 
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -84,6 +85,9 @@ def test_rbm_report_checks_the_free_energy_gradient_probe_gap_and_units(tmp_path
   probe_line = sections["CD probe at the configured learning rate"]
   start, end = map(float, re.search(r"reconstruction error ([\d.]+) → ([\d.]+)", probe_line).groups())
   assert end < 0.9 * start, probe_line
+  measured = json.loads((tmp_path / "doctor.json").read_text())["measurements"]
+  assert measured["probe_measure"] == "reconstruction error" and measured["gradient_ok"] is True
+  assert (f"{measured['probe_start']:.4g}", f"{measured['probe_end']:.4g}") == (f"{start:.4g}", f"{end:.4g}")
   assert "free-energy gap" in report.problems() | {f.problem for f in report.findings}
   assert "hidden: 0 of 12 units off" in sections["Unit statistics of the hidden probabilities p(h | v)"]
   assert {os.path.basename(p) for p in report.figures} == {"doctor_hidden_activations.png",

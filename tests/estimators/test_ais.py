@@ -67,10 +67,12 @@ def test_ais_matches_exact_log_z_of_a_trained_digits_rbm(digits_rbm):
   assert float(partition.exact_log_likelihood(model, variables, data)) > base_rate_ll + 1.5
   # Default settings: Salakhutdinov's 14,501 temperatures and 100 runs.
   assert result.num_temperatures == 14501 and result.log_weights.shape == (100,)
-  assert abs(result.log_z - exact) <= 0.1, (result.log_z, exact)
+  # Measured: 0.001 nats from the exact log Z, standard error 0.005, ±3σ interval 0.028 wide. The bounds
+  # leave four standard errors: another floating-point path draws other chains, not a better estimator.
+  assert abs(result.log_z - exact) <= 0.02, (result.log_z, exact)
   assert abs(result.log_z - exact) <= 4 * result.log_z_std + 0.01
   assert result.log_z_lower < result.log_z < result.log_z_upper
-  assert result.log_z_upper - result.log_z_lower < 0.1
+  assert result.log_z_upper - result.log_z_lower < 0.05, (result.log_z_lower, result.log_z_upper)
 
 
 def test_ais_without_data_starts_from_the_uniform_model():

@@ -9,9 +9,11 @@ import importlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from deepvision import zoo
+from deepvision.checkpoint import read_state
 from deepvision.errors import ConfigError
 from deepvision.train import loop
 from experiments.configs import ae_patches, dae_digits
@@ -35,7 +37,12 @@ def test_smoke_run_learns_features_and_k_steps_per_dispatch_change_no_number(tmp
     assert record["final"] and record["test/recon_loss"] < first
     assert record["test/feature_accuracy"] > 0.5  # 4 features of the digits, read out linearly
   assert records[1] == records[16]
-  assert os.path.exists(tmp_path / "k1" / "checkpoints")
+  # The parameters too, bit for bit.
+  (one, step_one), (sixteen, step_sixteen) = (read_state(str(tmp_path / f"k{k}" / "checkpoints")) for k in (1, 16))
+  assert step_one == step_sixteen > 0
+  assert jax.tree.structure(one["params"]) == jax.tree.structure(sixteen["params"])
+  for x, y in zip(jax.tree.leaves(one["params"]), jax.tree.leaves(sixteen["params"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def _records(workdir):
