@@ -19,7 +19,6 @@ import datetime
 import json
 import os
 import pathlib
-import resource
 import shutil
 import statistics
 import tempfile
@@ -41,24 +40,17 @@ def run_seed(config: str, data_dir: str | None, seed: int, overrides: list[str],
   `run_cpu_seconds` the CPU time of the launcher process itself, and `other_processes_cpu_share` the
   share of all cores that other processes took (the busy share less the run's own)."""
   data = [f"data_dir={data_dir}"] if data_dir else []
-  own_before = _children_cpu_seconds()
+  own_before = cpu_load.children_cpu_seconds()
   busy_before, begin = cpu_load.cpu_busy_seconds(), time.perf_counter()
   seconds, records = run_timing.launcher_run(config, workdir, [*data, f"seed={seed}", *overrides])
-  capacity = (time.perf_counter() - begin) * os.cpu_count()
-  own = _children_cpu_seconds() - own_before
-  busy = None if busy_before is None else (cpu_load.cpu_busy_seconds() - busy_before) / capacity
+  elapsed = time.perf_counter() - begin
+  busy = None if busy_before is None else (cpu_load.cpu_busy_seconds() - busy_before) / (elapsed * os.cpu_count())
   final = [r for r in records if r.get("final")][-1]
   train = [r for r in records if any(k.startswith("train/") for k in r)]
   last_train = {k: v for k, v in train[-1].items() if k == "step" or k.startswith("train/")} if train else {}
   return {"seed": seed, "wall_seconds": seconds, "final": final, "last_train_record": last_train,
-          "machine_busy_share": busy, "run_cpu_seconds": own,
-          "other_processes_cpu_share": None if busy is None else max(0.0, busy - own / capacity)}
-
-
-def _children_cpu_seconds() -> float:
-  """User + system CPU seconds of this process's finished children (the launcher runs)."""
-  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-  return usage.ru_utime + usage.ru_stime
+          "machine_busy_share": busy, "run_cpu_seconds": cpu_load.children_cpu_seconds() - own_before,
+          "other_processes_cpu_share": cpu_load.other_processes_share(busy_before, own_before, elapsed)}
 
 
 def main(argv=None) -> dict:

@@ -21,13 +21,20 @@ def _seed_runs(monkeypatch):
 def test_run_seed_separates_the_runs_own_cpu_from_other_processes(seed_runs, monkeypatch):
   records = [{"step": 10, "train/loss": 0.5, "val/accuracy": 0.8},
              {"step": 20, "test/accuracy": 0.9, "final": True}]
-  monkeypatch.setattr(seed_runs.run_timing, "launcher_run", lambda *args: (29.0, records))
-  monkeypatch.setattr(seed_runs.cpu_load, "cpu_busy_seconds", iter([100.0, 154.0]).__next__)  # 54 s busy
-  monkeypatch.setattr(seed_runs, "_children_cpu_seconds", iter([5.0, 23.0]).__next__)  # the run: 18 s
-  monkeypatch.setattr(seed_runs, "time", types.SimpleNamespace(perf_counter=iter([0.0, 30.0]).__next__))
+  done = []  # the counters read before the run and after it
+
+  def launcher_run(*args):
+    done.append(args)
+    return 29.0, records
+
+  monkeypatch.setattr(seed_runs.run_timing, "launcher_run", launcher_run)
+  monkeypatch.setattr(seed_runs.cpu_load, "cpu_busy_seconds", lambda: 154.0 if done else 100.0)  # 54 s busy
+  monkeypatch.setattr(seed_runs.cpu_load, "children_cpu_seconds", lambda: 23.0 if done else 5.0)  # the run: 18 s
+  monkeypatch.setattr(seed_runs, "time", types.SimpleNamespace(perf_counter=lambda: 30.0 if done else 0.0))
   monkeypatch.setattr(seed_runs.os, "cpu_count", lambda: 2)  # 30 s × 2 cores = 60 CPU seconds
   seed = seed_runs.run_seed("rbm_digits", None, 3, [], "unused")
   assert seed["seed"] == 3 and seed["wall_seconds"] == 29.0
+  assert done == [("rbm_digits", "unused", ["seed=3"])]
   assert seed["final"] == records[1]
   assert seed["last_train_record"] == {"step": 10, "train/loss": 0.5}
   assert seed["machine_busy_share"] == pytest.approx(0.9)
