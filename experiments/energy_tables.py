@@ -227,8 +227,9 @@ def gated_mrf_likelihood(records: Sequence[dict]) -> str:
 
 MASK_LABELS = {"none": "none", "left_half": "left half", "random_square": "random {side}×{side}",
                "central_square": "central {side}×{side}", "bottom_half": "bottom half"}
-FILL_LABELS = {"raw": "none (training mean)", "gaussian": "Gaussian conditional mean",
+FILL_LABELS = {"raw": "none ({baseline})", "gaussian": "Gaussian conditional mean",
                "gmrf": "{model} (HMC, observed pixels clamped)"}
+BASELINE_FILLS = {"mean": "training mean", "zero": "occluded = 0"}  # config.occlusion.baseline_fill
 INPUTS = ("pixels", "latent", "latent_pixels")
 DIGIT_SIDE = 8  # the embedded digits are 8×8
 
@@ -255,6 +256,8 @@ def occlusion(record: dict) -> str:
   finals = [s["final"] for s in record["seeds"]]
   model = _model_name(record)
   side = _square_side(record, "occlusion")
+  fill = (record.get("resolved_config") or {}).get("occlusion", {}).get("baseline_fill", "mean")
+  baseline = BASELINE_FILLS.get(fill, fill)
   masks = [m for m in ("none", "left_half", "random_square")
            if any(k.startswith(f"test/accuracy_{m}_") for k in finals[0])]
   col = lambda key: [f[key] for f in finals]
@@ -262,7 +265,8 @@ def occlusion(record: dict) -> str:
           "|---|---|---|---|---|---|"]
   for mask in masks:
     stems = [("—", "none")] if mask == "none" else [
-        (FILL_LABELS[fill].format(model=model), f"{mask}_{fill}") for fill in ("raw", "gaussian", "gmrf")]
+        (FILL_LABELS[fill].format(model=model, baseline=baseline), f"{mask}_{fill}")
+        for fill in ("raw", "gaussian", "gmrf")]
     best = max(statistics.mean(col(f"test/accuracy_{stem}_{i}")) for _, stem in stems for i in INPUTS)
     for fill, stem in stems:
       cells = [mean_std(col(f"test/accuracy_{stem}_{i}"), 3,
@@ -292,23 +296,26 @@ def occlusion(record: dict) -> str:
 
 
 GAUSSIANS = (("gaussian", "Gaussian (PCA + residual)"), ("gaussian_full", "Gaussian (full covariance)"))
+FLOOR = ("train_mean", "training mean")  # each missing pixel its training mean (records written since it exists)
 FACE_MASKS = ("central_square", "bottom_half", "random_square")
 
 
 def inpainting(record: dict) -> str:
-  """Squared error per missing pixel (mean ± standard error over the held-out faces) of the gated MRF and
-  the two Gaussians, per mask, the lowest in bold, and the paired gain over the better Gaussian; then on
-  how many masks the gated MRF is ahead, and by how many standard errors."""
+  """Squared error per missing pixel (mean ± standard error over the held-out faces) of the gated MRF, the
+  two Gaussians and (when the record has it) the training-mean fill, per mask, the lowest in bold, and the
+  paired gain over the better Gaussian; then on how many masks the gated MRF is ahead, and by how many
+  standard errors."""
   seed = record["seeds"][0]
   f = seed["final"]
   model = _model_name(record)
   side = (record.get("resolved_config") or {}).get("inpainting", {}).get("square_size")
   masks = [m for m in FACE_MASKS if f"test/mse_gmrf_{m}" in f]
-  rows = [(f"| mask | {model} | " + " | ".join(label for _, label in GAUSSIANS)
-           + " | gain over the better Gaussian (paired) |"), "|---|---|---|---|---|"]
+  columns = GAUSSIANS + ((FLOOR,) if all(f"test/mse_{FLOOR[0]}_{m}" in f for m in masks) else ())
+  rows = [(f"| mask | {model} | " + " | ".join(label for _, label in columns)
+           + " | gain over the better Gaussian (paired) |"), "|---|---|" + "---|" * len(columns) + "---|"]
   ahead, in_errors = [], []
   for mask in masks:
-    names = ("gmrf",) + tuple(name for name, _ in GAUSSIANS)
+    names = ("gmrf",) + tuple(name for name, _ in columns)
     lowest = min(f[f"test/mse_{name}_{mask}"] for name in names)
     cells = []
     for name in names:

@@ -128,6 +128,9 @@ def test_occlusion_gives_mean_and_std_per_cell_and_compares_the_fills_seed_by_se
   assert ("| left half | mcRBM (HMC, observed pixels clamped) | 0.881 ± 0.001 | 0.851 ± 0.001 | "
           "**0.891** ± 0.001 | 0.0425 ± 0.0035 |") in lines
   assert "| random 4×4 | none (training mean) | 0.771 ± 0.001 | 0.741 ± 0.001 | 0.781 ± 0.001 | 0.0700 |" in lines
+  record["resolved_config"]["occlusion"]["baseline_fill"] = "zero"
+  assert "| left half | none (occluded = 0) | 0.771 ± 0.001 | 0.741 ± 0.001 | 0.781 ± 0.001 | 0.0700 |" in \
+      energy_tables.occlusion(record).splitlines()
   assert ("beats the raw occluded pixels by 12.0 points (left half) and 12.0 points (random 4×4). Against the "
           "same classifier on the Gaussian conditional-mean fill it scores +1.0 on average (+1.0 / +1.0 seed by "
           "seed; left half) and +1.0 on average (+1.0 / +1.0 seed by seed; random 4×4), in points; the mcRBM's "
@@ -155,6 +158,16 @@ def test_inpainting_bolds_the_lowest_error_and_gives_the_paired_gain_in_standard
   assert "| bottom half | 0.0107 ± 0.0013 | **0.0105** ± 0.0014 | 0.0120 ± 0.0014 | −0.0002 ± 0.0002 |" in lines
   assert ("The mcRBM's error is below the better Gaussian's on 1 of the 2 masks; the paired gain is "
           "2.0 (central 6×6), −1.0 (bottom half) standard errors.") in text
+  final = record["seeds"][0]["final"]  # a record with the training-mean fill gets its column
+  final.update({"test/mse_train_mean_central_square": 0.0177, "test/mse_train_mean_central_square_stderr": 0.0026,
+                "test/mse_train_mean_bottom_half": 0.0100, "test/mse_train_mean_bottom_half_stderr": 0.0023})
+  lines = energy_tables.inpainting(record).splitlines()
+  assert lines[2:4] == [("| mask | mcRBM | Gaussian (PCA + residual) | Gaussian (full covariance) | training mean | "
+                         "gain over the better Gaussian (paired) |"), "|---|---|---|---|---|---|"]
+  assert ("| central 6×6 | **0.0107** ± 0.0013 | 0.0111 ± 0.0014 | 0.0120 ± 0.0014 | 0.0177 ± 0.0026 | "
+          "0.0004 ± 0.0002 |") in lines
+  assert ("| bottom half | 0.0107 ± 0.0013 | 0.0105 ± 0.0014 | 0.0120 ± 0.0014 | **0.0100** ± 0.0023 | "
+          "−0.0002 ± 0.0002 |") in lines
 
 
 def test_readme_holds_the_blocks_the_committed_records_give():
