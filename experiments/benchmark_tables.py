@@ -203,6 +203,16 @@ def hmc_table(record: dict) -> str:
     lines += [(f"The data-parallel line, timed in a fresh process with {child['devices']} CPU devices (NumPy and the "
                "one-device line timed beside it; two devices in one process slow one device's own products):"),
               *_hmc_rows(child, headline=False)]
+  quality = record.get("bf16_quality")
+  if quality:
+    q = quality["summary"]
+    lines.append(
+        f"bf16 matmuls and the sampling statistics ({q['trajectories']} trajectories, the last {q['kept']} kept): "
+        f"acceptance {quality['bfloat16']['mean_acceptance']:.3f} against float32's "
+        f"{quality['float32']['mean_acceptance']:.3f}; mean free energy {q['free_energy_mean_diff_bf16_vs_f32']:+.3f} "
+        f"from float32's, where two float32 keys differ by {abs(q['free_energy_mean_diff_f32_vs_f32_other_key']):.3f} "
+        f"(standard error of the difference {q['standard_error_of_diff']:.3f}): "
+        f"{'the statistics hold' if q['holds'] else '**the statistics differ**'} ({q['criterion']}).")
   results = record["speed"]["results"]
   best, (ceiling, _) = hmc_best_peer(record), hmc_ceiling(record)
   ref = results[best]
