@@ -405,8 +405,26 @@ def rbm_table(record: dict, default_k: int = RBM_DEFAULT_K) -> str:
   return "\n\n".join(parts + targets)
 
 
+def lenet_profile_table(record: dict, top: int = 6) -> str:
+  """The most expensive ops of each contestant's step, from the record's per-op profiles (`--profile`)."""
+  profiles = record.get("profile_per_op")
+  if not profiles:
+    return ("No per-op profile in this record: `python benchmarks/lenet5_throughput.py --profile` adds one "
+            "(a jax.profiler trace of the compiled step; torch.profiler for PyTorch).")
+  lines = [(f"The {top} most expensive ops per step of each contestant (ms per step; XLA ops named with their output "
+            "shape; PyTorch's profiler inflates small ops):"), "",
+           "| contestant | " + " | ".join(f"op {i + 1}" for i in range(top)) + " |", "|---|" + "---|" * top]
+  for name, ops in profiles.items():
+    cells = [f"`{op['op'][:40]}`" + (f" {op['shape'].split('{')[0]}" if op.get("shape") else "")
+             + f" {op['ms_per_step']:.2f}" for op in ops[:top]]
+    cells += [""] * (top - len(cells))
+    lines.append(f"| {LENET_CONTESTANTS.get(name, name)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 TABLES = (
     readme_tables.Table("lenet5-throughput", "README.md", (LENET,), lambda: lenet_table(load(LENET))),
+    readme_tables.Table("lenet5-profile", "BUILD.md", (LENET,), lambda: lenet_profile_table(load(LENET))),
     readme_tables.Table("lenet5-throughput-build", "BUILD.md", (LENET,),
                         lambda: lenet_table(load(LENET), ms_per_step=True)),
     readme_tables.Table("rbm-sklearn", "README.md", (RBM,), lambda: rbm_table(load(RBM))),
