@@ -203,6 +203,16 @@ def hmc_table(record: dict) -> str:
     lines += [(f"The data-parallel line, timed in a fresh process with {child['devices']} CPU devices (NumPy and the "
                "one-device line timed beside it; two devices in one process slow one device's own products):"),
               *_hmc_rows(child, headline=False)]
+  quality = record.get("bf16_quality")
+  if quality:
+    q = quality["summary"]
+    lines.append(
+        f"bf16 matmuls and the sampling statistics ({q['trajectories']} trajectories, the last {q['kept']} kept): "
+        f"acceptance {quality['bfloat16']['mean_acceptance']:.3f} against float32's "
+        f"{quality['float32']['mean_acceptance']:.3f}; mean free energy {q['free_energy_mean_diff_bf16_vs_f32']:+.3f} "
+        f"from float32's, where two float32 keys differ by {abs(q['free_energy_mean_diff_f32_vs_f32_other_key']):.3f} "
+        f"(standard error of the difference {q['standard_error_of_diff']:.3f}): "
+        f"{'the statistics hold' if q['holds'] else '**the statistics differ**'} ({q['criterion']}).")
   results = record["speed"]["results"]
   best, (ceiling, _) = hmc_best_peer(record), hmc_ceiling(record)
   ref = results[best]
@@ -395,8 +405,26 @@ def rbm_table(record: dict, default_k: int = RBM_DEFAULT_K) -> str:
   return "\n\n".join(parts + targets)
 
 
+def lenet_profile_table(record: dict, top: int = 6) -> str:
+  """The most expensive ops of each contestant's step, from the record's per-op profiles (`--profile`)."""
+  profiles = record.get("profile_per_op")
+  if not profiles:
+    return ("No per-op profile in this record: `python benchmarks/lenet5_throughput.py --profile` adds one "
+            "(a jax.profiler trace of the compiled step; torch.profiler for PyTorch).")
+  lines = [(f"The {top} most expensive ops per step of each contestant (ms per step; XLA ops named with their output "
+            "shape; PyTorch's profiler inflates small ops):"), "",
+           "| contestant | " + " | ".join(f"op {i + 1}" for i in range(top)) + " |", "|---|" + "---|" * top]
+  for name, ops in profiles.items():
+    cells = [f"`{op['op'][:40]}`" + (f" {op['shape'].split('{')[0]}" if op.get("shape") else "")
+             + f" {op['ms_per_step']:.2f}" for op in ops[:top]]
+    cells += [""] * (top - len(cells))
+    lines.append(f"| {LENET_CONTESTANTS.get(name, name)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 TABLES = (
     readme_tables.Table("lenet5-throughput", "README.md", (LENET,), lambda: lenet_table(load(LENET))),
+    readme_tables.Table("lenet5-profile", "BUILD.md", (LENET,), lambda: lenet_profile_table(load(LENET))),
     readme_tables.Table("lenet5-throughput-build", "BUILD.md", (LENET,),
                         lambda: lenet_table(load(LENET), ms_per_step=True)),
     readme_tables.Table("rbm-sklearn", "README.md", (RBM,), lambda: rbm_table(load(RBM))),

@@ -140,3 +140,13 @@ def test_hmc_data_parallel_child_gets_its_own_table_after_the_headline():
   assert "| deepvision, batch split over 2 CPU devices (secondary line) | 4.00 | 2.50× |" in rest
   assert "not in this record" not in rest and "`python benchmarks/hmc_throughput.py --devices 2`" in rest
   assert "ahead of NumPy's best, numpy_blas1): met, 1.25× (target > 1×)" in rest  # the headline process's
+
+
+def test_lenet_profile_table_lists_each_contestants_most_expensive_ops():
+  assert "No per-op profile in this record" in benchmark_tables.lenet_profile_table({})
+  record = {"profile_per_op": {"deepvision": [{"op": "dot.4", "shape": "f32[40,24]{1,0}", "ms_per_step": 1.2}],
+                               "torch_eager": [{"op": "aten::mm", "ms_per_step": 0.5}, {"op": "aten::relu",
+                                                                                         "ms_per_step": 0.1}]}}
+  rows = benchmark_tables.lenet_profile_table(record, top=2).splitlines()
+  assert rows[-2].endswith("| `dot.4` f32[40,24] 1.20 |  |")
+  assert rows[-1] == "| PyTorch eager | `aten::mm` 0.50 | `aten::relu` 0.10 |"
