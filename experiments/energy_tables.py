@@ -195,7 +195,7 @@ def _gated_mrf_label(record: dict) -> str:
 SPLITS = ("test", "val", "train")
 
 
-def gated_mrf_likelihood(records: Sequence[dict]) -> str:
+def gated_mrf_likelihood(*records: dict) -> str:
   """Held-out log-likelihood per whitened patch of each gated MRF (test with its ±3σ bounds, validation,
   training) beside the Gaussian (PCA) model of the same whitened patches; the best of each column in bold;
   then which held-out photographs each model beats the Gaussian on."""
@@ -337,16 +337,10 @@ def inpainting(record: dict) -> str:
 # ----------------------------------------------------------------------------- the tables
 
 
-def _generator(function, *names: str):
-  def generate() -> str:
-    records = [load(name) for name in names]
-    return function(records) if function is gated_mrf_likelihood else function(records[0])
-  return generate
-
-
 def _table(name: str, function, *records: str) -> readme_tables.Table:
+  """The README block `name`: `function` applied to the records `results/energy/RECORD.json`, in order."""
   return readme_tables.Table(name, "README.md", tuple(f"results/energy/{r}.json" for r in records),
-                             _generator(function, *records))
+                             lambda: function(*(load(r) for r in records)))
 
 
 TABLES = (

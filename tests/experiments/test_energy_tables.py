@@ -96,7 +96,7 @@ def test_gated_mrf_likelihood_bolds_each_columns_best_and_says_where_the_gaussia
                      resolved={"model": "mcrbm", "model_kwargs": sizes}),
              _record("mpot_patches", [_gmrf_final(-36.29, -170.0, -80.0)], shares=[0.4],
                      resolved={"model": "mpot", "model_kwargs": {**sizes, "gamma": 1.0}})]
-  lines = energy_tables.gated_mrf_likelihood(records).splitlines()
+  lines = energy_tables.gated_mrf_likelihood(*records).splitlines()
   assert ("| `mcrbm_patches` (mcRBM, 64 factors → 16 covariance units, 32 mean units) | **−11.04** "
           "[−11.09, −10.99] | **−128.3** | **−48.6** | 10.0 s |") in lines
   assert ("| `mpot_patches` (mPoT, 64 factors → 16 covariance units, 32 mean units, γ = 1) | −36.29 [−36.34, −36.24] | −170.0 | −80.0 | "
@@ -105,7 +105,7 @@ def test_gated_mrf_likelihood_bolds_each_columns_best_and_says_where_the_gaussia
   assert lines[-1].startswith("`mcrbm_patches` beats the Gaussian on both held-out photographs; `mpot_patches` "
                               "beats the Gaussian on the test photograph only. The run (S = 0): `python -m "
                               "experiments.main --config=mcrbm_patches")
-  both = energy_tables.gated_mrf_likelihood([records[0], records[0]]).splitlines()[-1]
+  both = energy_tables.gated_mrf_likelihood(records[0], records[0]).splitlines()[-1]
   assert both.startswith("`mcrbm_patches` and `mcrbm_patches` beat the Gaussian on both held-out photographs.")
 
 
