@@ -256,8 +256,8 @@ def occlusion(record: dict) -> str:
   finals = [s["final"] for s in record["seeds"]]
   model = _model_name(record)
   side = _square_side(record, "occlusion")
-  fill = (record.get("resolved_config") or {}).get("occlusion", {}).get("baseline_fill", "mean")
-  baseline = BASELINE_FILLS.get(fill, fill)
+  baseline_fill = (record.get("resolved_config") or {}).get("occlusion", {}).get("baseline_fill", "mean")
+  baseline = BASELINE_FILLS.get(baseline_fill, baseline_fill)
   masks = [m for m in ("none", "left_half", "random_square")
            if any(k.startswith(f"test/accuracy_{m}_") for k in finals[0])]
   col = lambda key: [f[key] for f in finals]
@@ -275,12 +275,12 @@ def occlusion(record: dict) -> str:
       rows.append(f"| {_mask_label(mask, side)} | {fill} | " + " | ".join(cells) + " | "
                   + (mean_std(col(mse), 4) if mse in finals[0] else "—") + " |")
   n = len(finals)
-  gains, versus, lower_mse = [], [], []
+  gains, versus, lower_mse = {}, [], []
   for mask in masks[1:]:
     label = _mask_label(mask, side)
     gmrf, raw = col(f"test/accuracy_{mask}_gmrf_latent_pixels"), col(f"test/accuracy_{mask}_raw_pixels")
     gauss = col(f"test/accuracy_{mask}_gaussian_latent_pixels")
-    gains.append(f"{number(100 * (statistics.mean(gmrf) - statistics.mean(raw)), 1)} points ({label})")
+    gains[label] = 100 * (statistics.mean(gmrf) - statistics.mean(raw))
     differences = [100 * (a - b) for a, b in zip(gmrf, gauss)]
     versus.append(f"{_points(statistics.mean(differences))} on average ({_per_seed(differences, _points)} "
                   f"seed by seed; {label})")
@@ -289,8 +289,12 @@ def occlusion(record: dict) -> str:
   return "\n".join([
       f"Seeds {_seed_list(record)}, test accuracy mean ± std; wall time per seed {wall_time(record['seeds'])}:",
       "", *rows, "",
-      (f"Filling in with the {model} and classifying from its features and the pixels beats the raw occluded "
-       f"pixels by {' and '.join(gains)}. Against the same classifier on the Gaussian conditional-mean fill it "
+      (f"Filling in with the {model} and classifying from its features and the pixels "
+       + (f"beats the raw occluded pixels by {' and '.join(f'{number(g, 1)} points ({m})' for m, g in gains.items())}"
+          if all(g > 0 for g in gains.values()) else
+          f"scores {' and '.join(f'{_points(g)} points ({m})' for m, g in gains.items())} against the raw "
+          "occluded pixels")
+       + f". Against the same classifier on the Gaussian conditional-mean fill it "
        f"scores {' and '.join(versus)}, in points; the {model}'s fill has the lower squared error in "
        f"{' and '.join(lower_mse)} seeds. {provenance(record)}")])
 

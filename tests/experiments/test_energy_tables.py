@@ -128,6 +128,10 @@ def test_occlusion_gives_mean_and_std_per_cell_and_compares_the_fills_seed_by_se
   assert ("| left half | mcRBM (HMC, observed pixels clamped) | 0.881 ± 0.001 | 0.851 ± 0.001 | "
           "**0.891** ± 0.001 | 0.0425 ± 0.0035 |") in lines
   assert "| random 4×4 | none (training mean) | 0.771 ± 0.001 | 0.741 ± 0.001 | 0.781 ± 0.001 | 0.0700 |" in lines
+  worse = _record("gmrf_digits", [_occlusion_final(0.0, 0.040)])
+  worse["seeds"][0]["final"]["test/accuracy_left_half_gmrf_latent_pixels"] = 0.70  # below the raw pixels' 0.77
+  assert "and the pixels scores −7.0 points (left half) and +12.0 points (random ?×?) against the raw occluded " \
+         "pixels." in energy_tables.occlusion(worse)  # no resolved config: the square's side is unknown
   record["resolved_config"]["occlusion"]["baseline_fill"] = "zero"
   assert "| left half | none (occluded = 0) | 0.771 ± 0.001 | 0.741 ± 0.001 | 0.781 ± 0.001 | 0.0700 |" in \
       energy_tables.occlusion(record).splitlines()
