@@ -201,7 +201,7 @@ def hmc_table(record: dict) -> str:
   child = record.get("data_parallel_process")
   if child:
     lines += [(f"The data-parallel line, timed in a fresh process with {child['devices']} CPU devices (NumPy and the "
-               "one-device line timed beside it; two devices in one process slow one device's own products):"),
+               "one-device line timed again beside it, so its ratio is of that process's own run):"),
               *_hmc_rows(child, headline=False)]
   quality = record.get("bf16_quality")
   if quality:
@@ -257,7 +257,11 @@ def _hmc_rows(record: dict, headline: bool = True) -> list[str]:
   lines = ["\n".join(rows),
            (f"{speed.get('rounds', '?')} interleaved rounds of {speed.get('trajectories_per_round', '?')} "
             f"trajectories, medians; the fp32 matmul rate is the faster of jax.numpy's and NumPy's "
-            f"({source.replace('_', ' ')}) at {record['matmul'].get('size', '?')}³ in the same run."),
+            f"({source.replace('_', ' ')}) at {record['matmul'].get('size', '?')}³ in the same run"
+            + "".join(f"; {label} {record['matmul'][key]['gflops_median']:.0f} GFLOP/s"
+                      for key, label in (("jax_float32", "jax.numpy float32"), ("numpy_float32", "NumPy float32"),
+                                         ("jax_bfloat16", "jax.numpy bfloat16")) if key in record["matmul"])
+            + "."),
            record_line(record)]
   return lines
 

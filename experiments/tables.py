@@ -23,10 +23,11 @@ from experiments import (
   features_table,
   mnist_table,
   readme_tables,
+  results_tables,
   zoo_table,
 )
 
-GENERATORS = (zoo_table, mnist_table, features_table, benchmark_tables, build_tables, energy_tables)
+GENERATORS = (zoo_table, mnist_table, features_table, benchmark_tables, build_tables, energy_tables, results_tables)
 _FLAGS = {}  # defined when run as a script
 
 
