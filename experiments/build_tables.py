@@ -1,6 +1,7 @@
 r"""BUILD.md's scale-out tables, generated from their benchmark records.
 
-Records: `benchmarks/results/device_scaling.json` (`python benchmarks/device_scaling.py`: 1, 2, 4, 8 forced
+Records: `benchmarks/results/xla_flag_sweep.json` (`python benchmarks/xla_flag_sweep.py`: XLA:CPU's paths on
+the HMC trajectory and 2048³ products), `benchmarks/results/device_scaling.json` (`python benchmarks/device_scaling.py`: 1, 2, 4, 8 forced
 CPU devices in fresh processes) and `benchmarks/results/gpu_convnet_h200.json` (`python benchmarks/gpu_convnet.py`
 on one NVIDIA H200). `python -m experiments.tables --write` writes them; the test suite checks them.
 """
@@ -14,6 +15,7 @@ from experiments import readme_tables
 ROOT = readme_tables.ROOT
 DEVICE_SCALING = ROOT / "benchmarks" / "results" / "device_scaling.json"
 GPU_CONVNET = ROOT / "benchmarks" / "results" / "gpu_convnet_h200.json"
+XLA_FLAG_SWEEP = ROOT / "benchmarks" / "results" / "xla_flag_sweep.json"
 MODE_NAMES = {"bfloat16": "bfloat16", "float32": "float32 (TF32)", "float32_highest": "float32 (`highest`)"}
 
 
@@ -70,7 +72,27 @@ def gpu_convnet_table(record: dict) -> str:
   return "\n".join(lines)
 
 
+def xla_flag_sweep_table(record: dict) -> str:
+  """One row per XLA flag set: the matrix-product rates and the HMC trajectory against NumPy on 2 BLAS threads."""
+  machine = record["machine"]
+  best = max(record["sweep"], key=lambda name: record["sweep"][name]["deepvision_over_numpy_blas2"])
+  lines = [(f"`{record['command']}` ({record['date'][:10]}, {machine['cores']} cores of {machine['cpu_model']}, "
+            f"jax {record['versions']['jax']}; {record['rounds']} rounds per run; record `{_rel(XLA_FLAG_SWEEP)}`):"),
+           "", ("| XLA:CPU path | flags | jax.numpy float32 GFLOP/s | jax.numpy bfloat16 GFLOP/s | NumPy float32 GFLOP/s "
+                "| HMC trajectory, deepvision ms | NumPy 2 BLAS threads ms | deepvision / NumPy |"),
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+  for name, row in record["sweep"].items():
+    mark = "**" if name == best else ""
+    lines.append(f"| {name.replace('_', ' ')} | `{row['xla_flags'] or '(none)'}` | {row['jax_float32_gflops']:.0f} | "
+                 f"{row['jax_bfloat16_gflops']:.0f} | {row['numpy_float32_gflops']:.0f} | "
+                 f"{row['deepvision_ms_per_trajectory']:.2f} | {row['numpy_blas2_ms_per_trajectory']:.2f} | "
+                 f"{mark}{row['deepvision_over_numpy_blas2']:.2f}×{mark} |")
+  return "\n".join(lines)
+
+
 TABLES = (
+    readme_tables.Table("xla-flag-sweep", "BUILD.md", (_rel(XLA_FLAG_SWEEP),),
+                        lambda: xla_flag_sweep_table(_load(XLA_FLAG_SWEEP))),
     readme_tables.Table("device-scaling", "BUILD.md", (_rel(DEVICE_SCALING),),
                         lambda: device_scaling_table(_load(DEVICE_SCALING))),
     readme_tables.Table("gpu-convnet", "BUILD.md", (_rel(GPU_CONVNET),),

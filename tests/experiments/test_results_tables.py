@@ -10,7 +10,6 @@ from experiments import (
   ablate,
   build_tables,
   features_table,
-  readme_tables,
   results_tables,
 )
 
@@ -146,3 +145,15 @@ def test_device_scaling_and_gpu_tables_rows():
   assert rows == ["| bfloat16 | 8 | 50 | 1.00 | 2.0 | 10.0 | 5.0 |", "| bfloat16 | 128 | **150** | 1.00 | 2.0 | 10.0 | 5.0 |",
                   "| float32 (TF32) | 128 | 100 | 1.00 | 2.0 | 10.0 | 5.0 |"]
   assert text.endswith("bfloat16 over float32 (TF32), images/s: 1.50× at batch 128.")
+
+
+def test_xla_flag_sweep_table_marks_the_fastest_path():
+  def row(flags, dv, np2):
+    return {"xla_flags": flags, "jax_float32_gflops": 130.0, "jax_bfloat16_gflops": 300.0,
+            "numpy_float32_gflops": 180.0, "deepvision_ms_per_trajectory": dv, "numpy_blas2_ms_per_trajectory": np2,
+            "deepvision_over_numpy_blas2": np2 / dv}
+  record = {"command": "X", "date": "2026-12-07", "machine": MACHINE, "versions": {"jax": "0.10"}, "rounds": 7,
+            "sweep": {"defaults": row("", 10.0, 9.0), "no_ynn_fusions": row("--f=", 9.0, 9.0)}}
+  rows = build_tables.xla_flag_sweep_table(record).splitlines()[-2:]
+  assert rows[0] == "| defaults | `(none)` | 130 | 300 | 180 | 10.00 | 9.00 | 0.90× |"
+  assert rows[1] == "| no ynn fusions | `--f=` | 130 | 300 | 180 | 9.00 | 9.00 | **1.00×** |"
