@@ -38,7 +38,8 @@ def _load(path: pathlib.Path) -> dict:
 
 
 def _rel(path: pathlib.Path) -> str:
-  return str(path.relative_to(ROOT))
+  """`path` relative to the repository root (as it is when outside it)."""
+  return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _wall(run: dict) -> str:
@@ -118,6 +119,62 @@ def ablation_table(record: dict) -> str:
   return "\n".join(lines)
 
 
+ENERGY = ROOT / "results" / "energy"
+MNIST_SUBSET = ROOT / "results" / "mnist_subset"
+# (config, model, data, its record or None, what the record's data is when it is not the config's own)
+LAUNCHER_CONFIGS = (
+    ("lcn_convnet_digits", "`lcn_convnet_digits`", "`dv_digits` (embedded)", MAIN, ""),
+    ("lenet5_mnist", "`lenet5_1998`", "`mnist` (TFDS data dir)", MNIST_SUBSET / "lenet5_mnist.json",
+     "on the 8,004-digit subset"),
+    ("cifar10_convnet", "`cifar_convnet`", "`cifar10` (TFDS data dir)", None, ""),
+)
+ENERGY_CONFIGS = (
+    ("rbm_digits", "binary RBM 64 × 256, PCD-1, momentum ramp 0.5 → 0.9, L2 2e-4, 60 epochs",
+     "`dv_digits`, pixels in [0, 1] as probabilities", ENERGY / "rbm_digits.json", ""),
+    ("grbm_patches", "Gaussian-Bernoulli RBM 64 × 256, CD-1, sparsity target 0.1",
+     ("40,000 8×8 patches of 14 `dv_natural_images` photographs, mean removed, standardised per pixel; held-out "
+     "patches from the other two"), ENERGY / "grbm_patches.json", ""),
+    ("dbn_digits", ("two RBMs (64 × 256, 256 × 256, CD-1) stacked greedily, then a 64-256-256-10 sigmoid MLP "
+     "fine-tuned from the stack and, for comparison, from random weights"), "`dv_digits`", ENERGY / "dbn_digits.json",
+     ""),
+    ("rbm_mnist", ("binary RBM 784 × 500, PCD-1 by default; `:cd1`, `:cd10`, `:cd25` for CD-k (Salakhutdinov & "
+     "Murray 2008)"), "`mnist` (TFDS data dir), binarised; validation the last 10% of `train`",
+     MNIST_SUBSET / "rbm_mnist_pcd.json", "PCD-1 on the 8,004-digit subset"),
+    ("dbn_mnist", ("784-500-500 DBN (CD-1), then a 784-500-500-10 MLP fine-tuned from the stack and from random "
+     "weights"), "`mnist` (TFDS data dir), binarised", None, ""),
+)
+
+
+def measured_wall(record: dict | None, note: str) -> str:
+  """A record's wall time per whole run (mean over seeds), with the CPU share other processes took when
+  above `BUSY`, or that no record has one."""
+  if record is None:
+    return "no timed record"
+  seeds = record.get("seeds") if isinstance(record.get("seeds"), list) else []
+  walls = [s["wall_seconds"] for s in seeds if isinstance(s, dict) and "wall_seconds" in s]
+  seconds = record.get("wall_seconds_mean") or (statistics.mean(walls) if walls else record.get("wall_seconds"))
+  if seconds is None:
+    return "no timed record"
+  shares = [s["other_processes_cpu_share"] for s in seeds if isinstance(s, dict)
+            and s.get("other_processes_cpu_share") is not None]
+  busy = statistics.mean(shares) if shares else None
+  text = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+  details = [d for d in (note, f"other processes took {100 * busy:.0f}% of the CPU" if busy and busy > BUSY
+                         else "") if d]
+  return text + (f" ({'; '.join(details)})" if details else "")
+
+
+def configs_table(rows, model_header: str = "model") -> str:
+  """Configs with their model, data and measured wall time of a whole run (from their records)."""
+  lines = [f"| config | {model_header} | data | measured wall time of a whole run (2-core CPU) |", "|---|---|---|---|"]
+  for name, model, data, path, note in rows:
+    record = _load(path) if path is not None and path.exists() else None
+    cell = measured_wall(record, note) + (f"; `{_rel(path)}`" if record is not None else "")
+    shown = f"`{name}`" + (" (default)" if name == "lcn_convnet_digits" else "")
+    lines.append(f"| {shown} | {model} | {data} | {cell} |")
+  return "\n".join(lines)
+
+
 def doctor_table(records: list[dict]) -> str:
   """One row per doctor record: the command, its wall time, the alarms and the checks' numbers."""
   lines = [("| config | command | wall time | alarms | gradient check, worst relative error | probe at the "
@@ -171,7 +228,15 @@ def test_tier_rows(default: dict, slow: dict | None) -> str:
       f"| slow | `make test-slow` | {SLOW_TIER} | {slow_time} |"])
 
 
+def _config_sources(rows) -> tuple[str, ...]:
+  return tuple(_rel(path) for *_, path, _ in rows if path is not None)
+
+
 TABLES = (
+    readme_tables.Table("launcher-configs", "README.md", _config_sources(LAUNCHER_CONFIGS),
+                        lambda: configs_table(LAUNCHER_CONFIGS)),
+    readme_tables.Table("energy-configs", "README.md", _config_sources(ENERGY_CONFIGS),
+                        lambda: configs_table(ENERGY_CONFIGS)),
     readme_tables.Table("default-experiment", "README.md", (_rel(MAIN), _rel(TRAIN_ONLY), _rel(PIXELS)),
                         lambda: default_experiment(_load(MAIN), _load(TRAIN_ONLY), _load(PIXELS))),
     readme_tables.Table("ablation", "README.md", (_rel(ABLATION),), lambda: ablation_table(_load(ABLATION))),

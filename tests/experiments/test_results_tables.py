@@ -157,3 +157,17 @@ def test_xla_flag_sweep_table_marks_the_fastest_path():
   rows = build_tables.xla_flag_sweep_table(record).splitlines()[-2:]
   assert rows[0] == "| defaults | `(none)` | 130 | 300 | 180 | 10.00 | 9.00 | 0.90× |"
   assert rows[1] == "| no ynn fusions | `--f=` | 130 | 300 | 180 | 9.00 | 9.00 | **1.00×** |"
+
+
+def test_configs_table_wall_times_from_records_or_says_there_is_none(tmp_path):
+  seeds = [{"wall_seconds": 40.0, "other_processes_cpu_share": 0.5}, {"wall_seconds": 50.0,
+                                                                       "other_processes_cpu_share": 0.5}]
+  assert results_tables.measured_wall({"seeds": seeds}, "") == "45 s (other processes took 50% of the CPU)"
+  assert results_tables.measured_wall({"wall_seconds": 200.0}, "on a subset") == "3.3 min (on a subset)"
+  assert results_tables.measured_wall(None, "") == "no timed record"
+  path = tmp_path / "r.json"
+  path.write_text(json.dumps({"wall_seconds_mean": 10.0}))
+  rows = (("lcn_convnet_digits", "m", "d", None, ""), ("other", "m2", "d2", path, ""))
+  lines = results_tables.configs_table(rows).splitlines()
+  assert lines[2] == "| `lcn_convnet_digits` (default) | m | d | no timed record |"
+  assert lines[3].startswith("| `other` | m2 | d2 | 10 s; `")
