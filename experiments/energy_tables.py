@@ -17,10 +17,7 @@ from __future__ import annotations
 import json
 import pathlib
 import statistics
-import sys
 from collections.abc import Sequence
-
-from absl import app, flags
 
 from deepvision.data.occlusion import square_side
 from experiments import readme_tables
@@ -28,12 +25,8 @@ from experiments import readme_tables
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "results" / "energy"
 BUSY_NOTE_SHARE = 0.10  # other processes' CPU share above which a wall time says how busy the machine was
-_FLAGS = {}  # defined when run as a script
 
 
-def _define_flags() -> None:
-  _FLAGS["write"] = flags.DEFINE_bool("write", False, "Write the blocks into README.md instead of printing them.")
-  _FLAGS["check"] = flags.DEFINE_bool("check", False, "Exit 1 if README.md's blocks differ from the records.")
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -357,13 +350,5 @@ TABLES = (
 )
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-    sys.exit(2)
-  sys.exit(readme_tables.publish(TABLES, write=_FLAGS["write"].value, check=_FLAGS["check"].value))
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  readme_tables.run_cli(TABLES)

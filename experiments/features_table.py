@@ -21,9 +21,6 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-import sys
-
-from absl import app, flags
 
 from deepvision.diagnostics import ablation
 from experiments import compare_features, readme_tables, sparsity_table
@@ -35,12 +32,8 @@ SPARSITY_RECORD = ROOT / "results" / "ablation_sparsity.json"
 DICTIONARY_RECORD = ROOT / "benchmarks" / "results" / "dictionary_learning.json"
 DICTIONARY_COMMAND = "python benchmarks/dictionary_learning.py"
 PSD_TARGET = {"max_relative_error": 0.15, "min_speedup": 50.0}  # the encoder within 15%, ≥ 50× FISTA
-_FLAGS = {}
 
 
-def _define_flags() -> None:
-  _FLAGS["write"] = flags.DEFINE_bool("write", False, "Write the tables into README.md instead of printing them.")
-  _FLAGS["check"] = flags.DEFINE_bool("check", False, "Exit 1 if README.md's tables differ from the records.")
 
 
 def _accuracy(entry: dict) -> str:
@@ -169,13 +162,5 @@ TABLES = (readme_tables.Table("feature-learners", "README.md", ("results/compare
                               lambda: dictionary_tables(json.loads(DICTIONARY_RECORD.read_text(encoding="utf-8")))))
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-    sys.exit(2)
-  sys.exit(readme_tables.publish(TABLES, write=_FLAGS["write"].value, check=_FLAGS["check"].value))
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  readme_tables.run_cli(TABLES)

@@ -14,21 +14,14 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
-
-from absl import app, flags
 
 from experiments import readme_tables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "results" / "mnist_subset"
 TIME_TO_ACCURACY = ROOT / "benchmarks" / "results" / "lenet5_time_to_accuracy.json"
-_FLAGS = {}  # defined when run as a script (the test suite imports the tables next to zoo_table's --write)
 
 
-def _define_flags() -> None:
-  _FLAGS["write"] = flags.DEFINE_bool("write", False, "Write the tables into README.md instead of printing them.")
-  _FLAGS["check"] = flags.DEFINE_bool("check", False, "Exit 1 if README.md's tables differ from the records.")
 
 
 def _load(path: pathlib.Path) -> dict:
@@ -132,12 +125,5 @@ TABLES = (readme_tables.Table(
     ("results/mnist_subset", "benchmarks/results/lenet5_time_to_accuracy.json"), tables),)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-    sys.exit(2)
-  sys.exit(readme_tables.publish(TABLES, write=_FLAGS["write"].value, check=_FLAGS["check"].value))
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  readme_tables.run_cli(TABLES)

@@ -11,6 +11,8 @@ import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
+from absl import app, flags
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 COMMAND = "python -m experiments.tables --write"
 
@@ -109,3 +111,19 @@ def publish(tables: Sequence[Table], *, write: bool, check: bool, root: pathlib.
     if updated != now:
       (root / document).write_text(updated, encoding="utf-8")
   return 0
+
+
+def run_cli(tables: Sequence[Table]) -> None:
+  """`python -m experiments.<generator> [--write | --check]` for one generator module's tables: prints them,
+  writes them into their documents, or exits 1 when a document's table differs from its records. The flags
+  are defined here, when the module runs as a script, never on import."""
+  write = flags.DEFINE_bool("write", False, "Write the tables into their documents instead of printing them.")
+  check = flags.DEFINE_bool("check", False, "Exit 1 if a document's table differs from its records.")
+
+  def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+      print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+      sys.exit(2)
+    sys.exit(publish(tables, write=write.value, check=check.value))
+
+  app.run(main)

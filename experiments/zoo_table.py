@@ -11,26 +11,12 @@ test suite checks that README.md holds exactly these tables.
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
-
 from deepvision import pretrained
 from experiments import readme_tables
 
 TABLES = (readme_tables.Table("zoo", "README.md", ("deepvision/zoo.py", "deepvision/pretrained"),
                               pretrained.markdown_table),)
-_FLAGS = {}  # defined when run as a script
-
-
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-    sys.exit(2)
-  sys.exit(readme_tables.publish(TABLES, write=_FLAGS["write"].value, check=_FLAGS["check"].value))
 
 
 if __name__ == "__main__":
-  _FLAGS["write"] = flags.DEFINE_bool("write", False, "Write the tables into README.md instead of printing them.")
-  _FLAGS["check"] = flags.DEFINE_bool("check", False, "Exit 1 if README.md's tables differ from the registry.")
-  app.run(main)
+  readme_tables.run_cli(TABLES)
