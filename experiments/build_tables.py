@@ -1,6 +1,7 @@
 r"""BUILD.md's scale-out tables, generated from their benchmark records.
 
-Records: `benchmarks/results/xla_flag_sweep.json` (`python benchmarks/xla_flag_sweep.py`: XLA:CPU's paths on
+Records: `results/new_family_diff.json` (`python benchmarks/family_diff.py`: the lines of the commit that
+added the denoising autoencoder), `benchmarks/results/xla_flag_sweep.json` (`python benchmarks/xla_flag_sweep.py`: XLA:CPU's paths on
 the HMC trajectory and 2048³ products), `benchmarks/results/device_scaling.json` (`python benchmarks/device_scaling.py`: 1, 2, 4, 8 forced
 CPU devices in fresh processes) and `benchmarks/results/gpu_convnet_h200.json` (`python benchmarks/gpu_convnet.py`
 on one NVIDIA H200). `python -m experiments.tables --write` writes them; the test suite checks them.
@@ -16,6 +17,15 @@ ROOT = readme_tables.ROOT
 DEVICE_SCALING = ROOT / "benchmarks" / "results" / "device_scaling.json"
 GPU_CONVNET = ROOT / "benchmarks" / "results" / "gpu_convnet_h200.json"
 XLA_FLAG_SWEEP = ROOT / "benchmarks" / "results" / "xla_flag_sweep.json"
+FAMILY_DIFF = ROOT / "results" / "new_family_diff.json"
+FAMILY_FILES = {  # what each file of the denoising autoencoder's commit holds
+    "deepvision/models/autoencoder.py": "the Linen module (`W`, `b_v`, `b_h`, `hidden_probs`, the loss)",
+    "deepvision/train/autoencoder.py": "its config block and its task (`init_state`, step, evaluations, figures)",
+    "deepvision/train/loop.py": "`TRAINERS.register(\"autoencoder\")(autoencoder.train_autoencoder)` and its import",
+    "experiments/configs/dae_digits.py": "the experiment (`:smoke` included)",
+    "tests/train/test_autoencoder.py": ("closed-form loss, float64 gradient check, noise rate, parameter count, smoke "
+                                        "run at K = 1 and 16"),
+}
 MODE_NAMES = {"bfloat16": "bfloat16", "float32": "float32 (TF32)", "float32_highest": "float32 (`highest`)"}
 
 
@@ -72,6 +82,19 @@ def gpu_convnet_table(record: dict) -> str:
   return "\n".join(lines)
 
 
+def family_diff_table(record: dict) -> str:
+  """The files of the commit that added a family, what each holds and the lines it added / removed."""
+  lines = [(f"Commit {record['commit']} (\"{record['subject']}\"; `git show --numstat`, record "
+            f"`{_rel(FAMILY_DIFF)}` by `{record['command']}`):"), "",
+           "| file | what | lines added | removed |", "|---|---|---:|---:|"]
+  for f in record["files"]:
+    lines.append(f"| `{f['path']}` | {FAMILY_FILES.get(f['path'], '')} | {f['added']} | {f['removed']} |")
+  tests = sum(f["added"] for f in record["files"] if f["path"].startswith("tests/"))
+  code = sum(f["added"] for f in record["files"] if not f["path"].startswith("tests/"))
+  lines += ["", f"{len(record['files'])} files: {code} lines of library and config added, {tests} of tests."]
+  return "\n".join(lines)
+
+
 def xla_flag_sweep_table(record: dict) -> str:
   """One row per XLA flag set: the matrix-product rates and the HMC trajectory against NumPy on 2 BLAS threads."""
   machine = record["machine"]
@@ -91,6 +114,7 @@ def xla_flag_sweep_table(record: dict) -> str:
 
 
 TABLES = (
+    readme_tables.Table("new-family-diff", "BUILD.md", (_rel(FAMILY_DIFF),), lambda: family_diff_table(_load(FAMILY_DIFF))),
     readme_tables.Table("xla-flag-sweep", "BUILD.md", (_rel(XLA_FLAG_SWEEP),),
                         lambda: xla_flag_sweep_table(_load(XLA_FLAG_SWEEP))),
     readme_tables.Table("device-scaling", "BUILD.md", (_rel(DEVICE_SCALING),),

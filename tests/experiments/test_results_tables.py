@@ -171,3 +171,13 @@ def test_configs_table_wall_times_from_records_or_says_there_is_none(tmp_path):
   lines = results_tables.configs_table(rows).splitlines()
   assert lines[2] == "| `lcn_convnet_digits` (default) | m | d | no timed record |"
   assert lines[3].startswith("| `other` | m2 | d2 | 10 s; `")
+
+
+def test_family_diff_table_counts_library_and_test_lines():
+  record = {"commit": "abc", "subject": "A family", "command": "python benchmarks/family_diff.py", "files": [
+      {"path": "deepvision/train/loop.py", "added": 3, "removed": 2},
+      {"path": "tests/train/test_x.py", "added": 40, "removed": 0}, {"path": "experiments/configs/x.py", "added": 20,
+                                                                   "removed": 0}]}
+  lines = build_tables.family_diff_table(record).splitlines()
+  assert lines[4].startswith("| `deepvision/train/loop.py` | `TRAINERS.register(") and lines[4].endswith("| 3 | 2 |")
+  assert lines[-1] == "3 files: 23 lines of library and config added, 40 of tests."
