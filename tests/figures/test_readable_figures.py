@@ -10,8 +10,14 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from deepvision.diagnostics import unit_figures
-from deepvision.figures import energy_viz, gated_mrf_viz, run_curves, viz
+from deepvision.diagnostics import image_stats, unit_figures
+from deepvision.figures import (
+  energy_viz,
+  gated_mrf_viz,
+  image_stats_figure,
+  run_curves,
+  viz,
+)
 from experiments import dae_corruption, dbn, inpainting, occlusion
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -87,6 +93,9 @@ WRITERS = {
     "deepvision/figures/gated_mrf_viz.py:save_image_rows": _one(
         lambda p: gated_mrf_viz.save_image_rows({"original": RNG.random((3, 16)),
                                                  "filled": RNG.random((3, 16))}, (4, 4), p)),
+    "deepvision/figures/image_stats_figure.py:save_image_statistics_figure": _one(
+        lambda p: image_stats_figure.save_image_statistics_figure(p, image_stats.image_statistics_curves(
+            {"noise": RNG.normal(size=(2, 16, 16))}, RNG.normal(size=(2, 16, 16)).cumsum(axis=2)))),
     "deepvision/figures/run_curves.py:save_runs_curves": _one(
         lambda p: run_curves.save_runs_curves({"a": RECORDS, "b": RECORDS[::2]}, p)),
     "deepvision/diagnostics/unit_figures.py:save_unit_figures": lambda tmp: unit_figures.save_unit_figures(
