@@ -37,6 +37,7 @@ import numpy as np
 from deepvision import distributed, schema, zoo
 from deepvision.data import datasets
 from deepvision.data.patches import extract_patches
+from deepvision.diagnostics.image_stats import contrast_spread, neighbour_correlation
 from deepvision.figures import gated_mrf_viz
 from deepvision.models import deep_gated_mrf, tiled_gated_mrf
 from deepvision.models.gaussian import GaussianModel
@@ -340,23 +341,6 @@ def run_deep_gmrf(config: ml_collections.ConfigDict, workdir: str, quiet: bool =
 def _pixel_range(images: np.ndarray) -> tuple[float, float] | None:
   low, high = (float(v) for v in np.percentile(images, (1, 99)))
   return (low, high) if high > low else None
-
-
-def contrast_spread(patches: np.ndarray) -> float:
-  """p90/p10 of the per-patch standard deviation (contrast) over (B, V) pixel patches.
-
-  Natural patches are mostly flat with a few of high contrast (a wide spread); a Gaussian gives every
-  patch about the same contrast (a spread near 1): the property a gated MRF is built to capture.
-  """
-  contrast = np.std(np.asarray(patches, np.float64), axis=1)
-  low, high = np.percentile(contrast, (10, 90))
-  return float(high / max(low, 1e-12))
-
-
-def neighbour_correlation(images: np.ndarray) -> float:
-  """The correlation of horizontally adjacent pixels over a batch of (B, H, W) images."""
-  images = np.asarray(images, np.float64)
-  return float(np.corrcoef(images[:, :, :-1].ravel(), images[:, :, 1:].ravel())[0, 1])
 
 
 def gated_mrf_samples(gmrf_layer: Layer, start: np.ndarray, trajectories: int, num_leapfrog: int,
