@@ -2,7 +2,8 @@
 
 Three panels (Ranzato et al., "Modeling natural images using gated MRFs", PAMI 2013, §6): the
 histograms of the horizontal and of the vertical derivative [1, −1] responses on a log density axis
-(natural images: a sharp peak at 0 and straight, heavy tails; a Gaussian model: a parabola), and the
+(natural images: a sharp peak at 0 and straight, heavy tails; a Gaussian model: a parabola; the two
+end bins, which also count the responses beyond the range, are not drawn), and the
 radially averaged power spectra on log–log axes (natural images: a line of slope about −2). The
 reference (held-out photographs) is drawn first, in black. The curves are computed by
 `deepvision.diagnostics.image_stats.image_statistics_curves` (diagnostics sit above figures in the
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import matplotlib.ticker
 import numpy as np
 
 from deepvision.figures import viz
@@ -39,9 +41,9 @@ def _check_curves(curves: Mapping[str, Any]) -> list[str]:
     for direction in DIRECTIONS:
       edges = np.asarray(curves["edges"].get(direction, ()))
       density = np.asarray(curves["densities"][name].get(direction, ()))
-      if edges.ndim != 1 or density.shape != (edges.size - 1,) or density.size == 0:
+      if edges.ndim != 1 or density.shape != (edges.size - 1,) or density.size < 3:
         raise ValueError(f"the {direction} histogram of {name!r} has {density.shape} values for "
-                         f"{edges.shape} edges (need one value per bin)")
+                         f"{edges.shape} edges (need one value per bin, at least 3 bins)")
   return names
 
 
@@ -67,7 +69,8 @@ def save_image_statistics_figure(path: str, curves: Mapping[str, Any], title: st
     centres = (edges[:-1] + edges[1:]) / 2
     for name in names:
       density = np.asarray(curves["densities"][name][direction], np.float64)
-      shown = density > 0  # log axis: empty bins are left out
+      shown = density > 0  # log axis: empty bins are left out, and so are the two end bins, which
+      shown[[0, -1]] = False  # also hold the responses beyond the range (not a density of their width)
       ax.plot(centres[shown], density[shown], label=name, **styles[name])
     ax.set_yscale("log")
     ax.set_title(f"{direction} derivative [1, −1]")
@@ -83,6 +86,7 @@ def save_image_statistics_figure(path: str, curves: Mapping[str, Any], title: st
   ax.set_title("radial power spectrum")
   ax.set_xlabel("frequency (cycles / pixel)")
   ax.set_ylabel("power")
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # unlabelled minor ticks: no overlap
   ax.grid(alpha=0.3, which="both")
   ax.legend(fontsize=8)
   fig.suptitle(title, fontsize=13)

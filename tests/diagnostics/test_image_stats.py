@@ -172,6 +172,9 @@ def test_the_figure_is_a_png_of_the_panel_size(tmp_path):
     assert png.text["Title"] == "smooth vs white"
   with pytest.raises(ValueError, match="'white noise' has densities but no spectrum|no spectrum"):
     image_stats_figure.save_image_statistics_figure(str(path), {**curves, "spectra": {"reference": (1, 1)}})
+  with pytest.raises(ValueError, match="at least 3 bins"):
+    image_stats_figure.save_image_statistics_figure(
+        str(path), image_stats.image_statistics_curves({"white noise": white}, smooth, bins=2))
 
 
 @pytest.mark.parametrize("call, message", [
