@@ -20,7 +20,6 @@ date, machine and command, and its target: met, or **not met** with the measured
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections.abc import Sequence
 
@@ -71,8 +70,7 @@ RBM_DEFAULT_K = 16  # experiments/configs/rbm_digits.py's steps_per_dispatch, wh
 
 
 def load(path: str, root: pathlib.Path = ROOT) -> dict:
-  with open(root / path, encoding="utf-8") as f:
-    return json.load(f)
+  return readme_tables.load_record(root / path)
 
 
 def ratio(x: float) -> str:

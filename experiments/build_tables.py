@@ -9,8 +9,6 @@ on one NVIDIA H200). `python -m experiments.tables --write` writes them; the tes
 
 from __future__ import annotations
 
-import json
-
 from experiments import readme_tables
 
 ROOT = readme_tables.ROOT
@@ -29,12 +27,7 @@ FAMILY_FILES = {  # what each file of the denoising autoencoder's commit holds
 MODE_NAMES = {"bfloat16": "bfloat16", "float32": "float32 (TF32)", "float32_highest": "float32 (`highest`)"}
 
 
-def _load(path) -> dict:
-  return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _rel(path) -> str:
-  return str(path.relative_to(ROOT))
+_load, _rel = readme_tables.load_record, readme_tables.relative
 
 
 def device_scaling_table(record: dict) -> str:

@@ -14,7 +14,6 @@ machine the records come from was shared. The test suite checks that README.md h
 
 from __future__ import annotations
 
-import json
 import pathlib
 import statistics
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from experiments import readme_tables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "results" / "energy"
-BUSY_NOTE_SHARE = 0.10  # other processes' CPU share above which a wall time says how busy the machine was
+BUSY_NOTE_SHARE = readme_tables.BUSY_SHARE  # other processes' CPU share above which a wall time says so
 
 
 
@@ -34,8 +33,7 @@ BUSY_NOTE_SHARE = 0.10  # other processes' CPU share above which a wall time say
 
 def load(name: str, records_dir: pathlib.Path = RECORDS) -> dict:
   """The record `records_dir/NAME.json`."""
-  with open(records_dir / f"{name}.json", encoding="utf-8") as f:
-    return json.load(f)
+  return readme_tables.load_record(records_dir / f"{name}.json")
 
 
 def number(value: float, digits: int = 2) -> str:

@@ -12,7 +12,6 @@ DBN against the same MLP from random weights). The test suite checks that README
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 from experiments import readme_tables
@@ -24,9 +23,7 @@ TIME_TO_ACCURACY = ROOT / "benchmarks" / "results" / "lenet5_time_to_accuracy.js
 
 
 
-def _load(path: pathlib.Path) -> dict:
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+_load = readme_tables.load_record
 
 
 def _percent(x: float) -> str:

@@ -7,6 +7,7 @@ writes it; `experiments.tables` collects every `Table` and writes or checks them
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,18 @@ from absl import app, flags
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 COMMAND = "python -m experiments.tables --write"
+BUSY_SHARE = 0.10  # the share of the CPU other processes took above which a table prints it beside a wall time
+
+
+def load_record(path: pathlib.Path | str) -> dict:
+  """A JSON record; a relative path is taken from the repository root."""
+  return json.loads((ROOT / path).read_text(encoding="utf-8"))
+
+
+def relative(path: pathlib.Path) -> str:
+  """`path` relative to the repository root (as it is when outside it), as tables name records."""
+  path = pathlib.Path(path)
+  return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +55,8 @@ class Table:
     return f"<!-- table {self.name}: end -->"
 
 
-def replace_between(text: str, table: Table) -> str:
-  """`text` with what lies between `table`'s markers replaced by what `table.generate()` returns.
+def _span(text: str, table: Table) -> tuple[int, int]:
+  """Where `table`'s block lies in `text`: the end of its begin marker and the start of its end marker.
 
   Raises:
     ValueError: the markers are missing or out of order (the message gives the lines to add).
@@ -52,7 +65,51 @@ def replace_between(text: str, table: Table) -> str:
   if start < 0 or stop < start:
     raise ValueError(f"{table.document} has no markers for table {table.name!r}: add the lines\n{table.begin}\n"
                      f"{table.end}\nwhere the table goes")
-  return text[:start + len(table.begin)] + "\n" + table.generate() + "\n" + text[stop:]
+  return start + len(table.begin), stop
+
+
+def replace_between(text: str, table: Table, generated: str | None = None) -> str:
+  """`text` with what lies between `table`'s markers replaced by `generated` (`table.generate()` if None).
+
+  Raises:
+    ValueError: the markers are missing or out of order.
+  """
+  start, stop = _span(text, table)
+  return text[:start] + "\n" + (table.generate() if generated is None else generated) + "\n" + text[stop:]
+
+
+def _generate(tables: Sequence[Table]) -> dict[str, str]:
+  """Each table's block, generated once.
+
+  Raises:
+    ValueError: two tables share a name.
+  """
+  names = [t.name for t in tables]
+  if len(set(names)) != len(names):
+    raise ValueError(f"table names must be unique, got {sorted(n for n in set(names) if names.count(n) > 1)}")
+  return {t.name: t.generate() for t in tables}
+
+
+def _render(tables: Sequence[Table], root: pathlib.Path,
+            generated: dict[str, str]) -> dict[str, tuple[str, str]]:
+  documents = {}
+  for table in tables:
+    if table.document not in documents:
+      text = (root / table.document).read_text(encoding="utf-8")
+      documents[table.document] = (text, text)
+    now, updated = documents[table.document]
+    documents[table.document] = (now, replace_between(updated, table, generated[table.name]))
+  return documents
+
+
+def _stale(tables: Sequence[Table], documents: dict[str, tuple[str, str]], generated: dict[str, str]) -> list[str]:
+  out = []
+  for table in tables:
+    now = documents[table.document][0]
+    start, stop = _span(now, table)
+    if now[start:stop] != "\n" + generated[table.name] + "\n":
+      out.append(table.name)
+  return out
 
 
 def render(tables: Sequence[Table], root: pathlib.Path = ROOT) -> dict[str, tuple[str, str]]:
@@ -61,32 +118,18 @@ def render(tables: Sequence[Table], root: pathlib.Path = ROOT) -> dict[str, tupl
   Raises:
     ValueError: two tables share a name, or a document lacks a table's markers.
   """
-  names = [t.name for t in tables]
-  if len(set(names)) != len(names):
-    raise ValueError(f"table names must be unique, got {sorted(n for n in set(names) if names.count(n) > 1)}")
-  documents = {}
-  for table in tables:
-    if table.document not in documents:
-      text = (root / table.document).read_text(encoding="utf-8")
-      documents[table.document] = (text, text)
-    now, updated = documents[table.document]
-    documents[table.document] = (now, replace_between(updated, table))
-  return documents
+  return _render(tables, root, _generate(tables))
 
 
 def stale(tables: Sequence[Table], root: pathlib.Path = ROOT) -> list[str]:
   """The names of the tables whose block in their document differs from what their records give."""
-  documents = render(tables, root)
-  out = []
-  for table in tables:
-    now = documents[table.document][0]
-    if now != replace_between(now, table):
-      out.append(table.name)
-  return out
+  generated = _generate(tables)
+  return _stale(tables, _render(tables, root, generated), generated)
 
 
 def publish(tables: Sequence[Table], *, write: bool, check: bool, root: pathlib.Path = ROOT) -> int:
-  """Prints the tables, writes them into their documents, or checks that the documents hold them.
+  """Prints the tables, writes them into their documents, or checks that the documents hold them; every
+  table is generated once.
 
   Returns the exit status: 0, 1 when `check` finds a stale table (each named, with the command that
   regenerates it), 2 when a document lacks a table's markers or two tables share a name.
@@ -96,8 +139,9 @@ def publish(tables: Sequence[Table], *, write: bool, check: bool, root: pathlib.
       print(f"{table.begin}\n{table.generate()}\n{table.end}\n")
     return 0
   try:
-    documents = render(tables, root)
-    out_of_date = stale(tables, root) if check else []
+    generated = _generate(tables)
+    documents = _render(tables, root, generated)
+    out_of_date = _stale(tables, documents, generated) if check else []
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

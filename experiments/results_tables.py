@@ -14,9 +14,7 @@ Records:
 
 from __future__ import annotations
 
-import json
 import math
-import pathlib
 import statistics
 
 from experiments import readme_tables
@@ -30,16 +28,10 @@ ABLATION = ROOT / "results" / "ablation" / "dv_digits.json"
 TEST_TIER = ROOT / "results" / "test_tier.json"
 SLOW_TIER_RECORD = ROOT / "results" / "test_tier_slow.json"
 DOCTOR = ROOT / "results" / "doctor"
-BUSY = 0.10  # the share of the CPU other processes took above which a wall time is printed with it
+BUSY = readme_tables.BUSY_SHARE
 
 
-def _load(path: pathlib.Path) -> dict:
-  return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _rel(path: pathlib.Path) -> str:
-  """`path` relative to the repository root (as it is when outside it)."""
-  return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+_load, _rel = readme_tables.load_record, readme_tables.relative
 
 
 def _wall(run: dict) -> str:
