@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 import pathlib
 import resource
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def cpu_busy_seconds() -> float | None:
@@ -24,11 +29,14 @@ def children_cpu_seconds() -> float:
   return usage.ru_utime + usage.ru_stime
 
 
-def other_processes_share(busy_before: float | None, own_before: float, seconds: float) -> float | None:
-  """The share of all cores that processes other than this one's children took over `seconds` of wall
-  time, from `cpu_busy_seconds()` and `children_cpu_seconds()` read at its start (None off Linux)."""
-  if busy_before is None:
-    return None
-  capacity = seconds * os.cpu_count()
-  others = (cpu_busy_seconds() - busy_before) - (children_cpu_seconds() - own_before)
-  return max(0.0, others / capacity)
+def measure_children(run: Callable[[], T]) -> tuple[T, dict]:
+  """Calls `run` (which starts and waits for child processes) and returns its result with how busy the machine
+  was meanwhile: `machine_busy_share` (all cores, the run included; None off Linux), `run_cpu_seconds` (the
+  children's own CPU time) and `other_processes_cpu_share` (the busy share less the children's)."""
+  own_before, busy_before, begin = children_cpu_seconds(), cpu_busy_seconds(), time.perf_counter()
+  result = run()
+  capacity = (time.perf_counter() - begin) * os.cpu_count()
+  own = children_cpu_seconds() - own_before
+  busy = None if busy_before is None else (cpu_busy_seconds() - busy_before) / capacity
+  return result, {"machine_busy_share": busy, "run_cpu_seconds": own,
+                  "other_processes_cpu_share": None if busy is None else max(0.0, busy - own / capacity)}

@@ -29,13 +29,16 @@ ROOT = run_timing.ROOT
 def doctor_run(config: str, workdir: str) -> dict:
   """One doctor process: its wall time, other processes' CPU share and its `doctor.json`."""
   command = [sys.executable, "-m", "experiments.doctor", f"--config={config}", f"--workdir={workdir}"]
-  own_before, busy_before = cpu_load.children_cpu_seconds(), cpu_load.cpu_busy_seconds()
-  begin = time.perf_counter()
-  done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
-  seconds = time.perf_counter() - begin
-  if done.returncode:
-    raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-  others = cpu_load.other_processes_share(busy_before, own_before, seconds)
+
+  def doctor() -> float:
+    begin = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    if done.returncode:
+      raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return time.perf_counter() - begin
+
+  seconds, load = cpu_load.measure_children(doctor)
+  others = load["other_processes_cpu_share"]
   report = json.loads(pathlib.Path(workdir, "doctor.json").read_text(encoding="utf-8"))
   return {"wall_seconds": seconds, "other_processes_cpu_share": others, "report": report}
 

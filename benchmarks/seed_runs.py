@@ -22,7 +22,6 @@ import pathlib
 import shutil
 import statistics
 import tempfile
-import time
 
 import cpu_load  # benchmarks/cpu_load.py (the script's own folder)
 import run_timing
@@ -40,18 +39,12 @@ def run_seed(config: str, data_dir: str | None, seed: int, overrides: list[str],
   `run_cpu_seconds` the CPU time of the launcher process itself, and `other_processes_cpu_share` the
   share of all cores that other processes took (the busy share less the run's own)."""
   data = [f"data_dir={data_dir}"] if data_dir else []
-  own_before = cpu_load.children_cpu_seconds()
-  busy_before, begin = cpu_load.cpu_busy_seconds(), time.perf_counter()
-  seconds, records = run_timing.launcher_run(config, workdir, [*data, f"seed={seed}", *overrides])
-  elapsed = time.perf_counter() - begin
-  busy = None if busy_before is None else (cpu_load.cpu_busy_seconds() - busy_before) / (elapsed * os.cpu_count())
+  (seconds, records), load = cpu_load.measure_children(
+      lambda: run_timing.launcher_run(config, workdir, [*data, f"seed={seed}", *overrides]))
   final = [r for r in records if r.get("final")][-1]
   train = [r for r in records if any(k.startswith("train/") for k in r)]
   last_train = {k: v for k, v in train[-1].items() if k == "step" or k.startswith("train/")} if train else {}
-  return {"seed": seed, "wall_seconds": seconds, "final": final, "last_train_record": last_train,
-          "machine_busy_share": busy, "run_cpu_seconds": cpu_load.children_cpu_seconds() - own_before,
-          "other_processes_cpu_share": cpu_load.other_processes_share(busy_before, own_before, elapsed)}
-
+  return {"seed": seed, "wall_seconds": seconds, "final": final, "last_train_record": last_train, **load}
 
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

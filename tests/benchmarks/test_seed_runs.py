@@ -30,8 +30,8 @@ def test_run_seed_separates_the_runs_own_cpu_from_other_processes(seed_runs, mon
   monkeypatch.setattr(seed_runs.run_timing, "launcher_run", launcher_run)
   monkeypatch.setattr(seed_runs.cpu_load, "cpu_busy_seconds", lambda: 154.0 if done else 100.0)  # 54 s busy
   monkeypatch.setattr(seed_runs.cpu_load, "children_cpu_seconds", lambda: 23.0 if done else 5.0)  # the run: 18 s
-  monkeypatch.setattr(seed_runs, "time", types.SimpleNamespace(perf_counter=lambda: 30.0 if done else 0.0))
-  monkeypatch.setattr(seed_runs.os, "cpu_count", lambda: 2)  # 30 s × 2 cores = 60 CPU seconds
+  monkeypatch.setattr(seed_runs.cpu_load, "time", types.SimpleNamespace(perf_counter=lambda: 30.0 if done else 0.0))
+  monkeypatch.setattr(seed_runs.cpu_load.os, "cpu_count", lambda: 2)  # 30 s × 2 cores = 60 CPU seconds
   seed = seed_runs.run_seed("rbm_digits", None, 3, [], "unused")
   assert seed["seed"] == 3 and seed["wall_seconds"] == 29.0
   assert done == [("rbm_digits", "unused", ["seed=3"])]
