@@ -40,7 +40,8 @@ def non_negative_number(name: str, value: Any) -> float:
 
 def positive_number(name: str, value: Any) -> float:
   """`value` as a float, or a ValueError unless it is a finite real number > 0."""
-  if non_negative_number(name, value) == 0:
+  if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+      or value <= 0):
     raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
   return float(value)
 
