@@ -152,6 +152,9 @@ class StationaryGaussian(GreyImageModel):
       ValueError: not a (B, H, W) stack of finite real numbers, or images whose power vanishes on some
         ring (constant images): the ring is named.
     """
+    if "image_shape" in fields:
+      raise ValueError(f"{cls.__name__}.fit takes the image shape from the images (B, H, W); got "
+                       f"image_shape={fields['image_shape']!r} as well")
     x = np.asarray(images)
     if x.ndim != 3 or x.shape[0] < 1 or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
       raise ValueError(f"StationaryGaussian.fit needs a (B, H, W) stack of real grey images, got shape "

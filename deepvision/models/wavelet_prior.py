@@ -218,6 +218,9 @@ class WaveletPrior(GreyImageModel):
       ValueError: a bad stack of images or fields, or a band with fewer than 2 values (the lowpass band
         needs B·n_a ≥ 2).
     """
+    if "image_shape" in fields:
+      raise ValueError(f"{cls.__name__}.fit takes the image shape from the images (B, H, W); got "
+                       f"image_shape={fields['image_shape']!r} as well")
     x = np.asarray(images)
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
       raise ValueError(f"WaveletPrior.fit needs a (B, H, W) stack of real grey images, got shape "

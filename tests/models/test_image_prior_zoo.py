@@ -64,6 +64,7 @@ def test_hmc_keeps_the_exact_samples_of_the_stationary_gaussian():
   np.testing.assert_allclose(ratio[0], 1.0, atol=0.12)  # DC: S_0 χ²₁, 2.2% error
 
 
+@pytest.mark.slow  # 5-6 s on 2 cores (the Gamma sampler and HMC compile); run with -m slow
 def test_hmc_keeps_the_exact_samples_of_the_wavelet_prior():
   model = zoo.create("wavelet_prior_tiny")
   shapes = np.array([[1.3, 1.6, 2.0], [1.2, 1.5, 1.8]])  # β > 1: a C¹ energy for the leapfrog

@@ -58,9 +58,8 @@ def test_gradients_match_finite_differences(x64):
   model = StationaryGaussian(image_shape=SHAPE)
   params = jax.tree.map(jnp.asarray, random_params(2))
   x = jnp.asarray(np.random.default_rng(3).normal(size=(3, *SHAPE)))
-  check_grads(lambda x: model.apply({"params": params}, x, method="free_energy"), (x,), order=1,
-              modes=("rev",))
-  check_grads(lambda p: model.apply({"params": p}, x, method="log_prob"), (params,), order=1,
+  # ∂/∂x of F and ∂/∂θ of log p = −F − log Z (through log Z too), in one check.
+  check_grads(jax.jit(lambda p, x: model.apply({"params": p}, x, method="log_prob")), (params, x), order=1,
               modes=("rev",))
 
 
@@ -116,6 +115,8 @@ def test_bad_input_is_named():
     StationaryGaussian(image_shape=(4, 4), spectrum_exponent=-1)
   with pytest.raises(ValueError, match=r"needs a \(B, H, W\) stack of real grey images, got shape \(4, 4\)"):
     StationaryGaussian.fit(np.zeros((4, 4)))
+  with pytest.raises(ValueError, match=r"takes the image shape from the images.*got image_shape=\(4, 4\)"):
+    StationaryGaussian.fit(np.zeros((3, 4, 4)), image_shape=(4, 4))
   with pytest.raises(ValueError, match="same mean pixel value"):
     StationaryGaussian.fit(np.random.default_rng(0).normal(size=(1, 4, 4)))
   model = StationaryGaussian(image_shape=(4, 6))

@@ -49,9 +49,8 @@ def test_gradients_match_finite_differences(x64):
   params = jax.tree.map(jnp.asarray, known_params(2, seed=3))
   smooth = {**params, "log_shape": jnp.log(jnp.linspace(1.2, 2.5, 6).reshape(2, 3))}  # β > 1: F is C¹
   model = WaveletPrior(image_shape=(8, 8), wavelet="haar", levels=2)
-  check_grads(jax.jit(lambda x: model.apply({"params": smooth}, x, method="free_energy")), (x,), order=1,
-              modes=("rev",))
-  check_grads(jax.jit(lambda p: model.apply({"params": p}, x, method="log_prob")), (params,), order=1,
+  # ∂/∂x of F and ∂/∂θ of log p = −F − log Z (through log Z too), in one check.
+  check_grads(jax.jit(lambda p, x: model.apply({"params": p}, x, method="log_prob")), (smooth, x), order=1,
               modes=("rev",))
   # β < 1 with the documented smoothing sqrt(c² + ε²).
   smoothed = WaveletPrior(image_shape=(8, 8), wavelet="haar", levels=2, epsilon=0.1)
@@ -97,5 +96,7 @@ def test_bad_fields_and_input_are_named():
   images[1, 2, 3] = np.nan
   with pytest.raises(ValueError, match="WaveletPrior.fit got 1 non-finite values"):
     WaveletPrior.fit(images, levels=2)
+  with pytest.raises(ValueError, match="WaveletPrior.fit takes the image shape from the images"):
+    WaveletPrior.fit(np.ones((2, 8, 8)), image_shape=(8, 8), levels=2)
   with pytest.raises(ValueError, match="at least 2 finite values, not all zero"):
     fit_generalized_gaussian(np.zeros(10))
