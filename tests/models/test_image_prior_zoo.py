@@ -1,5 +1,5 @@
-"""The zoo's image priors: exact parameter counts, and HMC on the free energies of the two exactly samplable
-models keeps their exact samples' law (the energy and the sampler describe the same density)."""
+"""The zoo's image priors: exact parameter counts, and (slow tier) HMC on the free energies of the two exactly
+samplable models keeps their exact samples' law (the energy and the sampler describe the same density)."""
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,7 @@ def hmc_from(model, variables, start, transitions, step_size):
   return np.asarray(state.position), float(np.mean(infos.acceptance_rate))
 
 
+@pytest.mark.slow  # 2-3 s on 2 cores (HMC compiles); run with -m slow
 def test_hmc_keeps_the_exact_samples_of_the_stationary_gaussian():
   model = zoo.create("stationary_gaussian_tiny")
   rng = np.random.default_rng(0)
