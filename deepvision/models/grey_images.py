@@ -1,4 +1,4 @@
-"""What the whole-image models share: an (H, W) field, image batches checked and shaped, energy helpers.
+"""What the whole-image models share: an (H, W) field, image batches checked and shaped, the Student-t expert.
 
 `GreyImageModel` is the base of the image priors the talk compares with the gated MRF (`stationary_gaussian`,
 `wavelet_prior`, `pairwise_mrf`, `field_of_experts`): Linen modules over grey images x of shape (B, H, W)
