@@ -37,12 +37,16 @@ from deepvision.models import (  # noqa: E402
   autoencoder,
   convnets,
   dbn,
+  field_of_experts,
   gated_mrf,
   kmeans,
   multitask,
+  pairwise_mrf,
   rbm,
   sparse_coding,
+  stationary_gaussian,
   tiled_gated_mrf,
+  wavelet_prior,
 )
 
 _variant = functools.partial
@@ -159,6 +163,27 @@ _TILED_GATED_MRFS = {
                                  n_factors=3, n_cov=3, n_mean=2),
 }
 
+_IMAGE_PRIORS = {
+    # The baselines the talk samples whole images from, beside the gated MRF, on 64×64 grey images
+    # standardised to zero mean and unit variance per pixel. A periodic Gaussian with a free power spectrum
+    # (64·64 + 1 = 4,097 parameters; initial spectrum 1/|k|², fitted in closed form).
+    "stationary_gaussian": _variant(stationary_gaussian.StationaryGaussian, image_shape=(64, 64)),
+    "stationary_gaussian_tiny": _variant(stationary_gaussian.StationaryGaussian, image_shape=(4, 6)),
+    # Generalised-Gaussian marginals of a 4-level db2 pyramid: (s, β) for 12 subbands + the lowpass
+    # band's mean and standard deviation = 26 parameters.
+    "wavelet_prior": _variant(wavelet_prior.WaveletPrior, image_shape=(64, 64), wavelet="db2", levels=4),
+    "wavelet_prior_tiny": _variant(wavelet_prior.WaveletPrior, image_shape=(8, 8), wavelet="haar", levels=2),
+    # Student-t potentials on neighbour differences: α and σ per direction, 4 parameters.
+    "pairwise_mrf": _variant(pairwise_mrf.PairwiseMRF, image_shape=(64, 64)),
+    "pairwise_mrf_tiny": _variant(pairwise_mrf.PairwiseMRF, image_shape=(3, 3)),
+    # Schmidt, Gao & Roth 2010's 3×3 FoE: 8 filters (the DCT basis without DC at first) and 8 weights, 80.
+    "field_of_experts": _variant(field_of_experts.FieldOfExperts, image_shape=(64, 64), n_filters=8,
+                                 filter_shape=(3, 3)),
+    # 2 filters of 2×2 on 4×4 images: 2·4 + 2 = 10 parameters.
+    "field_of_experts_tiny": _variant(field_of_experts.FieldOfExperts, image_shape=(4, 4), n_filters=2,
+                                      filter_shape=(2, 2)),
+}
+
 
 def with_reconstruction(backbone: str, stage: str = "stage2/lcn", decoder_features: int = 32,
                         **backbone_overrides: Any) -> multitask.ReconstructionNet:
@@ -177,7 +202,7 @@ _MULTITASK = {
                                               decoder_features=4),
 }
 for _name, _factory in {**_CONVNETS, **_ENERGY_MODELS, **_AUTOENCODERS, **_GATED_MRFS, **_TILED_GATED_MRFS,
-                        **_DBN, **_SPARSE_CODING, **_KMEANS, **_MULTITASK}.items():
+                        **_IMAGE_PRIORS, **_DBN, **_SPARSE_CODING, **_KMEANS, **_MULTITASK}.items():
   MODELS.register(_name, _factory)
 
 # The paper of each family, by module class: (short citation for tables, full reference).
@@ -224,6 +249,18 @@ PAPERS: dict[type, tuple[str, str]] = {
                       "factorized third-order Boltzmann machines\", CVPR 2010"),
     gated_mrf.MPoT: ("Ranzato et al. 2010", "Ranzato, Mnih & Hinton, \"Generating more realistic images using "
                      "gated MRF's\", NIPS 2010"),
+    stationary_gaussian.StationaryGaussian: ("Field 1987", "Field, \"Relations between the statistics of "
+                                             "natural images and the response properties of cortical cells\", "
+                                             "JOSA A 1987 (the 1/f power spectrum); a periodic stationary Gaussian"),
+    wavelet_prior.WaveletPrior: ("Simoncelli 2005", "Simoncelli, \"Statistical modeling of photographic "
+                                 "images\", Handbook of Image and Video Processing, 2005 (generalised-Gaussian "
+                                 "marginals of an orthogonal wavelet pyramid)"),
+    pairwise_mrf.PairwiseMRF: ("Geman & Geman 1984", "Geman & Geman, \"Stochastic relaxation, Gibbs "
+                               "distributions, and the Bayesian restoration of images\", PAMI 1984; Student-t "
+                               "potentials as compared by Schmidt, Gao & Roth, CVPR 2010"),
+    field_of_experts.FieldOfExperts: ("Roth & Black 2005", "Roth & Black, \"Fields of Experts: a framework "
+                                      "for learning image priors\", CVPR 2005; Schmidt, Gao & Roth, \"A "
+                                      "generative perspective on MRFs in low-level vision\", CVPR 2010"),
     tiled_gated_mrf.TiledMCRBM: ("Ranzato et al. 2013", "Ranzato, Mnih, Susskind & Hinton, \"Modeling natural "
                                  "images using gated MRFs\", PAMI 2013"),
 }

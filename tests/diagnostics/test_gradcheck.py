@@ -19,6 +19,11 @@ SMALLER = {
     "jarrett": dict(stage_features=(4, 8), input_shape=(20, 20, 1)),
     "lcn_convnet_digits": dict(stage_features=(4, 4, 8)),
     "tiled_mcrbm": dict(image_shape=(16, 16)),
+    # The whole-image priors: the same energies on 16×16 instead of 64×64 images.
+    "stationary_gaussian": dict(image_shape=(16, 16)),
+    "wavelet_prior": dict(image_shape=(16, 16)),
+    "pairwise_mrf": dict(image_shape=(16, 16)),
+    "field_of_experts": dict(image_shape=(16, 16)),
     # The lasso's free energy is differentiated at its codes (Danskin), exact only at the minimum: the
     # zoo's inference tolerance (1e-3) is tightened to float64 precision for the check.
     "sparse_coding": dict(tol=1e-11, max_iter=20000),
