@@ -5,8 +5,9 @@ variables) under `flax.linen.intercept_methods`, recording every submodule call 
 shapes; `walk` yields each primitive equation (a `Leaf`) with its cost, per example. MACs: a matrix product
 (`dot_general`) one per product, counting only the non-zero entries of a constant operand (so LCN's banded
 Gaussian-window matrices count the window taps inside the image); `conv_general_dilated` output elements ×
-window × input features; a sum reduction one per input summed; elementwise operations, max reductions and
-operations on constants 0. Connections (LeCun et al. 1998, "Gradient-based learning applied to document
+window × input features; a sum reduction one per input summed; an FFT of N = Π fft_lengths points
+(`fft`, per transform) the radix-2 count of (N/2) log₂ N butterflies of 5 real multiply-adds each, halved for
+the real transforms (RFFT, IRFFT); elementwise operations, max reductions and operations on constants 0. Connections (LeCun et al. 1998, "Gradient-based learning applied to document
 recognition"): the MACs plus the inputs of max reductions. Control flow: a `scan` body counts `length`
 times, a `cond` its most expensive branch, a `while` body once (its trip count is unknown at trace time).
 `deepvision.diagnostics.flops` groups the leaves into layers.
@@ -123,6 +124,17 @@ def _dot_general_macs(eqn: Any, consts: dict) -> int:
   return dense
 
 
+def _fft_macs(eqn: Any) -> int:
+  """2.5 N log₂ N multiply-adds per complex transform of N points (5 N log₂ N flops), half for a real one."""
+  points = math.prod(eqn.params["fft_lengths"])
+  kind = getattr(eqn.params["fft_type"], "name", str(eqn.params["fft_type"]))
+  # The real side of RFFT (input) and IRFFT (output) holds N values per transform; FFT / IFFT are N to N.
+  side = eqn.outvars[0].aval if kind == "IRFFT" else eqn.invars[0].aval
+  transforms = size(side) // points
+  per_transform = 2.5 * points * math.log2(points) * (0.5 if kind in ("RFFT", "IRFFT") else 1.0)
+  return int(round(transforms * per_transform))
+
+
 def _primitive_costs(eqn: Any, consts: dict) -> tuple[int, int]:
   """(MACs, connections) of one primitive equation."""
   name = eqn.primitive.name
@@ -133,6 +145,9 @@ def _primitive_costs(eqn: Any, consts: dict) -> tuple[int, int]:
     rhs = eqn.invars[1].aval
     out_features = rhs.shape[eqn.params["dimension_numbers"].rhs_spec[0]]
     macs = size(eqn.outvars[0].aval) * (size(rhs) // out_features)
+    return macs, macs
+  if name == "fft":
+    macs = _fft_macs(eqn)
     return macs, macs
   if name == "reduce_sum":
     macs = size(eqn.invars[0].aval)

@@ -146,3 +146,19 @@ def test_bad_arguments_are_named():
     flops.layer_table(_PlainCNN(), input_shape=(10, 0, 3))
   with pytest.raises(KeyError, match="lenet5"):
     flops.layer_table("lenet6")
+
+
+class _Spectral(nn.Module):
+  """x ↦ real(ifft2(fft2(x))) + irfft2(rfft2(x)) over (8, 16) images."""
+
+  @nn.compact
+  def __call__(self, x):
+    return jnp.fft.ifft2(jnp.fft.fft2(x)).real + jnp.fft.irfft2(jnp.fft.rfft2(x), s=x.shape[-2:])
+
+
+def test_ffts_count_the_radix_2_butterflies():
+  costs = flops.layer_table(_Spectral(), input_shape=(8, 16))
+  points = 8 * 16
+  complex_transform = 2.5 * points * 7  # log₂ 128 = 7
+  # fft2 and ifft2 of one image each cost a complex transform, rfft2 and irfft2 half of one each.
+  assert sum(c.macs_forward for c in costs) == int(2 * complex_transform + 2 * complex_transform / 2)
