@@ -31,7 +31,8 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -49,10 +50,9 @@ def _is_concrete(a: Any) -> bool:
 
 def _number(name: str, value: Any, *, positive: bool) -> float:
   """`value` (a real number or a concrete 0-d array) as a float, or a ValueError naming it."""
-  if isinstance(value, (np.ndarray, jax.Array)) and _is_concrete(value) and np.ndim(value) == 0:
-    if np.issubdtype(np.asarray(value).dtype, np.floating) or np.issubdtype(np.asarray(value).dtype,
-                                                                            np.integer):
-      value = np.asarray(value).item()
+  if (isinstance(value, (np.ndarray, jax.Array)) and _is_concrete(value) and np.ndim(value) == 0
+      and (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer))):
+    value = np.asarray(value).item()
   bound = "> 0" if positive else ">= 0"
   if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
       or (value <= 0 if positive else value < 0)):
@@ -181,9 +181,9 @@ def _objective(free_energy: Callable[[Array], Array], noisy: Array, sigma: Array
   return objective
 
 
-@functools.partial(jax.jit, static_argnames=("free_energy", "num_steps"))
+@functools.partial(jax.jit, static_argnames=("free_energy",))
 def _minimise(free_energy: Callable[[Array], Array], noisy: Array, sigma: Array, weight: Array,
-              num_steps: int) -> tuple[Array, Array, Array, Array]:
+              num_steps: Array) -> tuple[Array, Array, Array, Array]:
   """(x̂, E(y), E(x̂), ‖∇E(x̂)‖): `num_steps` L-BFGS steps on E from y, in one compiled loop.
 
   A step whose new objective is non-finite or larger than the old one (a failed line search, or rounding
@@ -215,7 +215,8 @@ def map_denoise(free_energy: Callable[[jax.Array], jax.Array], noisy: Any, sigma
   The objective and references are in the module docstring. The whole minimisation (optax's `lbfgs`, zoom
   line search, memory 10) runs as one jitted loop of `num_steps` steps; steps that would not decrease the
   objective are rejected and restart the L-BFGS memory. The compiled loop is reused by later calls with
-  the same `free_energy` object and the same shapes and dtype (σ and λ are traced, not compiled in).
+  the same `free_energy` object and the same shapes and dtype (σ, λ and the number of steps are traced, not
+  compiled in).
 
   Args:
     free_energy: F, (B, H, W) → (B,), differentiable: one energy per image (e.g. `lambda x:
@@ -240,8 +241,9 @@ def map_denoise(free_energy: Callable[[jax.Array], jax.Array], noisy: Any, sigma
   num_steps = positive_int("map_denoise: num_steps", num_steps)
   weight = _number("map_denoise: weight", weight, positive=False)
   y = _float_images("map_denoise: noisy", noisy)
-  if not callable(free_energy):
-    raise ValueError(f"map_denoise: free_energy must be a callable (B, H, W) -> (B,), got {free_energy!r}")
+  if not callable(free_energy):  # A ValueError, as for every bad argument of the measures.
+    raise ValueError(  # noqa: TRY004
+        f"map_denoise: free_energy must be a callable (B, H, W) -> (B,), got {free_energy!r}")
   try:
     hash(free_energy)
   except TypeError as error:
@@ -252,7 +254,7 @@ def map_denoise(free_energy: Callable[[jax.Array], jax.Array], noisy: Any, sigma
     raise ValueError(f"map_denoise: free_energy must return one energy per image, shape ({y.shape[0]},) for "
                      f"images of shape {y.shape}, got {getattr(energies, 'shape', energies)!r}")
   estimate, start, end, gradient_norm = _minimise(
-      free_energy, y, jnp.asarray(sigma, y.dtype), jnp.asarray(weight, y.dtype), num_steps)
+      free_energy, y, jnp.asarray(sigma, y.dtype), jnp.asarray(weight, y.dtype), jnp.asarray(num_steps, jnp.int32))
   info = {"objective_start": float(start), "objective_end": float(end),
           "gradient_norm_end": float(gradient_norm)}
   return estimate.astype(y.dtype), info
