@@ -70,6 +70,9 @@ def _float_images(name: str, images: Any, *, min_rank: int = 3, max_rank: int = 
     raise ValueError(f"{name} must be a non-empty {expected} array of images, got shape {tuple(shape)}")
   if not jnp.issubdtype(dtype, jnp.floating):
     raise ValueError(f"{name} must be real floating point (float32 or float64), got dtype {dtype}")
+  if _is_concrete(images) and not np.all(np.isfinite(np.asarray(images))):
+    raise ValueError(f"{name} has {int(np.sum(~np.isfinite(np.asarray(images))))} non-finite values (NaN or "
+                     "inf); every pixel must be finite")
   return jnp.asarray(images)
 
 
@@ -85,7 +88,7 @@ def add_noise(key: jax.Array, images: Any, sigma: float) -> jax.Array:
     y, of the shape and dtype of `images`.
 
   Raises:
-    ValueError: σ not a finite number > 0, or images that are empty or not floating point.
+    ValueError: σ not a finite number > 0, or images that are empty, not floating point or not finite.
   """
   sigma = _number("add_noise: sigma", sigma, positive=True)
   x = _float_images("add_noise: images", images, min_rank=0, max_rank=np.inf)
@@ -145,7 +148,7 @@ def wiener_denoise(spectrum: Any, mean: Any, noisy: Any, sigma: float) -> jax.Ar
     x̂, (B, H, W) in the dtype of `noisy`.
 
   Raises:
-    ValueError: σ not > 0; noisy not (B, H, W) floating; spectrum not of shape (H, W), or (when concrete)
+    ValueError: σ not > 0; noisy not (B, H, W) floating and finite; spectrum not of shape (H, W), or (when concrete)
       negative or non-finite; mean not a scalar.
   """
   sigma = _number("wiener_denoise: sigma", sigma, positive=True)
@@ -224,7 +227,8 @@ def map_denoise(free_energy: Callable[[jax.Array], jax.Array], noisy: Any, sigma
       `functools.partial` objects are).
     noisy: y, (B, H, W) floating; the images are denoised independently (each of the B energies depends on
       its own image only).
-    sigma: σ > 0, the deviation of the noise (25/255 for Roth & Black's setting).
+    sigma: σ > 0, the deviation of the noise (25/255 for Roth & Black's setting), in the units of the
+      images the prior models (for a prior of images standardised as (x − m)/s, denoise (y − m)/s with σ/s).
     num_steps: L-BFGS steps, ≥ 1.
     weight: λ ≥ 0, the weight of the prior (1: the posterior mode; 0 returns y).
 
@@ -234,7 +238,7 @@ def map_denoise(free_energy: Callable[[jax.Array], jax.Array], noisy: Any, sigma
     the Euclidean norm over all B·H·W pixels of the gradient of the summed objective; Python floats.
 
   Raises:
-    ValueError: σ not > 0, num_steps < 1, λ < 0, noisy not a (B, H, W) floating array, free_energy not
+    ValueError: σ not > 0, num_steps < 1, λ < 0, noisy not a finite (B, H, W) floating array, free_energy not
       callable or not hashable, or returning something other than (B,) for (B, H, W) input.
   """
   sigma = _number("map_denoise: sigma", sigma, positive=True)

@@ -171,6 +171,13 @@ def quadratic(x):
   return 0.5 * jnp.sum(x ** 2, axis=(1, 2))
 
 
+class UnhashableEnergy:
+  __hash__ = None
+
+  def __call__(self, x):
+    return quadratic(x)
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda y: denoising.map_denoise(quadratic, y, 0.0), r"sigma.*> 0.*0\.0"),
     (lambda y: denoising.map_denoise(quadratic, y, -0.1), r"sigma.*-0\.1"),
@@ -181,8 +188,10 @@ def quadratic(x):
     (lambda y: denoising.map_denoise(quadratic, y[0], 0.1), r"noisy.*\(B, H, W\).*\(3, 4\)"),
     (lambda y: denoising.map_denoise(quadratic, y[..., None], 0.1), r"noisy.*\(2, 3, 4, 1\)"),
     (lambda y: denoising.map_denoise(quadratic, y.astype(jnp.int32), 0.1), r"noisy.*floating.*int32"),
+    (lambda y: denoising.map_denoise(quadratic, y.at[0, 1, 2].set(jnp.nan), 0.1), r"noisy.*1 non-finite"),
     (lambda y: denoising.map_denoise(lambda x: jnp.sum(x), y, 0.1), r"one energy per image.*\(2,\)"),
     (lambda y: denoising.map_denoise("energy", y, 0.1), r"callable.*'energy'"),
+    (lambda y: denoising.map_denoise(UnhashableEnergy(), y, 0.1), r"hashable.*UnhashableEnergy"),
     (lambda y: denoising.wiener_denoise(np.ones((4, 3)), 0.0, y, 0.1), r"spectrum.*\(4, 3\).*\(3, 4\)"),
     (lambda y: denoising.wiener_denoise(-np.ones((3, 4)), 0.0, y, 0.1), r"spectrum.*>= 0.*-1\.0"),
     (lambda y: denoising.wiener_denoise(np.ones((3, 4)), np.zeros(3), y, 0.1), r"mean.*scalar.*\(3,\)"),
