@@ -3,7 +3,8 @@ r"""Runs one config through the launcher for several seeds and writes the record
 Each seed is `python -m experiments.main --config=CONFIG --workdir=... [--config.data_dir=DATA_DIR]
 --config.seed=S [--config.KEY=VALUE ...]` in a fresh process, as a user runs it; the record keeps the exact
 command, the resolved config, the wall time of each whole process, the final metrics, how busy the machine
-was, the machine and the commit, and the first seed's `curves.png` and `filters.png` go beside it.
+was, the machine and the commit, and the first seed's `curves.png`, `filters.png`, `high_res_samples.png` and
+`image_stats.png` (those it drew) go beside it.
 
 Usage:
   python benchmarks/seed_runs.py --config=lenet5_mnist --data_dir=DATA_DIR [--seeds 0 1 2] \
@@ -70,7 +71,7 @@ def main(argv=None) -> dict:
       print(json.dumps(seeds[-1]), flush=True)
       if seed == args.seeds[0]:
         resolved = _resolved_config(workdir)
-        for figure in ("curves.png", "filters.png"):
+        for figure in ("curves.png", "filters.png", "high_res_samples.png", "image_stats.png"):
           if os.path.exists(os.path.join(workdir, figure)):
             shutil.copyfile(os.path.join(workdir, figure), out_dir / f"{name}_{figure}")
   accuracies = [s["final"]["test/accuracy"] for s in seeds if "test/accuracy" in s["final"]]

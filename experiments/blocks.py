@@ -142,3 +142,33 @@ class Occlusion:
     if self.burn_in >= self.num_steps:
       raise ValueError(f"burn_in={self.burn_in} must be smaller than num_steps={self.num_steps} (the "
                        "transitions in all, the first burn_in discarded)")
+
+
+# ----------------------------------------------------------------------------- gmrf_images
+
+#: The whole-image models of `gmrf_images`, in the order of the talk's comparison.
+IMAGE_MODELS = ("stationary_gaussian", "wavelet_prior", "pairwise_mrf", "field_of_experts", "tiled_mcrbm")
+#: Those fitted in closed form (maximum likelihood, `Model.fit`) and sampled exactly.
+CLOSED_FORM_IMAGE_MODELS = ("stationary_gaussian", "wavelet_prior")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageModels:
+  """`images`: the whole-image models fitted to the photographs, sampled and compared (experiments/gmrf_images.py)."""
+
+  models: tuple = spec(IMAGE_MODELS, distinct(IMAGE_MODELS), "tiled_mcrbm is trained as config.tiled says")
+  size: int = spec(64, at_least(8), "side of the samples, the fitting crops and the held-out crops")
+  num_fit_crops: int = spec(1000, at_least(2), "size² training crops for the closed-form fits")
+  crop_size: int = spec(32, at_least(4), "side of the training crops of the PCD-trained models")
+  num_crops: int = spec(2000, at_least(1), "crop_size² training crops of the PCD-trained models")
+  batch_size: int = spec(50, at_least(1))
+  num_epochs: int = spec(10, at_least(1))
+  learning_rate: float = spec(3e-5, real(0.0, low_open=True), "SGD, momentum 0.5: the energies sum over pixels")
+  initial_step_size: float = spec(0.05, HMC_STEP_SIZE, "HMC of the persistent chains, adapted")
+  num_reference: int = spec(64, at_least(2), "held-out size² crops the statistics compare with")
+  num_samples: int = spec(8, at_least(2), "samples of each model")
+  sample_trajectories: int = spec(1000, at_least(0), "HMC trajectories from white noise (learned models)")
+  sample_leapfrog: int = spec(20, at_least(1))
+  denoise_sigma: float = spec(25 / 255, real(0.0, low_open=True), "noise std in pixel units ([0, 1])")
+  num_denoise: int = spec(8, at_least(1), "held-out size² crops denoised")
+  denoise_steps: int = spec(200, at_least(1), "L-BFGS iterations of MAP denoising")

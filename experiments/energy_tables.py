@@ -19,6 +19,7 @@ import statistics
 from collections.abc import Sequence
 
 from deepvision.data.occlusion import square_side
+from deepvision.diagnostics.image_stats import TABLE_COLUMNS as IMAGE_STATISTICS_COLUMNS
 from experiments import readme_tables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -329,6 +330,38 @@ def inpainting(record: dict) -> str:
        f"{', '.join(in_errors)} standard errors. {provenance(record)}")])
 
 
+IMAGE_MODEL_LABELS = {"data": "held-out photographs", "stationary_gaussian": "Gaussian (stationary, FFT)",
+                      "wavelet_prior": "marginal wavelet (GG subbands)", "pairwise_mrf": "pair-wise MRF (Student-t)",
+                      "field_of_experts": "Field of Experts (8 3×3)", "tiled_mcrbm": "gated MRF (tiled mcRBM, 1 layer)"}
+
+
+def gmrf_images(record: dict) -> str:
+  """The image-statistics table of `gmrf_images`: one row per model's 64×64 samples (the held-out
+  photographs first), each `image_stats` column, and the PSNR of MAP denoising under the model (the noisy
+  input's in the first row); the best KL in bold."""
+  seed = record["seeds"][0]
+  f = seed["final"]
+  names = ["data"] + [n for n in IMAGE_MODEL_LABELS if n != "data" and f"stats/{n}/kl_derivative" in f]
+  headers = [header for _, header in IMAGE_STATISTICS_COLUMNS]
+  rows = ["| model | " + " | ".join(headers) + " | denoising PSNR (dB) |", "|---|" + "---:|" * (len(headers) + 1)]
+  best = {key: min(f[f"stats/{n}/{key}"] for n in names[1:]) for key in ("kl_derivative", "kl_random")}
+  for name in names:
+    cells = []
+    for key, _ in IMAGE_STATISTICS_COLUMNS:
+      value = f[f"stats/{name}/{key}"]
+      text = f"{value:.3g}".replace("-", "−")
+      cells.append(f"**{text}**" if name != "data" and key in best and value == best[key] else text)
+    psnr = f["denoise/noisy/psnr"] if name == "data" else f[f"denoise/{name}/psnr"]
+    label = f"{psnr:.2f}" + (" (noisy input)" if name == "data" else "")
+    rows.append(f"| {IMAGE_MODEL_LABELS[name]} | " + " | ".join(cells) + f" | {label} |")
+  images = (record.get("resolved_config") or {}).get("images", {})
+  return "\n".join([
+      f"Seed {seed['seed']}; wall time {wall_time([seed])}; {images.get('num_samples', '?')} samples of "
+      f"{images.get('size', '?')}×{images.get('size', '?')} per model against {images.get('num_reference', '?')} "
+      f"held-out crops; denoising of {images.get('num_denoise', '?')} other held-out crops at σ = 25/255:", "",
+      *rows, "", provenance(record)])
+
+
 # ----------------------------------------------------------------------------- the tables
 
 
@@ -345,6 +378,7 @@ TABLES = (
     _table("gated-mrf-likelihood", gated_mrf_likelihood, "mcrbm_patches", "mpot_patches"),
     _table("gmrf-occlusion", occlusion, "gmrf_digits"),
     _table("gmrf-inpainting", inpainting, "gmrf_faces"),
+    _table("gmrf-images", gmrf_images, "gmrf_images"),
 )
 
 

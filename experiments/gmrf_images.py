@@ -1,0 +1,278 @@
+r"""The `gmrf_images` trainer: whole-image models of the photographs, sampled large and compared.
+
+The talk's "Sampling high-resolution images" (Ranzato, Mnih, Susskind & Hinton, "Modeling natural images
+using gated MRFs", PAMI 2013, §6) compares samples of whole images from a Gaussian, a marginal-wavelet
+model (Simoncelli 2005), a pair-wise MRF, a Field of Experts (Schmidt, Gao & Roth, CVPR 2010) and gated
+MRFs. This pipeline fits each model of `config.images.models` to the same photographs of
+`dv_natural_images` and judges them the same way:
+
+  1. data: size² crops (`images.size`, 64) of the training photographs, scaled by one scalar mean and
+     standard deviation (`deep_gmrf.scalar_standardizer`); the held-out photographs give the reference
+     crops and the crops to denoise, in pixel units;
+  2. models: `stationary_gaussian` and `wavelet_prior` by maximum likelihood in closed form (`Model.fit`)
+     on size² crops, sampled exactly; `pairwise_mrf` and `field_of_experts` by PCD with HMC negatives
+     (`train.contrastive_loop.run_contrastive`, in `workdir/<model>`) on crop_size² crops, then sampled at
+     size² by `sample_trajectories` HMC trajectories from white noise (their parameters do not depend on
+     the image size); `tiled_mcrbm` trained as `deep_gmrf`'s tiled model (`config.tiled`, in
+     `workdir/tiled_mcrbm`, on its own DC-removed crops scaled to `tiled.pixel_std`) and sampled the same way;
+  3. statistics (`diagnostics.image_stats.image_statistics`) of every model's samples against the
+     held-out crops, in pixel units: one row per model under `stats/<model>/…` and the reference's under
+     `stats/data/…`;
+  4. denoising, a classical check of a prior (Roth & Black 2009): the held-out crops plus white noise of
+     `denoise_sigma`, MAP-denoised under each prior (`estimators.denoising.map_denoise`), PSNR under
+     `denoise/<model>/psnr` beside the noisy input's `denoise/noisy/psnr`;
+  5. figures: `high_res_samples.png` (real crops | every model's samples, one grey scale) and
+     `image_stats.png` (derivative histograms and radial spectra).
+
+Re-running resumes an unfinished model and leaves a finished run as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from deepvision import config_blocks, distributed, schema, zoo
+from deepvision.data import datasets
+from deepvision.data.patches import extract_patches
+from deepvision.diagnostics import image_stats
+from deepvision.estimators import denoising
+from deepvision.figures import gated_mrf_viz
+from deepvision.figures.image_stats_figure import save_image_statistics_figure
+from deepvision.samplers import gated_mrf as gated_mrf_sampling
+from deepvision.samplers.base import run_chain
+from deepvision.samplers.hmc_chains import hmc_chains
+from deepvision.train import loop, workdir as workdirs
+from deepvision.train.contrastive_loop import RUN_IDENTITY, EnergyData, plan_contrastive, run_contrastive
+from deepvision.train.writers import MetricsWriter, closing_summary, read_metrics
+from experiments import blocks, deep_gmrf
+
+ConfigError = loop.ConfigError
+_BLOCKS = ("images", "tiled")
+FIGURE_PIXELS = 768  # the larger side of high_res_samples.png's image grid, before the title band
+SHOWN = 4  # samples of each model in high_res_samples.png
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagesPlan:
+  """Everything checked and read from the config before compute."""
+
+  images: blocks.ImageModels
+  standardizer: dict[str, list[float]]  # the scalar mean and std of the training crops (pixel units)
+  fit_crops: np.ndarray  # (N, size, size), standardised
+  reference: np.ndarray  # (M, size, size), held-out crops in pixel units
+  learned: dict[str, ml_collections.ConfigDict]  # model name → its contrastive config
+  learned_data: dict[str, EnergyData]
+
+
+def _crops(config: ml_collections.ConfigDict, split: str, size: int, count: int, seed: int) -> np.ndarray:
+  source = datasets.get_source(config.dataset, split, data_dir=config.get("data_dir") or None)
+  try:
+    return extract_patches([source[i]["image"] for i in range(len(source))], size, count, seed)[..., 0]
+  except ValueError as e:
+    raise ConfigError(f"config.images ({split!r}, crops of {size}²): {e}") from None
+
+
+def _without_images(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config without this pipeline's own block: `deep_gmrf.tiled_config`'s base."""
+  return ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k != "images"})
+
+
+def learned_config(config: ml_collections.ConfigDict, images: blocks.ImageModels, name: str
+                   ) -> ml_collections.ConfigDict:
+  """The contrastive config of `pairwise_mrf` / `field_of_experts`: PCD with HMC negatives (one trajectory
+  per update, the step size adapted) on crop_size² crops scaled by one scalar (no DC removal), SGD with
+  momentum 0.5 at `images.learning_rate` (the energies sum over the pixels, hence the small rate), no
+  weight decay, no log-likelihood."""
+  layer = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k not in _BLOCKS})
+  layer.trainer = "contrastive"
+  layer.model = name
+  layer.model_kwargs = ml_collections.ConfigDict({"image_shape": (images.crop_size, images.crop_size)})
+  layer.patches.size = images.crop_size
+  layer.patches.num_train = images.num_crops
+  layer.patches.num_eval = max(2, images.num_crops // 10)
+  layer.patches.remove_dc = False
+  layer.tiled_pixel_std = 1.0
+  layer.preprocess = "none"
+  for block in ("whiten", "gated_mrf"):
+    if block in layer:
+      del layer[block]
+  layer.figures = False
+  layer.batch_size = images.batch_size
+  layer.num_epochs = images.num_epochs
+  layer.contrastive = schema.defaults(config_blocks.ContrastiveSettings, method="pcd", sampler="hmc", sampler_options=dict(
+      num_leapfrog=images.sample_leapfrog, initial_step_size=images.initial_step_size, target_rejection=0.1))
+  layer.optimizer = schema.defaults(config_blocks.Optimizer, learning_rate=images.learning_rate, momentum=0.5,
+                                    weight_decay=0.0)
+  layer.log_likelihood.method = "none"
+  layer.linear_eval.enabled = False
+  return layer
+
+
+def plan_images(config: ml_collections.ConfigDict) -> ImagesPlan:
+  """Checks the config (blocks, then every learned model's contrastive config) and reads the crops."""
+  if "images" not in config:
+    raise ConfigError("a gmrf_images config needs the block config.images (the models and their sampling); "
+                      "see experiments/configs/gmrf_images.py")
+  images = schema.load(blocks.ImageModels, config.images, "config.images")
+  learned = {}
+  for name in images.models:
+    if name in blocks.CLOSED_FORM_IMAGE_MODELS:
+      continue
+    if name == "tiled_mcrbm":
+      tiled = schema.load(blocks.Tiled, config.tiled, "config.tiled")
+      layer = deep_gmrf.tiled_config(_without_images(config), dataclasses.replace(tiled, enabled=True))
+    else:
+      layer = learned_config(config, images, name)
+    try:
+      plan_contrastive(layer, n_train=layer.patches.num_train)
+    except ConfigError as e:
+      raise ConfigError(f"config.images ({name}): {e}") from None
+    learned[name] = layer
+  size = images.size
+  fit = _crops(config, config.train_split, size, images.num_fit_crops, config.patches.seed + 21)
+  standardizer = deep_gmrf.scalar_standardizer(fit)
+  mean, std = standardizer["mean"][0], standardizer["std"][0]
+  reference = _crops(config, config.test_split, size, images.num_reference + images.num_denoise,
+                     config.patches.seed + 22)
+  learned_data = {}
+  for name, layer in learned.items():
+    data = deep_gmrf.crop_data(layer)
+    if name != "tiled_mcrbm":  # the same scalar scaling as the closed-form models
+      splits = {role: ((x[..., 0] * data.standardizer["std"][0] + data.standardizer["mean"][0] - mean) / std)
+                .astype(np.float32)[..., None] for role, x in data.splits.items()}
+      data = dataclasses.replace(data, splits=splits, standardizer=standardizer)
+    learned_data[name] = data
+  return ImagesPlan(images, standardizer, ((fit - mean) / std).astype(np.float32), reference, learned,
+                    learned_data)
+
+
+# ----------------------------------------------------------------------------- models and samples
+
+
+def fit_models(plan: ImagesPlan, workdir: str, quiet: bool) -> dict[str, tuple[Any, Any, tuple[float, float]]]:
+  """{name: (model at size², variables, (mean, std) of its pixel units)} for every model of the plan."""
+  size = plan.images.size
+  out = {}
+  for name in plan.images.models:
+    if name in blocks.CLOSED_FORM_IMAGE_MODELS:
+      template = zoo.create(name)
+      fields = {"wavelet": template.wavelet, "levels": template.levels} if name == "wavelet_prior" else {}
+      model, variables = type(template).fit(plan.fit_crops, **fields)
+      out[name] = (model, jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables),
+                   (plan.standardizer["mean"][0], plan.standardizer["std"][0]))
+      continue
+    layer = plan.learned[name]
+    if not quiet:
+      print(f"{name}: PCD with HMC negatives on {layer.patches.size}² crops")
+    record, params = run_contrastive(layer, os.path.join(workdir, name), data=plan.learned_data[name],
+                                     quiet=quiet)
+    del record
+    model = zoo.create(layer.model, **loop.model_kwargs(layer)).clone(image_shape=(size, size))
+    # The tiled model's crops are DC-free: its samples are drawn around the training crops' mean pixel.
+    units = (plan.standardizer["mean"][0], plan.learned_data[name].standardizer["std"][0])
+    out[name] = (model, {"params": jax.device_get(params)}, units)
+  return out
+
+
+def draw_samples(name: str, model: Any, variables: Any, images: blocks.ImageModels, key: jax.Array
+                 ) -> tuple[np.ndarray, float]:
+  """(num_samples, size, size) samples in the model's units and the last trajectory's acceptance (nan if exact)."""
+  n, size = images.num_samples, images.size
+  if name in blocks.CLOSED_FORM_IMAGE_MODELS:
+    return np.asarray(model.apply(variables, key, n, method="sample")), math.nan
+  start_key, chain_key = jax.random.split(key)
+  if name == "tiled_mcrbm":
+    x, info = gated_mrf_sampling.sample_tiled(model, chain_key, variables, n, images.sample_trajectories,
+                                              num_leapfrog=images.sample_leapfrog)
+  else:
+    sampler = hmc_chains(model, variables, num_leapfrog=images.sample_leapfrog)
+    start = jax.random.normal(start_key, (n, size * size))
+    chains, info, _ = jax.jit(lambda k, c: run_chain(k, sampler.step, c, images.sample_trajectories))(
+        chain_key, sampler.init(start))
+    x = chains.position
+  acceptance = np.asarray(info.acceptance_rate).reshape(images.sample_trajectories, -1)[-1] \
+      if images.sample_trajectories else np.array([math.nan])
+  return np.asarray(x).reshape(n, size, size), float(np.mean(acceptance))
+
+
+def denoise(name: str, model: Any, variables: Any, units: tuple[float, float], clean: np.ndarray,
+            noisy: np.ndarray, images: blocks.ImageModels) -> float:
+  """PSNR (dB, pixel units, peak 1) of the MAP estimate of `clean` from `noisy` under the model's prior."""
+  mean, std = units
+  if name == "tiled_mcrbm":  # it models DC-free crops: each noisy crop's own mean is taken out and put back
+    mean = noisy.mean(axis=(1, 2), keepdims=True)
+  if name == "wavelet_prior":  # |c| smoothed so that the objective has a gradient everywhere
+    model = model.clone(epsilon=1e-3)
+  energy = lambda x: model.apply(variables, x, method="free_energy")  # noqa: E731
+  estimate, _ = denoising.map_denoise(energy, jnp.asarray((noisy - mean) / std, jnp.float32),
+                                      images.denoise_sigma / std, num_steps=images.denoise_steps)
+  return denoising.psnr(clean, np.asarray(estimate) * std + mean)
+
+
+def evaluate(config: ml_collections.ConfigDict, plan: ImagesPlan, models: dict, workdir: str) -> dict[str, float]:
+  """Samples, statistics, denoising and the two figures; the numbers of the final record."""
+  images = plan.images
+  key = jax.random.fold_in(jax.random.key(config.seed), 17)
+  reference = plan.reference[:images.num_reference]
+  clean = plan.reference[images.num_reference:]
+  noise_key, key = jax.random.split(key)
+  noisy = np.asarray(denoising.add_noise(noise_key, jnp.asarray(clean, jnp.float32), images.denoise_sigma))
+  stats = {f"stats/data/{k}": v for k, v in image_stats.image_statistics(reference, reference).items()
+           if not k.startswith("reference_")}
+  stats["denoise/noisy/psnr"] = denoising.psnr(clean, noisy)
+  samples = {}
+  for i, (name, (model, variables, units)) in enumerate(models.items()):
+    x, acceptance = draw_samples(name, model, variables, images, jax.random.fold_in(key, i))
+    samples[name] = x * units[1] + units[0]
+    row = image_stats.image_statistics(samples[name], reference)
+    stats.update({f"stats/{name}/{k}": v for k, v in row.items() if not k.startswith("reference_")})
+    if not math.isnan(acceptance):  # exact samplers have no chain to accept or reject
+      stats[f"samples/{name}/hmc_acceptance"] = acceptance
+    stats[f"denoise/{name}/psnr"] = denoise(name, model, variables, units, clean, noisy, images)
+  panels = {"held-out crops": reference[:SHOWN].reshape(SHOWN, -1)}
+  panels.update({name: x[:SHOWN].reshape(SHOWN, -1) for name, x in samples.items()})
+  low, high = (float(v) for v in np.percentile(reference, (1, 99)))
+  gated_mrf_viz.save_sample_comparison(panels, (images.size, images.size, 1),
+                                       os.path.join(workdir, "high_res_samples.png"), columns=1,
+                                       value_range=(low, high), min_pixels=FIGURE_PIXELS)
+  curves = image_stats.image_statistics_curves(samples, reference, reference_name="held-out crops")
+  save_image_statistics_figure(os.path.join(workdir, "image_stats.png"), curves,
+                               title=f"{images.size}×{images.size} samples against held-out photographs")
+  return stats
+
+
+def run_gmrf_images(config: ml_collections.ConfigDict, workdir: str, quiet: bool = False) -> dict:
+  """Fits, samples and compares the whole-image models of `config` in `workdir`; resumable."""
+  plan = plan_images(config)
+  started = any(os.path.isdir(os.path.join(os.path.abspath(workdir), name, "checkpoints")) for name in plan.learned)
+  workdir = workdirs.prepare(config, workdir, RUN_IDENTITY + _BLOCKS, resumable=started,
+                             write=distributed.is_primary())
+  quiet = quiet or not distributed.is_primary()
+  models = fit_models(plan, workdir, quiet)
+  previous = read_metrics(workdir)
+  if previous and previous[-1].get("final"):
+    if not quiet:
+      print(f"{workdir} already holds the finished run; nothing to do.")
+    return previous[-1]
+  stats = evaluate(config, plan, models, workdir) if distributed.is_primary() else {}
+  writer = MetricsWriter(workdir, enabled=distributed.is_primary())
+  record = writer.write(sum(layer.num_epochs for layer in plan.learned.values()), {**stats, "final": True})
+  writer.close()
+  if not quiet:
+    print(closing_summary(workdir, record, [k for k in record if k.endswith("/psnr")
+                                            or k.endswith("/kl_derivative")]))
+  return record
+
+
+@loop.TRAINERS.register("gmrf_images")
+def train_gmrf_images(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Fits and compares whole-image models of the photographs; see the module docstring."""
+  return run_gmrf_images(config, workdir)
