@@ -18,9 +18,10 @@ deviation,
   them (`high_res_samples.png`); 8 other held-out crops plus noise of σ = 25/255 are MAP-denoised under
   each prior (PSNR).
 
-Cost on a 2-core CPU: a few minutes (the tiled mcRBM's 1,000 updates about 90 s, the two small MRFs about
-10-30 s each, sampling about a minute, denoising seconds). `:smoke` (16×16 samples of tiny models, a few
-updates and trajectories) runs in about half a minute, most of it compiling.
+Cost on a 2-core CPU: about two minutes of wall time on an idle machine (the tiled mcRBM's 1,000 updates
+about a minute, the two small MRFs' 400 updates each a few seconds, the samples and the denoising the rest).
+`:smoke` (16×16 samples of tiny models, a few updates and trajectories) runs in about half a minute, most of
+it compiling.
 """
 
 from deepvision import schema
