@@ -128,9 +128,20 @@ class StationaryGaussian(GreyImageModel):
   def sample(self, key: Array, n: int) -> Array:
     """n exact draws x = μ + U^H diag(√S) U z, z ~ N(0, I): (n, H, W) in the parameters' dtype."""
     n = positive_int("n (the number of samples)", n)
-    noise = jax.random.normal(key, (n, *self.image_shape), jnp.asarray(self.log_spectrum).dtype)
-    coloured = jnp.fft.ifft2(jnp.sqrt(self.spectrum()) * jnp.fft.fft2(noise))
-    return self.mean + jnp.real(coloured).astype(noise.dtype)
+    return self.colour(jax.random.normal(key, (n, *self.image_shape), jnp.asarray(self.log_spectrum).dtype))
+
+  def whiten(self, x: Any) -> Array:
+    """z = U^H diag(S^(−1/2)) U (x − μ), (B, H, W): under the model z ~ N(0, I) (image-level whitening).
+
+    A convolution (periodic), so it keeps the images' shift structure, unlike PCA whitening of patches.
+    """
+    x = self.images(x)
+    return jnp.real(jnp.fft.ifft2(jnp.fft.fft2(x - self.mean) / jnp.sqrt(self.spectrum()))).astype(x.dtype)
+
+  def colour(self, z: Any) -> Array:
+    """x = μ + U^H diag(√S) U z, (B, H, W): the inverse of `whiten` (N(0, I) noise becomes a sample)."""
+    z = self.images(z)
+    return self.mean + jnp.real(jnp.fft.ifft2(jnp.sqrt(self.spectrum()) * jnp.fft.fft2(z))).astype(z.dtype)
 
   def __call__(self, x: Any, train: bool = False) -> tuple[Array, dict[str, Array]]:
     """(F(x) (B,), {}): the model has no hidden units; its features are the image's DFT."""

@@ -108,6 +108,23 @@ def test_fft_samples_have_the_fitted_spectrum(x64):
   np.testing.assert_allclose(sample_rings[0], model_rings[0], rtol=0.12)
 
 
+def test_whitening_is_the_inverse_square_root_of_the_dense_covariance_and_colouring_undoes_it(x64):
+  params = random_params(3)
+  model = StationaryGaussian(image_shape=SHAPE)
+  x = np.random.default_rng(4).normal(size=(5, *SHAPE))
+  z = np.asarray(model.apply({"params": params}, x, method="whiten"))
+  # C = V diag(λ) Vᵀ (real, symmetric): the symmetric whitening C^(−1/2) (x − μ) is the FFT's.
+  values, vectors = np.linalg.eigh(dense_covariance(params["log_spectrum"]))
+  inverse_root = vectors @ np.diag(values ** -0.5) @ vectors.T
+  expected = (x.reshape(5, -1) - params["mean"]) @ inverse_root.T
+  np.testing.assert_allclose(z.reshape(5, -1), expected, rtol=1e-10, atol=1e-12)
+  back = np.asarray(model.apply({"params": params}, z, method="colour"))
+  np.testing.assert_allclose(back, x, rtol=1e-10, atol=1e-12)
+  # F(x) = ½‖z‖²: the whitened image is the one the energy measures.
+  energy = np.asarray(model.apply({"params": params}, x, method="free_energy"))
+  np.testing.assert_allclose(energy, 0.5 * np.sum(z.reshape(5, -1) ** 2, axis=1), rtol=1e-10)
+
+
 def test_bad_input_is_named():
   with pytest.raises(ValueError, match=r"image_shape\[1\] \(W\) must be a positive int, got 0"):
     StationaryGaussian(image_shape=(4, 0))
