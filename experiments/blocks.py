@@ -169,6 +169,8 @@ class ImageModels:
   num_samples: int = spec(8, at_least(2), "samples of each model")
   sample_trajectories: int = spec(1000, at_least(0), "HMC trajectories from white noise (learned models)")
   sample_leapfrog: int = spec(20, at_least(1))
+  tiled_whitening: bool = spec(True, boolean, "the tiled mcRBM sees crops whitened by the stationary Gaussian "
+                                             "(a convolution), scaled to tiled.pixel_std; its samples coloured back")
   denoise_sigma: float = spec(25 / 255, real(0.0, low_open=True), "noise std in pixel units ([0, 1])")
   num_denoise: int = spec(8, at_least(1), "held-out size² crops denoised")
   denoise_steps: int = spec(200, at_least(1), "L-BFGS iterations of MAP denoising")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -46,6 +47,7 @@ from deepvision.diagnostics import image_stats
 from deepvision.estimators import denoising
 from deepvision.figures import gated_mrf_viz
 from deepvision.figures.image_stats_figure import save_image_statistics_figure
+from deepvision.models.stationary_gaussian import StationaryGaussian
 from deepvision.samplers import gated_mrf as gated_mrf_sampling
 from deepvision.samplers.base import run_chain
 from deepvision.samplers.hmc_chains import hmc_chains
@@ -70,6 +72,7 @@ class ImagesPlan:
   reference: np.ndarray  # (M, size, size), held-out crops in pixel units
   learned: dict[str, ml_collections.ConfigDict]  # model name → its contrastive config
   learned_data: dict[str, EnergyData]
+  tiled_pixel_std: float = 1.0  # t: the tiled model's input scale
 
 
 def _crops(config: ml_collections.ConfigDict, split: str, size: int, count: int, seed: int) -> np.ndarray:
@@ -143,7 +146,12 @@ def plan_images(config: ml_collections.ConfigDict) -> ImagesPlan:
   reference = _crops(config, config.test_split, size, images.num_reference + images.num_denoise,
                      config.patches.seed + 22)
   learned_data = {}
+  tiled_pixel_std = float(config.tiled.pixel_std)
   for name, layer in learned.items():
+    if name == "tiled_mcrbm" and images.tiled_whitening:
+      layer.patches.remove_dc = False  # the whitening takes every frequency, DC included, to unit variance
+      learned_data[name] = whitened_crops(config, layer, standardizer, tiled_pixel_std)
+      continue
     data = deep_gmrf.crop_data(layer)
     if name != "tiled_mcrbm":  # the same scalar scaling as the closed-form models
       splits = {role: ((x[..., 0] * data.standardizer["std"][0] + data.standardizer["mean"][0] - mean) / std)
@@ -151,73 +159,124 @@ def plan_images(config: ml_collections.ConfigDict) -> ImagesPlan:
       data = dataclasses.replace(data, splits=splits, standardizer=standardizer)
     learned_data[name] = data
   return ImagesPlan(images, standardizer, ((fit - mean) / std).astype(np.float32), reference, learned,
-                    learned_data)
+                    learned_data, tiled_pixel_std)
+
+
+def whitened_crops(config: ml_collections.ConfigDict, layer: ml_collections.ConfigDict, standardizer: dict,
+                   pixel_std: float) -> EnergyData:
+  """The tiled model's crops (`layer.patches`: size, counts, seed; every split of `layer`) standardised by
+  `standardizer`, whitened at the image level by the stationary Gaussian fitted to the training crops
+  (`StationaryGaussian.whiten`: every frequency to unit variance) and scaled by `pixel_std`."""
+  size, mean, std = layer.patches.size, standardizer["mean"][0], standardizer["std"][0]
+  roles = {"train": layer.train_split, "val": layer.get("eval_split"), "test": layer.get("test_split")}
+  crops = {}
+  for offset, (role, split) in enumerate(roles.items()):
+    if split:
+      count = layer.patches.num_train if role == "train" else layer.patches.num_eval
+      crops[role] = (_crops(config, split, size, count, layer.patches.seed + offset) - mean) / std
+  gaussian, variables = StationaryGaussian.fit(crops["train"])
+  whiten = jax.jit(lambda x: gaussian.apply(variables, x, method="whiten"))
+  splits = {role: (pixel_std * np.asarray(whiten(x))).astype(np.float32)[..., None] for role, x in crops.items()}
+  return EnergyData(splits, {}, (size, size, 1))
 
 
 # ----------------------------------------------------------------------------- models and samples
 
 
-def fit_models(plan: ImagesPlan, workdir: str, quiet: bool) -> dict[str, tuple[Any, Any, tuple[float, float]]]:
-  """{name: (model at size², variables, (mean, std) of its pixel units)} for every model of the plan."""
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+  """One fitted model at size², and the maps between its input space and the standardised images.
+
+  `to_model(x)` takes standardised images (B, H, W) to the model's input (the identity, or the tiled model's
+  image-level whitening and scaling); `to_standard` is its inverse, applied to the model's samples.
+  """
+
+  name: str
+  model: Any
+  variables: Any
+  to_model: Callable[[jax.Array], jax.Array]
+  to_standard: Callable[[jax.Array], jax.Array]
+
+  def energy(self, x: jax.Array) -> jax.Array:
+    """The prior's energy of standardised images (up to a constant: the whitening is linear)."""
+    return self.model.apply(self.variables, self.to_model(x), method="free_energy")
+
+
+def _identity(x: jax.Array) -> jax.Array:
+  return x
+
+
+def fit_models(plan: ImagesPlan, workdir: str, quiet: bool) -> list[Fitted]:
+  """Every model of the plan fitted (closed form) or trained (PCD + HMC, resumable), at size²."""
   size = plan.images.size
-  out = {}
+  out = []
   for name in plan.images.models:
     if name in blocks.CLOSED_FORM_IMAGE_MODELS:
       template = zoo.create(name)
       fields = {"wavelet": template.wavelet, "levels": template.levels} if name == "wavelet_prior" else {}
       model, variables = type(template).fit(plan.fit_crops, **fields)
-      out[name] = (model, jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables),
-                   (plan.standardizer["mean"][0], plan.standardizer["std"][0]))
+      variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
+      out.append(Fitted(name, model, variables, _identity, _identity))
       continue
     layer = plan.learned[name]
     if not quiet:
       print(f"{name}: PCD with HMC negatives on {layer.patches.size}² crops")
-    record, params = run_contrastive(layer, os.path.join(workdir, name), data=plan.learned_data[name],
-                                     quiet=quiet)
-    del record
+    _, params = run_contrastive(layer, os.path.join(workdir, name), data=plan.learned_data[name], quiet=quiet)
     model = zoo.create(layer.model, **loop.model_kwargs(layer)).clone(image_shape=(size, size))
-    # The tiled model's crops are DC-free: its samples are drawn around the training crops' mean pixel.
-    units = (plan.standardizer["mean"][0], plan.learned_data[name].standardizer["std"][0])
-    out[name] = (model, {"params": jax.device_get(params)}, units)
+    to_model, to_standard = _identity, _identity
+    if name == "tiled_mcrbm":
+      to_model, to_standard = _tiled_maps(plan, size)
+    out.append(Fitted(name, model, {"params": jax.device_get(params)}, to_model, to_standard))
   return out
 
 
-def draw_samples(name: str, model: Any, variables: Any, images: blocks.ImageModels, key: jax.Array
-                 ) -> tuple[np.ndarray, float]:
-  """(num_samples, size, size) samples in the model's units and the last trajectory's acceptance (nan if exact)."""
+def _tiled_maps(plan: ImagesPlan, size: int) -> tuple[Callable, Callable]:
+  """The tiled model's input space at size²: whitened by the stationary Gaussian of the size² crops and scaled
+  by t = tiled.pixel_std (`images.tiled_whitening`), else the DC-free crops scaled as `deep_gmrf.crop_data`."""
+  if not plan.images.tiled_whitening:  # DC-free crops scaled to t: x_model = x / scale, around the mean
+    scale = plan.learned_data["tiled_mcrbm"].standardizer["std"][0] / plan.standardizer["std"][0]
+    return (lambda x: (x - jnp.mean(x, axis=(-2, -1), keepdims=True)) / scale), (lambda z: z * scale)
+  gaussian, variables = StationaryGaussian.fit(plan.fit_crops)
+  variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
+  t = plan.tiled_pixel_std
+  whiten = lambda x: t * gaussian.apply(variables, x, method="whiten")  # noqa: E731
+  colour = lambda z: gaussian.apply(variables, z / t, method="colour")  # noqa: E731
+  return whiten, colour
+
+
+def draw_samples(fitted: Fitted, images: blocks.ImageModels, key: jax.Array) -> tuple[np.ndarray, float]:
+  """(num_samples, size, size) standardised samples and the last trajectory's acceptance (nan if exact)."""
   n, size = images.num_samples, images.size
-  if name in blocks.CLOSED_FORM_IMAGE_MODELS:
-    return np.asarray(model.apply(variables, key, n, method="sample")), math.nan
+  if fitted.name in blocks.CLOSED_FORM_IMAGE_MODELS:
+    return np.asarray(fitted.model.apply(fitted.variables, key, n, method="sample")), math.nan
   start_key, chain_key = jax.random.split(key)
-  if name == "tiled_mcrbm":
-    x, info = gated_mrf_sampling.sample_tiled(model, chain_key, variables, n, images.sample_trajectories,
-                                              num_leapfrog=images.sample_leapfrog)
+  if fitted.name == "tiled_mcrbm":
+    x, info = gated_mrf_sampling.sample_tiled(fitted.model, chain_key, fitted.variables, n,
+                                              images.sample_trajectories, num_leapfrog=images.sample_leapfrog)
   else:
-    sampler = hmc_chains(model, variables, num_leapfrog=images.sample_leapfrog)
+    sampler = hmc_chains(fitted.model, fitted.variables, num_leapfrog=images.sample_leapfrog)
     start = jax.random.normal(start_key, (n, size * size))
     chains, info, _ = jax.jit(lambda k, c: run_chain(k, sampler.step, c, images.sample_trajectories))(
         chain_key, sampler.init(start))
     x = chains.position
   acceptance = np.asarray(info.acceptance_rate).reshape(images.sample_trajectories, -1)[-1] \
       if images.sample_trajectories else np.array([math.nan])
-  return np.asarray(x).reshape(n, size, size), float(np.mean(acceptance))
+  x = fitted.to_standard(jnp.asarray(x).reshape(n, size, size))
+  return np.asarray(x), float(np.mean(acceptance))
 
 
-def denoise(name: str, model: Any, variables: Any, units: tuple[float, float], clean: np.ndarray,
-            noisy: np.ndarray, images: blocks.ImageModels) -> float:
+def denoise(fitted: Fitted, standardizer: dict, clean: np.ndarray, noisy: np.ndarray,
+            images: blocks.ImageModels) -> float:
   """PSNR (dB, pixel units, peak 1) of the MAP estimate of `clean` from `noisy` under the model's prior."""
-  mean, std = units
-  if name == "tiled_mcrbm":  # it models DC-free crops: each noisy crop's own mean is taken out and put back
-    mean = noisy.mean(axis=(1, 2), keepdims=True)
-  if name == "wavelet_prior":  # |c| smoothed so that the objective has a gradient everywhere
-    model = model.clone(epsilon=1e-3)
-  energy = lambda x: model.apply(variables, x, method="free_energy")  # noqa: E731
-  estimate, _ = denoising.map_denoise(energy, jnp.asarray((noisy - mean) / std, jnp.float32),
+  mean, std = standardizer["mean"][0], standardizer["std"][0]
+  if fitted.name == "wavelet_prior":  # |c| smoothed so that the objective has a gradient everywhere
+    fitted = dataclasses.replace(fitted, model=fitted.model.clone(epsilon=1e-3))
+  estimate, _ = denoising.map_denoise(fitted.energy, jnp.asarray((noisy - mean) / std, jnp.float32),
                                       images.denoise_sigma / std, num_steps=images.denoise_steps)
   return denoising.psnr(clean, np.asarray(estimate) * std + mean)
 
 
-def evaluate(config: ml_collections.ConfigDict, plan: ImagesPlan, models: dict, workdir: str) -> dict[str, float]:
+def evaluate(config: ml_collections.ConfigDict, plan: ImagesPlan, models: list[Fitted], workdir: str) -> dict[str, float]:
   """Samples, statistics, denoising and the two figures; the numbers of the final record."""
   images = plan.images
   key = jax.random.fold_in(jax.random.key(config.seed), 17)
@@ -229,14 +288,16 @@ def evaluate(config: ml_collections.ConfigDict, plan: ImagesPlan, models: dict, 
            if not k.startswith("reference_")}
   stats["denoise/noisy/psnr"] = denoising.psnr(clean, noisy)
   samples = {}
-  for i, (name, (model, variables, units)) in enumerate(models.items()):
-    x, acceptance = draw_samples(name, model, variables, images, jax.random.fold_in(key, i))
-    samples[name] = x * units[1] + units[0]
+  mean, std = plan.standardizer["mean"][0], plan.standardizer["std"][0]
+  for i, fitted in enumerate(models):
+    name = fitted.name
+    x, acceptance = draw_samples(fitted, images, jax.random.fold_in(key, i))
+    samples[name] = x * std + mean
     row = image_stats.image_statistics(samples[name], reference)
     stats.update({f"stats/{name}/{k}": v for k, v in row.items() if not k.startswith("reference_")})
     if not math.isnan(acceptance):  # exact samplers have no chain to accept or reject
       stats[f"samples/{name}/hmc_acceptance"] = acceptance
-    stats[f"denoise/{name}/psnr"] = denoise(name, model, variables, units, clean, noisy, images)
+    stats[f"denoise/{name}/psnr"] = denoise(fitted, plan.standardizer, clean, noisy, images)
   panels = {"held-out crops": reference[:SHOWN].reshape(SHOWN, -1)}
   panels.update({name: x[:SHOWN].reshape(SHOWN, -1) for name, x in samples.items()})
   low, high = (float(v) for v in np.percentile(reference, (1, 99)))

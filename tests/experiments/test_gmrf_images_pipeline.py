@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from deepvision.diagnostics import image_stats
+from deepvision.models.stationary_gaussian import frequency_rings
 from deepvision.train import loop
 from deepvision.train.writers import read_metrics
 from experiments import gmrf_images
@@ -75,3 +76,15 @@ def test_bad_blocks_are_named_before_anything_is_written(tmp_path, overrides, me
   with pytest.raises(loop.ConfigError, match=message):
     loop.train_and_evaluate(_smoke(**overrides), str(tmp_path / "run"))
   assert not os.path.exists(tmp_path / "run")
+
+
+def test_the_tiled_models_crops_are_whitened_to_the_same_power_at_every_frequency_ring():
+  plan = gmrf_images.plan_images(_smoke(**{"images.models": ("tiled_mcrbm",)}))
+  train = plan.learned_data["tiled_mcrbm"].splits["train"][..., 0].astype(np.float64)
+  # The whitening divides by the ring-averaged periodogram of these very crops, so on every ring of
+  # frequencies their mean power is t² exactly (t = tiled.pixel_std), from the steep 1/f spectrum of photos.
+  periodogram = np.mean(np.abs(np.fft.fft2(train)) ** 2, axis=0) / (train.shape[1] * train.shape[2])
+  rings = frequency_rings(train.shape[1:])
+  power = np.bincount(rings.ravel(), periodogram.ravel()) / np.bincount(rings.ravel())
+  np.testing.assert_allclose(power, plan.tiled_pixel_std ** 2, rtol=1e-4)
+  assert plan.learned["tiled_mcrbm"].patches.remove_dc is False
