@@ -8,7 +8,7 @@ import pywt
 import scipy.stats
 from jax.test_util import check_grads
 
-from deepvision.models.wavelet_prior import WaveletPrior, fit_generalized_gaussian
+from deepvision.models.wavelet_prior import WaveletPrior, fit_generalized_gaussian, golden_section_minimum
 
 pytestmark = pytest.mark.filterwarnings("ignore:Level value of")
 
@@ -100,3 +100,9 @@ def test_bad_fields_and_input_are_named():
     WaveletPrior.fit(np.ones((2, 8, 8)), image_shape=(8, 8), levels=2)
   with pytest.raises(ValueError, match="at least 2 finite values, not all zero"):
     fit_generalized_gaussian(np.zeros(10))
+
+
+def test_golden_section_finds_the_minimum_of_a_unimodal_function():
+  assert abs(golden_section_minimum(lambda x: (x - 1.234) ** 2, -3.0, 5.0) - 1.234) < 1e-9
+  # At a bound: the minimiser of a monotone function on the bracket is its end.
+  assert abs(golden_section_minimum(lambda x: x, 0.5, 2.0) - 0.5) < 1e-9
