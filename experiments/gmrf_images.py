@@ -107,7 +107,7 @@ def learned_config(config: ml_collections.ConfigDict, images: blocks.ImageModels
   for block in ("whiten", "gated_mrf"):
     if block in layer:
       del layer[block]
-  layer.figures = False
+  layer.figures = bool(config.get("figures", True))  # the training curves of the model
   layer.batch_size = images.batch_size
   layer.num_epochs = images.num_epochs
   layer.contrastive = schema.defaults(config_blocks.ContrastiveSettings, method="pcd", sampler="hmc", sampler_options=dict(

@@ -37,7 +37,7 @@ def _read_records(workdir: str) -> list[dict]:
 def save_figures(plan: Any, state, workdir: str, key: jax.Array,
                  config: ml_collections.ConfigDict | None = None) -> None:
   """filters.png, samples.png, histograms.png and curves.png in `workdir` (gated MRFs: see
-  `save_gated_mrf_figures`).
+  `save_gated_mrf_figures`; models without a weight matrix W, such as the whole-image priors: curves.png).
 
   samples.png: ten chains started at held-out examples (first column); each further column shows
   E[v | h] of the chain's hidden sample after another 100 sampler steps (the mean reads better than a
@@ -54,6 +54,8 @@ def save_figures(plan: Any, state, workdir: str, key: jax.Array,
   params = jax.device_get(state.params)
   if "C" in params and "P" in params:
     save_gated_mrf_figures(plan, state, workdir, key, config)
+    return
+  if "W" not in params:  # no visible-to-hidden weights to draw (the whole-image priors): curves only
     return
   shape = plan.data.pixel_shape or plan.data.image_shape
   if len(shape) < 2:  # not images (e.g. the features of a lower DBN layer): curves only

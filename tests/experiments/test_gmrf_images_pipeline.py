@@ -61,6 +61,7 @@ def test_smoke_run_scores_every_model_writes_both_figures_and_resumes_finished(t
     with open(tmp_path / figure, "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert os.path.isdir(tmp_path / "field_of_experts" / "checkpoints")
+  assert os.path.exists(tmp_path / "field_of_experts" / "curves.png")  # the trainer's figures of a W-less model
   capsys.readouterr()
   again = loop.train_and_evaluate(config, str(tmp_path))
   assert "already holds the finished run" in capsys.readouterr().out
