@@ -73,6 +73,8 @@ INSTEAD = {
             "diagnosed (their reconstruction curves are in the run's metrics.jsonl)",
     "deep_gmrf": "diagnose its first layer, a gated MRF, with experiments/configs/mcrbm_patches.py or "
                  "mpot_patches.py",
+    "gmrf_images": "diagnose a learned image model with a contrastive config of it (the pair-wise MRF, the "
+                   "Field of Experts or the tiled mcRBM); the closed-form models need no diagnosis",
     "inpainting": "diagnose the gated MRF it uses with a contrastive config (experiments/configs/"
                   "mpot_patches.py or mcrbm_patches.py with the faces data set)",
     "occlusion": "diagnose the gated MRF it uses with a contrastive config (experiments/configs/"

@@ -40,7 +40,7 @@ def _config(module, arg="smoke"):
 
 @pytest.mark.parametrize("module, trainer", [
     ("dbn_digits", "dbn"), ("sdae_digits", "sdae"), ("deep_gmrf_patches", "deep_gmrf"),
-    ("gmrf_faces", "inpainting"), ("gmrf_digits", "occlusion"), ("dae_digits", "autoencoder"),
+    ("gmrf_images", "gmrf_images"), ("gmrf_faces", "inpainting"), ("gmrf_digits", "occlusion"), ("dae_digits", "autoencoder"),
     ("sparse_coding_patches", "sparse_coding"), ("kmeans_patches", "kmeans"),
 ])
 def test_other_trainers_are_refused_before_anything_is_written(tmp_path, module, trainer):
