@@ -60,6 +60,26 @@ def student_t_posterior(responses: Array, alpha: Array) -> Array:
   return alpha / (1.0 + 0.5 * responses * responses)
 
 
+def grey_batch(x: Any, image_shape: tuple[int, int], owner: str) -> Array:
+  """x checked and shaped (B, H, W), float (non-float input becomes float32), for a model of H × W images.
+
+  Accepts (B, H, W), (B, H, W, 1) (a data set's grey images) and (B, H·W) (flat chains, the trainer's
+  batches); anything else is a ValueError naming `owner`, its image shape and the shape given.
+  """
+  x = jnp.asarray(x)
+  height, width = image_shape
+  if x.ndim == 4 and x.shape[-1] == 1:
+    x = x[..., 0]
+  elif x.ndim == 2 and x.shape[1] == height * width:
+    x = x.reshape(x.shape[0], height, width)
+  if x.ndim != 3 or x.shape[1:] != (height, width):
+    raise ValueError(f"{owner} with image_shape {tuple(image_shape)} expects images of shape (batch, {height}, "
+                     f"{width}), (batch, {height}, {width}, 1) or (batch, {height * width}), got {tuple(x.shape)}")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(jnp.float32)
+  return x
+
+
 class GreyImageModel(nn.Module):
   """Base of the whole-image models: an `image_shape` field and the input handling.
 
@@ -85,19 +105,7 @@ class GreyImageModel(nn.Module):
 
   def images(self, x: Any) -> Array:
     """x checked and shaped (B, H, W), float (non-float input becomes float32)."""
-    x = jnp.asarray(x)
-    height, width = self.image_shape
-    if x.ndim == 4 and x.shape[-1] == 1:
-      x = x[..., 0]
-    elif x.ndim == 2 and x.shape[1] == height * width:
-      x = x.reshape(x.shape[0], height, width)
-    if x.ndim != 3 or x.shape[1:] != (height, width):
-      raise ValueError(f"{type(self).__name__} with image_shape {tuple(self.image_shape)} expects "
-                       f"images of shape (batch, {height}, {width}), (batch, {height}, {width}, 1) "
-                       f"or (batch, {height * width}), got {tuple(x.shape)}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-      x = x.astype(jnp.float32)
-    return x
+    return grey_batch(x, self.image_shape, type(self).__name__)
 
   def visible(self, x: Any) -> Array:
     """x checked and flattened to (B, H·W), as the other energy models' `visible`."""

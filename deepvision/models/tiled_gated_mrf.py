@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepvision.models import gated_mrf_energy, gated_mrf_pooling
+from deepvision.models.grey_images import grey_batch
 from deepvision.models.tiling import (bank_index, contract, contract_transposed, extract_tiles, per_tile,
                                       positive_int, tile_grid)
 
@@ -231,20 +232,8 @@ class TiledMCRBM(nn.Module):
   # Inputs ------------------------------------------------------------------------------------
 
   def images(self, x: Any) -> Array:
-    """x checked and shaped (B, H, W), float."""
-    x = jnp.asarray(x)
-    height, width = self.image_shape
-    if x.ndim == 4 and x.shape[-1] == 1:
-      x = x[..., 0]
-    elif x.ndim == 2 and x.shape[1] == height * width:
-      x = x.reshape(x.shape[0], height, width)
-    if x.ndim != 3 or x.shape[1:] != (height, width):
-      raise ValueError(f"{type(self).__name__} with image_shape {tuple(self.image_shape)} expects "
-                       f"images of shape (batch, {height}, {width}), (batch, {height}, {width}, 1) "
-                       f"or (batch, {height * width}), got {tuple(x.shape)}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-      x = x.astype(jnp.float32)
-    return x
+    """x checked and shaped (B, H, W), float (`grey_images.grey_batch`)."""
+    return grey_batch(x, self.image_shape, type(self).__name__)
 
   def visible(self, x: Any) -> Array:
     """x checked and flattened to (B, H·W) (as the other energy models' `visible`)."""
