@@ -51,8 +51,14 @@ from deepvision.models.stationary_gaussian import StationaryGaussian
 from deepvision.samplers import gated_mrf as gated_mrf_sampling
 from deepvision.samplers.base import run_chain
 from deepvision.samplers.hmc_chains import hmc_chains
-from deepvision.train import loop, workdir as workdirs
-from deepvision.train.contrastive_loop import RUN_IDENTITY, EnergyData, plan_contrastive, run_contrastive
+from deepvision.train import loop
+from deepvision.train import workdir as workdirs
+from deepvision.train.contrastive_loop import (
+  RUN_IDENTITY,
+  EnergyData,
+  plan_contrastive,
+  run_contrastive,
+)
 from deepvision.train.writers import MetricsWriter, closing_summary, read_metrics
 from experiments import blocks, deep_gmrf
 
@@ -110,8 +116,10 @@ def learned_config(config: ml_collections.ConfigDict, images: blocks.ImageModels
   layer.figures = bool(config.get("figures", True))  # the training curves of the model
   layer.batch_size = images.batch_size
   layer.num_epochs = images.num_epochs
-  layer.contrastive = schema.defaults(config_blocks.ContrastiveSettings, method="pcd", sampler="hmc", sampler_options=dict(
-      num_leapfrog=images.sample_leapfrog, initial_step_size=images.initial_step_size, target_rejection=0.1))
+  options = {"num_leapfrog": images.sample_leapfrog, "initial_step_size": images.initial_step_size,
+             "target_rejection": 0.1}
+  layer.contrastive = schema.defaults(config_blocks.ContrastiveSettings, method="pcd", sampler="hmc",
+                                      sampler_options=options)
   layer.optimizer = schema.defaults(config_blocks.Optimizer, learning_rate=images.learning_rate, momentum=0.5,
                                     weight_decay=0.0)
   layer.log_likelihood.method = "none"
@@ -239,8 +247,8 @@ def _tiled_maps(plan: ImagesPlan, size: int) -> tuple[Callable, Callable]:
   gaussian, variables = StationaryGaussian.fit(plan.fit_crops)
   variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
   t = plan.tiled_pixel_std
-  whiten = lambda x: t * gaussian.apply(variables, x, method="whiten")  # noqa: E731
-  colour = lambda z: gaussian.apply(variables, z / t, method="colour")  # noqa: E731
+  whiten = lambda x: t * gaussian.apply(variables, x, method="whiten")
+  colour = lambda z: gaussian.apply(variables, z / t, method="colour")
   return whiten, colour
 
 
@@ -328,8 +336,7 @@ def run_gmrf_images(config: ml_collections.ConfigDict, workdir: str, quiet: bool
   record = writer.write(sum(layer.num_epochs for layer in plan.learned.values()), {**stats, "final": True})
   writer.close()
   if not quiet:
-    print(closing_summary(workdir, record, [k for k in record if k.endswith("/psnr")
-                                            or k.endswith("/kl_derivative")]))
+    print(closing_summary(workdir, record, [k for k in record if k.endswith(("/psnr", "/kl_derivative"))]))
   return record
 
 

@@ -132,7 +132,7 @@ def _fft_macs(eqn: Any) -> int:
   side = eqn.outvars[0].aval if kind == "IRFFT" else eqn.invars[0].aval
   transforms = size(side) // points
   per_transform = 2.5 * points * math.log2(points) * (0.5 if kind in ("RFFT", "IRFFT") else 1.0)
-  return int(round(transforms * per_transform))
+  return round(transforms * per_transform)
 
 
 def _primitive_costs(eqn: Any, consts: dict) -> tuple[int, int]:

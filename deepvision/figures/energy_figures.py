@@ -64,7 +64,7 @@ def save_figures(plan: Any, state, workdir: str, key: jax.Array,
                else None)
   whitener = plan.data.whitener
   if whitener is not None:  # whitened vectors (..., K) back to pixels (..., V)
-    to_pixels = lambda z: whitener.inverse(  # noqa: E731
+    to_pixels = lambda z: whitener.inverse(
         np.reshape(z, (-1, whitener.num_components))).reshape(*np.shape(z)[:-1], -1)
   value_range = (0.0, 1.0) if getattr(plan.model, "visible_kind", "") == "binary" else None
   energy_viz.save_weight_filters(np.asarray(params["W"]), shape, os.path.join(workdir, "filters.png"),
