@@ -40,3 +40,24 @@ def measure_children(run: Callable[[], T]) -> tuple[T, dict]:
   busy = None if busy_before is None else (cpu_busy_seconds() - busy_before) / capacity
   return result, {"machine_busy_share": busy, "run_cpu_seconds": own,
                   "other_processes_cpu_share": None if busy is None else max(0.0, busy - own / capacity)}
+
+
+class OwnLoad:
+  """How much of the machine other processes took while this process measured, from its creation on.
+
+  `other_share()`: the busy CPU time of all processes (Linux /proc/stat) less this process's own, over the
+  wall time × cores since creation, rounded to 3 digits (None off Linux); `seconds()`: that wall time.
+  """
+
+  def __init__(self):
+    self.begin, self.own, self.busy = time.perf_counter(), time.process_time(), cpu_busy_seconds()
+
+  def seconds(self) -> float:
+    return time.perf_counter() - self.begin
+
+  def other_share(self) -> float | None:
+    busy = cpu_busy_seconds()
+    if self.busy is None or busy is None:
+      return None
+    other = max(0.0, busy - self.busy - (time.process_time() - self.own))
+    return round(other / (self.seconds() * os.cpu_count()), 3)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from jax import lax
 
 import run_timing  # benchmarks/run_timing.py (the script's own folder)
-from cpu_load import cpu_busy_seconds
+from cpu_load import OwnLoad
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TARGET_SPEEDUP = 2.5
@@ -140,19 +140,15 @@ def main(argv=None) -> None:
   parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks/results/main_job_profile.json")
   args = parser.parse_args(argv)
   sys.path.insert(0, str(ROOT))
-  started, own_before, busy_before = time.perf_counter(), time.process_time(), cpu_busy_seconds()
+  load = OwnLoad()
   record = {"benchmark": "default experiment: FLOPs and time of one training step, and this CPU's rates",
             "machine_before": run_timing.machine(), "versions": run_timing.versions(),
             "step": profile_step(args.rounds), "convolutions": profile_convolutions(args.rounds),
             "matmul": profile_matmul(args.rounds)}
   record["machine_after"] = run_timing.machine()
-  busy_after, own = cpu_busy_seconds(), time.process_time() - own_before
-  wall = time.perf_counter() - started
-  record["measured_seconds"] = round(wall, 1)
-  if busy_before is not None and busy_after is not None:
-    cores = record["machine_before"]["cores"]
-    # The share of the machine's CPU time that other processes used while this one measured.
-    record["other_processes_cpu_share"] = round(max(0.0, busy_after - busy_before - own) / (wall * cores), 3)
+  record["measured_seconds"] = round(load.seconds(), 1)
+  if (share := load.other_share()) is not None:  # the share other processes used while this one measured
+    record["other_processes_cpu_share"] = share
   record["git"] = run_timing.git_state()
   record["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
   record["command"] = "python benchmarks/main_job_profile.py " + " ".join(argv or sys.argv[1:])

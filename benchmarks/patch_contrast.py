@@ -39,7 +39,7 @@ import jax
 import numpy as np
 
 import run_timing  # benchmarks/run_timing.py (the script's own folder)
-from cpu_load import cpu_busy_seconds
+from cpu_load import OwnLoad
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # experiments/ (the configs) is importable from a checkout, not installed.
@@ -111,7 +111,7 @@ def main(argv=None) -> None:
   parser.add_argument("--trajectories", type=int, default=200)
   parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks/results/patch_contrast.json")
   args = parser.parse_args(argv)
-  started, own_before, busy_before = time.perf_counter(), time.process_time(), cpu_busy_seconds()
+  load = OwnLoad()
   rows = []
   with tempfile.TemporaryDirectory() as scratch:
     for i, setting in enumerate(args.settings):
@@ -121,11 +121,9 @@ def main(argv=None) -> None:
                          "log-likelihood in the unscaled units",
             "trajectories": args.trajectories, "num_samples": NUM_SAMPLES, "rows": rows,
             "machine": run_timing.machine(), "versions": run_timing.versions()}
-  wall = time.perf_counter() - started
-  busy_after = cpu_busy_seconds()
-  if busy_before is not None and busy_after is not None:
-    other = max(0.0, busy_after - busy_before - (time.process_time() - own_before))
-    record["other_processes_cpu_share"] = round(other / (wall * record["machine"]["cores"]), 3)
+  wall = load.seconds()
+  if (share := load.other_share()) is not None:
+    record["other_processes_cpu_share"] = share
   record.update({"measured_seconds": round(wall, 1), "git": run_timing.git_state(),
                  "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                  "command": "python benchmarks/patch_contrast.py " + " ".join(argv or sys.argv[1:])})

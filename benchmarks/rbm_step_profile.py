@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import run_timing  # benchmarks/run_timing.py (the script's own folder)
-from cpu_load import cpu_busy_seconds
+from cpu_load import OwnLoad
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -97,7 +97,7 @@ def main(argv=None) -> None:
   from sklearn.neural_network import BernoulliRBM  # pylint: disable=g-import-not-at-top
   import threadpoolctl  # pylint: disable=g-import-not-at-top
 
-  started, own_before, busy_before = time.perf_counter(), time.process_time(), cpu_busy_seconds()
+  load = OwnLoad()
   k, rounds = args.k, args.rounds
   config = run_timing.rbm_test_fit_config(k)
   plan = contrastive_loop.plan_contrastive(config)
@@ -163,11 +163,9 @@ def main(argv=None) -> None:
   }
   record["budget_us_per_update_for_3x"] = record["sklearn_float32"]["us_per_update"] / 3
   record["machine_after"] = run_timing.machine()
-  wall = time.perf_counter() - started
-  busy_after = cpu_busy_seconds()
-  if busy_before is not None and busy_after is not None:
-    other = max(0.0, busy_after - busy_before - (time.process_time() - own_before))
-    record["other_processes_cpu_share"] = round(other / (wall * record["machine_before"]["cores"]), 3)
+  wall = load.seconds()
+  if (share := load.other_share()) is not None:
+    record["other_processes_cpu_share"] = share
   record.update({"measured_seconds": round(wall, 1), "git": run_timing.git_state(),
                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                  "command": "python benchmarks/rbm_step_profile.py " + " ".join(argv or sys.argv[1:])})
