@@ -89,9 +89,9 @@ def _crops(config: ml_collections.ConfigDict, split: str, size: int, count: int,
     raise ConfigError(f"config.images ({split!r}, crops of {size}²): {e}") from None
 
 
-def _without_images(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config without this pipeline's own block: `deep_gmrf.tiled_config`'s base."""
-  return ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k != "images"})
+def _without(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> ml_collections.ConfigDict:
+  """A copy of the config without the blocks `names` (a learned model's base config)."""
+  return ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k not in names})
 
 
 def learned_config(config: ml_collections.ConfigDict, images: blocks.ImageModels, name: str
@@ -100,7 +100,7 @@ def learned_config(config: ml_collections.ConfigDict, images: blocks.ImageModels
   per update, the step size adapted) on crop_size² crops scaled by one scalar (no DC removal), SGD with
   momentum 0.5 at `images.learning_rate` (the energies sum over the pixels, hence the small rate), no
   weight decay, no log-likelihood."""
-  layer = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k not in _BLOCKS})
+  layer = _without(config, _BLOCKS)
   layer.trainer = "contrastive"
   layer.model = name
   layer.model_kwargs = ml_collections.ConfigDict({"image_shape": (images.crop_size, images.crop_size)})
@@ -139,7 +139,7 @@ def plan_images(config: ml_collections.ConfigDict) -> ImagesPlan:
       continue
     if name == "tiled_mcrbm":
       tiled = schema.load(blocks.Tiled, config.tiled, "config.tiled")
-      layer = deep_gmrf.tiled_config(_without_images(config), dataclasses.replace(tiled, enabled=True))
+      layer = deep_gmrf.tiled_config(_without(config, ("images",)), dataclasses.replace(tiled, enabled=True))
     else:
       layer = learned_config(config, images, name)
     try:
@@ -218,13 +218,11 @@ def fit_models(plan: ImagesPlan, workdir: str, quiet: bool) -> list[Fitted]:
   """Every model of the plan fitted (closed form) or trained (PCD + HMC, resumable), at size²."""
   size = plan.images.size
   out = []
+  closed_form = {}
   for name in plan.images.models:
     if name in blocks.CLOSED_FORM_IMAGE_MODELS:
-      template = zoo.create(name)
-      fields = {"wavelet": template.wavelet, "levels": template.levels} if name == "wavelet_prior" else {}
-      model, variables = type(template).fit(plan.fit_crops, **fields)
-      variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
-      out.append(Fitted(name, model, variables, _identity, _identity))
+      closed_form[name] = _closed_form_fit(plan, name)
+      out.append(Fitted(name, *closed_form[name], _identity, _identity))
       continue
     layer = plan.learned[name]
     if not quiet:
@@ -233,22 +231,31 @@ def fit_models(plan: ImagesPlan, workdir: str, quiet: bool) -> list[Fitted]:
     model = zoo.create(layer.model, **loop.model_kwargs(layer)).clone(image_shape=(size, size))
     to_model, to_standard = _identity, _identity
     if name == "tiled_mcrbm":
-      to_model, to_standard = _tiled_maps(plan, size)
+      gaussian = closed_form.get("stationary_gaussian") or _closed_form_fit(plan, "stationary_gaussian")
+      to_model, to_standard = _tiled_maps(plan, gaussian)
     out.append(Fitted(name, model, {"params": jax.device_get(params)}, to_model, to_standard))
   return out
 
 
-def _tiled_maps(plan: ImagesPlan, size: int) -> tuple[Callable, Callable]:
-  """The tiled model's input space at size²: whitened by the stationary Gaussian of the size² crops and scaled
-  by t = tiled.pixel_std (`images.tiled_whitening`), else the DC-free crops scaled as `deep_gmrf.crop_data`."""
+def _closed_form_fit(plan: ImagesPlan, name: str) -> tuple[Any, Any]:
+  """(model, float32 variables) of a closed-form model fitted to the plan's size² crops."""
+  template = zoo.create(name)
+  fields = {"wavelet": template.wavelet, "levels": template.levels} if name == "wavelet_prior" else {}
+  model, variables = type(template).fit(plan.fit_crops, **fields)
+  return model, jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
+
+
+def _tiled_maps(plan: ImagesPlan, gaussian: tuple[Any, Any]) -> tuple[Callable, Callable]:
+  """The tiled model's input space at size²: whitened by `gaussian`, the stationary Gaussian of the size²
+  crops, and scaled by t = tiled.pixel_std (`images.tiled_whitening`), else the DC-free crops scaled as
+  `deep_gmrf.crop_data`."""
   if not plan.images.tiled_whitening:  # DC-free crops scaled to t: x_model = x / scale, around the mean
     scale = plan.learned_data["tiled_mcrbm"].standardizer["std"][0] / plan.standardizer["std"][0]
     return (lambda x: (x - jnp.mean(x, axis=(-2, -1), keepdims=True)) / scale), (lambda z: z * scale)
-  gaussian, variables = StationaryGaussian.fit(plan.fit_crops)
-  variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
+  model, variables = gaussian
   t = plan.tiled_pixel_std
-  whiten = lambda x: t * gaussian.apply(variables, x, method="whiten")
-  colour = lambda z: gaussian.apply(variables, z / t, method="colour")
+  whiten = lambda x: t * model.apply(variables, x, method="whiten")
+  colour = lambda z: model.apply(variables, z / t, method="colour")
   return whiten, colour
 
 
